@@ -1,0 +1,68 @@
+# Modelyard developer entry points. `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PYTEST := $(PY) -m pytest
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 22
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (need Python >= 3.11)"; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "error: Python >= 3.11 needed"; exit 1; }
+	@command -v openssl >/dev/null || { echo "installing openssl"; apt-get update -qq && apt-get install -y -qq openssl; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with the project and its dev tools
+
+controlplane: ## build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm
+	bash hack/build-controlplane.sh
+
+generate: $(STAMP) ## regenerate CRDs (crds/ and the chart) from the API models
+	$(PY) hack/generate.py
+
+check-generated: generate ## fail when generated files differ from the committed ones
+	@git diff --exit-code -- crds charts || { echo "error: generated files are stale: run 'make generate' and commit"; exit 1; }
+
+lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, helm lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy operator/modelyard_operator runtime-image/modelyard_runtime
+	$(VENV)/bin/lint-imports
+	"$$(bash hack/build-controlplane.sh)/helm" lint --strict charts/modelyard
+
+test-unit: $(STAMP) ## unit tier: pure code, seconds
+	$(PYTEST) -m unit tests/unit
+
+test-integration: $(STAMP) controlplane ## integration tier: real control plane, real operator
+	$(PYTEST) -m integration tests/integration
+
+test-e2e: $(STAMP) controlplane ## end-to-end tier: whole flows (the demo included)
+	$(PYTEST) -m e2e tests/e2e
+
+test: $(STAMP) controlplane check-generated lint ## everything: generated files, lint, all test tiers
+	$(PYTEST) tests
+
+demo: $(STAMP) controlplane ## start a local cluster, run the operator, deploy a sample model, stop cleanly
+	$(PY) hack/demo.py
+
+cluster-up: controlplane ## start the local control plane (.devcluster/)
+	hack/devcluster up
+
+cluster-down: ## stop it
+	hack/devcluster down
+
+clean: ## remove the virtual environment and local state (not the binary cache)
+	-hack/devcluster down
+	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: help venv controlplane generate check-generated lint test-unit test-integration test-e2e test demo \
+	cluster-up cluster-down clean

@@ -1,0 +1,19 @@
+{{- define "modelyard.name" -}}modelyard-operator{{- end -}}
+
+{{- define "modelyard.labels" -}}
+app.kubernetes.io/name: modelyard
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{- define "modelyard.selector" -}}
+app.kubernetes.io/name: modelyard
+app.kubernetes.io/component: operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "modelyard.image" -}}
+{{ .image.repository }}:{{ .image.tag | default .appVersion }}
+{{- end -}}

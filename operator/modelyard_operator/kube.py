@@ -1,0 +1,124 @@
+"""The only module that talks to the Kubernetes API (adapter over lightkube).
+
+Objects cross this boundary as plain dictionaries; API exceptions become :class:`KubeError`, which the
+handlers turn into kopf's temporary errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Service
+from lightkube.types import PatchType
+
+from modelyard_operator.api.common import GROUP, VERSION
+from modelyard_operator.config import FIELD_MANAGER
+from modelyard_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
+
+Obj = dict[str, Any]
+
+ModelVersionResource = create_namespaced_resource(GROUP, VERSION, "ModelVersion", "modelversions")
+ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, "ModelDeployment", "modeldeployments")
+
+_KINDS: dict[tuple[str, str], Any] = {
+    ("apps/v1", "Deployment"): Deployment,
+    ("v1", "Service"): Service,
+}
+
+
+def _dict(obj: Any) -> Obj:
+    return cast(Obj, obj.to_dict())
+
+
+class KubeError(Exception):
+    """An API call failed; ``transient`` says whether retrying may help."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def transient(self) -> bool:
+        return self.status == 0 or self.status == 409 or self.status == 429 or self.status >= 500
+
+
+def _translate(exc: ApiError, what: str) -> KubeError:
+    return KubeError(f"{what}: {exc.status.message}", status=exc.status.code or 0)
+
+
+class Kube:
+    """Thin async facade over the API calls the operator makes."""
+
+    def __init__(self, client: AsyncClient | None = None) -> None:
+        self._client = client or AsyncClient(field_manager=FIELD_MANAGER)
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def list_model_versions(self, namespace: str) -> list[Obj]:
+        try:
+            return [_dict(o) async for o in self._client.list(ModelVersionResource, namespace=namespace)]
+        except ApiError as exc:
+            raise _translate(exc, f"listing ModelVersions in {namespace}") from exc
+
+    async def list_model_deployments(self, namespace: str) -> list[Obj]:
+        try:
+            return [_dict(o) async for o in self._client.list(ModelDeploymentResource, namespace=namespace)]
+        except ApiError as exc:
+            raise _translate(exc, f"listing ModelDeployments in {namespace}") from exc
+
+    async def get_model_deployment(self, namespace: str, name: str) -> Obj | None:
+        try:
+            obj = await self._client.get(ModelDeploymentResource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _translate(exc, f"reading ModelDeployment {namespace}/{name}") from exc
+        return _dict(obj)
+
+    async def list_owned_deployments(self, namespace: str, md_name: str) -> list[Obj]:
+        labels = {LABEL_INSTANCE: md_name, LABEL_MANAGED_BY: MANAGED_BY}
+        try:
+            return [
+                _dict(o)
+                async for o in self._client.list(Deployment, namespace=namespace, labels=labels)  # type: ignore[arg-type]
+            ]
+        except ApiError as exc:
+            raise _translate(exc, f"listing Deployments of {namespace}/{md_name}") from exc
+
+    async def apply(self, obj: Obj) -> None:
+        """Server-side apply under the operator's field manager, taking over conflicting fields."""
+        resource = _KINDS[(obj["apiVersion"], obj["kind"])]
+        meta = obj["metadata"]
+        try:
+            await self._client.patch(
+                resource,
+                meta["name"],
+                obj,
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER,
+                force=True,
+            )
+        except ApiError as exc:
+            raise _translate(exc, f"applying {obj['kind']} {meta['namespace']}/{meta['name']}") from exc
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        try:
+            await self._client.delete(Deployment, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise _translate(exc, f"deleting Deployment {namespace}/{name}") from exc
+
+    async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
+        resource = ModelDeploymentResource if kind == "ModelDeployment" else ModelVersionResource
+        try:
+            await self._client.patch(
+                resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
+            )
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise _translate(exc, f"writing the status of {kind} {namespace}/{name}") from exc

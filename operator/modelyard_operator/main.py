@@ -1,0 +1,69 @@
+"""``modelyard-operator``: runs the kopf operator against the current kubeconfig or in-cluster account.
+
+Every flag is also an environment variable (``--runtime-image`` ↔ ``MODELYARD_RUNTIME_IMAGE``); flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from modelyard_operator import __version__
+from modelyard_operator.config import DEFAULT_IMAGE, OperatorConfig
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"MODELYARD_{name}", default)
+
+
+def _flag(name: str) -> bool:
+    return _env(name, "false").lower() in ("1", "true", "yes", "on")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="modelyard-operator", description=__doc__.splitlines()[0])
+    p.add_argument("--namespace", action="append", default=[], help="watch only these namespaces (repeat)")
+    p.add_argument("--runtime-image", default=_env("RUNTIME_IMAGE", DEFAULT_IMAGE), help="image of model pods")
+    p.add_argument("--image-pull-policy", default=_env("IMAGE_PULL_POLICY", "IfNotPresent"))
+    p.add_argument("--allow-unpinned-artifacts", action="store_true", default=_flag("ALLOW_UNPINNED_ARTIFACTS"))
+    p.add_argument("--allow-file-uris", action="store_true", default=_flag("ALLOW_FILE_URIS"))
+    p.add_argument("--cluster-domain", default=_env("CLUSTER_DOMAIN", "cluster.local"))
+    p.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), help="0: no metrics server")
+    p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "0")), help="0: no /healthz")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Imported late: importing kopf registers nothing, importing handlers registers our handlers.
+    import kopf
+    from prometheus_client import start_http_server
+
+    from modelyard_operator import handlers  # noqa: F401  (registers the handlers)
+    from modelyard_operator.metrics import OperatorMetrics
+
+    config = OperatorConfig(
+        runtime_image=args.runtime_image,
+        image_pull_policy=args.image_pull_policy,
+        allow_unpinned_artifacts=args.allow_unpinned_artifacts,
+        allow_file_uris=args.allow_file_uris,
+        cluster_domain=args.cluster_domain,
+    )
+    metrics = OperatorMetrics()
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="0.0.0.0", registry=metrics.registry)
+    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
+    kopf.run(
+        standalone=True,
+        clusterwide=not args.namespace,
+        namespaces=args.namespace,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(config=config, metrics=metrics),
+    )
+    sys.exit(0)

@@ -1,0 +1,230 @@
+"""Desired Kubernetes objects for a ModelDeployment (pure: dicts in, dicts out, no I/O).
+
+Every object carries the owner reference that makes the garbage collector remove it with its owner,
+and the labels of DESIGN.md §2. The pod follows the restricted Pod Security profile: non-root,
+read-only root filesystem, no privilege escalation, all capabilities dropped, seccomp RuntimeDefault
+and no service-account token (model pods never talk to the API server).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modelyard_operator.api.common import API_VERSION
+from modelyard_operator.api.modeldeployment import ModelDeployment
+from modelyard_operator.api.modelversion import ModelVersion
+from modelyard_operator.config import OperatorConfig
+from modelyard_operator.names import (
+    LABEL_COMPONENT,
+    deployment_name,
+    selector,
+    version_labels,
+)
+
+MODELS_DIR = "/models"
+CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
+RUN_AS = 65532
+HTTP_PORT_NAME = "http"
+GRPC_PORT_NAME = "grpc"
+
+Obj = dict[str, Any]
+
+
+def owner_reference(kind: str, name: str, uid: str) -> Obj:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _container_security() -> Obj:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def loader_args(mv: ModelVersion, mode: str) -> list[str]:
+    """Arguments of ``modelyard-loader`` for this version (fetch for static, sidecar for dynamic)."""
+    spec = mv.spec
+    dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
+    args = ["fetch" if mode == "static" else "sidecar", "--uri", spec.artifact.uri, "--dest", dest]
+    if spec.artifact.digest:
+        args += ["--digest", spec.artifact.digest]
+    if spec.artifact.credentials_secret:
+        args += ["--credentials-dir", CREDENTIALS_DIR]
+    if spec.artifact.signature is not None:
+        args += ["--signature", spec.artifact.signature.uri]
+    return args
+
+
+def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
+    s = md.spec
+    args = [
+        "--model-repository",
+        MODELS_DIR,
+        "--http-port",
+        str(s.serving.http_port),
+        "--grpc-port",
+        str(s.serving.grpc_port),
+        "--load-mode",
+        s.loading.mode,
+    ]
+    if s.loading.memory_budget is not None:
+        args += ["--memory-budget", str(s.loading.memory_budget)]
+    if mv.spec.batching.max_batch_size > 0:
+        args += [
+            "--max-batch-size",
+            str(mv.spec.batching.max_batch_size),
+            "--max-queue-delay-ms",
+            str(mv.spec.batching.max_queue_delay_ms),
+        ]
+    return args
+
+
+def _probe(path: str, *, period: int, failures: int) -> Obj:
+    return {
+        "httpGet": {"path": path, "port": HTTP_PORT_NAME},
+        "periodSeconds": period,
+        "failureThreshold": failures,
+        "timeoutSeconds": 2,
+    }
+
+
+def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig) -> Obj:
+    s = md.spec
+    mounts = [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108  (an emptyDir in the pod)
+    loader: Obj = {
+        "name": "loader",
+        "image": config.runtime_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelyard-loader"],
+        "args": loader_args(mv, s.loading.mode),
+        "volumeMounts": [dict(m) for m in mounts],
+        "securityContext": _container_security(),
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    }
+    volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    if mv.spec.artifact.credentials_secret:
+        volumes.append({"name": "credentials", "secret": {"secretName": mv.spec.artifact.credentials_secret}})
+        loader["volumeMounts"].append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+    if s.loading.mode == "dynamic":
+        loader["restartPolicy"] = "Always"  # native sidecar: keeps fetching versions on request
+    server: Obj = {
+        "name": "server",
+        "image": config.runtime_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelyard-server"],
+        "args": server_args(md, mv),
+        "ports": [
+            {"name": HTTP_PORT_NAME, "containerPort": s.serving.http_port, "protocol": "TCP"},
+            {"name": GRPC_PORT_NAME, "containerPort": s.serving.grpc_port, "protocol": "TCP"},
+        ],
+        "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
+        "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
+        # Large models take long to load: the startup probe allows up to 10 minutes before liveness applies.
+        "startupProbe": _probe("/v2/health/live", period=5, failures=120),
+        "volumeMounts": mounts,
+        "securityContext": _container_security(),
+    }
+    resources = {
+        key: value for key, value in (("requests", s.resources.requests), ("limits", s.resources.limits)) if value
+    }
+    if resources:
+        server["resources"] = resources
+    pod: Obj = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS,
+            "runAsGroup": RUN_AS,
+            "fsGroup": RUN_AS,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "initContainers": [loader],
+        "containers": [server],
+        "volumes": volumes,
+        "terminationGracePeriodSeconds": 30,
+    }
+    if s.placement.node_selector:
+        pod["nodeSelector"] = dict(s.placement.node_selector)
+    if s.placement.tolerations:
+        pod["tolerations"] = [t.to_wire() for t in s.placement.tolerations]
+    if s.placement.affinity:
+        pod["affinity"] = dict(s.placement.affinity)
+    return pod
+
+
+def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig, *, replicas: int) -> Obj:
+    """The Deployment that serves one version of the model."""
+    meta = md.metadata
+    version = mv.spec.version
+    labels = {**version_labels(meta.name, md.spec.model, version), LABEL_COMPONENT: "predictor"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": deployment_name(meta.name, version),
+            "namespace": meta.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference("ModelDeployment", meta.name, meta.uid)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector(meta.name, version)},
+            # A replacement pod is Ready before an old one goes: capacity never dips during an update.
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {"metadata": {"labels": dict(labels)}, "spec": render_pod_spec(md, mv, config)},
+        },
+    }
+
+
+def render_service(md: ModelDeployment, *, name: str, version: str | None) -> Obj:
+    """A ClusterIP Service over the model's pods (all versions, or one version)."""
+    meta = md.metadata
+    s = md.spec.serving
+    labels = {**version_labels(meta.name, md.spec.model, version or "all")}
+    if version is None:
+        labels.pop("modelyard.dev/version")
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": name,
+            "namespace": meta.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference("ModelDeployment", meta.name, meta.uid)],
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(meta.name, version),
+            "ports": [
+                {"name": HTTP_PORT_NAME, "port": s.http_port, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"},
+                {
+                    "name": GRPC_PORT_NAME,
+                    "port": s.grpc_port,
+                    "targetPort": GRPC_PORT_NAME,
+                    "protocol": "TCP",
+                    "appProtocol": "kubernetes.io/h2c",
+                },
+            ],
+        },
+    }
+
+
+def render_children(md: ModelDeployment, stable: ModelVersion, config: OperatorConfig) -> list[Obj]:
+    """Everything one ModelDeployment serving one version needs: its Deployment and Services."""
+    name = md.metadata.name
+    return [
+        render_deployment(md, stable, config, replicas=md.spec.replicas),
+        render_service(md, name=name, version=None),
+        render_service(md, name=f"{name}-stable", version=stable.spec.version),
+    ]

@@ -1,0 +1,206 @@
+"""Status and conditions of a ModelDeployment from what was observed (pure).
+
+Conditions follow kstatus: ``Ready``, ``Progressing`` and ``Degraded`` plus ``status.observedGeneration``,
+so ``kubectl wait --for=condition=Ready``, Argo CD and Flux read health without custom code.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard_operator.api.common import Condition, ConditionStatus, ObjectMeta
+from modelyard_operator.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+
+
+class Reason(enum.StrEnum):
+    """Reasons the operator gives in conditions and Events."""
+
+    MODEL_VERSION_NOT_FOUND = "ModelVersionNotFound"
+    MODEL_VERSION_MISMATCH = "ModelVersionMismatch"
+    MODEL_VERSION_AMBIGUOUS = "ModelVersionAmbiguous"
+    MODEL_VERSION_FAILED = "ModelVersionFailed"
+    ARTIFACT_NOT_PINNED = "ArtifactNotPinned"
+    FILE_URI_NOT_ALLOWED = "FileURINotAllowed"
+    INVALID_SPEC = "InvalidSpec"
+    DEPLOYING = "Deploying"
+    REPLACING = "ReplacingVersion"
+    AVAILABLE = "Available"
+    SCALED_TO_ZERO = "ScaledToZero"
+    PENDING_VALIDATION = "PendingValidation"
+
+
+@dataclass(frozen=True)
+class DeploymentObservation:
+    """The parts of a rendered Deployment's state that health depends on."""
+
+    name: str
+    version: str
+    replicas: int
+    ready_replicas: int
+    available_replicas: int
+    updated_replicas: int
+    generation: int
+    observed_generation: int
+
+    @property
+    def rolled_out(self) -> bool:
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas >= self.replicas
+            and self.available_replicas >= self.replicas
+        )
+
+    @classmethod
+    def from_object(cls, obj: dict[str, Any], version_label: str) -> DeploymentObservation:
+        meta, spec, st = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status") or {}
+        return cls(
+            name=meta.get("name", ""),
+            version=meta.get("labels", {}).get(version_label, ""),
+            replicas=int(spec.get("replicas", 1)),
+            ready_replicas=int(st.get("readyReplicas", 0)),
+            available_replicas=int(st.get("availableReplicas", 0)),
+            updated_replicas=int(st.get("updatedReplicas", 0)),
+            generation=int(meta.get("generation", 0)),
+            observed_generation=int(st.get("observedGeneration", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a ModelDeployment cannot be reconciled right now (shown as Degraded)."""
+
+    reason: Reason
+    message: str
+
+
+@dataclass
+class StatusUpdate:
+    """The status to write, plus the Events worth emitting because something changed."""
+
+    status: dict[str, Any]
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    generation: int,
+) -> list[dict[str, Any]]:
+    """Return conditions with one set; lastTransitionTime moves only when the status changes."""
+    previous = next((c for c in conditions if c.get("type") == type_), None)
+    transition = now
+    if previous is not None and previous.get("status") == status and previous.get("lastTransitionTime"):
+        transition = previous["lastTransitionTime"]
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message,
+        last_transition_time=transition,
+        observed_generation=generation,
+    ).to_wire()
+    return [c for c in conditions if c.get("type") != type_] + [new]
+
+
+CondValue = tuple[ConditionStatus, str, str]  # (status, reason, message)
+
+
+def _conditions(
+    current: ModelDeploymentStatus,
+    generation: int,
+    now: str,
+    *,
+    ready: CondValue,
+    progressing: CondValue,
+    degraded: CondValue,
+) -> list[dict[str, Any]]:
+    conditions = [c.to_wire() for c in current.conditions]
+    for type_, (status, reason, message) in (("Ready", ready), ("Progressing", progressing), ("Degraded", degraded)):
+        conditions = set_condition(conditions, type_, status, reason, message, now=now, generation=generation)
+    return conditions
+
+
+def endpoints(md: ModelDeployment, cluster_domain: str) -> dict[str, str]:
+    host = f"{md.metadata.name}.{md.metadata.namespace}.svc.{cluster_domain}"
+    return {
+        "http": f"http://{host}:{md.spec.serving.http_port}",
+        "grpc": f"{host}:{md.spec.serving.grpc_port}",
+    }
+
+
+def degraded_status(meta: ObjectMeta, current: ModelDeploymentStatus, problem: Problem, now: str) -> StatusUpdate:
+    """The spec cannot be served as asked: say why, keep whatever is serving untouched."""
+    status = current.to_wire()
+    previous = next((c for c in current.conditions if c.type == "Degraded"), None)
+    problem_value: CondValue = ("False", problem.reason, problem.message)
+    status.update(
+        observedGeneration=meta.generation,
+        phase="Degraded",
+        conditions=_conditions(
+            current,
+            meta.generation,
+            now,
+            ready=problem_value,
+            progressing=problem_value,
+            degraded=("True", problem.reason, problem.message),
+        ),
+    )
+    events = []
+    if previous is None or previous.status != "True" or previous.reason != problem.reason:
+        events.append(("Warning", str(problem.reason), problem.message))
+    return StatusUpdate(status=status, events=events)
+
+
+def serving_status(
+    md: ModelDeployment,
+    target_version: str,
+    observed: list[DeploymentObservation],
+    now: str,
+    cluster_domain: str,
+) -> StatusUpdate:
+    """Status while (or after) the target version's Deployment rolls out."""
+    status = md.status.to_wire()
+    target = next((d for d in observed if d.version == target_version), None)
+    others = [d for d in observed if d.version != target_version]
+    events: list[tuple[str, str, str]] = []
+    ready: CondValue
+    progressing: CondValue
+    if target is not None and target.rolled_out and not others:
+        reason = Reason.SCALED_TO_ZERO if target.replicas == 0 else Reason.AVAILABLE
+        message = f"version {target_version}: {target.available_replicas}/{target.replicas} replicas available"
+        phase = "Healthy"
+        ready, progressing = ("True", reason, message), ("False", reason, message)
+        if md.status.stable_version != target_version or md.status.phase != "Healthy":
+            events.append(("Normal", str(reason), message))
+        status["stableVersion"] = target_version
+    else:
+        have = target.available_replicas if target else 0
+        want = md.spec.replicas
+        reason = Reason.REPLACING if others else Reason.DEPLOYING
+        message = f"version {target_version}: {have}/{want} replicas available"
+        if others:
+            message += f"; still serving {', '.join(sorted(d.version for d in others))} until it is"
+        phase = "Progressing"
+        ready, progressing = ("False", reason, message), ("True", reason, message)
+    status.update(
+        observedGeneration=md.metadata.generation,
+        phase=phase,
+        weights={"stable": 100, "canary": 0},
+        endpoints=endpoints(md, cluster_domain),
+        conditions=_conditions(
+            md.status,
+            md.metadata.generation,
+            now,
+            ready=ready,
+            progressing=progressing,
+            degraded=("False", reason, message),
+        ),
+    )
+    return StatusUpdate(status=status, events=events)

@@ -1,0 +1,127 @@
+"""Rendering against golden files (``UPDATE_GOLDEN=1 pytest tests/unit/test_render.py`` rewrites them)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from modelyard_operator.api import ModelDeployment, ModelVersion
+from modelyard_operator.config import OperatorConfig
+from modelyard_operator.render import render_children
+
+from .samples import model_deployment, model_version
+
+GOLDEN = Path(__file__).parent / "golden"
+CONFIG = OperatorConfig(runtime_image="registry.local/modelyard/runtime:test")
+
+CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "static-cpu": (model_deployment(), model_version()),
+    "dynamic-gpu": (
+        model_deployment(
+            loading={"mode": "dynamic", "memoryBudget": "8Gi"},
+            resources={"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"nvidia.com/gpu": 1}},
+            placement={
+                "nodeSelector": {"nvidia.com/gpu.present": "true"},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            },
+            serving={"httpPort": 9000, "grpcPort": 9001},
+        ),
+        model_version(
+            batching={"maxBatchSize": 32, "maxQueueDelayMs": 2},
+            artifact={
+                "uri": "oci://registry.local/models/fraud:42",
+                "digest": "sha256:" + "cd" * 32,
+                "credentialsSecret": "registry-creds",
+            },
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_render_matches_golden(case: str) -> None:
+    md, mv = CASES[case]
+    rendered = render_children(ModelDeployment.model_validate(md), ModelVersion.model_validate(mv), CONFIG)
+    text = yaml.safe_dump_all(rendered, sort_keys=True)
+    path = GOLDEN / f"{case}.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"rendering changed; inspect and rerun with UPDATE_GOLDEN=1 if intended ({path})"
+
+
+def rendered(case: str = "static-cpu") -> list[dict[str, Any]]:
+    md, mv = CASES[case]
+    return render_children(ModelDeployment.model_validate(md), ModelVersion.model_validate(mv), CONFIG)
+
+
+def test_every_child_is_owned_by_the_model_deployment() -> None:
+    for obj in rendered():
+        (owner,) = obj["metadata"]["ownerReferences"]
+        assert owner == {
+            "apiVersion": "modelyard.dev/v1alpha1",
+            "kind": "ModelDeployment",
+            "name": "fraud",
+            "uid": "uid-md",
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def test_pod_is_restricted_and_has_no_token() -> None:
+    pod = rendered()[0]["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["initContainers"] + pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_server_contract() -> None:
+    pod = rendered()[0]["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["command"] == ["modelyard-server"]
+    assert server["args"][:2] == ["--model-repository", "/models"]
+    assert {p["name"]: p["containerPort"] for p in server["ports"]} == {"http": 8080, "grpc": 8081}
+    assert server["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert server["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert "startupProbe" in server
+
+
+def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> None:
+    (static_loader,) = rendered("static-cpu")[0]["spec"]["template"]["spec"]["initContainers"]
+    assert "restartPolicy" not in static_loader
+    assert static_loader["args"][:5] == [
+        "fetch",
+        "--uri",
+        "s3://models/fraud/42/model.onnx",
+        "--dest",
+        "/models/fraud/42",
+    ]
+    assert "--digest" in static_loader["args"]
+    (dynamic_loader,) = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]["initContainers"]
+    assert dynamic_loader["restartPolicy"] == "Always"
+    assert dynamic_loader["args"][0] == "sidecar"
+
+
+def test_labels_and_selectors() -> None:
+    deployment, main_svc, stable_svc = rendered()
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["app.kubernetes.io/name"] == "modelyard-server"
+    assert labels["app.kubernetes.io/instance"] == "fraud"
+    assert labels["app.kubernetes.io/managed-by"] == "modelyard"
+    assert labels["modelyard.dev/model"] == "fraud"
+    assert labels["modelyard.dev/version"] == "42"
+    assert labels["modelyard.dev/deployment"] == "fraud"
+    assert deployment["metadata"]["name"] == "fraud-42"
+    assert "modelyard.dev/version" not in main_svc["spec"]["selector"]
+    assert stable_svc["metadata"]["name"] == "fraud-stable"
+    assert stable_svc["spec"]["selector"]["modelyard.dev/version"] == "42"
+    for key, value in deployment["spec"]["selector"]["matchLabels"].items():
+        assert labels[key] == value
