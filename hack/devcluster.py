@@ -16,7 +16,6 @@ only, so it runs before the project's virtual environment exists.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -305,6 +304,7 @@ class DevCluster:
     def __init__(self, directory: Path = DEFAULT_DIR, bin_dir: Path | None = None) -> None:
         self.dir = directory.resolve()
         self._bin = bin_dir
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
 
     @property
     def kubeconfig(self) -> Path:
@@ -490,6 +490,7 @@ class DevCluster:
                 start_new_session=True,
             )
         comp.pid = proc.pid
+        self._procs[proc.pid] = proc
         state.components.append(comp)
         state.save()
         ca = Path(state.dir) / "pki" / "ca.crt" if comp.name == "kube-apiserver" else None
@@ -524,8 +525,8 @@ class DevCluster:
             subprocess.run(["rm", "-rf", str(self.dir / sub)], check=False)
         return stopped
 
-    @staticmethod
-    def _stop_all(state: State, grace: float = 10.0) -> list[str]:
+    def _stop_all(self, state: State, grace: float = 10.0) -> list[str]:
+        """SIGTERM every component still running (newest first), SIGKILL what outlives ``grace``."""
         stopped = []
         for comp in reversed(state.components):
             if comp.alive():
@@ -533,13 +534,23 @@ class DevCluster:
                 stopped.append(f"{comp.name} (pid {comp.pid})")
         deadline = time.monotonic() + grace
         for comp in state.components:
-            while comp.alive() and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if comp.alive():
+            if not self._wait_gone(comp, deadline) and comp.alive():
                 os.kill(comp.pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):  # reap it if it is our child (the pytest fixture's case)
-                os.waitpid(comp.pid, os.WNOHANG)
+                self._wait_gone(comp, time.monotonic() + 5.0)
         return stopped
+
+    def _wait_gone(self, comp: Component, deadline: float) -> bool:
+        proc = self._procs.pop(comp.pid, None)
+        if proc is not None:  # our own child: wait() also reaps it
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._procs[comp.pid] = proc
+                return False
+            return True
+        while comp.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return not comp.alive()
 
     def status(self) -> list[tuple[str, str, str]]:
         state = self.state()

@@ -1,11 +1,24 @@
-"""Marks each test with its tier from its folder, so `pytest -m unit` selects exactly tests/unit."""
+"""Shared fixtures. Tiers come from folders: tests/unit, tests/integration, tests/e2e.
+
+The integration fixtures start the real local control plane with the same code as ``hack/devcluster``
+(one cluster per test session) and the real operator as a subprocess.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+REPO = Path(__file__).resolve().parent.parent
 TIERS = ("unit", "integration", "e2e")
 
 
@@ -14,3 +27,105 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(str(item.fspath)).relative_to(Path(__file__).parent).parts[0]
         if tier in TIERS:
             item.add_marker(getattr(pytest.mark, tier))
+
+
+def wait_for(check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.2, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Kubectl:
+    """The real kubectl against the test cluster."""
+
+    def __init__(self, binary: Path, kubeconfig: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    def run(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def apply(self, obj: dict[str, Any] | list[dict[str, Any]], namespace: str | None = None) -> None:
+        items = obj if isinstance(obj, list) else [obj]
+        args = ["apply", "-f", "-"] + (["-n", namespace] if namespace else [])
+        self.run(*args, stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+    def get(self, kind: str, name: str | None = None, namespace: str | None = None, **selectors: str) -> Any:
+        args = ["get", kind] + ([name] if name else []) + ["-o", "json"]
+        if namespace:
+            args += ["-n", namespace]
+        if selectors.get("labels"):
+            args += ["-l", selectors["labels"]]
+        proc = self.run(*args, check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            raise AssertionError(proc.stderr)
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from devcluster import DevCluster
+
+    cl = DevCluster(tmp_path_factory.mktemp("devcluster"))
+    cl.up()
+    cl.kubectl("apply", "-f", str(REPO / "crds"))
+    cl.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    try:
+        yield cl
+    finally:
+        cl.down()
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Any) -> Kubectl:
+    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", name)
+    wait_for(lambda: kubectl.get("serviceaccount", "default", name), what=f"default service account in {name}")
+    yield name
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def operator_process(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """The real operator (``modelyard-operator``) as a subprocess against the test cluster."""
+    log = tmp_path_factory.mktemp("operator") / "operator.log"
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_LOG_LEVEL": "INFO"}
+    script = Path(sys.executable).parent / "modelyard-operator"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
+    time.sleep(1.0)
+    if proc.poll() is not None:
+        pytest.fail(f"operator exited at start:\n{log.read_text()[-3000:]}")
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if os.environ.get("MODELYARD_SHOW_OPERATOR_LOG"):
+            print(log.read_text()[-20000:])

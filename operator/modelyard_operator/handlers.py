@@ -141,10 +141,12 @@ async def model_version_created(
 
 @kopf.on.event(*MV)
 async def model_version_event(type: str, namespace: str | None, spec: kopf.Spec, memo: Any, **_: Any) -> None:
-    """A version appeared, changed phase or went away: the deployments of that model re-evaluate."""
+    """A version appeared, changed phase or went away: deployments that name its model or its version
+    re-evaluate (the latter to report a version of the wrong model as a mismatch)."""
     if type is None:
         return
     ns = namespace or "default"
     for md in await memo.kube.list_model_deployments(ns):
-        if md.get("spec", {}).get("model") == spec.get("model"):
+        md_spec = md.get("spec", {})
+        if md_spec.get("model") == spec.get("model") or md_spec.get("version") == spec.get("version"):
             await reconcile(ns, md["metadata"]["name"], memo)

@@ -1,0 +1,183 @@
+"""The CRDs on a real API server: installed, valid objects accepted, invalid ones rejected with a
+message that says what is wrong, ModelVersion specs immutable."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from ..conftest import Kubectl
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def mv(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "modelyard.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": "fraud-1"},
+        "spec": {"model": "fraud", "version": "1", "artifact": {"uri": "s3://models/fraud/1/", "digest": DIGEST}},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def md(**spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "modelyard.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": "fraud"},
+        "spec": {"model": "fraud", "version": "1"},
+    }
+    body["spec"].update(spec)
+    return body
+
+
+def canary(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"strategy": "canary", "steps": list(steps), **extra}
+
+
+SIG = "https://models.example.com/fraud/1/model.sig"
+KEY = {"name": "signing-key", "key": "pub.pem"}
+
+INVALID: list[tuple[str, dict[str, Any], str]] = [
+    ("short digest", mv(artifact={"uri": "s3://m/f/", "digest": "sha256:abc"}), "spec.artifact.digest"),
+    ("md5 digest", mv(artifact={"uri": "s3://m/f/", "digest": "md5:" + "0" * 32}), "spec.artifact.digest"),
+    ("ftp scheme", mv(artifact={"uri": "ftp://m/f", "digest": DIGEST}), "spec.artifact.uri"),
+    ("pvc without path", mv(artifact={"uri": "pvc://claim", "digest": DIGEST}), "a pvc:// URI must be pvc://CLAIM/PATH"),
+    ("model name with capitals", mv(model="Fraud"), "spec.model"),
+    ("version with leading dash", mv(version="-1"), "spec.version"),
+    ("unsupported format", mv(format="pickle"), 'Unsupported value: "pickle"'),
+    ("tensorrt format on onnxruntime", mv(format="tensorrt"), "format tensorrt needs runtime.engine tensorrt"),
+    (
+        "two signature verifiers",
+        mv(artifact={"uri": "s3://m/f/", "digest": DIGEST,
+                     "signature": {"uri": SIG, "publicKeySecret": KEY, "certificateChainSecret": KEY}}),
+        "set exactly one of publicKeySecret, certificateChainSecret or sigstore",
+    ),
+    (
+        "no signature verifier",
+        mv(artifact={"uri": "s3://m/f/", "digest": DIGEST, "signature": {"uri": SIG}}),
+        "set exactly one of publicKeySecret, certificateChainSecret or sigstore",
+    ),
+    ("missing artifact", {**mv(), "spec": {"model": "fraud", "version": "1"}}, "spec.artifact: Required value"),
+    ("setWeight above 100", md(rollout=canary({"setWeight": 150})), "should be less than or equal to 100"),
+    ("negative setWeight", md(rollout=canary({"setWeight": -5})), "should be greater than or equal to 0"),
+    ("step with two actions", md(rollout=canary({"setWeight": 10, "pause": {}})), "each step sets exactly one"),
+    ("empty step", md(rollout=canary({})), "each step sets exactly one"),
+    (
+        "maxDuration below minDuration",
+        md(rollout=canary({"analyze": {"minDuration": "10m", "maxDuration": "2m"}})),
+        "maxDuration must be at least minDuration",
+    ),
+    (
+        "bad duration",
+        md(rollout=canary({"analyze": {"minDuration": "5 minutes"}})),
+        "spec.rollout.steps[0].analyze.minDuration",
+    ),
+    ("canary without steps", md(rollout={"strategy": "canary"}), "the canary strategy needs at least one step"),
+    ("unknown strategy", md(rollout={"strategy": "linear"}), 'Unsupported value: "linear"'),
+    ("unknown traffic router", md(rollout={"trafficRouter": "istio"}), 'Unsupported value: "istio"'),
+    ("same http and grpc port", md(serving={"httpPort": 9000, "grpcPort": 9000}), "httpPort and grpcPort must differ"),
+    ("negative replicas", md(replicas=-1), "spec.replicas"),
+    ("unknown load mode", md(loading={"mode": "lazy"}), 'Unsupported value: "lazy"'),
+    (
+        "metric with template and query",
+        md(rollout=canary({"setWeight": 10}, analysis={"metrics": [
+            {"name": "e", "template": "errorRate", "query": "up", "max": 1}]})),
+        "set exactly one of template or query",
+    ),
+    (
+        "metric without bound",
+        md(rollout=canary({"setWeight": 10}, analysis={"metrics": [{"name": "e", "template": "errorRate"}]})),
+        "set at least one of min, max or compare",
+    ),
+    ("unknown field", md(replica=3), 'unknown field "spec.replica"'),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body", "message"), INVALID, ids=[c[0] for c in INVALID])
+def test_invalid_manifest_is_rejected(
+    kubectl: Kubectl, namespace: str, case: str, body: dict[str, Any], message: str
+) -> None:
+    proc = kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body), check=False)
+    assert proc.returncode != 0, f"{case}: accepted but should be rejected"
+    assert message in proc.stderr, proc.stderr
+
+
+VALID: list[tuple[str, dict[str, Any]]] = [
+    ("minimal version", mv()),
+    ("signed version", mv(artifact={"uri": "oci://registry.local/fraud@" + DIGEST, "digest": DIGEST,
+                                    "signature": {"uri": SIG, "sigstore": {"identity": "ci@example.com",
+                                                                           "issuer": "https://issuer.example.com"}}})),
+    ("pvc version", mv(artifact={"uri": "pvc://models/fraud/1/model.onnx", "digest": DIGEST})),
+    ("minimal deployment", md()),
+    (
+        "design example deployment",
+        md(replicas=2, resources={"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"nvidia.com/gpu": 1}},
+           loading={"mode": "static", "memoryBudget": "8Gi"},
+           rollout=canary({"setWeight": 10}, {"analyze": {"minDuration": "2m", "maxDuration": "10m"}},
+                          {"setWeight": 50}, {"pause": {}}, {"analyze": {"minDuration": "5m"}},
+                          analysis={"interval": "30s", "evidence": {"minRequests": 200}, "metrics": [
+                              {"name": "error-rate", "template": "errorRate", "max": 0.01, "critical": True},
+                              {"name": "p99-latency", "template": "latencyP99",
+                               "compare": {"against": "stable", "maxRatio": 1.2}, "failurePolicy": {"consecutive": 3}},
+                              {"name": "custom", "query": "rate(x{model=\"{{model}}\"}[{{window}}])", "min": 0.9}]},
+                          postPromotion={"analyze": {"duration": "10m"}, "onFailure": "rollback"})),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body"), VALID, ids=[c[0] for c in VALID])
+def test_valid_manifest_is_accepted_with_defaults(
+    kubectl: Kubectl, namespace: str, case: str, body: dict[str, Any]
+) -> None:
+    kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    stored = kubectl.get(body["kind"].lower(), body["metadata"]["name"], namespace)
+    if body["kind"] == "ModelDeployment":
+        assert stored["spec"]["serving"] == {"httpPort": 8080, "grpcPort": 8081}
+        assert stored["spec"]["loading"]["mode"] == "static"
+    else:
+        assert stored["spec"]["format"] == "onnx"
+        assert stored["spec"]["runtime"]["engine"] == "onnxruntime"
+
+
+def test_crds_are_established_with_names(kubectl: Kubectl) -> None:
+    for name, short in (("modelversions.modelyard.dev", "mv"), ("modeldeployments.modelyard.dev", "md")):
+        crd = kubectl.get("crd", name)
+        established = next(c for c in crd["status"]["conditions"] if c["type"] == "Established")
+        assert established["status"] == "True"
+        assert crd["spec"]["names"]["shortNames"] == [short]
+    out = kubectl.run("api-resources", "--categories=modelyard", "-o", "name").stdout.split()
+    assert sorted(out) == ["modeldeployments.modelyard.dev", "modelversions.modelyard.dev"]
+
+
+def test_model_version_spec_is_immutable(kubectl: Kubectl, namespace: str) -> None:
+    kubectl.apply(mv(), namespace)
+    patch = json.dumps({"spec": {"artifact": {"uri": "s3://models/fraud/other/", "digest": DIGEST}}})
+    proc = kubectl.run("patch", "mv", "fraud-1", "-n", namespace, "--type=merge", "-p", patch, check=False)
+    assert proc.returncode != 0
+    assert "spec is immutable: create a new ModelVersion instead" in proc.stderr
+    # metadata stays editable (labels, annotations)
+    kubectl.run("label", "mv", "fraud-1", "-n", namespace, "team=risk")
+
+
+def test_model_deployment_model_is_immutable_but_version_is_not(kubectl: Kubectl, namespace: str) -> None:
+    kubectl.apply(md(), namespace)
+    kubectl.run("patch", "md", "fraud", "-n", namespace, "--type=merge", "-p", '{"spec":{"version":"2"}}')
+    proc = kubectl.run(
+        "patch", "md", "fraud", "-n", namespace, "--type=merge", "-p", '{"spec":{"model":"churn"}}', check=False
+    )
+    assert proc.returncode != 0
+    assert "model is immutable" in proc.stderr
+
+
+def test_printer_columns(kubectl: Kubectl, namespace: str) -> None:
+    kubectl.apply([mv(), copy.deepcopy(md())], namespace)
+    header = kubectl.run("get", "mv", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "MODEL", "VERSION", "FORMAT", "PHASE", "AGE"]
+    header = kubectl.run("get", "md", "-n", namespace).stdout.splitlines()[0].split()
+    assert header == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
