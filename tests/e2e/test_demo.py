@@ -10,7 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
+# A cold cluster start plus helm and two rollouts: above the suite's default per-test timeout.
+pytestmark = pytest.mark.timeout(300)
 
 
 def demo(state: Path) -> subprocess.Popen[str]:
