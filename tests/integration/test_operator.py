@@ -46,6 +46,17 @@ def pods_of(kubectl: Kubectl, namespace: str, md_name: str) -> list[dict[str, An
     return list(found["items"])
 
 
+def scheduled_pods(kubectl: Kubectl, namespace: str, md_name: str, count: int) -> list[dict[str, Any]]:
+    """Wait until ``count`` pods of the deployment exist and all are bound to a node."""
+
+    def bound() -> list[dict[str, Any]] | None:
+        pods = pods_of(kubectl, namespace, md_name)
+        return pods if len(pods) == count and all(p["spec"].get("nodeName") for p in pods) else None
+
+    result: list[dict[str, Any]] = wait_for(bound, timeout=60, what=f"{count} scheduled pods")
+    return result
+
+
 def test_children_created_within_seconds_and_ready(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(mv(), namespace)
     started = time.monotonic()
@@ -168,32 +179,14 @@ def test_gpu_requests_land_only_on_gpu_nodes(kubectl: Kubectl, namespace: str) -
     kubectl.apply(mv(), namespace)
     gpu = md(replicas=4, resources={"requests": {"cpu": "1"}, "limits": {"nvidia.com/gpu": 2}})
     kubectl.apply(gpu, namespace)
-    pods = wait_for(
-        lambda: (
-            (p := pods_of(kubectl, namespace, "fraud"))
-            and len(p) == 4
-            and all(x["spec"].get("nodeName") for x in p)
-            and p
-        ),
-        timeout=60,
-        what="4 scheduled pods",
-    )
+    pods = scheduled_pods(kubectl, namespace, "fraud", 4)
     assert {p["spec"]["nodeName"] for p in pods} <= {"gpu-0", "gpu-1"}
 
 
 def test_cpu_pods_never_land_on_the_tainted_edge_node(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(mv(), namespace)
     kubectl.apply(md(replicas=12), namespace)
-    pods = wait_for(
-        lambda: (
-            (p := pods_of(kubectl, namespace, "fraud"))
-            and len(p) == 12
-            and all(x["spec"].get("nodeName") for x in p)
-            and p
-        ),
-        timeout=60,
-        what="12 scheduled pods",
-    )
+    pods = scheduled_pods(kubectl, namespace, "fraud", 12)
     assert "edge-0" not in {p["spec"]["nodeName"] for p in pods}
 
 
