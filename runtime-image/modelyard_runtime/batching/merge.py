@@ -1,0 +1,97 @@
+"""Merging requests into one batch and splitting the results back (pure: numpy only).
+
+Each request carries the same named inputs with a leading batch dimension (its own batch size may be
+larger than 1). ``merge`` concatenates along that dimension and records where each request's rows are;
+``split`` cuts every output back at exactly those rows, so each caller gets what it would have got
+alone. Requests whose non-batch dimensions or datatypes differ cannot share a batch; ``group_compatible``
+keeps the queue's order while grouping them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Tensors = Mapping[str, npt.NDArray[np.generic]]
+
+
+class BatchError(ValueError):
+    """Requests that cannot be merged, or outputs that cannot be split back."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    inputs: dict[str, npt.NDArray[np.generic]]
+    offsets: tuple[int, ...]  # request i owns rows offsets[i]:offsets[i+1]
+
+    @property
+    def size(self) -> int:
+        return self.offsets[-1]
+
+
+def batch_size(request: Tensors) -> int:
+    """The leading dimension shared by all inputs of one request."""
+    sizes = {name: arr.shape[0] if arr.ndim else None for name, arr in request.items()}
+    if not sizes or None in sizes.values():
+        raise BatchError(f"every input needs a leading batch dimension: {sizes}")
+    distinct = set(sizes.values())
+    if len(distinct) != 1:
+        raise BatchError(f"inputs disagree on the batch size: {sizes}")
+    return int(distinct.pop())  # type: ignore[arg-type]
+
+
+def signature(request: Tensors) -> tuple[tuple[str, str, tuple[int, ...]], ...]:
+    """What must match for two requests to share a batch: names, dtypes, non-batch dimensions."""
+    return tuple(sorted((name, arr.dtype.str, tuple(arr.shape[1:])) for name, arr in request.items()))
+
+
+def group_compatible(requests: Sequence[Tensors], max_batch_size: int) -> list[list[int]]:
+    """Indices of requests grouped into mergeable batches no larger than ``max_batch_size`` rows,
+    in arrival order; a request at or above the limit forms a batch of its own."""
+    groups: list[list[int]] = []
+    open_groups: dict[tuple[tuple[str, str, tuple[int, ...]], ...], tuple[list[int], int]] = {}
+    for index, request in enumerate(requests):
+        key = signature(request)
+        rows = batch_size(request)
+        if rows >= max_batch_size:  # too big to share: alone, without closing the open group
+            groups.append([index])
+            continue
+        current = open_groups.get(key)
+        if current is not None and current[1] + rows <= max_batch_size:
+            current[0].append(index)
+            open_groups[key] = (current[0], current[1] + rows)
+            continue
+        group = [index]
+        groups.append(group)
+        open_groups[key] = (group, rows)
+    return groups
+
+
+def merge(requests: Sequence[Tensors]) -> Batch:
+    """Concatenate compatible requests along the batch dimension."""
+    if not requests:
+        raise BatchError("nothing to merge")
+    first = signature(requests[0])
+    for i, request in enumerate(requests[1:], start=1):
+        if signature(request) != first:
+            raise BatchError(f"request {i} does not match request 0: {signature(request)} vs {first}")
+    offsets = [0]
+    for request in requests:
+        offsets.append(offsets[-1] + batch_size(request))
+    if len(requests) == 1:
+        return Batch(inputs=dict(requests[0]), offsets=tuple(offsets))
+    names = [name for name, _, _ in first]
+    inputs = {name: np.concatenate([r[name] for r in requests], axis=0) for name in names}
+    return Batch(inputs=inputs, offsets=tuple(offsets))
+
+
+def split(batch: Batch, outputs: Tensors) -> list[dict[str, npt.NDArray[np.generic]]]:
+    """Cut each output back into the rows of each request (views, no copies)."""
+    for name, arr in outputs.items():
+        if arr.ndim == 0 or arr.shape[0] != batch.size:
+            raise BatchError(f"output {name!r} has shape {arr.shape}; expected {batch.size} rows")
+    bounds = list(zip(batch.offsets[:-1], batch.offsets[1:], strict=True))
+    return [{name: arr[start:end] for name, arr in outputs.items()} for start, end in bounds]

@@ -1,0 +1,1 @@
+"""Open Inference Protocol codecs (pure: no HTTP, gRPC or Prometheus imports)."""

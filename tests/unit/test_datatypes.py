@@ -1,0 +1,79 @@
+"""Protocol codecs, checked against tritonclient's own encoders (the client our users run)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.utils as tu
+
+from modelyard_runtime.protocol.datatypes import (
+    DATATYPES,
+    DatatypeError,
+    decode_tensor,
+    encode_tensor,
+    from_onnx_type,
+    numpy_dtype,
+    protocol_datatype,
+)
+
+FIXED = [d for d in DATATYPES if d != "BYTES"]
+
+
+@pytest.mark.parametrize("datatype", FIXED)
+def test_names_match_tritonclient(datatype: str) -> None:
+    dtype = numpy_dtype(datatype)
+    assert tu.np_to_triton_dtype(dtype) == datatype
+    assert np.dtype(tu.triton_to_np_dtype(datatype)) == dtype
+    assert protocol_datatype(dtype) == datatype
+
+
+@pytest.mark.parametrize("datatype", FIXED)
+def test_fixed_size_round_trip_is_zero_copy(datatype: str) -> None:
+    rng = np.random.default_rng(7)
+    array = (rng.random((2, 3, 4)) * 100).astype(numpy_dtype(datatype))
+    raw = encode_tensor(array)
+    assert raw == array.tobytes()  # little-endian host: the client sends exactly these bytes
+    decoded = decode_tensor(raw, datatype, [2, 3, 4])
+    np.testing.assert_array_equal(decoded, array)
+    assert decoded.base is not None  # a view onto the request's buffer, not a copy
+
+
+def test_bytes_layout_matches_tritonclient() -> None:
+    array = np.array([[b"", b"fraud"], ["h\u00e9llo".encode(), b"\x00\xff"]], dtype=np.object_)
+    ours = encode_tensor(array)
+    theirs = tu.serialize_byte_tensor(array).item()  # a 0-d object array holding the bytes
+    assert ours == theirs
+    decoded = decode_tensor(theirs, "BYTES", [2, 2])
+    assert decoded.tolist() == array.tolist()
+    assert tu.deserialize_bytes_tensor(ours).tolist() == array.reshape(-1).tolist()
+
+
+def test_strings_encode_as_utf8_bytes() -> None:
+    assert protocol_datatype(np.array(["a"]).dtype) == "BYTES"
+    assert decode_tensor(encode_tensor(np.array(["é", "b"], dtype=np.object_)), "BYTES", [2]).tolist() == [
+        "é".encode(),
+        b"b",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("raw", "datatype", "shape", "message"),
+    [
+        (b"\x00" * 7, "FP32", [2], "needs 8 bytes, got 7"),
+        (b"\x00" * 8, "FP32", [-1, 2], "negative dimension"),
+        (b"\x05\x00\x00\x00ab", "BYTES", [1], "claims 5 bytes"),
+        (b"\x01\x00\x00\x00a\x00", "BYTES", [1], "trailing bytes"),
+        (b"\x01\x00\x00\x00a", "BYTES", [2], "ends after 1 of 2"),
+        (b"", "COMPLEX64", [0], "unsupported datatype"),
+    ],
+)
+def test_malformed_payloads_are_client_errors(raw: bytes, datatype: str, shape: list[int], message: str) -> None:
+    with pytest.raises(DatatypeError, match=message):
+        decode_tensor(raw, datatype, shape)
+
+
+def test_onnx_types() -> None:
+    assert from_onnx_type("tensor(float)") == "FP32"
+    assert from_onnx_type("tensor(string)") == "BYTES"
+    with pytest.raises(DatatypeError):
+        from_onnx_type("tensor(complex64)")
