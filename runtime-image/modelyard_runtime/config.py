@@ -37,6 +37,7 @@ class ServerConfig:
     memory_budget: int | None = None
     max_batch_size: int = 0
     max_queue_delay_ms: float = 0.0
+    max_body_bytes: int = 64 * 2**20
 
 
 def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -54,6 +55,7 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
     p.add_argument("--memory-budget", type=parse_bytes, default=default("memory-budget", None))
     p.add_argument("--max-batch-size", type=int, default=default("max-batch-size", "0"))
     p.add_argument("--max-queue-delay-ms", type=float, default=default("max-queue-delay-ms", "0"))
+    p.add_argument("--max-body-bytes", type=parse_bytes, default=default("max-body-bytes", "64Mi"), help="413 above")
     args = p.parse_args(argv)
     if not args.model_repository:
         p.error("--model-repository (or MODELYARD_MODEL_REPOSITORY) is required")
@@ -71,4 +73,7 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         memory_budget=parse_bytes(args.memory_budget) if isinstance(args.memory_budget, str) else args.memory_budget,
         max_batch_size=int(args.max_batch_size),
         max_queue_delay_ms=float(args.max_queue_delay_ms),
+        max_body_bytes=parse_bytes(args.max_body_bytes)
+        if isinstance(args.max_body_bytes, str)
+        else args.max_body_bytes,
     )

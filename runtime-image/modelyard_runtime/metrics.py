@@ -1,0 +1,28 @@
+"""The server's Prometheus metrics (names from DESIGN.md §3) on a registry passed in."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        mv = ["model", "version"]
+        r = self.registry
+        self.requests = Counter(
+            "modelyard_inference_requests", "Inference requests.", [*mv, "protocol", "code"], registry=r
+        )
+        self.duration = Histogram(
+            "modelyard_inference_request_duration_seconds", "Request time.", mv, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.compute = Histogram(
+            "modelyard_inference_compute_duration_seconds", "Model time.", mv, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.inflight = Gauge("modelyard_inference_inflight_requests", "Requests in flight.", mv, registry=r)
+        self.load_duration = Histogram("modelyard_model_load_duration_seconds", "Model load time.", mv, registry=r)
+        self.loaded = Gauge("modelyard_model_loaded", "1 while the version is loaded.", mv, registry=r)
+        self.memory = Gauge("modelyard_model_memory_bytes", "Memory attributed to the version.", mv, registry=r)
+        self.load_failures = Counter("modelyard_model_load_failures", "Failed model loads.", mv, registry=r)

@@ -1,0 +1,238 @@
+"""modelyard-server over HTTP, exercised with the real tritonclient against a real process."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from ..models import ONNX_TYPES, binary_op, identity_all_types
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    repo = tmp_path_factory.mktemp("repo")
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    binary_op(repo / "calc" / "2" / "model.onnx", "Mul")
+    identity_all_types(repo / "types" / "1" / "model.onnx")
+    port = free_port()
+    log = repo.parent / "server.log"
+    env = {**os.environ, "MODELYARD_MAX_BODY_BYTES": "1Mi"}
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "modelyard-server"), "--model-repository", str(repo),
+             "--host", "127.0.0.1", "--http-port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+    url = f"127.0.0.1:{port}"
+    client = httpclient.InferenceServerClient(url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ConnectionError, OSError, InferenceServerException):  # not listening yet
+            if client.is_server_ready():
+                break
+        if proc.poll() is not None:
+            pytest.fail(f"server exited:\n{log.read_text()}")
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"server not ready:\n{log.read_text()}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+    assert "ready: 3 model version(s)" in log.read_text()
+
+
+@pytest.fixture
+def client(server: str) -> httpclient.InferenceServerClient:
+    return httpclient.InferenceServerClient(server)
+
+
+def calc_inputs(a: np.ndarray, b: np.ndarray, binary: bool = True) -> list[httpclient.InferInput]:
+    ins = []
+    for name, arr in (("A", a), ("B", b)):
+        inp = httpclient.InferInput(name, list(arr.shape), "FP32")
+        inp.set_data_from_numpy(arr, binary_data=binary)
+        ins.append(inp)
+    return ins
+
+
+A = np.arange(8, dtype=np.float32).reshape(2, 4)
+B = np.full((2, 4), 3, dtype=np.float32)
+
+
+def test_health_and_server_metadata(client: httpclient.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    meta = client.get_server_metadata()
+    assert meta["name"] == "modelyard"
+    assert "binary_tensor_data" in meta["extensions"]
+
+
+def test_model_metadata_marks_variable_dims(client: httpclient.InferenceServerClient) -> None:
+    meta = client.get_model_metadata("calc", "1")
+    assert meta["inputs"] == [
+        {"name": "A", "datatype": "FP32", "shape": [-1, 4]},
+        {"name": "B", "datatype": "FP32", "shape": [-1, 4]},
+    ]
+    assert [o["name"] for o in meta["outputs"]] == ["OUT0", "OUT1"]
+    assert client.is_model_ready("calc", "2")
+    assert not client.is_model_ready("calc", "9")
+    assert client.get_model_config("calc")["max_batch_size"] == 0
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_infer_versions(client: httpclient.InferenceServerClient, binary: bool) -> None:
+    outputs = [httpclient.InferRequestedOutput(n, binary_data=binary) for n in ("OUT0", "OUT1")]
+    v1 = client.infer("calc", calc_inputs(A, B, binary), model_version="1", outputs=outputs)
+    np.testing.assert_array_equal(v1.as_numpy("OUT0"), A + B)
+    np.testing.assert_array_equal(v1.as_numpy("OUT1"), A - B)
+    assert v1.get_response()["model_version"] == "1"
+    latest = client.infer("calc", calc_inputs(A, B, binary), outputs=outputs)  # unversioned: highest
+    np.testing.assert_array_equal(latest.as_numpy("OUT0"), A * B)
+    assert latest.get_response()["model_version"] == "2"
+
+
+def test_requested_output_subset(client: httpclient.InferenceServerClient) -> None:
+    result = client.infer(
+        "calc", calc_inputs(A, B), model_version="1", outputs=[httpclient.InferRequestedOutput("OUT1")]
+    )
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["OUT1"]
+    assert result.as_numpy("OUT0") is None
+
+
+def sample(datatype: str) -> np.ndarray:
+    if datatype == "BYTES":
+        return np.array([[b"fraud", "h\u00e9".encode()], [b"", b"\x00\x01"]], dtype=np.object_)
+    if datatype == "BOOL":
+        return np.array([[True, False], [False, True]])
+    return (np.arange(4).reshape(2, 2) + 1).astype(np.dtype(ONNX_DTYPES[datatype]))
+
+
+ONNX_DTYPES = {
+    "UINT8": "uint8", "UINT16": "uint16", "UINT32": "uint32", "UINT64": "uint64", "INT8": "int8",
+    "INT16": "int16", "INT32": "int32", "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("datatype", list(ONNX_TYPES))
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_every_datatype_round_trips(client: httpclient.InferenceServerClient, datatype: str, binary: bool) -> None:
+    # FP16 has no JSON encoding: its input always travels binary, and the server answers it binary
+    # even when JSON was asked for, which tritonclient reads transparently.
+    inputs = []
+    for name in ONNX_TYPES:
+        arr = sample(name)
+        inp = httpclient.InferInput(f"IN_{name}", list(arr.shape), name)
+        inp.set_data_from_numpy(arr, binary_data=binary or name == "FP16")
+        inputs.append(inp)
+    out = [httpclient.InferRequestedOutput(f"OUT_{datatype}", binary_data=binary)]
+    result = client.infer("types", inputs, outputs=out)
+    got = result.as_numpy(f"OUT_{datatype}")
+    expected = sample(datatype)
+    if datatype == "BYTES" and not binary:
+        expected = np.array([[v.decode() for v in row] for row in expected], dtype=np.object_)  # JSON: text
+    assert got.shape == expected.shape
+    assert got.tolist() == expected.tolist()
+
+
+def post(server: str, path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    req = urllib.request.Request(f"http://{server}{path}", data=body, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_request_without_id_is_fine(server: str) -> None:
+    body = {"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]} for n in ("A", "B")]}
+    status, doc = post(server, "/v2/models/calc/versions/1/infer", json.dumps(body).encode())
+    assert status == 200
+    assert "id" not in doc
+    assert doc["outputs"][0]["data"] == [2, 4, 6, 8]
+    body["id"] = "req-7"
+    assert post(server, "/v2/models/calc/versions/1/infer", json.dumps(body).encode())[1]["id"] == "req-7"
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "a", "b", "status", "message"),
+    [
+        ("calc", "1", np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), "400", "must have shape [-1, 4]"),
+        ("calc", "1", np.zeros((2, 4), np.float64), np.zeros((2, 4), np.float64), "400", "must be FP32, got FP64"),
+        ("nope", "", A, B, "404", "unknown model 'nope'"),
+        ("calc", "7", A, B, "404", "unknown version '7'"),
+    ],
+)
+def test_errors(
+    client: httpclient.InferenceServerClient,
+    model: str,
+    version: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    status: str,
+    message: str,
+) -> None:
+    inputs = []
+    for name, arr in (("A", a), ("B", b)):
+        inp = httpclient.InferInput(name, list(arr.shape), "FP64" if arr.dtype == np.float64 else "FP32")
+        inp.set_data_from_numpy(arr)
+        inputs.append(inp)
+    with pytest.raises(InferenceServerException) as info:
+        client.infer(model, inputs, model_version=version)
+    assert info.value.status() == status
+    assert message in info.value.message()
+
+
+def test_missing_input_and_bad_json_are_400(server: str) -> None:
+    body = {"inputs": [{"name": "A", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
+    status, doc = post(server, "/v2/models/calc/infer", json.dumps(body).encode())
+    assert (status, doc["error"]) == (400, "missing input 'B' for model calc")
+    status, doc = post(server, "/v2/models/calc/infer", b"{not json")
+    assert status == 400
+    assert "not valid JSON" in doc["error"]
+
+
+def test_body_over_the_limit_is_413(server: str) -> None:
+    status, doc = post(server, "/v2/models/calc/infer", b" " * (2 * 2**20))
+    assert status == 413
+    assert "too large" in doc["error"]
+
+
+def test_metrics_count_known_traffic(server: str, client: httpclient.InferenceServerClient) -> None:
+    def count() -> float:
+        text = urllib.request.urlopen(f"http://{server}/metrics", timeout=5).read().decode()
+        for line in text.splitlines():
+            if line.startswith(
+                'modelyard_inference_requests_total{code="200",model="calc",protocol="http",version="1"}'
+            ):
+                return float(line.split()[-1])
+        return 0.0
+
+    before = count()
+    for _ in range(5):
+        client.infer("calc", calc_inputs(A, B), model_version="1")
+    assert count() == before + 5
+    text = urllib.request.urlopen(f"http://{server}/metrics", timeout=5).read().decode()
+    assert 'modelyard_model_loaded{model="types",version="1"} 1.0' in text
+    assert "modelyard_model_load_duration_seconds_count" in text
+    assert 'modelyard_model_memory_bytes{model="calc",version="2"}' in text
