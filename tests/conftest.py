@@ -74,7 +74,7 @@ class Kubectl:
             args += ["-l", selectors["labels"]]
         proc = self.run(*args, check=False)
         if proc.returncode != 0:
-            if "NotFoundError" in proc.stderr:
+            if "NotFound" in proc.stderr:
                 return None
             raise AssertionError(proc.stderr)
         return json.loads(proc.stdout)
