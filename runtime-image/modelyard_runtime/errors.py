@@ -39,9 +39,5 @@ class NotFoundError(ServingError):
     code = Code.NOT_FOUND
 
 
-class TooLargeError(ServingError):
-    code = Code.TOO_LARGE
-
-
 class UnavailableError(ServingError):
     code = Code.UNAVAILABLE
