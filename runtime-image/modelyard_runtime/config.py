@@ -70,10 +70,8 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         http_port=int(args.http_port),
         grpc_port=int(args.grpc_port),
         load_mode=args.load_mode,
-        memory_budget=parse_bytes(args.memory_budget) if isinstance(args.memory_budget, str) else args.memory_budget,
+        memory_budget=args.memory_budget,  # argparse applies type= to string defaults too
         max_batch_size=int(args.max_batch_size),
         max_queue_delay_ms=float(args.max_queue_delay_ms),
-        max_body_bytes=parse_bytes(args.max_body_bytes)
-        if isinstance(args.max_body_bytes, str)
-        else args.max_body_bytes,
+        max_body_bytes=args.max_body_bytes,
     )

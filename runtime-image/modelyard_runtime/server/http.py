@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import Code, ServingError
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, parse_infer_request
-from modelyard_runtime.server.core import DataPlane
+from modelyard_runtime.server.core import DataPlane, LoadedModel
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration"]
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
@@ -38,7 +38,7 @@ async def errors(
         raise
 
 
-def _model(request: web.Request) -> Any:
+def _model(request: web.Request) -> LoadedModel:
     return request.app[PLANE].get(request.match_info["model"], request.match_info.get("version"))
 
 
@@ -46,9 +46,12 @@ async def live(request: web.Request) -> web.Response:
     return web.json_response({"live": True})
 
 
+def _readiness(plane: DataPlane) -> web.Response:
+    return web.json_response({"ready": plane.ready}, status=200 if plane.ready else Code.UNAVAILABLE.http)
+
+
 async def ready(request: web.Request) -> web.Response:
-    ok = request.app[PLANE].ready
-    return web.json_response({"ready": ok}, status=200 if ok else Code.UNAVAILABLE.http)
+    return _readiness(request.app[PLANE])
 
 
 async def server_metadata(request: web.Request) -> web.Response:
@@ -60,8 +63,12 @@ async def model_metadata(request: web.Request) -> web.Response:
 
 
 async def model_ready(request: web.Request) -> web.Response:
-    _model(request)
-    return web.json_response({"ready": request.app[PLANE].ready}, status=200 if request.app[PLANE].ready else 503)
+    _model(request)  # 404 for an unknown model or version
+    return _readiness(request.app[PLANE])
+
+
+def _config_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
+    return {"name": tensor["name"], "data_type": f"TYPE_{tensor['datatype']}", "dims": tensor["shape"]}
 
 
 async def model_config(request: web.Request) -> web.Response:
@@ -73,12 +80,8 @@ async def model_config(request: web.Request) -> web.Response:
             "platform": meta["platform"],
             "backend": "onnxruntime",
             "max_batch_size": 0,
-            "input": [
-                {"name": t["name"], "data_type": f"TYPE_{t['datatype']}", "dims": t["shape"]} for t in meta["inputs"]
-            ],
-            "output": [
-                {"name": t["name"], "data_type": f"TYPE_{t['datatype']}", "dims": t["shape"]} for t in meta["outputs"]
-            ],
+            "input": [_config_tensor(t) for t in meta["inputs"]],
+            "output": [_config_tensor(t) for t in meta["outputs"]],
         }
     )
 
