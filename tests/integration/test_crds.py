@@ -181,3 +181,50 @@ def test_printer_columns(kubectl: Kubectl, namespace: str) -> None:
     assert header == ["NAME", "MODEL", "VERSION", "FORMAT", "PHASE", "AGE"]
     header = kubectl.run("get", "md", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
+
+
+ROLLOUT_INVALID: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "window shorter than two scrapes",
+        md(rollout=canary({"setWeight": 10}, analysis={"window": "20s", "scrapeInterval": "15s"})),
+        "window must be at least twice scrapeInterval",
+    ),
+    (
+        "sub-second analysis interval",
+        md(rollout=canary({"setWeight": 10}, analysis={"interval": "500ms"})),
+        "interval must be at least 1s",
+    ),
+    (
+        "both failure policies",
+        md(rollout=canary({"setWeight": 10}, analysis={"metrics": [
+            {"name": "e", "template": "errorRate", "max": 0.1, "failurePolicy": {"consecutive": 2, "total": 3}}]})),
+        "set exactly one of consecutive or total",
+    ),
+    ("unknown action", md(rollout={"action": {"type": "skip", "nonce": "1"}}), 'Unsupported value: "skip"'),
+    ("action without nonce", md(rollout={"action": {"type": "approve"}}), "spec.rollout.action.nonce: Required"),
+    (
+        "unknown onInconclusive",
+        md(rollout=canary({"setWeight": 10}, analysis={"onInconclusive": "promote"})),
+        'Unsupported value: "promote"',
+    ),
+    ("mirror above 100", md(rollout={"gatewayAPI": {"mirrorPercent": 101}}), "spec.rollout.gatewayAPI.mirrorPercent"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "body", "message"), ROLLOUT_INVALID, ids=[c[0] for c in ROLLOUT_INVALID])
+def test_invalid_rollout_manifest_is_rejected(
+    kubectl: Kubectl, namespace: str, case: str, body: dict[str, Any], message: str
+) -> None:
+    proc = kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body), check=False)
+    assert proc.returncode != 0, f"{case}: accepted but should be rejected"
+    assert message in proc.stderr, proc.stderr
+
+
+def test_rollout_actions_and_blue_green_are_accepted(kubectl: Kubectl, namespace: str) -> None:
+    body = md(rollout={"strategy": "blueGreen", "blueGreen": {"autoPromote": False},
+                       "analysis": {"window": "30s", "scrapeInterval": "15s", "onInconclusive": "rollback"},
+                       "action": {"type": "approve", "nonce": "2026-11-24.1"}})  # fmt: skip
+    kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    stored = kubectl.get("md", "fraud", namespace)["spec"]["rollout"]
+    assert stored["action"] == {"type": "approve", "nonce": "2026-11-24.1"}
+    assert stored["blueGreen"]["analyze"]["minDuration"] == "1m"

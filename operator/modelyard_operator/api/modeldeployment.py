@@ -25,6 +25,8 @@ TrafficRouter = Literal["replicas", "gatewayAPI", "inPod"]
 LoadMode = Literal["static", "dynamic"]
 MDPhase = Literal["Progressing", "Paused", "Healthy", "RolledBack", "Degraded"]
 Template = Literal["errorRate", "latencyP95", "latencyP99"]
+ActionType = Literal["approve", "abort", "promoteFull", "retry"]
+ACTION_ANNOTATION = "modelyard.dev/action"
 
 FreeForm = Annotated[
     dict[str, Any],
@@ -143,7 +145,22 @@ class CompareSpec(ApiModel):
 
 
 class FailurePolicy(ApiModel):
-    """When failed measurements of a non-critical metric lead to rollback."""
+    """When failed measurements of a non-critical metric lead to rollback (default: the first failure).
+
+    ``consecutive``: that many Fail verdicts in a row (a Pass resets the run); ``total``: that many Fail
+    verdicts in the whole rollout (a Pass resets nothing). Set one of them.
+    """
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.consecutive) != has(self.total)",
+                    "message": "set exactly one of consecutive or total",
+                }
+            ]
+        }
+    }
 
     consecutive: int | None = Field(default=None, ge=1, description="Fail after this many failures in a row.")
     total: int | None = Field(default=None, ge=1, description="Fail after this many failures in the step.")
@@ -183,9 +200,35 @@ class MetricSpec(ApiModel):
 class AnalysisSpec(ApiModel):
     """How the canary is measured."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "duration(self.window) >= duration(self.scrapeInterval) + duration(self.scrapeInterval)",
+                    "message": "window must be at least twice scrapeInterval (a shorter rate window has no data)",
+                },
+                {
+                    "rule": "duration(self.interval) >= duration('1s')",
+                    "message": "interval must be at least 1s",
+                },
+            ]
+        }
+    }
+
     interval: Duration = Field(default="30s", description="Time between measurements.")
+    window: Duration = Field(
+        default="1m", description="Range of the rate/quantile queries ({{window}}); at least 2x scrapeInterval."
+    )
+    scrape_interval: Duration = Field(
+        default="15s", description="Prometheus' scrape interval for the model pods (for the window and staleness)."
+    )
     evidence: Evidence = Field(default_factory=Evidence, json_schema_extra=schema_default(Evidence))
     metrics: list[MetricSpec] = Field(default_factory=list, max_length=16)
+    on_inconclusive: Literal["hold", "rollback"] = Field(
+        default="hold",
+        description="After maxDuration without a conclusive Pass (no data, low evidence, backend errors): "
+        "hold the weight (AnalysisHealthy=False) or roll back.",
+    )
 
 
 class PostPromotionAnalyze(ApiModel):
@@ -197,6 +240,47 @@ class PostPromotionSpec(ApiModel):
 
     analyze: PostPromotionAnalyze | None = None
     on_failure: Literal["rollback", "alert"] = "rollback"
+
+
+class RolloutAction(ApiModel):
+    """A one-shot manual action. It is applied once per nonce: re-applying the same manifest (a GitOps
+    tool syncing) or reverting to an older nonce does nothing."""
+
+    type: ActionType = Field(description="approve, abort, promoteFull or retry.")
+    nonce: str = Field(
+        min_length=1, max_length=253, pattern=r"^[A-Za-z0-9._:-]+$", description="Any new value fires the action."
+    )
+
+
+class BlueGreenSpec(ApiModel):
+    """A full second copy of the new version gets no traffic, is analysed, then takes all of it at once."""
+
+    analyze: AnalyzeStep = Field(default_factory=AnalyzeStep, json_schema_extra=schema_default(AnalyzeStep))
+    auto_promote: bool = Field(default=True, description="Switch after a passing analysis; false: wait for approve.")
+
+
+class ParentRef(ApiModel):
+    """A Gateway the HTTPRoute attaches to."""
+
+    name: str = Field(max_length=253)
+    namespace: str | None = Field(default=None, max_length=63)
+    section_name: str | None = Field(default=None, max_length=253)
+
+
+class HeaderMatch(ApiModel):
+    """Requests carrying this header value always go to the canary."""
+
+    name: str = Field(max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
+    value: str = Field(max_length=4096)
+
+
+class GatewayAPISpec(ApiModel):
+    """Settings of the gatewayAPI traffic router (an HTTPRoute named after the ModelDeployment)."""
+
+    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16)
+    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
+    canary_headers: list[HeaderMatch] = Field(default_factory=list, max_length=8)
+    mirror_percent: int = Field(default=0, ge=0, le=100, description="Copy this share of stable traffic to canary.")
 
 
 class RolloutSpec(ApiModel):
@@ -216,8 +300,13 @@ class RolloutSpec(ApiModel):
     strategy: Strategy = Field(default="immediate", description="canary, blueGreen or immediate.")
     traffic_router: TrafficRouter = Field(default="replicas", description="replicas, gatewayAPI or inPod.")
     steps: list[RolloutStep] = Field(default_factory=list, max_length=32)
+    blue_green: BlueGreenSpec | None = None
+    gateway_api: GatewayAPISpec | None = Field(default=None, alias="gatewayAPI")
     analysis: AnalysisSpec | None = None
     post_promotion: PostPromotionSpec | None = None
+    action: RolloutAction | None = Field(
+        default=None, description="A manual action; also settable as annotation modelyard.dev/action: TYPE:NONCE."
+    )
 
 
 class ModelDeploymentSpec(ApiModel):
@@ -247,9 +336,26 @@ class Weights(ApiModel):
 
 
 class StepStatus(ApiModel):
+    """The step in progress: its index in the (effective) step list, when it started, canary requests since."""
+
     index: int = Field(ge=0)
     started_at: str | None = Field(default=None, max_length=64)
     evidence: int = Field(default=0, ge=0)
+    post_promotion: bool = Field(default=False, description="Watching the new version at 100% after the steps.")
+
+
+class MetricCounters(ApiModel):
+    """Failure counters of one metric within the current rollout (restart-safe policy state)."""
+
+    name: str = Field(max_length=63)
+    failures: int = Field(default=0, ge=0)
+    consecutive: int = Field(default=0, ge=0)
+    last_verdict: str | None = Field(default=None, max_length=32)
+
+
+class AnalysisStatus(ApiModel):
+    last_measured_at: str | None = Field(default=None, max_length=64)
+    metrics: list[MetricCounters] = Field(default_factory=list, max_length=16)
 
 
 class MetricResult(ApiModel):
@@ -258,18 +364,24 @@ class MetricResult(ApiModel):
     stable: float | None = None
     n: int | None = None
     verdict: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, max_length=1024)
 
 
 class DecisionStatus(ApiModel):
     verdict: str = Field(max_length=32)
     reason: str = Field(default="", max_length=1024)
+    message: str = Field(default="", max_length=2048)
     at: str | None = Field(default=None, max_length=64)
+    requests: int | None = Field(default=None, description="Canary requests since the step started.")
     metrics: list[MetricResult] = Field(default_factory=list, max_length=16)
 
 
 class HandledAction(ApiModel):
     type: str = Field(max_length=32)
     nonce: str = Field(max_length=253)
+    at: str | None = Field(default=None, max_length=64)
+    result: str | None = Field(default=None, max_length=64)
 
 
 class HistoryEntry(ApiModel):
@@ -294,7 +406,14 @@ class ModelDeploymentStatus(ApiModel):
     step: StepStatus | None = None
     last_decision: DecisionStatus | None = None
     last_handled_action: HandledAction | None = None
+    handled_nonces: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=32, description="Recent action nonces already applied (newest last)."
+    )
+    analysis: AnalysisStatus | None = None
     history: list[HistoryEntry] = Field(default_factory=list, max_length=64)
+    rolled_back_versions: list[Annotated[str, Field(max_length=63)]] = Field(
+        default_factory=list, max_length=64, description="Versions not re-attempted until a retry action."
+    )
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
     endpoints: Endpoints | None = None
 
