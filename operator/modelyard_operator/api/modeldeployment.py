@@ -342,6 +342,7 @@ class StepStatus(ApiModel):
     started_at: str | None = Field(default=None, max_length=64)
     evidence: int = Field(default=0, ge=0)
     post_promotion: bool = Field(default=False, description="Watching the new version at 100% after the steps.")
+    promote_full: bool = Field(default=False, description="A promoteFull action skips the remaining steps.")
 
 
 class MetricCounters(ApiModel):

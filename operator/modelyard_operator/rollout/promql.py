@@ -1,0 +1,87 @@
+"""PromQL for the analysis metrics (pure string rendering).
+
+Built-in templates read the inference server's metrics (DESIGN.md §3) selected by ``model`` and
+``version`` (labels the server sets) and ``namespace`` (added by the scrape config's relabelling).
+Raw queries use ``{{model}}``, ``{{version}}``, ``{{namespace}}`` and ``{{window}}`` placeholders.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from modelyard_operator.api.modeldeployment import MetricSpec
+
+REQUESTS = "modelyard_inference_requests_total"
+DURATION = "modelyard_inference_request_duration_seconds"
+# Successful requests: HTTP 2xx, gRPC OK. Everything else (4xx, 5xx, gRPC errors) counts as an error.
+SUCCESS_CODES = "2..|OK"
+
+_PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
+_KNOWN = ("model", "version", "namespace", "window")
+
+
+class QueryError(ValueError):
+    """A query cannot be rendered (unknown placeholder)."""
+
+
+def label_value(value: str) -> str:
+    """A PromQL double-quoted string literal's contents."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def selector(model: str, version: str, namespace: str, extra: str = "") -> str:
+    parts = [f'model="{label_value(model)}"', f'version="{label_value(version)}"']
+    parts.append(f'namespace="{label_value(namespace)}"')
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}"
+
+
+def range_seconds(seconds: float) -> str:
+    """A PromQL range of whole seconds (at least 1s)."""
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+def render_template(template: str, *, model: str, version: str, namespace: str, window: str) -> str:
+    sel = selector(model, version, namespace)
+    if template == "errorRate":
+        bad = selector(model, version, namespace, f'code!~"{SUCCESS_CODES}"')
+        return f"sum(rate({REQUESTS}{bad}[{window}])) / sum(rate({REQUESTS}{sel}[{window}]))"
+    if template in ("latencyP95", "latencyP99"):
+        q = "0.95" if template == "latencyP95" else "0.99"
+        return f"histogram_quantile({q}, sum by (le) (rate({DURATION}_bucket{sel}[{window}])))"
+    raise QueryError(f"unknown template {template!r}")
+
+
+def render_raw(query: str, *, model: str, version: str, namespace: str, window: str) -> str:
+    values = {"model": label_value(model), "version": label_value(version), "namespace": label_value(namespace),
+              "window": window}  # fmt: skip
+
+    def sub(match: re.Match[str]) -> str:
+        key = match.group(1)
+        if key not in values:
+            raise QueryError(f"unknown placeholder {{{{{key}}}}}: use one of {', '.join(_KNOWN)}")
+        return values[key]
+
+    return _PLACEHOLDER.sub(sub, query)
+
+
+def render_metric(metric: MetricSpec, *, model: str, version: str, namespace: str, window: str) -> str:
+    """The query of one analysis metric for one version."""
+    if metric.template is not None:
+        return render_template(metric.template, model=model, version=version, namespace=namespace, window=window)
+    if metric.query is None:
+        raise QueryError(f"metric {metric.name} has neither template nor query")
+    return render_raw(metric.query, model=model, version=version, namespace=namespace, window=window)
+
+
+def evidence_query(*, model: str, version: str, namespace: str, since_seconds: float) -> str:
+    """Requests the version served since the step started (its evidence)."""
+    sel = selector(model, version, namespace)
+    return f"sum(increase({REQUESTS}{sel}[{range_seconds(since_seconds)}]))"
+
+
+def freshness_query(*, model: str, version: str, namespace: str) -> str:
+    """Time of the newest sample of the version's request counter (to tell stale data)."""
+    return f"max(timestamp({REQUESTS}{selector(model, version, namespace)}))"

@@ -1,0 +1,129 @@
+"""PromQL rendering and traffic-router rendering of the rollout package (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelyard_operator.api.modeldeployment import GatewayAPISpec, MetricSpec
+from modelyard_operator.rollout.promql import (
+    QueryError,
+    evidence_query,
+    freshness_query,
+    render_metric,
+)
+from modelyard_operator.rollout.routers import (
+    canary_replicas,
+    model_config_yaml,
+    render_http_route,
+    split_replicas,
+    traffic_weight,
+    version_weights,
+)
+
+SEL = 'model="fraud",version="2",namespace="ml"'
+BUCKETS = f"modelyard_inference_request_duration_seconds_bucket{{{SEL}}}"
+WHERE = {"model": "fraud", "version": "2", "namespace": "ml", "window": "1m"}
+
+
+@pytest.mark.parametrize(
+    ("metric", "expected"),
+    [
+        ({"template": "errorRate", "max": 0.01},
+         f'sum(rate(modelyard_inference_requests_total{{{SEL},code!~"2..|OK"}}[1m])) / '
+         f"sum(rate(modelyard_inference_requests_total{{{SEL}}}[1m]))"),
+        ({"template": "latencyP95", "max": 0.1},
+         f"histogram_quantile(0.95, sum by (le) (rate({BUCKETS}[1m])))"),
+        ({"template": "latencyP99", "max": 0.1},
+         f"histogram_quantile(0.99, sum by (le) (rate({BUCKETS}[1m])))"),
+        ({"query": 'sum(rate(x{model="{{model}}",version="{{ version }}",ns="{{namespace}}"}[{{window}}]))', "min": 1},
+         'sum(rate(x{model="fraud",version="2",ns="ml"}[1m]))'),
+    ],
+)  # fmt: skip
+def test_queries_render(metric: dict[str, object], expected: str) -> None:
+    assert render_metric(MetricSpec.model_validate({"name": "m", **metric}), **WHERE) == expected
+
+
+def test_label_values_are_escaped() -> None:
+    query = render_metric(MetricSpec(name="m", template="errorRate", max=1), **{**WHERE, "version": 'a"b\\c'})
+    assert 'version="a\\"b\\\\c"' in query
+
+
+def test_unknown_placeholder_is_a_clear_error() -> None:
+    with pytest.raises(QueryError, match=r"unknown placeholder \{\{pod\}\}"):
+        render_metric(MetricSpec(name="m", query="up{pod='{{pod}}'}", min=1), **WHERE)
+
+
+def test_evidence_and_freshness_queries() -> None:
+    assert evidence_query(model="fraud", version="2", namespace="ml", since_seconds=90.2) == (
+        f"sum(increase(modelyard_inference_requests_total{{{SEL}}}[91s]))"
+    )
+    assert evidence_query(model="fraud", version="2", namespace="ml", since_seconds=0).endswith("[1s]))")
+    assert freshness_query(model="fraud", version="2", namespace="ml") == (
+        f"max(timestamp(modelyard_inference_requests_total{{{SEL}}}))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("replicas", "weight", "full", "expected"),
+    [(4, 0, False, 0), (4, 10, False, 1), (4, 25, False, 1), (4, 26, False, 2), (4, 100, False, 4),
+     (4, 0, True, 4), (0, 50, False, 0), (10, 33, False, 4)],
+)  # fmt: skip
+def test_canary_replicas(replicas: int, weight: int, full: bool, expected: int) -> None:
+    assert canary_replicas(replicas, weight, full=full) == expected
+
+
+@pytest.mark.parametrize(
+    ("weight", "canary_ready", "stable_ready", "expected"),
+    [
+        (25, 0, 4, (4, 1)),  # canary pod not Ready yet: the stable keeps all 4
+        (25, 1, 4, (3, 1)),  # now one stable pod may go
+        (50, 1, 3, (3, 2)),  # shift on: stable shrinks only by Ready canaries
+        (100, 2, 2, (2, 4)),
+        (100, 4, 2, (0, 4)),
+        (0, 2, 2, (4, 2)),  # rollback: canary pods stay until the stable is back to 4 Ready
+        (0, 2, 4, (4, 0)),
+    ],
+)
+def test_replica_split_never_drops_ready_capacity(
+    weight: int, canary_ready: int, stable_ready: int, expected: tuple[int, int]
+) -> None:
+    stable, canary = split_replicas(4, weight, canary_ready=canary_ready, stable_ready=stable_ready)
+    assert (stable, canary) == expected
+    # the pods that stay Ready (never more than asked for on each side) still cover the requested 4
+    assert min(stable, stable_ready) + min(canary, canary_ready) >= min(4, stable_ready + canary_ready)
+
+
+def test_traffic_weight_of_ready_pods() -> None:
+    assert traffic_weight(3, 1) == 25
+    assert traffic_weight(0, 0) == 0
+
+
+def test_http_route_weights_mirror_and_headers() -> None:
+    settings = GatewayAPISpec.model_validate({
+        "parentRefs": [{"name": "gw", "namespace": "infra"}], "hostnames": ["fraud.example.com"],
+        "canaryHeaders": [{"name": "x-canary", "value": "always"}], "mirrorPercent": 5})  # fmt: skip
+    route = render_http_route(name="fraud", namespace="ml", labels={"a": "b"}, owner={"kind": "ModelDeployment"},
+                              port=8080, settings=settings, canary_weight=25, has_canary=True)  # fmt: skip
+    assert route["apiVersion"] == "gateway.networking.k8s.io/v1"
+    assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra"}]
+    header_rule, main = route["spec"]["rules"]
+    assert header_rule["matches"] == [{"headers": [{"type": "Exact", "name": "x-canary", "value": "always"}]}]
+    assert [b["name"] for b in header_rule["backendRefs"]] == ["fraud-canary"]
+    assert [(b["name"], b["weight"]) for b in main["backendRefs"]] == [("fraud-stable", 75), ("fraud-canary", 25)]
+    assert main["filters"][0]["requestMirror"] == {
+        "backendRef": {"group": "", "kind": "Service", "name": "fraud-canary", "port": 8080},
+        "percent": 5,
+    }
+    plain = render_http_route(name="fraud", namespace="ml", labels={}, owner={}, port=8080, settings=settings,
+                              canary_weight=0, has_canary=False)  # fmt: skip
+    assert plain["spec"]["rules"] == [
+        {"backendRefs": [{"group": "", "kind": "Service", "name": "fraud-stable", "port": 8080, "weight": 100}]}
+    ]
+
+
+def test_in_pod_version_weights() -> None:
+    assert version_weights("1", "2", 10) == {"1": 90, "2": 10}
+    assert version_weights("1", "2", 0) == {"1": 100}
+    assert version_weights("1", "2", 100) == {"2": 100}
+    assert version_weights("1", None, 50) == {"1": 100}
+    assert model_config_yaml({"2": 10, "1": 90}) == 'version_weights: {"1": 90, "2": 10}\n'
