@@ -44,3 +44,33 @@ def identity_all_types(path: Path) -> Path:
         outputs.append(helper.make_tensor_value_info(f"OUT_{name}", onnx_type, ["n", "m"]))
         nodes.append(helper.make_node("Identity", [f"IN_{name}"], [f"OUT_{name}"]))
     return _save(helper.make_graph(nodes, "identity", inputs, outputs), path)
+
+
+def matmul_chain(path: Path, width: int = 256, depth: int = 8, seed: int = 0) -> Path:
+    """Y = X·W1·W2·…·Wdepth with X: FP32 [-1, width]. Its run time grows with the rows sent (a slow model on
+    demand) and its file size with width² × depth (a big model on demand)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    scale = 1.0 / np.sqrt(width)
+    weights = [
+        helper.make_tensor(f"W{i}", TensorProto.FLOAT, [width, width],
+                           (rng.standard_normal((width, width)) * scale).astype(np.float32).tobytes(), raw=True)
+        for i in range(depth)
+    ]  # fmt: skip
+    nodes = [helper.make_node("MatMul", ["X" if i == 0 else f"H{i}", f"W{i}"], [f"H{i + 1}"]) for i in range(depth)]
+    nodes[-1].output[0] = "Y"
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", width])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", width])
+    return _save(helper.make_graph(nodes, "matmul_chain", [x], [y], initializer=weights), path)
+
+
+def power_chain(path: Path, depth: int = 16, n: int | None = None) -> Path:
+    """Y = X·X·…·X (depth + 1 factors), X: FP32 [n, n]. No weights: a tiny file whose run time grows with n³
+    (an n of 1024 keeps a request in flight for a noticeable while). A given ``n`` fixes the shape."""
+    dims: list[str | int] = [n, n] if n else ["n", "n"]
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, dims)
+    nodes = [helper.make_node("MatMul", ["X" if i == 0 else f"H{i}", "X"], [f"H{i + 1}"]) for i in range(depth)]
+    nodes[-1].output[0] = "Y"
+    return _save(helper.make_graph(nodes, "power_chain", [x], [y]), path)

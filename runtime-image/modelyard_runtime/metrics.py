@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class ServerMetrics:
@@ -20,6 +21,13 @@ class ServerMetrics:
         )
         self.compute = Histogram(
             "modelyard_inference_compute_duration_seconds", "Model time.", mv, buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue = Histogram(
+            "modelyard_inference_queue_duration_seconds", "Time in the batch queue.", mv, buckets=LATENCY_BUCKETS,
+            registry=r,
+        )  # fmt: skip
+        self.batch_size = Histogram(
+            "modelyard_inference_batch_size", "Rows per model execution.", mv, buckets=BATCH_BUCKETS, registry=r
         )
         self.inflight = Gauge("modelyard_inference_inflight_requests", "Requests in flight.", mv, registry=r)
         self.load_duration = Histogram("modelyard_model_load_duration_seconds", "Model load time.", mv, registry=r)

@@ -85,7 +85,7 @@ def test_health_and_server_metadata(client: httpclient.InferenceServerClient) ->
     assert client.is_server_ready()
     meta = client.get_server_metadata()
     assert meta["name"] == "modelyard"
-    assert "binary_tensor_data" in meta["extensions"]
+    assert {"binary_tensor_data", "model_repository", "statistics"} <= set(meta["extensions"])
 
 
 def test_model_metadata_marks_variable_dims(client: httpclient.InferenceServerClient) -> None:
@@ -236,3 +236,31 @@ def test_metrics_count_known_traffic(server: str, client: httpclient.InferenceSe
     assert 'modelyard_model_loaded{model="types",version="1"} 1.0' in text
     assert "modelyard_model_load_duration_seconds_count" in text
     assert 'modelyard_model_memory_bytes{model="calc",version="2"}' in text
+
+
+def test_statistics_and_repository_index_over_http(server: str, client: httpclient.InferenceServerClient) -> None:
+    before = client.get_inference_statistics("calc", "1")["model_stats"][0]["inference_stats"]["success"]["count"]
+    for _ in range(2):
+        client.infer("calc", calc_inputs(A, B), model_version="1")
+    stats = client.get_inference_statistics("calc", "1")["model_stats"]
+    assert [(s["name"], s["version"]) for s in stats] == [("calc", "1")]
+    assert stats[0]["inference_stats"]["success"]["count"] == before + 2
+    everything = client.get_inference_statistics()["model_stats"]
+    assert {(s["name"], s["version"]) for s in everything} == {("calc", "1"), ("calc", "2"), ("types", "1")}
+    index = client.get_model_repository_index()
+    assert {(m["name"], m["version"], m["state"]) for m in index} == {
+        ("calc", "1", "READY"), ("calc", "2", "READY"), ("types", "1", "READY"),
+    }  # fmt: skip
+    status, doc = post(server, "/v2/repository/models/ghost/load", b"")
+    assert status == 404
+    assert "no model 'ghost'" in doc["error"]
+    status, doc = post(server, "/v2/repository/index", b"[1]")
+    assert status == 400
+    assert "JSON object" in doc["error"]
+
+
+def test_a_config_override_on_load_is_refused_clearly(server: str) -> None:
+    body = json.dumps({"parameters": {"config": '{"max_batch_size": 4}'}}).encode()
+    status, doc = post(server, "/v2/repository/models/calc/load", body)
+    assert status == 400
+    assert "config.yaml" in doc["error"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -10,11 +11,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import Code, ServingError
+from modelyard_runtime.errors import BadRequestError, Code, ServingError
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, parse_infer_request
-from modelyard_runtime.server.core import DataPlane, LoadedModel
+from modelyard_runtime.server.core import DataPlane, LoadError
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration"]
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
 
 
@@ -38,20 +40,20 @@ async def errors(
         raise
 
 
-def _model(request: web.Request) -> LoadedModel:
-    return request.app[PLANE].get(request.match_info["model"], request.match_info.get("version"))
+def _name(request: web.Request) -> tuple[str, str | None]:
+    return request.match_info["model"], request.match_info.get("version") or None
 
 
 async def live(request: web.Request) -> web.Response:
     return web.json_response({"live": True})
 
 
-def _readiness(plane: DataPlane) -> web.Response:
-    return web.json_response({"ready": plane.ready}, status=200 if plane.ready else Code.UNAVAILABLE.http)
+def _readiness(ready: bool) -> web.Response:
+    return web.json_response({"ready": ready}, status=200 if ready else Code.UNAVAILABLE.http)
 
 
 async def ready(request: web.Request) -> web.Response:
-    return _readiness(request.app[PLANE])
+    return _readiness(request.app[PLANE].ready)
 
 
 async def server_metadata(request: web.Request) -> web.Response:
@@ -59,56 +61,78 @@ async def server_metadata(request: web.Request) -> web.Response:
 
 
 async def model_metadata(request: web.Request) -> web.Response:
-    return web.json_response(_model(request).metadata())
+    return web.json_response((await request.app[PLANE].describe(*_name(request))).metadata())
 
 
 async def model_ready(request: web.Request) -> web.Response:
-    _model(request)  # 404 for an unknown model or version
-    return _readiness(request.app[PLANE])
-
-
-def _config_tensor(tensor: dict[str, Any]) -> dict[str, Any]:
-    return {"name": tensor["name"], "data_type": f"TYPE_{tensor['datatype']}", "dims": tensor["shape"]}
+    plane = request.app[PLANE]
+    return _readiness(plane.ready and plane.is_ready(*_name(request)))
 
 
 async def model_config(request: web.Request) -> web.Response:
-    model = _model(request)
-    meta = model.metadata()
-    return web.json_response(
-        {
-            "name": model.name,
-            "platform": meta["platform"],
-            "backend": "onnxruntime",
-            "max_batch_size": 0,
-            "input": [_config_tensor(t) for t in meta["inputs"]],
-            "output": [_config_tensor(t) for t in meta["outputs"]],
-        }
-    )
+    return web.json_response((await request.app[PLANE].describe(*_name(request))).model_config())
+
+
+async def model_stats(request: web.Request) -> web.Response:
+    name = request.match_info.get("model")
+    return web.json_response({"model_stats": request.app[PLANE].statistics(name, request.match_info.get("version"))})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    body = await request.read()
+    if not body.strip():
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError as exc:
+        raise BadRequestError(f"request body is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise BadRequestError("request body must be a JSON object")
+    return parsed
+
+
+async def repository_index(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    return web.json_response(request.app[PLANE].index(ready_only=bool(body.get("ready", False))))
+
+
+async def repository_load(request: web.Request) -> web.Response:
+    body = await _json_body(request)
+    if "config" in (body.get("parameters") or {}):
+        raise BadRequestError(CONFIG_OVERRIDE_UNSUPPORTED)
+    try:
+        await request.app[PLANE].load_model(request.match_info["model"])
+    except LoadError as exc:
+        raise BadRequestError(str(exc)) from None
+    return web.json_response({})
+
+
+async def repository_unload(request: web.Request) -> web.Response:
+    await _json_body(request)
+    await request.app[PLANE].unload_model(request.match_info["model"])
+    return web.json_response({})
 
 
 async def infer(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
     started = time.perf_counter()
-    model_name, version = request.match_info["model"], request.match_info.get("version", "")
+    model_name, version = _name(request)
+    label_version = version or ""
     status = Code.INTERNAL.http
     try:
-        model = plane.get(model_name, version)
-        version = model.version
         body = await request.read()
         header = request.headers.get(HEADER_LENGTH)
-        parsed = parse_infer_request(body, int(header) if header is not None and header.isdigit() else None)
-        inflight = plane.metrics.inflight.labels(model=model.name, version=version)
-        inflight.inc()
-        try:
-            compute_started = time.perf_counter()
-            names = [o.name for o in parsed.outputs] if parsed.outputs else None
-            outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names)
-            plane.metrics.compute.labels(model=model.name, version=version).observe(
-                time.perf_counter() - compute_started
-            )
-        finally:
-            inflight.dec()
-        payload, json_length = build_infer_response(model.name, version, parsed, outputs)
+        async with plane.use(model_name, version) as model:
+            label_version = model.version
+            parsed = parse_infer_request(body, int(header) if header is not None and header.isdigit() else None)
+            inflight = plane.metrics.inflight.labels(model=model.name, version=model.version)
+            inflight.inc()
+            try:
+                names = [o.name for o in parsed.outputs] if parsed.outputs else None
+                outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names)
+            finally:
+                inflight.dec()
+        payload, json_length = build_infer_response(model.name, model.version, parsed, outputs)
         headers = {HEADER_LENGTH: str(json_length)} if json_length is not None else {}
         content_type = "application/octet-stream" if json_length is not None else "application/json"
         response = web.Response(body=payload, headers=headers, content_type=content_type)
@@ -121,9 +145,10 @@ async def infer(request: web.Request) -> web.Response:
         status = exc.status
         raise
     finally:
-        plane.metrics.requests.labels(model=model_name, version=version, protocol="http", code=str(status)).inc()
+        labels = {"model": model_name, "version": label_version}
+        plane.metrics.requests.labels(**labels, protocol="http", code=str(status)).inc()
         if status == 200:
-            plane.metrics.duration.labels(model=model_name, version=version).observe(time.perf_counter() - started)
+            plane.metrics.duration.labels(**labels).observe(time.perf_counter() - started)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -139,9 +164,14 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = 64 * 2**20) -> web.Appl
     r.add_get("/v2/health/ready", ready)
     r.add_get("/v2", server_metadata)
     r.add_get("/metrics", metrics)
+    r.add_get("/v2/models/stats", model_stats)  # before /v2/models/{model}, which would match it too
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         r.add_get(prefix, model_metadata)
         r.add_get(prefix + "/ready", model_ready)
         r.add_get(prefix + "/config", model_config)
         r.add_post(prefix + "/infer", infer)
+        r.add_get(prefix + "/stats", model_stats)
+    r.add_post("/v2/repository/index", repository_index)
+    r.add_post("/v2/repository/models/{model}/load", repository_load)
+    r.add_post("/v2/repository/models/{model}/unload", repository_unload)
     return app

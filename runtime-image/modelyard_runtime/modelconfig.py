@@ -1,0 +1,122 @@
+"""Per-model settings from ``DIR/<model>/config.yaml`` (parsing is pure; :func:`read_model_config` reads the file).
+
+Example::
+
+    max_batch_size: 32            # > 0: the first dimension is the batch; 0: no batching
+    dynamic_batching:
+      max_queue_delay_ms: 2       # how long the first request of a batch may wait for others
+    warmup:
+      runs: 1                     # inferences with zero-filled inputs before the version is ready (0: none)
+    version_weights: {"1": 90, "2": 10}   # how unversioned requests are split (default: highest version)
+    backend: {...}                # see docs/backends.md
+
+Unknown keys are errors: a typo must not silently change how a model is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.yaml"
+_TOP_KEYS = {"max_batch_size", "dynamic_batching", "warmup", "version_weights", "backend"}
+
+
+class ModelConfigError(ValueError):
+    """config.yaml is malformed; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    max_batch_size: int | None = None  # None: the server's --max-batch-size
+    max_queue_delay_ms: float | None = None  # None: the server's --max-queue-delay-ms
+    warmup_runs: int = 1
+    version_weights: dict[str, int] = field(default_factory=dict)
+    backend: dict[str, Any] | None = None
+
+
+def _int(value: Any, key: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ModelConfigError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _mapping(value: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ModelConfigError(f"{key} must be a mapping, got {type(value).__name__}")
+    unknown = sorted(set(map(str, value)) - allowed)
+    if unknown:
+        raise ModelConfigError(f"unknown key(s) in {key}: {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+    return value
+
+
+def parse_model_config(raw: Any) -> ModelConfig:
+    """A config.yaml document (already loaded) → :class:`ModelConfig`; ``None`` (empty file) gives defaults."""
+    if raw is None:
+        return ModelConfig()
+    top = _mapping(raw, "config.yaml", _TOP_KEYS)
+    max_batch = _int(top["max_batch_size"], "max_batch_size") if "max_batch_size" in top else None
+    delay: float | None = None
+    if "dynamic_batching" in top:
+        batching = _mapping(top["dynamic_batching"] or {}, "dynamic_batching", {"max_queue_delay_ms"})
+        if "max_queue_delay_ms" in batching:
+            value = batching["max_queue_delay_ms"]
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise ModelConfigError(f"dynamic_batching.max_queue_delay_ms must be a number >= 0, got {value!r}")
+            delay = float(value)
+    runs = 1
+    if "warmup" in top:
+        warmup = top["warmup"]
+        if isinstance(warmup, bool):
+            runs = 1 if warmup else 0
+        else:
+            runs = _int(_mapping(warmup, "warmup", {"runs"}).get("runs", 1), "warmup.runs")
+    raw_weights = top.get("version_weights") or {}
+    if not isinstance(raw_weights, Mapping):
+        raise ModelConfigError("version_weights must be a mapping of version to weight")
+    weights = {str(v): _int(w, f"version_weights[{v}]") for v, w in raw_weights.items()}
+    if weights and not any(weights.values()):
+        raise ModelConfigError("version_weights: at least one version needs a weight above 0")
+    backend = top.get("backend")
+    if backend is not None and not isinstance(backend, Mapping):
+        raise ModelConfigError(f"backend must be a mapping, got {type(backend).__name__}")
+    return ModelConfig(
+        max_batch_size=max_batch,
+        max_queue_delay_ms=delay,
+        warmup_runs=runs,
+        version_weights=weights,
+        backend=dict(backend) if backend is not None else None,
+    )
+
+
+def read_model_config(model_dir: Path) -> ModelConfig:
+    """Read ``model_dir/config.yaml`` if it exists; errors name the file."""
+    import yaml  # only the reading side needs it
+
+    path = model_dir / CONFIG_FILE
+    if not path.is_file():
+        return ModelConfig()
+    try:
+        return parse_model_config(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as exc:
+        raise ModelConfigError(f"{path}: not valid YAML: {exc}") from None
+    except ModelConfigError as exc:
+        raise ModelConfigError(f"{path}: {exc}") from None
+
+
+class WeightedPicker:
+    """Smooth weighted round-robin: over any window the split follows the weights exactly, without randomness."""
+
+    def __init__(self, weights: Mapping[str, int]) -> None:
+        self.weights = {v: w for v, w in weights.items() if w > 0}
+        self._current = dict.fromkeys(self.weights, 0)
+
+    def pick(self) -> str:
+        total = sum(self.weights.values())
+        for version, weight in self.weights.items():
+            self._current[version] += weight
+        chosen = max(self._current, key=lambda v: self._current[v])
+        self._current[chosen] -= total
+        return chosen

@@ -1,0 +1,200 @@
+"""The gRPC binding of the Open Inference Protocol: Triton's ``inference.GRPCInferenceService``.
+
+The messages and the servicer base come from the stubs that tritonclient ships (generated from Triton's
+``grpc_service.proto``; KServe's copy numbers some fields differently). Outputs always travel in
+``raw_output_contents``: tritonclient's ``as_numpy`` reads nothing else. Error codes come from the one
+table in :mod:`modelyard_runtime.errors`.
+"""
+
+# ruff: noqa: N802  (method names are the service's RPC names)
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+import numpy.typing as npt
+from google.protobuf import json_format
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
+
+from modelyard_runtime import __version__
+from modelyard_runtime.errors import BadRequestError, Code, ServingError
+from modelyard_runtime.protocol.datatypes import DatatypeError, decode_tensor, element_count, encode_tensor, numpy_dtype
+from modelyard_runtime.server.core import DataPlane, LoadError
+from modelyard_runtime.server.http import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS
+
+T = TypeVar("T")
+
+# typed ``InferTensorContents`` fields, for clients that do not send raw_input_contents
+_CONTENTS = {
+    "BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+    "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents", "UINT32": "uint_contents",
+    "UINT64": "uint64_contents", "FP32": "fp32_contents", "FP64": "fp64_contents", "BYTES": "bytes_contents",
+}  # fmt: skip
+
+
+def decode_inputs(request: service_pb2.ModelInferRequest) -> tuple[dict[str, npt.NDArray[Any]], dict[str, str]]:
+    raw = request.raw_input_contents
+    if raw and len(raw) != len(request.inputs):
+        raise BadRequestError(f"{len(raw)} raw_input_contents for {len(request.inputs)} inputs")
+    inputs: dict[str, npt.NDArray[Any]] = {}
+    datatypes: dict[str, str] = {}
+    for i, tensor in enumerate(request.inputs):
+        shape = list(tensor.shape)
+        try:
+            if raw:
+                array = decode_tensor(raw[i], tensor.datatype, shape)
+            else:
+                field = _CONTENTS.get(tensor.datatype)
+                if field is None:
+                    raise BadRequestError(f"input {tensor.name!r}: {tensor.datatype} needs raw_input_contents")
+                values = list(getattr(tensor.contents, field))
+                if len(values) != element_count(shape):
+                    raise BadRequestError(
+                        f"input {tensor.name!r}: {len(values)} values for shape {shape} ({element_count(shape)})"
+                    )
+                if tensor.datatype == "BYTES":
+                    array = np.array(values, dtype=np.object_).reshape(shape)
+                else:
+                    array = np.array(values, dtype=numpy_dtype(tensor.datatype)).reshape(shape)
+        except DatatypeError as exc:
+            raise BadRequestError(f"input {tensor.name!r}: {exc}") from None
+        inputs[tensor.name] = array
+        datatypes[tensor.name] = tensor.datatype
+    return inputs, datatypes
+
+
+class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, plane: DataPlane) -> None:
+        self.plane = plane
+
+    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await work()
+        except ServingError as exc:
+            await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
+        except LoadError as exc:
+            await context.abort(grpc.StatusCode[Code.BAD_REQUEST.grpc], str(exc))
+        raise AssertionError("unreachable: abort raises")
+
+    async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerLiveResponse(live=True)
+
+    async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerReadyResponse(ready=self.plane.ready)
+
+    async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def work() -> Any:
+            ready = self.plane.ready and self.plane.is_ready(request.name, request.version or None)
+            return service_pb2.ModelReadyResponse(ready=ready)
+
+        return await self._call(context, work)
+
+    async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return service_pb2.ServerMetadataResponse(name="modelyard", version=__version__, extensions=EXTENSIONS)
+
+    async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def work() -> Any:
+            model = await self.plane.describe(request.name, request.version or None)
+            meta = model.metadata()
+            return service_pb2.ModelMetadataResponse(
+                name=meta["name"],
+                versions=meta["versions"],
+                platform=meta["platform"],
+                inputs=[service_pb2.ModelMetadataResponse.TensorMetadata(**t) for t in meta["inputs"]],
+                outputs=[service_pb2.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
+            )
+
+        return await self._call(context, work)
+
+    async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def work() -> Any:
+            model = await self.plane.describe(request.name, request.version or None)
+            config = json_format.ParseDict(model.model_config(), model_config_pb2.ModelConfig())
+            return service_pb2.ModelConfigResponse(config=config)
+
+        return await self._call(context, work)
+
+    async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def work() -> Any:
+            stats = self.plane.statistics(request.name or None, request.version or None)
+            return json_format.ParseDict(
+                {"model_stats": stats}, service_pb2.ModelStatisticsResponse(), ignore_unknown_fields=True
+            )
+
+        return await self._call(context, work)
+
+    async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        rows = self.plane.index(ready_only=request.ready)
+        return service_pb2.RepositoryIndexResponse(
+            models=[service_pb2.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
+        )
+
+    async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def work() -> Any:
+            if "config" in request.parameters:
+                raise BadRequestError(CONFIG_OVERRIDE_UNSUPPORTED)
+            await self.plane.load_model(request.model_name)
+            return service_pb2.RepositoryModelLoadResponse()
+
+        return await self._call(context, work)
+
+    async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def work() -> Any:
+            await self.plane.unload_model(request.model_name)
+            return service_pb2.RepositoryModelUnloadResponse()
+
+        return await self._call(context, work)
+
+    async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        plane = self.plane
+        started = time.perf_counter()
+        version = request.model_version or ""
+        status: Code | None = Code.INTERNAL
+        try:
+            async with plane.use(request.model_name, request.model_version or None) as model:
+                version = model.version
+                inputs, datatypes = decode_inputs(request)
+                names = [o.name for o in request.outputs] or None
+                inflight = plane.metrics.inflight.labels(model=model.name, version=version)
+                inflight.inc()
+                try:
+                    outputs = await plane.infer(model, inputs, datatypes, names)
+                finally:
+                    inflight.dec()
+            types = {t.name: t.datatype for t in model.backend.outputs}
+            response = service_pb2.ModelInferResponse(model_name=model.name, model_version=version, id=request.id)
+            for name, array in outputs.items():
+                response.outputs.add(name=name, datatype=types[name], shape=list(array.shape))
+                response.raw_output_contents.append(encode_tensor(array))
+            status = None
+            return response
+        except ServingError as exc:
+            status = exc.code
+            await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
+            raise
+        finally:
+            # ``code`` is the HTTP-equivalent status for both protocols, so one error-rate query covers both
+            code = "200" if status is None else str(status.http)
+            labels = {"model": request.model_name, "version": version}
+            plane.metrics.requests.labels(**labels, protocol="grpc", code=code).inc()
+            if status is None:
+                plane.metrics.duration.labels(**labels).observe(time.perf_counter() - started)
+
+    async def ModelStreamInfer(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming inference is not supported; use ModelInfer")
+        yield  # pragma: no cover  (makes this an async generator, as the streaming method must be)
+
+
+def build_server(plane: DataPlane, *, max_receive_bytes: int) -> grpc.aio.Server:
+    """A gRPC server with raised message limits (the library's default receive limit is 4 MiB)."""
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_receive_bytes),
+            ("grpc.max_send_message_length", 2**31 - 1),
+        ]
+    )
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(plane), server)
+    return server

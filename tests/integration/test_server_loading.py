@@ -1,0 +1,229 @@
+"""Loading behaviour of a real modelyard-server: static readiness, dynamic loading, eviction, unload in flight,
+version weights and dynamic batching, observed through tritonclient, the repository API and /metrics."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from ..models import binary_op, matmul_chain, power_chain
+from ..serving import Server, run_server
+
+A = np.arange(8, dtype=np.float32).reshape(2, 4)
+B = np.full((2, 4), 3, dtype=np.float32)
+
+
+def calc_inputs(a: np.ndarray, b: np.ndarray) -> list[grpcclient.InferInput]:
+    ins = []
+    for name, arr in (("A", a), ("B", b)):
+        inp = grpcclient.InferInput(name, list(arr.shape), "FP32")
+        inp.set_data_from_numpy(arr)
+        ins.append(inp)
+    return ins
+
+
+def metric(server: Server, name: str, **labels: str) -> float:
+    """The value of one sample on /metrics (0 when absent)."""
+    with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    wanted = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in text.splitlines():
+        m = re.fullmatch(rf"{re.escape(name)}\{{(.*)\}} (\S+)", line)
+        if m and all(w in m.group(1).split(",") for w in wanted):
+            return float(m.group(2))
+    return 0.0
+
+
+def states(client: grpcclient.InferenceServerClient) -> dict[str, str]:
+    rows = client.get_model_repository_index(as_json=True)["models"]
+    return {f"{r['name']}/{r['version']}": r["state"] for r in rows}
+
+
+def test_static_mode_is_unavailable_until_loaded_and_warmed_up(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    matmul_chain(repo / "slow" / "1" / "model.onnx", width=512, depth=40)
+    (repo / "slow" / "config.yaml").write_text("warmup:\n  runs: 600\n")  # ~1 s of warm-up before ready
+    with run_server(repo, ready=False) as s:
+        assert s.status("/v2/health/live") == 200
+        assert s.status("/v2/health/ready") == 503
+        client = httpclient.InferenceServerClient(s.http)
+        inp = httpclient.InferInput("X", [1, 512], "FP32")
+        inp.set_data_from_numpy(np.ones((1, 512), np.float32))
+        with pytest.raises(InferenceServerException) as exc:
+            client.infer("slow", [inp])
+        assert exc.value.status() == "503"
+        assert "not ready" in exc.value.message()
+        deadline = time.monotonic() + 60
+        while s.status("/v2/health/ready") != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert client.infer("slow", [inp]).as_numpy("Y").shape == (1, 512)
+        assert "loaded slow version 1" in s.output()
+
+
+def test_bad_config_stops_a_static_server_with_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx")
+    (repo / "calc" / "config.yaml").write_text("max_batch_sise: 4\n")
+    with pytest.raises(AssertionError, match=r"unknown key.*max_batch_sise"), run_server(repo):
+        pass
+
+
+def test_dynamic_mode_loads_on_first_request_once(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    binary_op(repo / "calc" / "2" / "model.onnx", "Mul")
+    with run_server(repo, "--load-mode", "dynamic") as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        assert states(client) == {"calc/1": "UNAVAILABLE", "calc/2": "UNAVAILABLE"}
+        assert not client.is_model_ready("calc")
+        with ThreadPoolExecutor(8) as pool:  # eight first requests at once: one load
+            results = list(pool.map(lambda _: client.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), range(8)))
+        for out in results:
+            np.testing.assert_array_equal(out, A * B)
+        assert metric(s, "modelyard_model_load_duration_seconds_count", model="calc", version="2") == 1
+        assert metric(s, "modelyard_model_loaded", model="calc", version="2") == 1
+        assert metric(s, "modelyard_model_memory_bytes", model="calc", version="2") > 0
+        assert states(client) == {"calc/1": "UNAVAILABLE", "calc/2": "READY"}
+        np.testing.assert_array_equal(client.infer("calc", calc_inputs(A, B), "1").as_numpy("OUT0"), A + B)
+        assert states(client) == {"calc/1": "READY", "calc/2": "READY"}
+
+
+def test_least_recently_used_version_is_evicted_under_the_budget(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for name in ("a", "b", "c"):  # ~1 MB each; the budget holds two
+        matmul_chain(repo / name / "1" / "model.onnx", width=256, depth=4)
+    x = grpcclient.InferInput("X", [1, 256], "FP32")
+    x.set_data_from_numpy(np.ones((1, 256), np.float32))
+    with run_server(repo, "--load-mode", "dynamic", "--memory-budget", "2500Ki") as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        client.infer("a", [x])
+        client.infer("b", [x])
+        client.infer("a", [x])  # a is now more recent than b
+        client.infer("c", [x])
+        assert states(client) == {"a/1": "READY", "b/1": "UNAVAILABLE", "c/1": "READY"}
+        reasons = {r["name"]: r.get("reason", "") for r in client.get_model_repository_index(as_json=True)["models"]}
+        assert "evicted" in reasons["b"]
+        client.infer("b", [x])  # comes back on demand, evicting a (the least recently used now)
+        assert states(client) == {"a/1": "UNAVAILABLE", "b/1": "READY", "c/1": "READY"}
+        assert metric(s, "modelyard_model_loaded", model="a", version="1") == 0
+
+
+def test_a_model_above_the_budget_is_refused_with_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    matmul_chain(repo / "big" / "1" / "model.onnx", width=256, depth=4)
+    x = grpcclient.InferInput("X", [1, 256], "FP32")
+    x.set_data_from_numpy(np.ones((1, 256), np.float32))
+    with run_server(repo, "--load-mode", "dynamic", "--memory-budget", "100Ki") as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        with pytest.raises(InferenceServerException) as exc:
+            client.infer("big", [x])
+        assert exc.value.status() == "StatusCode.UNAVAILABLE"
+        assert "more than the memory budget" in exc.value.message()
+
+
+def test_unload_waits_for_requests_in_flight(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    power_chain(repo / "slow" / "1" / "model.onnx", depth=64)
+    n = 1536
+    x = grpcclient.InferInput("X", [n, n], "FP32")
+    x.set_data_from_numpy(np.full((n, n), 1e-3, np.float32))
+    with run_server(repo) as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        outcome: dict[str, object] = {}
+
+        def slow_request() -> None:
+            try:
+                outcome["shape"] = client.infer("slow", [x]).as_numpy("Y").shape
+            except InferenceServerException as exc:  # pragma: no cover - reported below
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=slow_request)
+        worker.start()
+        deadline = time.monotonic() + 10
+        while metric(s, "modelyard_inference_inflight_requests", model="slow", version="1") < 1:
+            assert time.monotonic() < deadline, "the slow request never started"
+            time.sleep(0.01)
+        client.unload_model("slow")
+        assert not client.is_model_ready("slow")
+        with pytest.raises(InferenceServerException) as exc:
+            client.infer("slow", [x])
+        assert exc.value.status() == "StatusCode.UNAVAILABLE"
+        worker.join(timeout=60)
+        assert outcome == {"shape": (n, n)}, outcome  # the request in flight finished normally
+        assert "unloaded slow version 1" in s.output()
+
+
+def test_unversioned_requests_follow_the_weight_table_and_its_changes(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    binary_op(repo / "calc" / "2" / "model.onnx", "Mul")
+    config = repo / "calc" / "config.yaml"
+    config.write_text('version_weights: {"1": 75, "2": 25}\n')
+    with run_server(repo) as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        versions = [client.infer("calc", calc_inputs(A, B)).get_response().model_version for _ in range(8)]
+        assert sorted(versions) == ["1"] * 6 + ["2"] * 2
+        assert client.infer("calc", calc_inputs(A, B), "2").get_response().model_version == "2"
+        config.write_text('version_weights: {"1": 0, "2": 100}\n')
+        time.sleep(1.5)  # the server re-reads config.yaml at most once a second
+        versions = [client.infer("calc", calc_inputs(A, B)).get_response().model_version for _ in range(4)]
+        assert versions == ["2"] * 4
+        config.write_text("version_weights: [broken\n")  # a bad edit keeps the last good table
+        time.sleep(1.5)
+        assert client.infer("calc", calc_inputs(A, B)).get_response().model_version == "2"
+        assert "keeping the previous settings of calc" in s.output()
+
+
+def test_dynamic_batching_merges_concurrent_requests_and_splits_exactly(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    (repo / "calc" / "config.yaml").write_text("max_batch_size: 16\ndynamic_batching:\n  max_queue_delay_ms: 200\n")
+    with run_server(repo) as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        config = client.get_model_config("calc", as_json=True)["config"]
+        assert config["max_batch_size"] == 16
+        assert config["dynamic_batching"]["max_queue_delay_microseconds"] == "200000"
+        assert [i["dims"] for i in config["input"]] == [["4"], ["4"]]  # the batch dimension is implicit
+
+        def one(i: int) -> np.ndarray:
+            a = np.full((1 + i % 2, 4), i, np.float32)
+            return client.infer("calc", calc_inputs(a, a)).as_numpy("OUT0")
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, range(8)))
+        for i, out in enumerate(results):
+            np.testing.assert_array_equal(out, np.full((1 + i % 2, 4), 2 * i, np.float32))
+        stats = client.get_inference_statistics("calc", as_json=True)["model_stats"][0]
+        assert stats["inference_stats"]["success"]["count"] == "8"
+        assert stats["inference_count"] == "12"  # rows, not requests
+        assert int(stats["execution_count"]) < 8
+        assert max(int(b["batch_size"]) for b in stats["batch_stats"]) > 1
+        assert metric(s, "modelyard_inference_batch_size_count", model="calc", version="1") == int(
+            stats["execution_count"]
+        )
+        too_big = np.ones((17, 4), np.float32)
+        with pytest.raises(InferenceServerException) as exc:
+            client.infer("calc", calc_inputs(too_big, too_big))
+        assert "above the model's max_batch_size 16" in exc.value.message()
+
+
+def test_batching_is_off_for_models_without_a_batch_dimension(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    power_chain(repo / "square" / "1" / "model.onnx", depth=1, n=2)  # fixed [2, 2]: no batch dimension
+    with run_server(repo, "--max-batch-size", "8", "--max-queue-delay-ms", "5") as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        assert client.get_model_config("square", as_json=True)["config"].get("max_batch_size", 0) == 0
+        x = grpcclient.InferInput("X", [2, 2], "FP32")
+        x.set_data_from_numpy(np.eye(2, dtype=np.float32))
+        np.testing.assert_array_equal(client.infer("square", [x]).as_numpy("Y"), np.eye(2))
+        assert "batching is off" in s.output()

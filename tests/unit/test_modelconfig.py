@@ -1,0 +1,90 @@
+"""config.yaml parsing and the weighted version picker."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from modelyard_runtime.modelconfig import (
+    ModelConfig,
+    ModelConfigError,
+    WeightedPicker,
+    parse_model_config,
+    read_model_config,
+)
+
+
+def test_empty_config_gives_defaults() -> None:
+    assert parse_model_config(None) == ModelConfig()
+    assert parse_model_config({}) == ModelConfig()
+    assert ModelConfig().warmup_runs == 1
+
+
+def test_full_config() -> None:
+    config = parse_model_config(
+        {
+            "max_batch_size": 32,
+            "dynamic_batching": {"max_queue_delay_ms": 2},
+            "warmup": {"runs": 3},
+            "version_weights": {1: 90, "2": 10},
+            "backend": {"providers": ["cpu"]},
+        }
+    )
+    assert config == ModelConfig(
+        max_batch_size=32,
+        max_queue_delay_ms=2.0,
+        warmup_runs=3,
+        version_weights={"1": 90, "2": 10},
+        backend={"providers": ["cpu"]},
+    )
+    assert parse_model_config({"warmup": False}).warmup_runs == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"max_batch_sise": 4}, "unknown key(s) in config.yaml: max_batch_sise"),
+        ({"max_batch_size": -1}, "max_batch_size must be an integer >= 0"),
+        ({"max_batch_size": True}, "max_batch_size must be an integer"),
+        ({"dynamic_batching": {"max_queue_delay_ms": -1}}, "max_queue_delay_ms must be a number >= 0"),
+        ({"dynamic_batching": {"delay": 1}}, "unknown key(s) in dynamic_batching: delay"),
+        ({"warmup": {"runs": "many"}}, "warmup.runs must be an integer"),
+        ({"version_weights": ["1", "2"]}, "version_weights must be a mapping"),
+        ({"version_weights": {"1": -5}}, "version_weights[1] must be an integer >= 0"),
+        ({"version_weights": {"1": 0, "2": 0}}, "at least one version needs a weight above 0"),
+        ({"backend": "onnx"}, "backend must be a mapping"),
+        (["max_batch_size"], "config.yaml must be a mapping"),
+    ],
+)
+def test_errors_name_the_key(raw: Any, message: str) -> None:
+    with pytest.raises(ModelConfigError) as exc:
+        parse_model_config(raw)
+    assert message in str(exc.value)
+
+
+def test_read_names_the_file(tmp_path: Path) -> None:
+    assert read_model_config(tmp_path) == ModelConfig()
+    (tmp_path / "config.yaml").write_text("max_batch_size: [\n")
+    with pytest.raises(ModelConfigError, match=r"config\.yaml: not valid YAML"):
+        read_model_config(tmp_path)
+    (tmp_path / "config.yaml").write_text("max_batch_size: 8\n")
+    assert read_model_config(tmp_path).max_batch_size == 8
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [{"1": 90, "2": 10}, {"1": 1, "2": 1}, {"1": 0, "2": 100}, {"a": 3, "b": 2, "c": 5}],
+)
+def test_picker_follows_the_weights_exactly_over_a_cycle(weights: dict[str, int]) -> None:
+    picker = WeightedPicker(weights)
+    total = sum(weights.values())
+    counts = Counter(picker.pick() for _ in range(total * 3))
+    assert counts == Counter({v: 3 * w for v, w in weights.items() if w})
+
+
+def test_picker_interleaves_instead_of_bursting() -> None:
+    picker = WeightedPicker({"1": 50, "2": 50})
+    assert [picker.pick() for _ in range(6)] in (["1", "2"] * 3, ["2", "1"] * 3)
