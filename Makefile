@@ -26,6 +26,9 @@ venv: $(STAMP) ## create .venv with the project and its dev tools
 controlplane: ## build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm
 	bash hack/build-controlplane.sh
 
+perf-analyzer: $(STAMP) ## install NVIDIA's perf_analyzer into the cache (compatibility tests)
+	bash hack/install-perf-analyzer.sh >/dev/null
+
 generate: $(STAMP) ## regenerate CRDs (crds/ and the chart) from the API models
 	$(PY) hack/generate.py
 
@@ -42,13 +45,13 @@ lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, he
 test-unit: $(STAMP) ## unit tier: pure code, seconds
 	$(PYTEST) -m unit tests/unit
 
-test-integration: $(STAMP) controlplane ## integration tier: real control plane, real operator
+test-integration: $(STAMP) controlplane perf-analyzer ## integration tier: real control plane, real operator
 	$(PYTEST) -m integration tests/integration
 
 test-e2e: $(STAMP) controlplane ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane check-generated lint ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane perf-analyzer check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane ## start a local cluster, run the operator, deploy a sample model, stop cleanly
@@ -64,5 +67,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane perf-analyzer generate check-generated lint test-unit test-integration test-e2e test demo \
 	cluster-up cluster-down clean
