@@ -1,7 +1,15 @@
-"""ONNX Runtime backend (CPU here; CUDA and TensorRT providers when onnxruntime-gpu is installed)."""
+"""ONNX Runtime backend: the CPU provider everywhere; CUDA and TensorRT providers with onnxruntime-gpu.
+
+A requested provider that this onnxruntime build lacks, or that ONNX Runtime could not create on this machine (it
+then quietly drops it and runs on what is left), is an error naming what is missing, unless the config sets
+``allow_fallback``: then the session falls back provider by provider down to the CPU and a WARNING says so.
+"""
 
 from __future__ import annotations
 
+import importlib
+import logging
+import mmap
 from pathlib import Path
 from typing import Any
 
@@ -9,50 +17,187 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard_runtime.backends import BackendUnavailableError, TensorMeta
-from modelyard_runtime.errors import BadRequestError
+from modelyard_runtime.backends.options import (
+    CPU,
+    CUDA,
+    TENSORRT,
+    BackendOptions,
+    ort_fallback_chain,
+    parse_backend_options,
+    render_ort_providers,
+    trt_cache_dirs,
+)
+from modelyard_runtime.errors import BadRequestError, UnavailableError
 from modelyard_runtime.protocol.datatypes import from_onnx_type
 
+log = logging.getLogger(__name__)
+
 _PROVIDER_PACKAGES = {
-    "CUDAExecutionProvider": "onnxruntime-gpu",
-    "TensorrtExecutionProvider": "onnxruntime-gpu with TensorRT libraries",
+    CUDA: "onnxruntime-gpu (this onnxruntime is a build without CUDA)",
+    TENSORRT: "onnxruntime-gpu plus the TensorRT libraries (Python package tensorrt)",
 }
+_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+_EXTERNAL_DATA_SCAN_LIMIT = 64 << 20  # a model with external data keeps only the graph in the .onnx file
+_LOCATION_ENTRY = b"\x0a\x08location\x12"  # StringStringEntryProto{key: "location", value: <length-prefixed>}
 
 
 def _dims(shape: list[Any]) -> list[int]:
     return [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
 
 
+def import_onnxruntime() -> Any:
+    try:
+        return importlib.import_module("onnxruntime")  # lazily: the import costs ~0.3 s and GPU builds are large
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the onnxruntime backend needs the Python package onnxruntime (or onnxruntime-gpu): {exc}"
+        ) from None
+
+
+def _names(providers: list[tuple[str, dict[str, str]]]) -> str:
+    return ", ".join(name for name, _ in providers)
+
+
+def _missing_message(missing: list[str], available: list[str]) -> str:
+    hints = "; ".join(f"{p} (install {_PROVIDER_PACKAGES.get(p, 'a build of onnxruntime with it')})" for p in missing)
+    return f"execution provider not available: {hints}; this onnxruntime has: {', '.join(available)}"
+
+
+def session_options(ort: Any, options: BackendOptions) -> Any:
+    """An ``onnxruntime.SessionOptions`` with threads, graph optimization and execution mode from the config."""
+    so = ort.SessionOptions()
+    if options.intra_op_threads:
+        so.intra_op_num_threads = options.intra_op_threads
+    if options.inter_op_threads:
+        so.inter_op_num_threads = options.inter_op_threads
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[options.graph_optimization])
+    so.execution_mode = getattr(ort.ExecutionMode, _MODES[options.execution_mode])
+    return so
+
+
+def create_session(ort: Any, path: Path, options: BackendOptions) -> Any:
+    """An InferenceSession on exactly the providers asked for, or on a logged fallback when the config allows it."""
+    available = list(ort.get_available_providers())
+    wanted = render_ort_providers(options)
+    missing = [name for name, _ in wanted if name not in available]
+    if missing:
+        message = _missing_message(missing, available)
+        if not options.allow_fallback:
+            raise BackendUnavailableError(f"{path}: {message}")
+        wanted = [(name, opts) for name, opts in wanted if name in available] or [(CPU, {})]
+        log.warning("%s: %s; allow_fallback is set, falling back to %s", path, message, _names(wanted))
+    attempts = ort_fallback_chain(wanted) if options.allow_fallback else [wanted]
+    for number, providers in enumerate(attempts, start=1):
+        try:
+            _make_cache_dirs(providers)
+            # enable_fallback=0: ONNX Runtime's own fallback only prints to stdout; ours logs and obeys the config
+            session = ort.InferenceSession(
+                str(path), sess_options=session_options(ort, options), providers=providers, enable_fallback=0
+            )
+        except Exception as exc:
+            if number == len(attempts):
+                raise
+            log.warning(
+                "%s: ONNX Runtime could not create a session with %s (%s); allow_fallback is set, trying %s",
+                path, _names(providers), exc, _names(attempts[number]),
+            )  # fmt: skip
+            continue
+        actual = list(session.get_providers())
+        dropped = [name for name, _ in providers if name not in actual]
+        if dropped:
+            message = (
+                f"ONNX Runtime could not create {', '.join(dropped)} on this machine and would run on "
+                f"{', '.join(actual)} (its log says why: usually CUDA 12 / cuDNN 9 or TensorRT libraries that "
+                "cannot be loaded, or no visible GPU)"
+            )
+            if not options.allow_fallback:
+                raise BackendUnavailableError(f"{path}: {message}")
+            log.warning("%s: %s; allow_fallback is set, continuing on %s", path, message, ", ".join(actual))
+        return session
+    raise AssertionError("unreachable: the last attempt either returns or raises")
+
+
+def _make_cache_dirs(providers: list[tuple[str, dict[str, str]]]) -> None:
+    for directory in trt_cache_dirs(providers):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RuntimeError(
+                f"cannot create the TensorRT cache directory {directory}: {exc} "
+                "(set backend.cache_dir or MODELYARD_CACHE_DIR to a writable path)"
+            ) from None
+
+
+def model_bytes(path: Path) -> int:
+    """Bytes on disk of the model: the .onnx file plus the external data files it names (weights kept outside).
+
+    External data files are found by scanning the graph for ONNX ``external_data`` ``location`` entries (only in
+    files up to 64 MiB: a graph with external weights is small); only existing files beside the model count.
+    """
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    size = path.stat().st_size
+    if size == 0 or size > _EXTERNAL_DATA_SCAN_LIMIT:
+        return size
+    locations: set[str] = set()
+    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = data.find(_LOCATION_ENTRY)
+        while start >= 0:
+            offset = start + len(_LOCATION_ENTRY)
+            length, shift = 0, 0
+            while offset < size and shift < 35:  # varint length of the location string
+                byte = data[offset]
+                offset += 1
+                length |= (byte & 0x7F) << shift
+                shift += 7
+                if not byte & 0x80:
+                    break
+            if 0 < length <= 4096:
+                locations.add(data[offset : offset + length].decode("utf-8", errors="replace"))
+            start = data.find(_LOCATION_ENTRY, offset)
+    base = path.parent.resolve()
+    for location in sorted(locations):
+        candidate = (base / location).resolve()
+        if candidate != path.resolve() and candidate.is_relative_to(base) and candidate.is_file():
+            size += candidate.stat().st_size
+    return size
+
+
 class OnnxBackend:
     platform = "onnxruntime_onnx"
 
-    def __init__(self, path: Path, providers: list[str] | None = None, intra_op_threads: int = 0) -> None:
-        import onnxruntime as ort  # lazily: the import costs ~0.3 s and GPU builds are large
-
-        available = ort.get_available_providers()
-        wanted = providers or ["CPUExecutionProvider"]
-        missing = [p for p in wanted if p not in available]
-        if missing:
-            hints = ", ".join(
-                f"{p} (install {_PROVIDER_PACKAGES.get(p, 'a build of onnxruntime with it')})" for p in missing
-            )
-            raise BackendUnavailableError(
-                f"execution provider not available: {hints}; available: {', '.join(available)}"
-            )
-        options = ort.SessionOptions()
-        if intra_op_threads:
-            options.intra_op_num_threads = intra_op_threads
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+    def __init__(self, path: Path, options: BackendOptions | None = None) -> None:
+        options = options or parse_backend_options(None, model_file=path)
+        if options.kind != "onnxruntime":
+            raise ValueError(f"OnnxBackend got options for kind {options.kind!r}")
+        ort = import_onnxruntime()
+        self.options = options
+        self.session: Any = create_session(ort, path, options)
+        self.providers: list[str] = list(self.session.get_providers())
         self.inputs = [TensorMeta(i.name, from_onnx_type(i.type), _dims(i.shape)) for i in self.session.get_inputs()]
         self.outputs = [TensorMeta(o.name, from_onnx_type(o.type), _dims(o.shape)) for o in self.session.get_outputs()]
-        self.memory_bytes = path.stat().st_size
+        self.memory_bytes = model_bytes(path)
 
     def run(self, inputs: dict[str, npt.NDArray[Any]], output_names: list[str]) -> dict[str, npt.NDArray[Any]]:
+        session = self.session
+        if session is None:
+            raise UnavailableError("the model was unloaded")
         feed = {name: _to_ort_strings(name, arr) if arr.dtype == np.object_ else arr for name, arr in inputs.items()}
-        results = self.session.run(output_names, feed)
+        results = session.run(output_names, feed)
         return {
             name: _from_ort_strings(out) if out.dtype == np.object_ else out
             for name, out in zip(output_names, results, strict=True)
         }
+
+    def close(self) -> None:
+        """Drop the session; ONNX Runtime frees its memory once no running request holds it."""
+        self.session = None
 
 
 def _to_ort_strings(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
