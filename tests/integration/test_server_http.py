@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,12 +14,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from ..models import ONNX_TYPES, binary_op, identity_all_types
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from ..serving import run_server
 
 
 @pytest.fixture(scope="module")
@@ -35,31 +23,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary_op(repo / "calc" / "1" / "model.onnx", "Add")
     binary_op(repo / "calc" / "2" / "model.onnx", "Mul")
     identity_all_types(repo / "types" / "1" / "model.onnx")
-    port = free_port()
-    log = repo.parent / "server.log"
-    env = {**os.environ, "MODELYARD_MAX_BODY_BYTES": "1Mi"}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "modelyard-server"), "--model-repository", str(repo),
-             "--host", "127.0.0.1", "--http-port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    url = f"127.0.0.1:{port}"
-    client = httpclient.InferenceServerClient(url)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ConnectionError, OSError, InferenceServerException):  # not listening yet
-            if client.is_server_ready():
-                break
-        if proc.poll() is not None:
-            pytest.fail(f"server exited:\n{log.read_text()}")
-        time.sleep(0.1)
-    else:
-        pytest.fail(f"server not ready:\n{log.read_text()}")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
-    assert "ready: 3 model version(s)" in log.read_text()
+    with run_server(repo, env={"MODELYARD_MAX_BODY_BYTES": "1Mi"}) as s:
+        yield s.http
+        assert "ready: 3 model version(s)" in s.output()
 
 
 @pytest.fixture
