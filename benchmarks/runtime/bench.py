@@ -1,0 +1,511 @@
+"""``make bench-runtime``: modelyard-server side by side with ONNX Runtime in-process, KServe and MLServer.
+
+One run, one machine, the same ONNX files and the same load generator (``loadgen.py``) for every row:
+
+- throughput/latency: the MLP 256-1024-1024-10 (FP32, variable batch): batch-1 requests at concurrency 1 and 8
+  (req/s, p50, p99) and batch-32 requests at concurrency 8 (samples/s);
+- time-to-ready: a ~100 MB MatMul model, spawn -> first 200 on ``/v2/health/ready`` -> first successful
+  inference, against a fresh process that imports onnxruntime, creates the InferenceSession and runs one warmup
+  inference (median of ``--reps``).
+
+Peers run in their own virtual environments under ``~/.cache/modelyard/bench/<peer>-<version>/`` (created on
+first use, reused after). Writes ``RESULTS.md`` and ``RESULTS.json`` (default: ``benchmarks/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import loadgen  # noqa: E402
+import report  # noqa: E402
+
+import models  # noqa: E402
+
+CACHE = Path(os.environ.get("MODELYARD_BENCH_CACHE", Path.home() / ".cache" / "modelyard" / "bench"))
+VENV_PY = Path(sys.executable)
+PY_SPY_VERSION = "0.4.3"
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    version: str
+    packages: tuple[str, ...]
+
+    @property
+    def venv(self) -> Path:
+        return CACHE / f"{self.name}-{self.version}"
+
+    def requirements(self) -> list[str]:
+        # the same ONNX Runtime as the project's venv, so only the serving layer differs
+        return [f"{self.name}=={self.version}", f"onnxruntime=={ort_version()}", *self.packages]
+
+
+PEERS = {
+    "kserve": Peer("kserve", "0.21.0", ()),
+    # uvloop 0.22 made asyncio.get_event_loop() raise where MLServer 1.7's inference workers still call it
+    "mlserver": Peer("mlserver", "1.7.1", ("uvloop==0.21.0",)),
+}
+
+# rows of the table: (label, server, protocol)
+ROWS = [
+    ("ORT in-process", "inprocess", "inprocess"),
+    ("modelyard HTTP", "modelyard", "http"),
+    ("modelyard gRPC", "modelyard", "grpc"),
+    ("KServe HTTP", "kserve", "http"),
+    ("KServe gRPC", "kserve", "grpc"),
+    ("MLServer gRPC", "mlserver", "grpc"),
+]
+# cells: (key, concurrency, batch)
+CELLS = [("c1_b1", 1, 1), ("c8_b1", 8, 1), ("c8_b32", 8, 32)]
+
+
+def ort_version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# --- environments -------------------------------------------------------------------------------------------------
+
+
+def ensure_venv(directory: Path, requirements: list[str]) -> Path:
+    """Create ``directory`` as a venv with exactly ``requirements`` (pinned); reuse it when the stamp matches."""
+    stamp = directory / ".modelyard-bench-installed"
+    wanted = "\n".join(requirements) + "\n"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return directory
+    log(f"creating {directory} with {' '.join(requirements)} (one-off, a few minutes)")
+    if directory.exists():
+        shutil.rmtree(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
+    pip = [str(directory / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, *requirements], check=True)
+    stamp.write_text(wanted)
+    return directory
+
+
+def package_versions(python: Path, names: list[str]) -> dict[str, str]:
+    code = (
+        "import importlib.metadata as m, json, sys\n"
+        "out = {}\n"
+        "for n in sys.argv[1:]:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: out[n] = 'missing'\n"
+        "print(json.dumps(out))\n"
+    )
+    done = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+# --- servers ------------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Launch:
+    argv: list[str]
+    env: dict[str, str]
+    http_port: int
+    grpc_port: int
+
+
+def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
+    """How to start ``server`` serving ``repo/<model>/1/model.onnx`` on fresh local ports."""
+    http_port, grpc_port = free_port(), free_port()
+    env = dict(os.environ)
+    model_file = repo / model / "1" / "model.onnx"
+    if server == "modelyard":
+        argv = [str(VENV_PY.parent / "modelyard-server"), "--model-repository", str(repo), "--host", "127.0.0.1"]
+        argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    elif server == "kserve":
+        py = PEERS["kserve"].venv / "bin" / "python"
+        argv = [str(py), str(HERE / "peers" / "kserve_server.py"), "--model_name", model]
+        argv += ["--model_path", str(model_file), "--http_port", str(http_port), "--grpc_port", str(grpc_port)]
+        argv += ["--enable_latency_logging", "false"]  # a per-request log line is a debugging aid, not serving
+    elif server == "mlserver":
+        settings = workdir / f"mlserver-{model}"
+        (settings / model).mkdir(parents=True, exist_ok=True)
+        metrics_port = free_port()
+        server_settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port}
+        server_settings["metrics_port"] = metrics_port
+        (settings / "settings.json").write_text(json.dumps(server_settings))
+        model_settings = {
+            "name": model,
+            "implementation": "mlserver_runtime.OnnxRuntimeModel",
+            "parameters": {"uri": str(model_file)},
+        }
+        (settings / model / "model-settings.json").write_text(json.dumps(model_settings))
+        argv = [str(PEERS["mlserver"].venv / "bin" / "mlserver"), "start", str(settings)]
+        env["PYTHONPATH"] = str(HERE / "peers")
+    else:
+        raise ValueError(f"unknown server {server!r}")
+    return Launch(argv, env, http_port, grpc_port)
+
+
+class Running:
+    def __init__(self, spec: Launch, logfile: Path) -> None:
+        self.spec = spec
+        self.logfile = logfile
+        self._log = logfile.open("ab")
+        self.spawned = time.perf_counter()
+        self.proc = subprocess.Popen(
+            spec.argv, env=spec.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def url(self, protocol: str) -> str:
+        return f"127.0.0.1:{self.spec.http_port if protocol == 'http' else self.spec.grpc_port}"
+
+    def wait_ready(self, timeout: float = 120.0, poll: float = 0.01) -> float:
+        """Seconds from spawn to the first 200 on /v2/health/ready; RuntimeError with the log tail otherwise."""
+        url = f"http://127.0.0.1:{self.spec.http_port}/v2/health/ready"
+        deadline = self.spawned + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1.0) as resp:
+                    if resp.status == 200:
+                        return time.perf_counter() - self.spawned
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            time.sleep(poll)
+        raise RuntimeError(f"not ready after {timeout:.0f} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 15) -> str:
+        self._log.flush()
+        text = self.logfile.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(server: str, repo: Path, model: str, workdir: Path) -> Iterator[Running]:
+    spec = launch_spec(server, repo, model, workdir)
+    proc = Running(spec, workdir / f"{server}-{model}.log")
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+# --- measurements -------------------------------------------------------------------------------------------------
+
+
+def reference_output(model_file: Path, batch: int) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(
+        str(model_file), sess_options=ort.SessionOptions(), providers=["CPUExecutionProvider"]
+    )
+    return np.asarray(session.run([models.OUTPUT], {models.INPUT: loadgen.make_input(batch)})[0])
+
+
+def measure_row(
+    target: loadgen.Target, args: argparse.Namespace, refs: dict[int, np.ndarray], server_pid: int | None
+) -> dict[str, Any]:
+    cells: dict[str, Any] = {}
+    for key, concurrency, batch in CELLS:
+        problem = loadgen.check_output(target, batch, refs[batch])
+        if problem:
+            log(f"  {key}: FAILED check: {problem}")
+            cells[key] = {"concurrency": concurrency, "batch": batch, "error": problem}
+            if "Connect" in problem or "UNAVAILABLE" in problem or "no answer" in problem:
+                for rest_key, rest_c, rest_b in CELLS[CELLS.index((key, concurrency, batch)) + 1 :]:
+                    cells[rest_key] = {"concurrency": rest_c, "batch": rest_b, "error": problem}
+                break
+            continue
+        result = loadgen.run_cell(
+            target,
+            concurrency=concurrency,
+            batch=batch,
+            warmup_s=args.warmup,
+            duration_s=args.duration,
+            client=args.client,
+            server_pid=server_pid,
+        )
+        cells[key] = result.summary()
+        s = cells[key]
+        log(
+            f"  {key}: {s['req_per_s']} req/s, {s['samples_per_s']} samples/s, p50 {s['p50_ms']} ms, "
+            f"p99 {s['p99_ms']} ms, client {s['client_cpu_cores']} cores, server {s['server_cpu_cores']} cores"
+            + (f", {s['errors']} errors ({s['error']})" if s["errors"] else "")
+        )
+    return cells
+
+
+def run_profile(run: Running, target: loadgen.Target, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """py-spy (from the harness's own tools venv) on the server during a concurrency-8 batch-1 cell."""
+    tools = ensure_venv(CACHE / f"tools-py-spy-{PY_SPY_VERSION}", [f"py-spy=={PY_SPY_VERSION}"])
+    raw = out_dir / f"profile-{target.protocol}.txt"
+    seconds = int(args.warmup + args.duration)
+    spy = subprocess.Popen(
+        [
+            *(str(tools / "bin" / "py-spy"), "record", "--pid", str(run.pid), "--duration", str(seconds)),
+            *("--format", "raw", "--rate", "200", "--threads", "--output", str(raw)),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    result = loadgen.run_cell(
+        target, concurrency=8, batch=1, warmup_s=0.5, duration_s=args.warmup + args.duration, client=args.client
+    )
+    _, err = spy.communicate(timeout=seconds + 60)
+    if spy.returncode != 0 or not raw.is_file():
+        return {"error": f"py-spy failed ({spy.returncode}): {err.strip()[-500:]}"}
+    return {"file": raw.name, "cell": result.summary(), **report.summarize_profile(raw.read_text())}
+
+
+BARE_SCRIPT = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import onnxruntime as ort
+t1 = time.perf_counter()
+session = ort.InferenceSession(sys.argv[1], sess_options=ort.SessionOptions(), providers=["CPUExecutionProvider"])
+t2 = time.perf_counter()
+x = np.random.default_rng(0).standard_normal((1, int(sys.argv[2])), dtype=np.float32)
+session.run(["OUTPUT0"], {"INPUT0": x})
+t3 = time.perf_counter()
+print(json.dumps({"import_s": t1 - t0, "session_s": t2 - t1, "warmup_s": t3 - t2}), flush=True)
+"""
+
+
+def time_bare(model_file: Path, width: int) -> dict[str, float]:
+    spawned = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", BARE_SCRIPT, str(model_file), str(width)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    done = time.perf_counter() - spawned
+    proc.wait(timeout=60)
+    inner = json.loads(line)
+    return {"spawn_to_done_s": done, **inner, "session_plus_warmup_s": inner["session_s"] + inner["warmup_s"]}
+
+
+def time_server(server: str, protocol: str, repo: Path, workdir: Path, width: int) -> dict[str, float]:
+    """spawn -> ready (first 200) -> first successful inference over ``protocol``, one fresh process."""
+    data = loadgen.make_input(1, width)
+    with running(server, repo, "big", workdir) as run:
+        ready = run.wait_ready()
+        infer = loadgen.make_infer(loadgen.Target(protocol, run.url(protocol), "big"), data)
+        deadline = time.perf_counter() + 60
+        while True:
+            try:
+                infer()
+                break
+            except Exception:
+                if time.perf_counter() > deadline:
+                    raise
+                time.sleep(0.01)
+        first = time.perf_counter() - run.spawned
+    return {"spawn_to_ready_s": ready, "spawn_to_first_inference_s": first}
+
+
+def median_of(samples: list[dict[str, float]]) -> dict[str, Any]:
+    keys = samples[0].keys()
+    return {k: round(statistics.median(s[k] for s in samples), 4) for k in keys} | {
+        "samples": [{k: round(v, 4) for k, v in s.items()} for s in samples]
+    }
+
+
+# --- main ---------------------------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench-runtime", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="measured seconds per cell (default 10)")
+    p.add_argument("--warmup", type=float, default=2.0, help="unrecorded seconds before each cell (default 2)")
+    p.add_argument("--reps", type=int, default=3, help="time-to-ready repetitions, median reported (default 3)")
+    p.add_argument(
+        "--client",
+        choices=["threads", "processes"],
+        default="threads",
+        help="load generator workers: threads in one process (default) or one process per worker",
+    )
+    p.add_argument(
+        "--only",
+        default="inprocess,modelyard,kserve,mlserver",
+        help="comma-separated servers to run (inprocess, modelyard, kserve, mlserver)",
+    )
+    p.add_argument("--skip-ready", action="store_true", help="skip the time-to-ready measurements")
+    p.add_argument("--profile", action="store_true", help="also py-spy the modelyard server at concurrency 8")
+    p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks", help="where RESULTS.md/.json go")
+    p.add_argument("--workdir", type=Path, default=CACHE / "work", help="models, peer settings and server logs")
+    args = p.parse_args(argv)
+    args.only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(args.only) - {"inprocess", "modelyard", "kserve", "mlserver"}
+    if unknown:
+        p.error(f"--only: unknown server(s) {', '.join(sorted(unknown))}")
+    if args.duration <= 0 or args.warmup < 0 or args.reps < 1:
+        p.error("--duration must be > 0, --warmup >= 0, --reps >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    command = "make bench-runtime" + (
+        f" BENCH_ARGS='{' '.join(argv or sys.argv[1:])}'" if (argv or sys.argv[1:]) else ""
+    )
+    load = os.getloadavg()[0]
+    if load >= 1.0:
+        log(f"warning: load average {load:.2f} >= 1: other work shares the 2 cores; numbers will be noisy")
+
+    meta = machine()
+    workdir: Path = args.workdir
+    workdir.mkdir(parents=True, exist_ok=True)
+    for old_log in workdir.glob("*.log"):
+        old_log.unlink()
+    repo, big_repo = workdir / "repo", workdir / "repo-big"
+    mlp_file = models.mlp(repo / "mlp" / "1" / "model.onnx")
+    big_file = models.big(big_repo / "big" / "1" / "model.onnx")
+    for f in (mlp_file, big_file):
+        log(f"model: {f} ({f.stat().st_size / 1e6:.1f} MB)")
+
+    versions: dict[str, dict[str, str]] = {
+        "project venv": package_versions(VENV_PY, ["modelyard", "onnxruntime", "tritonclient", "grpcio", "numpy"])
+    }
+    for name in ("kserve", "mlserver"):
+        if name in args.only:
+            peer = PEERS[name]
+            venv = ensure_venv(peer.venv, peer.requirements())
+            versions[name] = package_versions(venv / "bin" / "python", [name, "onnxruntime", "grpcio", "numpy"])
+
+    refs = {batch: reference_output(mlp_file, batch) for batch in {b for _, _, b in CELLS}}
+    results: dict[str, Any] = {"rows": {}, "time_to_ready": {}, "profile": {}}
+    for label, server, protocol in ROWS:
+        if server not in args.only:
+            continue
+        log(f"{label}")
+        if server == "inprocess":
+            results["rows"][label] = measure_row(loadgen.Target("inprocess", str(mlp_file)), args, refs, None)
+            continue
+        try:
+            with running(server, repo, "mlp", workdir) as run:
+                run.wait_ready()
+                target = loadgen.Target(protocol, run.url(protocol), "mlp")
+                results["rows"][label] = measure_row(target, args, refs, run.pid)
+                if args.profile and server == "modelyard":
+                    log(f"  profiling {label} at concurrency 8 with py-spy")
+                    results["profile"][label] = run_profile(run, target, args, args.out_dir)
+        except RuntimeError as exc:
+            log(f"  server failed: {exc}")
+            results["rows"][label] = {key: {"concurrency": c, "batch": b, "error": str(exc)} for key, c, b in CELLS}
+
+    if not args.skip_ready:
+        width = models.BIG_LAYERS[0]
+        if "inprocess" in args.only:
+            log(f"time-to-ready: bare InferenceSession + warmup ({args.reps}x)")
+            results["time_to_ready"]["bare"] = median_of([time_bare(big_file, width) for _ in range(args.reps)])
+        for label, server, protocol in ROWS:
+            if server not in args.only or server == "inprocess":
+                continue
+            log(f"time-to-ready: {label} ({args.reps}x)")
+            try:
+                samples = [time_server(server, protocol, big_repo, workdir, width) for _ in range(args.reps)]
+                results["time_to_ready"][label] = median_of(samples)
+            except Exception as exc:
+                log(f"  failed: {exc}")
+                results["time_to_ready"][label] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+
+    meta["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    results["meta"] = {
+        "command": command,
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": meta,
+        "versions": versions,
+        "settings": {
+            "duration_s": args.duration,
+            "warmup_s": args.warmup,
+            "reps": args.reps,
+            "client": args.client,
+            "cells": [{"key": k, "concurrency": c, "batch": b} for k, c, b in CELLS],
+            "mlp": list(models.MLP_LAYERS),
+            "big": list(models.BIG_LAYERS),
+            "mlp_bytes": mlp_file.stat().st_size,
+            "big_bytes": big_file.stat().st_size,
+        },
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = args.out_dir / "RESULTS.md"
+    existing = md.read_text() if md.is_file() else None
+    md.write_text(report.render(results, [label for label, _, _ in ROWS], existing))
+    log(f"wrote {args.out_dir / 'RESULTS.md'} and RESULTS.json in {results['meta']['wall_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
