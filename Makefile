@@ -57,6 +57,10 @@ test: $(STAMP) controlplane perf-analyzer check-generated lint ## everything: ge
 demo: $(STAMP) controlplane ## start a local cluster, run the operator, deploy a sample model, stop cleanly
 	$(PY) hack/demo.py
 
+BENCH_ARGS ?=
+bench-runtime: $(STAMP) ## benchmark the server vs ORT in-process, KServe, MLServer (~8 min; not part of test)
+	$(PY) benchmarks/runtime/bench.py $(BENCH_ARGS)
+
 cluster-up: controlplane ## start the local control plane (.devcluster/)
 	hack/devcluster up
 
@@ -68,4 +72,4 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
 .PHONY: help venv controlplane perf-analyzer generate check-generated lint test-unit test-integration test-e2e test demo \
-	cluster-up cluster-down clean
+	bench-runtime cluster-up cluster-down clean
