@@ -20,3 +20,8 @@ class OperatorConfig:
     allow_file_uris: bool = False
     cluster_domain: str = "cluster.local"
     resync_seconds: float = 30.0
+    prometheus_url: str | None = None
+    prometheus_timeout: float = 5.0
+    validation_timeout_seconds: float = 1800.0  # activeDeadlineSeconds of a validation Job
+    validation_memory: str = "2Gi"  # memory limit of a validation pod (it loads the model once)
+    sigstore_trust_root_configmap: str | None = None  # ConfigMap with trust_root.json for keyless verification

@@ -1,0 +1,262 @@
+"""ModelVersion validation (pure): the Job that runs ``modelyard-loader validate`` and what its result means.
+
+The validator writes one JSON document to its termination message (``/dev/termination-log``): the kubelet puts
+it into the pod's status, where the operator reads it. So model pods and validation pods need no API access
+at all (``automountServiceAccountToken: false``), and a crash of the operator loses nothing: the result stays
+on the pod until the Job is cleaned up, and the status is rewritten from it on the next event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from modelyard_operator.api.common import ConditionStatus
+from modelyard_operator.api.modelversion import ModelVersion
+from modelyard_operator.config import OperatorConfig
+from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
+from modelyard_operator.render import RUN_AS, owner_reference
+from modelyard_operator.render import _container_security as container_security
+from modelyard_operator.status import set_condition
+
+Obj = dict[str, Any]
+
+LABEL_VALIDATES = "modelyard.dev/validates"
+CONTAINER = "validate"
+WORK_DIR = "/work"
+CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
+SIGNING_DIR = "/var/run/secrets/modelyard/signing"
+TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
+TERMINATION_LOG = "/dev/termination-log"
+NO_RESULT_GRACE_SECONDS = 30.0  # a finished validator whose message never arrives fails after this
+
+# exit codes of modelyard-loader (docs/loader.md) → condition reasons, for when no JSON result arrived
+EXIT_REASONS = {
+    2: "InvalidArguments",
+    3: "FetchFailed",
+    4: "DigestMismatch",
+    5: "SignatureInvalid",
+    6: "UnsafeContent",
+    7: "ModelLoadFailed",
+}
+# reasons that are about the artifact's integrity (ArtifactVerified=False) rather than the model
+INTEGRITY_REASONS = {"DigestMismatch", "SignatureInvalid", "UnsafeContent", "AddressBlocked"}
+
+
+def job_name(mv_name: str) -> str:
+    return versioned_name(mv_name, "validate")
+
+
+def validator_args(mv: ModelVersion, config: OperatorConfig) -> list[str]:
+    artifact = mv.spec.artifact
+    args = ["validate", "--uri", artifact.uri, "--dest", f"{WORK_DIR}/model"]
+    if artifact.digest:
+        args += ["--digest", artifact.digest]
+    if artifact.credentials_secret:
+        args += ["--credentials-dir", CREDENTIALS_DIR]
+    signature = artifact.signature
+    if signature is not None:
+        args += ["--signature", signature.uri]
+        if signature.public_key_secret is not None:
+            args += ["--public-key", f"{SIGNING_DIR}/key.pem"]
+        elif signature.certificate_chain_secret is not None:
+            args += ["--certificate-chain", f"{SIGNING_DIR}/chain.pem"]
+        elif signature.sigstore is not None:
+            args += ["--sigstore-identity", signature.sigstore.identity, "--sigstore-issuer", signature.sigstore.issuer]
+            args += ["--trust-root", f"{TRUST_ROOT_DIR}/trust_root.json"]
+    if config.allow_file_uris:
+        args += ["--allow-file"]
+    args += ["--termination-log", TERMINATION_LOG]
+    return args
+
+
+def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
+    """A one-shot Job, owned by the ModelVersion, that fetches, verifies, inspects and loads the artifact once."""
+    meta, spec = mv.metadata, mv.spec
+    labels = {
+        LABEL_MANAGED_BY: MANAGED_BY,
+        LABEL_MODEL: spec.model,
+        LABEL_VERSION: spec.version,
+        LABEL_VALIDATES: meta.name,
+    }
+    mounts: list[Obj] = [
+        {"name": "work", "mountPath": WORK_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (an emptyDir in the pod)
+    ]
+    volumes: list[Obj] = [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    artifact = spec.artifact
+    if artifact.credentials_secret:
+        volumes.append({"name": "credentials", "secret": {"secretName": artifact.credentials_secret}})
+        mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+    signature = artifact.signature
+    if signature is not None:
+        ref, file = (
+            (signature.public_key_secret, "key.pem")
+            if signature.public_key_secret is not None
+            else (signature.certificate_chain_secret, "chain.pem")
+        )
+        if ref is not None:
+            volumes.append(
+                {"name": "signing", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": file}]}}
+            )
+            mounts.append({"name": "signing", "mountPath": SIGNING_DIR, "readOnly": True})
+        elif signature.sigstore is not None and config.sigstore_trust_root_configmap:
+            volumes.append({"name": "trust-root", "configMap": {"name": config.sigstore_trust_root_configmap}})
+            mounts.append({"name": "trust-root", "mountPath": TRUST_ROOT_DIR, "readOnly": True})
+    container: Obj = {
+        "name": CONTAINER,
+        "image": config.runtime_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "command": ["modelyard-loader"],
+        "args": validator_args(mv, config),
+        "volumeMounts": mounts,
+        "securityContext": container_security(),
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": config.validation_memory}},
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(meta.name),
+            "namespace": meta.namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference("ModelVersion", meta.name, meta.uid or "")],
+        },
+        "spec": {
+            "backoffLimit": 0,  # a failed verification is an answer, not a flake to retry
+            "activeDeadlineSeconds": int(config.validation_timeout_seconds),
+            "ttlSecondsAfterFinished": 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS,
+                        "runAsGroup": RUN_AS,
+                        "fsGroup": RUN_AS,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one finished validation says."""
+
+    ok: bool
+    reason: str
+    message: str
+    result: Obj = field(default_factory=dict)  # the validator's JSON document, when there was one
+
+
+def _terminated(pod: Obj) -> Obj | None:
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") == CONTAINER:
+            terminated = (status.get("state") or {}).get("terminated")
+            return terminated if isinstance(terminated, dict) else None
+    return None
+
+
+def outcome_from_pod(pod: Obj, now_epoch: float, finished_epoch: float | None) -> Outcome | None:
+    """The outcome once the validator container has terminated; None while it runs (or its message is due).
+
+    ``finished_epoch`` is the container's finishedAt as seconds (the caller parses it), so this stays clock-free.
+    """
+    terminated = _terminated(pod)
+    if terminated is None:
+        if (pod.get("status") or {}).get("phase") == "Failed":
+            message = (pod.get("status") or {}).get("message") or "the validation pod failed before it ran"
+            return Outcome(False, "ValidationPodFailed", message)
+        return None
+    code = int(terminated.get("exitCode", 0))
+    text = (terminated.get("message") or "").strip()
+    result: Obj = {}
+    if text:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            result = parsed
+    if code == 0 and result.get("ok") is True:
+        return Outcome(True, "Validated", "artifact fetched, verified and loaded", result)
+    if code == 0 and not result:
+        if finished_epoch is not None and now_epoch - finished_epoch < NO_RESULT_GRACE_SECONDS:
+            return None  # the message may still be on its way
+        return Outcome(False, "NoResult", "the validator exited without writing its result")
+    reason = str(result.get("reason") or EXIT_REASONS.get(code) or terminated.get("reason") or "ValidationFailed")
+    message = str(result.get("message") or text or f"the validator exited with code {code}")
+    return Outcome(False, reason, message[:1024], result)
+
+
+def _tensors(items: Any) -> list[Obj]:
+    out = []
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("name"), str):
+            shape = [int(d) if isinstance(d, int) else -1 for d in item.get("shape") or []]
+            out.append({"name": item["name"], "datatype": str(item.get("datatype", "")), "shape": shape})
+    return out
+
+
+def validating_status(status: Obj, generation: int, now: str) -> Obj:
+    conditions = list(status.get("conditions") or [])
+    for type_ in ("ArtifactVerified", "Validated", "Ready"):
+        conditions = set_condition(
+            conditions, type_, "Unknown", "Validating", "validation Job running", now=now, generation=generation
+        )
+    return {"observedGeneration": generation, "phase": "Validating", "conditions": conditions}
+
+
+def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str) -> Obj:
+    """The ModelVersion status an outcome leads to: Ready with what was found, or Failed with the reason."""
+    conditions = list(status.get("conditions") or [])
+    result = outcome.result
+    out: Obj = {"observedGeneration": generation, "phase": "Ready" if outcome.ok else "Failed"}
+
+    def cond(type_: str, ok: bool | None, reason: str, message: str) -> None:
+        nonlocal conditions
+        value: ConditionStatus = "Unknown" if ok is None else ("True" if ok else "False")
+        conditions = set_condition(conditions, type_, value, reason, message, now=now, generation=generation)
+
+    if outcome.ok:
+        cond("ArtifactVerified", True, "Verified", _verified_message(result))
+        cond("Validated", True, "Loaded", "the model loaded and its inputs and outputs were read")
+        cond("Ready", True, "Validated", "ready to serve")
+    else:
+        integrity = outcome.reason in INTEGRITY_REASONS
+        verified = result.get("artifact", {}).get("verified") if isinstance(result.get("artifact"), dict) else None
+        cond("ArtifactVerified", False if integrity else verified, outcome.reason, outcome.message)
+        cond("Validated", False, outcome.reason, outcome.message)
+        cond("Ready", False, outcome.reason, outcome.message)
+    artifact = result.get("artifact")
+    if isinstance(artifact, dict) and (artifact.get("digest") or artifact.get("sizeBytes") is not None):
+        out["artifact"] = {
+            k: v for k, v in (("digest", artifact.get("digest")), ("sizeBytes", artifact.get("sizeBytes"))) if v
+        }
+    if result.get("inputs") is not None or result.get("outputs") is not None:
+        out["signature"] = {"inputs": _tensors(result.get("inputs")), "outputs": _tensors(result.get("outputs"))}
+    if isinstance(result.get("loadSeconds"), int | float):
+        out["loadSeconds"] = round(float(result["loadSeconds"]), 3)
+    out["conditions"] = conditions
+    return out
+
+
+def _verified_message(result: Obj) -> str:
+    signature = result.get("signature")
+    signed = isinstance(signature, dict) and signature.get("verified") is True
+    digest = (result.get("artifact") or {}).get("digest") if isinstance(result.get("artifact"), dict) else None
+    parts = [f"digest {digest} matches" if digest else "digest checked"]
+    if signed:
+        parts.append("signature verified")
+    return "; ".join(parts)

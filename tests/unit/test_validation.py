@@ -1,0 +1,168 @@
+"""ModelVersion validation: the rendered Job and how a finished validator's result becomes status (pure)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from modelyard_operator.api.modelversion import ModelVersion
+from modelyard_operator.config import OperatorConfig
+from modelyard_operator.validation import (
+    LABEL_VALIDATES,
+    NO_RESULT_GRACE_SECONDS,
+    job_name,
+    outcome_from_pod,
+    outcome_status,
+    render_validation_job,
+    validating_status,
+)
+
+DIGEST = "sha256:" + "a" * 64
+NOW = "2026-11-24T12:00:00Z"
+
+
+def mv(**artifact: Any) -> ModelVersion:
+    return ModelVersion.model_validate(
+        {
+            "metadata": {"name": "resnet-v2", "namespace": "ml", "uid": "u-1", "generation": 1},
+            "spec": {
+                "model": "resnet",
+                "version": "2",
+                "artifact": {"uri": "https://models.example.com/resnet.onnx", "digest": DIGEST, **artifact},
+            },
+        }
+    )
+
+
+def pod(exit_code: int | None, message: str = "", phase: str = "Succeeded") -> dict[str, Any]:
+    state: dict[str, Any] = {"running": {}} if exit_code is None else {"terminated": {"exitCode": exit_code}}
+    if message and exit_code is not None:
+        state["terminated"]["message"] = message
+    return {"status": {"phase": phase, "containerStatuses": [{"name": "validate", "state": state}]}}
+
+
+def test_job_is_one_shot_restricted_and_owned_by_the_model_version() -> None:
+    job = render_validation_job(mv(), OperatorConfig(runtime_image="img:1"))
+    assert job["metadata"]["name"] == job_name("resnet-v2") == "resnet-v2-validate"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "u-1"
+    assert job["metadata"]["labels"][LABEL_VALIDATES] == "resnet-v2"
+    spec = job["spec"]
+    assert spec["backoffLimit"] == 0
+    pod_spec = spec["template"]["spec"]
+    assert spec["template"]["metadata"]["labels"][LABEL_VALIDATES] == "resnet-v2"
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert pod_spec["restartPolicy"] == "Never"
+    (container,) = pod_spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["terminationMessagePolicy"] == "File"
+    assert container["command"] == ["modelyard-loader"]
+    assert container["args"] == [
+        "validate", "--uri", "https://models.example.com/resnet.onnx", "--dest", "/work/model",
+        "--digest", DIGEST, "--termination-log", "/dev/termination-log",
+    ]  # fmt: skip
+
+
+def test_secrets_are_mounted_as_files_never_passed_as_arguments() -> None:
+    job = render_validation_job(
+        mv(
+            credentialsSecret="store-creds",
+            signature={"uri": "https://models.example.com/resnet.sig", "publicKeySecret": {"name": "k", "key": "pub"}},
+        ),
+        OperatorConfig(),
+    )
+    pod_spec = job["spec"]["template"]["spec"]
+    args = pod_spec["containers"][0]["args"]
+    assert "--credentials-dir" in args
+    assert args[args.index("--public-key") + 1] == "/var/run/secrets/modelyard/signing/key.pem"
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["credentials"]["secret"]["secretName"] == "store-creds"
+    assert volumes["signing"]["secret"]["items"] == [{"key": "pub", "path": "key.pem"}]
+    assert all(
+        m.get("readOnly")
+        for m in pod_spec["containers"][0]["volumeMounts"]
+        if m["name"] != "work" and m["name"] != "tmp"
+    )
+
+
+GOOD = {
+    "ok": True,
+    "artifact": {"digest": DIGEST, "sizeBytes": 1234, "verified": True},
+    "signature": {"verified": True},
+    "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}],
+    "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 10]}],
+    "loadSeconds": 0.4567,
+}
+
+
+def test_a_good_result_makes_the_version_ready_with_what_was_found() -> None:
+    outcome = outcome_from_pod(pod(0, json.dumps(GOOD)), 100.0, 99.0)
+    assert outcome is not None
+    assert outcome.ok
+    status = outcome_status({}, outcome, 1, NOW)
+    assert status["phase"] == "Ready"
+    assert status["artifact"] == {"digest": DIGEST, "sizeBytes": 1234}
+    assert status["signature"]["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
+    assert status["loadSeconds"] == 0.457
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert {t: c["status"] for t, c in conditions.items()} == {
+        "ArtifactVerified": "True",
+        "Validated": "True",
+        "Ready": "True",
+    }
+    assert "signature verified" in conditions["ArtifactVerified"]["message"]
+
+
+def failure(reason: str, message: str, **extra: Any) -> str:
+    return json.dumps({"ok": False, "reason": reason, "message": message, **extra})
+
+
+@pytest.mark.parametrize(
+    ("exit_code", "message", "reason", "verified"),
+    [
+        (4, failure("DigestMismatch", "got sha256:bb…"), "DigestMismatch", "False"),
+        (5, "", "SignatureInvalid", "False"),  # no JSON: the exit code says why
+        (6, failure("AddressBlocked", "169.254.169.254"), "AddressBlocked", "False"),
+        (3, "connection refused", "FetchFailed", "Unknown"),
+        (7, failure("ModelLoadFailed", "bad graph", artifact={"verified": True}), "ModelLoadFailed", "True"),
+        (137, "", "ValidationFailed", "Unknown"),  # killed (out of memory): no reason of ours
+    ],
+)  # fmt: skip
+def test_failures_keep_the_reason_and_say_whether_the_bytes_were_trusted(
+    exit_code: int, message: str, reason: str, verified: str
+) -> None:
+    outcome = outcome_from_pod(pod(exit_code, message, phase="Failed"), 100.0, 99.0)
+    assert outcome is not None
+    assert not outcome.ok
+    assert outcome.reason == reason
+    status = outcome_status({}, outcome, 3, NOW)
+    assert status["phase"] == "Failed"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "False"
+    assert conditions["Ready"]["reason"] == reason
+    assert conditions["ArtifactVerified"]["status"] == verified
+    assert conditions["Ready"]["observedGeneration"] == 3
+
+
+def test_running_or_message_pending_means_no_answer_yet() -> None:
+    assert outcome_from_pod(pod(None, phase="Running"), 100.0, None) is None
+    assert outcome_from_pod({"status": {"phase": "Pending"}}, 100.0, None) is None
+    assert outcome_from_pod(pod(0, ""), 100.0, 100.0 - NO_RESULT_GRACE_SECONDS / 2) is None
+    late = outcome_from_pod(pod(0, ""), 100.0, 100.0 - NO_RESULT_GRACE_SECONDS - 1)
+    assert late is not None
+    assert late.reason == "NoResult"
+
+
+def test_a_pod_that_failed_before_running_is_a_failure() -> None:
+    outcome = outcome_from_pod({"status": {"phase": "Failed", "message": "deadline exceeded"}}, 0.0, None)
+    assert outcome is not None
+    assert outcome.reason == "ValidationPodFailed"
+    assert outcome.message == "deadline exceeded"
+
+
+def test_validating_keeps_transition_times_of_unchanged_conditions() -> None:
+    first = validating_status({}, 1, "2026-11-24T10:00:00Z")
+    again = validating_status(first, 1, "2026-11-24T11:00:00Z")
+    assert again["phase"] == "Validating"
+    assert {c["lastTransitionTime"] for c in again["conditions"]} == {"2026-11-24T10:00:00Z"}
