@@ -34,8 +34,8 @@ from modelyard_runtime.server.stats import ModelStats
 
 log = logging.getLogger("modelyard.server")
 MODEL_FILES = ("model.onnx", "model.plan")
-RESCAN_SECONDS = 1.0
-INLINE_BELOW_NS = 300_000  # models whose runs average less than this run on the event loop thread  # how stale the view of the repository and of config.yaml may be
+RESCAN_SECONDS = 1.0  # how stale the view of the repository and of config.yaml may be
+INLINE_BELOW_NS = 300_000  # models whose runs average less than this run on the event loop thread
 
 
 class LoadError(RuntimeError):
