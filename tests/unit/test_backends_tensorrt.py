@@ -120,7 +120,7 @@ def test_missing_tensorrt_and_cuda_python_are_both_named(monkeypatch: pytest.Mon
     with pytest.raises(BackendUnavailableError) as info:
         import_tensorrt_runtime()
     message = str(info.value)
-    assert "tensorrt (the TensorRT 10 Python runtime)" in message
+    assert "tensorrt (the TensorRT 10 or newer Python runtime)" in message
     assert "cuda-python (module cuda.bindings.runtime, or cuda.cudart" in message
     assert "allow_fallback" not in message
 

@@ -1,7 +1,8 @@
 """Native TensorRT backend for serialized engines (``model.plan``), written against the TensorRT 10 runtime API.
 
-EXPERIMENTAL: written from the documented TensorRT 10 and cuda-python APIs and unit-tested in its pure parts
-(``backends/plan.py``), but it has not run on a GPU yet (see docs/backends.md).
+EXPERIMENTAL: written from the documented TensorRT 10 and cuda-python APIs (the names it uses are also in the
+TensorRT 11 bindings and cuda-bindings 13) and unit-tested in its pure parts (``backends/plan.py``), but it has not
+run on a GPU yet (see docs/backends.md).
 
 The engine is deserialized with ``tensorrt.Runtime``; its I/O tensors are read with the name-based API; device
 buffers come from cuda-python's runtime bindings (``cuda.bindings.runtime``, or ``cuda.cudart`` in cuda-python
@@ -37,7 +38,7 @@ from modelyard_runtime.errors import BadRequestError, UnavailableError
 
 log = logging.getLogger(__name__)
 
-TENSORRT_PACKAGE = "tensorrt (the TensorRT 10 Python runtime)"
+TENSORRT_PACKAGE = "tensorrt (the TensorRT 10 or newer Python runtime)"
 CUDA_PACKAGE = "cuda-python (module cuda.bindings.runtime, or cuda.cudart before 12.6)"
 _CUDART_MODULES = ("cuda.bindings.runtime", "cuda.cudart")
 
@@ -78,7 +79,8 @@ class _Cuda:
         err, *rest = result if isinstance(result, tuple) else (result,)
         if err != self.rt.cudaError_t.cudaSuccess:
             _, text = self.rt.cudaGetErrorString(err)
-            raise RuntimeError(f"CUDA error {err}: {text.decode() if isinstance(text, bytes) else text}")
+            name = getattr(err, "name", err)
+            raise RuntimeError(f"CUDA error {name}: {text.decode() if isinstance(text, bytes) else text}")
         return rest[0] if len(rest) == 1 else None
 
     def malloc(self, nbytes: int) -> int:
@@ -129,7 +131,13 @@ class TensorRTBackend:
         self._cuda = _Cuda(cudart)
         self._lock = threading.Lock()
         self._buffers: dict[str, tuple[int, int]] = {}  # name → (device pointer, capacity in bytes)
-        self._cuda.check(cudart.cudaSetDevice(options.device_id))
+        try:
+            self._cuda.check(cudart.cudaSetDevice(options.device_id))
+        except RuntimeError as exc:
+            raise BackendUnavailableError(
+                f"the tensorrt backend cannot use GPU {options.device_id}: {exc} "
+                "(no NVIDIA driver, no visible GPU, or a driver older than the CUDA runtime)"
+            ) from None
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         plan = path.read_bytes()
