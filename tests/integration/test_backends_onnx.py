@@ -17,7 +17,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from modelyard_runtime.backends import BackendUnavailableError, load_backend, parse_backend_options
-from modelyard_runtime.backends.onnx import OnnxBackend, model_bytes
+from modelyard_runtime.backends.onnx import OnnxBackend, missing_library, model_bytes
 from modelyard_runtime.errors import UnavailableError
 from modelyard_runtime.protocol.datatypes import numpy_dtype
 
@@ -174,3 +174,15 @@ def test_memory_bytes_of_a_self_contained_model_is_its_size(tmp_path: Path) -> N
     path = _model(tmp_path)
     (path.parent / "weights.bin").write_bytes(b"\0" * 1000)  # beside it, but the model does not name it
     assert model_bytes(path) == path.stat().st_size
+
+
+@pytest.mark.parametrize(
+    ("message", "missing"),
+    [
+        ("libcublasLt.so.12: cannot open shared object file: No such file or directory", True),
+        ("Failed to load library libonnxruntime_providers_tensorrt.so with error: libnvinfer.so.10", True),
+        ("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from m.onnx failed", False),
+    ],
+)
+def test_library_load_failures_are_told_apart_from_model_errors(message: str, missing: bool) -> None:
+    assert missing_library(message) is missing

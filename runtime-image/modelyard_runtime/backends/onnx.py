@@ -102,6 +102,11 @@ def create_session(ort: Any, path: Path, options: BackendOptions) -> Any:
             )
         except Exception as exc:
             if number == len(attempts):
+                gpu = [name for name, _ in providers if name != CPU]
+                if gpu and missing_library(str(exc)):
+                    raise BackendUnavailableError(
+                        f"{path}: ONNX Runtime could not load the libraries of {', '.join(gpu)}: {exc}"
+                    ) from exc
                 raise
             log.warning(
                 "%s: ONNX Runtime could not create a session with %s (%s); allow_fallback is set, trying %s",
@@ -121,6 +126,15 @@ def create_session(ort: Any, path: Path, options: BackendOptions) -> Any:
             log.warning("%s: %s; allow_fallback is set, continuing on %s", path, message, ", ".join(actual))
         return session
     raise AssertionError("unreachable: the last attempt either returns or raises")
+
+
+_LIBRARY_ERRORS = ("cannot open shared object file", "failed to load library", "loadlibrary failed")
+
+
+def missing_library(message: str) -> bool:
+    """Whether an ONNX Runtime error says a provider's shared library (CUDA, cuDNN, TensorRT) could not be loaded."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in _LIBRARY_ERRORS)
 
 
 def _make_cache_dirs(providers: list[tuple[str, dict[str, str]]]) -> None:
