@@ -292,7 +292,7 @@ def run_profile(run: Running, target: loadgen.Target, args: argparse.Namespace, 
     spy = subprocess.Popen(
         [
             *(str(tools / "bin" / "py-spy"), "record", "--pid", str(run.pid), "--duration", str(seconds)),
-            *("--format", "raw", "--rate", "200", "--threads", "--output", str(raw)),
+            *("--format", "raw", "--rate", "200", "--threads", "--gil", "--nonblocking", "--output", str(raw)),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: load average {load:.2f} >= 1: other work shares the 2 cores; numbers will be noisy")
 
     meta = machine()
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     workdir: Path = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
     for old_log in workdir.glob("*.log"):

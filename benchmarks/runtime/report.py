@@ -223,7 +223,16 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         if "error" in prof:
             lines.append(f"py-spy failed: {prof['error']}")
             continue
-        lines.append(f"{prof['samples']} samples (`{prof['file']}`, raw collapsed stacks). Self time by function:")
+        lines.append(
+            f"{prof['samples']} samples taken while the sampled thread held the GIL (`py-spy record --gil "
+            f"--threads --format raw`; stacks in `{prof['file']}`); the load generator ran at concurrency 8, "
+            f"batch 1, and reached {prof['cell'].get('req_per_s')} req/s while sampled."
+        )
+        lines.append("")
+        lines.append("By thread: " + ", ".join(f"{n} {v:.1%}" for n, v in prof["threads"]) + ".  ")
+        lines.append("By package of the innermost frame: " + ", ".join(f"{n} {v:.1%}" for n, v in prof["packages"]))
+        lines.append("")
+        lines.append("Self time by function:")
         lines.append("")
         for name, share in prof["self"]:
             lines.append(f"- {share:.1%} {name}")
@@ -250,19 +259,28 @@ def render(results: dict[str, Any], labels: list[str], existing: str | None = No
 
 _LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+_THREAD = re.compile(r"^thread \(\d+\): (?P<name>.*)$")
+_PACKAGES = {"capi": "onnxruntime"}  # py-spy shortens paths to the last components
 
 
-def _frame_name(frame: str) -> str:
+def _frame(frame: str) -> tuple[str, str]:
+    """py-spy frame ``func (path/file.py:line)`` -> (``func (path/file.py)``, package or module)."""
     m = _FRAME.match(frame.strip())
     if not m:
-        return frame.strip()
+        return frame.strip(), "?"
     path = m.group("file")
-    short = "/".join(path.split("/")[-2:])
-    return f"{m.group('func')} ({short})"
+    first = path.split("/", 1)[0].removesuffix(".py")
+    return f"{m.group('func')} ({path})", _PACKAGES.get(first, first)
 
 
 def summarize_profile(raw: str, top: int = 15) -> dict[str, Any]:
-    """py-spy ``--format raw`` (collapsed stacks) -> sample count, top self and inclusive functions."""
+    """py-spy ``--format raw --threads`` collapsed stacks -> where the samples went.
+
+    Returns the sample count and shares by thread (digits stripped: ``infer_3`` -> ``infer_*``), by the package
+    of the innermost frame, by innermost function (self) and by function anywhere on the stack (inclusive).
+    """
+    threads: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     self_count: Counter[str] = Counter()
     incl: Counter[str] = Counter()
     total = 0
@@ -271,18 +289,28 @@ def summarize_profile(raw: str, top: int = 15) -> dict[str, Any]:
         if not m:
             continue
         count = int(m.group("count"))
-        frames = [_frame_name(f) for f in m.group("stack").split(";") if f and not f.startswith("thread (")]
-        frames = [f for f in frames if not f.startswith("process ")]
+        parts = m.group("stack").split(";")
+        thread = "?"
+        if parts and (t := _THREAD.match(parts[0])):
+            thread = re.sub(r"\d+$", "*", t.group("name"))
+            parts = parts[1:]
+        frames = [_frame(f) for f in parts if f and not f.startswith("process ")]
         if not frames:
             continue
         total += count
-        self_count[frames[-1]] += count
-        for name in set(frames):
+        threads[thread] += count
+        packages[frames[-1][1]] += count
+        self_count[frames[-1][0]] += count
+        for name in {f[0] for f in frames}:
             incl[name] += count
-    if total == 0:
-        return {"samples": 0, "self": [], "inclusive": []}
+
+    def shares(counter: Counter[str]) -> list[tuple[str, float]]:
+        return [(n, c / total) for n, c in counter.most_common(top)] if total else []
+
     return {
         "samples": total,
-        "self": [(n, c / total) for n, c in self_count.most_common(top)],
-        "inclusive": [(n, c / total) for n, c in incl.most_common(top)],
+        "threads": shares(threads),
+        "packages": shares(packages),
+        "self": shares(self_count),
+        "inclusive": shares(incl),
     }
