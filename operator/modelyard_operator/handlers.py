@@ -19,11 +19,22 @@ import kopf
 from pydantic import ValidationError
 
 from modelyard_operator.api.common import GROUP, VERSION
+from modelyard_operator.api.modeldeployment import ModelDeployment
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
 from modelyard_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY
-from modelyard_operator.reconcile import invalid_status, plan
+from modelyard_operator.prometheus import Prometheus, measure
+from modelyard_operator.reconcile import (
+    Plan,
+    RolloutPlan,
+    invalid_status,
+    plan,
+    plan_rollout,
+    rollout_active,
+    uses_rollout,
+)
+from modelyard_operator.rollout.decide import measurement_due
 from modelyard_operator.status import set_condition
 
 MD = (GROUP, VERSION, "modeldeployments")
@@ -46,18 +57,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.setdefault("config", OperatorConfig())
     memo.setdefault("metrics", OperatorMetrics())
     memo.kube = Kube()
+    config: OperatorConfig = memo.config
+    memo.prometheus = (
+        Prometheus(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
+    )
     memo.locks = collections.defaultdict(asyncio.Lock)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await memo.kube.close()
+    if memo.get("prometheus") is not None:
+        await memo.prometheus.close()
 
 
 async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
     """Bring one ModelDeployment's children and status in line with its spec."""
     kube: Kube = memo.kube
-    config: OperatorConfig = memo.config
     started = time.perf_counter()
     async with memo.locks[(namespace, name)]:
         try:
@@ -67,7 +83,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
             mvs = await kube.list_model_versions(namespace)
             deployments = await kube.list_owned_deployments(namespace, name)
             try:
-                todo = plan(md, mvs, deployments, config, _now())
+                todo = await _plan(md, mvs, deployments, memo)
             except ValidationError as exc:
                 update = invalid_status(md, exc, _now())
                 if update is not None:
@@ -82,12 +98,39 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
             if todo.status is not None:
                 await kube.patch_status("ModelDeployment", namespace, name, todo.status.status)
                 _emit(md, todo.status.events)
+            if isinstance(todo, RolloutPlan):
+                _count(memo.metrics, todo)
         except KubeError as exc:
             if exc.transient:
                 raise kopf.TemporaryError(str(exc), delay=2) from exc
             raise kopf.PermanentError(str(exc)) from exc
         finally:
             memo.metrics.reconcile_duration.labels(kind="ModelDeployment").observe(time.perf_counter() - started)
+
+
+async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list[dict[str, Any]], memo: Any) -> Plan:
+    """The plain plan, or a rollout decision (measuring first when an analysis interval has passed)."""
+    parsed = ModelDeployment.model_validate(md)
+    if not uses_rollout(parsed):
+        return plan(md, mvs, deployments, memo.config, _now())
+    now = datetime.now(UTC)
+    measurement = None
+    if measurement_due(parsed.spec, parsed.status, now):
+        measurement = await measure(memo.get("prometheus"), parsed, now)
+    return plan_rollout(md, mvs, deployments, memo.config, now, measurement)
+
+
+def _count(metrics: OperatorMetrics, todo: RolloutPlan) -> None:
+    decision = todo.decision
+    if decision is None:
+        return
+    if todo.status is not None and todo.status.events:
+        metrics.rollout_decisions.labels(decision=str(decision.kind)).inc()
+    if decision.outcome:
+        metrics.rollouts.labels(outcome=decision.outcome).inc()
+    if decision.status.analysis and decision.status.analysis.last_measured_at == decision.status.last_decision.at:  # type: ignore[union-attr]
+        for m in decision.metrics:
+            metrics.analysis_verdicts.labels(metric=m.name, verdict=str(m.verdict)).inc()
 
 
 def _emit(obj: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
@@ -105,6 +148,13 @@ async def model_deployment_changed(namespace: str | None, name: str, memo: Any, 
 @kopf.timer(*MD, interval=30.0, initial_delay=30.0)
 async def model_deployment_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     await reconcile(namespace or "default", name, memo)
+
+
+@kopf.timer(*MD, interval=1.0, initial_delay=1.0)
+async def rollout_tick(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Drives rollouts between cluster events: measures when due, decides, applies (idle objects cost nothing)."""
+    if rollout_active(dict(body)):
+        await reconcile(namespace or "default", name, memo)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})

@@ -11,7 +11,7 @@ from typing import Any, cast
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Service
+from lightkube.resources.core_v1 import ConfigMap, Service
 from lightkube.types import PatchType
 
 from modelyard_operator.api.common import GROUP, VERSION
@@ -22,10 +22,13 @@ Obj = dict[str, Any]
 
 ModelVersionResource = create_namespaced_resource(GROUP, VERSION, "ModelVersion", "modelversions")
 ModelDeploymentResource = create_namespaced_resource(GROUP, VERSION, "ModelDeployment", "modeldeployments")
+HTTPRouteResource = create_namespaced_resource("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
 
 _KINDS: dict[tuple[str, str], Any] = {
     ("apps/v1", "Deployment"): Deployment,
     ("v1", "Service"): Service,
+    ("v1", "ConfigMap"): ConfigMap,
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRouteResource,
 }
 
 

@@ -33,6 +33,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cluster-domain", default=_env("CLUSTER_DOMAIN", "cluster.local"))
     p.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), help="0: no metrics server")
     p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "0")), help="0: no /healthz")
+    p.add_argument(
+        "--prometheus-url",
+        default=_env("PROMETHEUS_URL", "") or None,
+        help="Prometheus for rollout analysis, e.g. http://prometheus.monitoring:9090 (unset: analysis holds)",
+    )
+    p.add_argument("--prometheus-timeout", type=float, default=float(_env("PROMETHEUS_TIMEOUT", "5")))
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
     return p.parse_args(argv)
@@ -54,6 +60,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         allow_unpinned_artifacts=args.allow_unpinned_artifacts,
         allow_file_uris=args.allow_file_uris,
         cluster_domain=args.cluster_domain,
+        prometheus_url=args.prometheus_url,
+        prometheus_timeout=args.prometheus_timeout,
     )
     metrics = OperatorMetrics()
     if args.metrics_port:

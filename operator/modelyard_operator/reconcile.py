@@ -8,22 +8,28 @@ the I/O around it; this module can be tested with plain dictionaries.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from modelyard_operator.api.common import ObjectMeta
-from modelyard_operator.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from modelyard_operator.api.modeldeployment import ACTION_ANNOTATION, ModelDeployment, ModelDeploymentStatus
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_VERSION
-from modelyard_operator.render import render_children
+from modelyard_operator.render import render_children, render_deployment, render_route, render_service
+from modelyard_operator.rollout.actions import Action, collect_actions
+from modelyard_operator.rollout.decide import Decision, Observations, decide, format_time
+from modelyard_operator.rollout.measurement import Measurement
+from modelyard_operator.rollout.routers import canary_replicas, split_replicas
 from modelyard_operator.status import (
     DeploymentObservation,
     Problem,
     Reason,
     StatusUpdate,
     degraded_status,
+    rollout_status,
     serving_status,
 )
 
@@ -104,6 +110,8 @@ def plan(
     observed = [DeploymentObservation.from_object(d, LABEL_VERSION) for d in deployments]
     target = found.spec.version
     result = Plan(apply=render_children(md, found, config))
+    if md.spec.rollout.traffic_router == "gatewayAPI":
+        result.apply.append(render_route(md, 0, has_canary=False))
     current = next((d for d in observed if d.version == target), None)
     if current is not None and current.rolled_out and current.replicas == md.spec.replicas:
         # The new version serves at full capacity: only now do the old ones go.
@@ -121,3 +129,134 @@ def invalid_status(md_obj: Obj, exc: ValidationError, now: str) -> StatusUpdate 
     except (ValidationError, KeyError):
         return None
     return degraded_status(meta, status, Problem(Reason.INVALID_SPEC, parse_errors(exc)), now)
+
+
+# --- progressive delivery (canary, blueGreen) --------------------------------------------------------
+
+
+def uses_rollout(md: ModelDeployment) -> bool:
+    """Canary and blueGreen rollouts start once a stable version is recorded; the first version (and
+    the immediate strategy) goes in directly."""
+    return md.spec.rollout.strategy != "immediate" and md.status.stable_version is not None
+
+
+def rollout_active(md_obj: Obj) -> bool:
+    """Whether the rollout timer has work for this object (cheap, from the body alone)."""
+    spec, status = md_obj.get("spec") or {}, md_obj.get("status") or {}
+    rollout = spec.get("rollout") or {}
+    if rollout.get("strategy", "immediate") == "immediate" or not status.get("stableVersion"):
+        return False
+    if status.get("canaryVersion") or spec.get("version") != status.get("stableVersion"):
+        return True
+    annotations = (md_obj.get("metadata") or {}).get("annotations") or {}
+    handled = set(status.get("handledNonces") or [])
+    action = rollout.get("action") or {}
+    raw = annotations.get(ACTION_ANNOTATION, "")
+    return bool(action and action.get("nonce") not in handled) or bool(raw and raw.split(":", 1)[-1] not in handled)
+
+
+def ready_replicas(deployments: list[Obj], version: str | None) -> int:
+    """Available replicas of the Deployment that serves ``version`` (0 when there is none)."""
+    if version is None:
+        return 0
+    for d in deployments:
+        obs = DeploymentObservation.from_object(d, LABEL_VERSION)
+        if obs.version == version:
+            return min(obs.available_replicas, obs.ready_replicas) if obs.generation <= obs.observed_generation else 0
+    return 0
+
+
+def _model_version(md: ModelDeployment, candidates: list[Obj], version: str) -> ModelVersion | None:
+    for obj in candidates:
+        try:
+            mv = ModelVersion.model_validate(obj)
+        except ValidationError:
+            continue
+        if mv.spec.model == md.spec.model and mv.spec.version == version:
+            return mv
+    return None
+
+
+@dataclass
+class RolloutPlan(Plan):
+    decision: Decision | None = None
+
+
+def observations(
+    md: ModelDeployment, deployments: list[Obj], measurement: Measurement | None, actions: tuple[Action, ...]
+) -> Observations:
+    """The decision core's input from what the controller saw and measured this tick."""
+    canary_ready = ready_replicas(deployments, md.status.canary_version)
+    stable_ready = ready_replicas(deployments, md.status.stable_version)
+    if measurement is None:
+        return Observations(canary_ready=canary_ready, stable_ready=stable_ready, actions=actions)
+    return Observations(
+        canary_ready=canary_ready,
+        stable_ready=stable_ready,
+        measured=True,
+        requests=measurement.requests,
+        sample_age_seconds=measurement.sample_age_seconds,
+        metrics=measurement.metrics,
+        backend_error=measurement.backend_error,
+        actions=actions,
+    )
+
+
+def plan_rollout(
+    md_obj: Obj,
+    model_versions: list[Obj],
+    deployments: list[Obj],
+    config: OperatorConfig,
+    now: datetime,
+    measurement: Measurement | None,
+) -> RolloutPlan:
+    """Decide (pure core), then render what the decision's target needs and the status to write."""
+    md = ModelDeployment.model_validate(md_obj)
+    stamp = format_time(now)
+    found = find_model_version(md, model_versions, config)
+    if isinstance(found, Problem):
+        return RolloutPlan(status=degraded_status(md.metadata, md.status, found, stamp))
+    actions, action_errors = collect_actions(md.spec.rollout.action, md.metadata.annotations)
+    decision = decide(md.spec, md.status, observations(md, deployments, measurement, tuple(actions)), now)
+    target = decision.target
+    replicas = md.spec.replicas
+    stable_ready = ready_replicas(deployments, target.stable)
+    canary_ready = ready_replicas(deployments, target.canary)
+    router = md.spec.rollout.traffic_router
+    if target.canary is None:
+        stable_n, canary_n = replicas, 0
+    elif router == "replicas":
+        stable_n, canary_n = split_replicas(
+            replicas, target.provision_weight, canary_ready=canary_ready, stable_ready=stable_ready, full=target.full
+        )
+    else:
+        stable_n = replicas
+        canary_n = canary_replicas(replicas, target.provision_weight, full=target.full)
+    result = RolloutPlan(decision=decision)
+    name = md.metadata.name
+    stable_mv = _model_version(md, model_versions, target.stable) if target.stable else None
+    if stable_mv is not None:
+        result.apply.append(render_deployment(md, stable_mv, config, replicas=stable_n))
+    if target.canary is not None:
+        canary_mv = found if found.spec.version == target.canary else _model_version(md, model_versions, target.canary)
+        if canary_mv is not None:
+            result.apply.append(render_deployment(md, canary_mv, config, replicas=canary_n))
+    result.apply.append(render_service(md, name=name, version=None))
+    if target.stable is not None:
+        result.apply.append(render_service(md, name=f"{name}-stable", version=target.stable))
+        result.apply.append(render_service(md, name=f"{name}-canary", version=target.canary or target.stable))
+    if router == "gatewayAPI":
+        result.apply.append(render_route(md, target.weight, has_canary=target.canary is not None))
+    keep = {target.stable, target.canary}
+    if stable_ready + canary_ready >= replicas:
+        # Versions that left the target go only once the remaining ones carry the requested capacity.
+        result.delete_deployments = sorted(
+            d["metadata"]["name"]
+            for d in deployments
+            if DeploymentObservation.from_object(d, LABEL_VERSION).version not in keep
+        )
+    result.status = rollout_status(
+        md, decision, stable_ready=stable_ready, now=stamp, cluster_domain=config.cluster_domain,
+        action_errors=action_errors,
+    )  # fmt: skip
+    return result

@@ -16,10 +16,12 @@ from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import (
     LABEL_COMPONENT,
+    common_labels,
     deployment_name,
     selector,
     version_labels,
 )
+from modelyard_operator.rollout.routers import render_http_route
 
 MODELS_DIR = "/models"
 CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
@@ -228,3 +230,19 @@ def render_children(md: ModelDeployment, stable: ModelVersion, config: OperatorC
         render_service(md, name=name, version=None),
         render_service(md, name=f"{name}-stable", version=stable.spec.version),
     ]
+
+
+def render_route(md: ModelDeployment, canary_weight: int, *, has_canary: bool) -> Obj:
+    """The HTTPRoute of the gatewayAPI router (weights to ``<md>-stable`` / ``<md>-canary``)."""
+    meta = md.metadata
+    labels = common_labels(meta.name, md.spec.model)
+    return render_http_route(
+        name=meta.name,
+        namespace=meta.namespace,
+        labels=labels,
+        owner=owner_reference("ModelDeployment", meta.name, meta.uid),
+        port=md.spec.serving.http_port,
+        settings=md.spec.rollout.gateway_api,
+        canary_weight=canary_weight,
+        has_canary=has_canary,
+    )

@@ -12,6 +12,7 @@ from typing import Any
 
 from modelyard_operator.api.common import Condition, ConditionStatus, ObjectMeta
 from modelyard_operator.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
+from modelyard_operator.rollout.decide import Decision
 
 
 class Reason(enum.StrEnum):
@@ -203,4 +204,74 @@ def serving_status(
             degraded=("False", reason, message),
         ),
     )
+    return StatusUpdate(status=status, events=events)
+
+
+def _patch_form(value: Any, *, in_list: bool = False) -> Any:
+    """None stays (null deletes the key) in objects; inside list items, where null is no deletion, it goes."""
+    if isinstance(value, dict):
+        return {k: _patch_form(v, in_list=in_list) for k, v in value.items() if not (in_list and v is None)}
+    if isinstance(value, list):
+        return [_patch_form(v, in_list=True) for v in value]
+    return value
+
+
+# Decisions that are Events every time; the others only when their reason changes.
+_ALWAYS_EVENT = {"Start", "Advance", "Promote", "RollBack"}
+
+
+def rollout_status(
+    md: ModelDeployment,
+    decision: Decision,
+    *,
+    stable_ready: int,
+    now: str,
+    cluster_domain: str,
+    action_errors: list[str] | None = None,
+) -> StatusUpdate:
+    """Status of a ModelDeployment under a canary/blueGreen rollout, from the decision's new state."""
+    # A merge patch keeps keys it does not mention: fields the decision cleared are sent as null.
+    status = _patch_form(decision.status.model_dump(by_alias=True, mode="json"))
+    previous = md.status.last_decision
+    gen = md.metadata.generation
+    phase = decision.status.phase or "Progressing"
+    message = decision.message
+    in_rollout = decision.status.canary_version is not None
+    replicas = md.spec.replicas
+    ready: CondValue
+    progressing: CondValue
+    degraded: CondValue
+    if phase == "RolledBack":
+        ready = ("False", "RolledBack", message)
+        progressing = ("False", "RolledBack", message)
+        degraded = ("True", "RolledBack", message)
+    elif in_rollout:
+        ready = ("False", str(decision.reason), message)
+        progressing = ("True", str(decision.reason), message)
+        degraded = ("False", str(decision.reason), message)
+    else:
+        have = f"version {decision.status.stable_version}: {stable_ready}/{replicas} replicas available"
+        if stable_ready >= replicas:
+            ready, progressing = ("True", "Available", have), ("False", "Available", have)
+        else:
+            phase = "Progressing"
+            ready, progressing = ("False", "Deploying", have), ("True", "Deploying", have)
+        degraded = ("False", "Available", have)
+    conditions = _conditions(md.status, gen, now, ready=ready, progressing=progressing, degraded=degraded)
+    paused: CondValue = (
+        ("True", str(decision.reason), message) if decision.paused else ("False", "NotPaused", "not paused")
+    )
+    for type_, (st, reason, msg) in (("Paused", paused), ("AnalysisHealthy", decision.analysis_healthy)):
+        conditions = set_condition(conditions, type_, st, reason, msg, now=now, generation=gen)  # type: ignore[arg-type]
+    status.update(observedGeneration=gen, phase=phase, endpoints=endpoints(md, cluster_domain), conditions=conditions)
+    events: list[tuple[str, str, str]] = []
+    kind = str(decision.kind)
+    changed = previous is None or previous.verdict != kind or previous.reason != str(decision.reason)
+    if kind in _ALWAYS_EVENT or (changed and kind != "Steady"):
+        warn = kind == "RollBack" or decision.analysis_healthy[0] == "False"
+        events.append(("Warning" if warn else "Normal", f"Rollout{kind}", f"{decision.reason}: {message}"[:1024]))
+    for action, result in decision.actions:
+        events.append(("Normal", "RolloutAction", f"{action.type} (nonce {action.nonce}, {action.source}): {result}"))
+    for error in action_errors or []:
+        events.append(("Warning", "InvalidAction", error))
     return StatusUpdate(status=status, events=events)

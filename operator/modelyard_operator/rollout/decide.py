@@ -553,13 +553,20 @@ class _Decider:
         metrics = [m for m in analysis.metrics if not (post_promotion and m.compare is not None)]
         counters = {c.name: c for c in (w.analysis.metrics if w.analysis else [])}
         if not obs.measured:
-            self.evaluations = tuple(
-                MetricEvaluation(
-                    m.name, Verdict(counters[m.name].last_verdict or Verdict.INCONCLUSIVE), dry_run=m.dry_run
-                )
-                for m in metrics
-                if m.name in counters and counters[m.name].last_verdict
-            )
+            # Between intervals the last measurement stands (with its numbers), if it was taken in this step.
+            last = {m.name: m for m in (self.state.last_decision.metrics if self.state.last_decision else [])}
+            kept = []
+            for m in metrics:
+                c = counters.get(m.name)
+                if c is None or not c.last_verdict:
+                    continue
+                r = last.get(m.name)
+                if r is not None and r.verdict == c.last_verdict:
+                    kept.append(MetricEvaluation(m.name, Verdict(r.verdict), r.reason, r.canary, r.stable,
+                                                 r.message or "", m.dry_run))  # fmt: skip
+                else:
+                    kept.append(MetricEvaluation(m.name, Verdict(c.last_verdict), dry_run=m.dry_run))
+            self.evaluations = tuple(kept)
             return ()
         stale_after = 2 * parse_duration(analysis.scrape_interval).total_seconds()
         stale = obs.sample_age_seconds is not None and obs.sample_age_seconds > stale_after

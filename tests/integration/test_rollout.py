@@ -1,0 +1,132 @@
+"""Rollouts driven by the real operator on the real control plane (kwok makes the pods Ready).
+
+These rows need no metrics: weights, approval gates applied once per nonce, abort and retry, a held
+analysis when no Prometheus is configured, and the HTTPRoute of the gatewayAPI router.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from ..conftest import REPO, Kubectl, wait_for
+from .test_operator import condition, md, mv
+
+pytestmark = pytest.mark.usefixtures("operator_process")
+
+
+def status_of(kubectl: Kubectl, namespace: str) -> dict[str, Any]:
+    return dict((kubectl.get("md", "fraud", namespace) or {}).get("status") or {})
+
+
+def replicas_of(kubectl: Kubectl, namespace: str) -> dict[str, int]:
+    items = kubectl.get("deployments", namespace=namespace)["items"]
+    return {d["metadata"]["name"]: d["spec"]["replicas"] for d in items}
+
+
+def rollout(*steps: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"strategy": "canary", "steps": list(steps), **extra}
+
+
+def stable_v1(kubectl: Kubectl, namespace: str, body: dict[str, Any]) -> None:
+    kubectl.apply([mv("1"), mv("2")], namespace)
+    kubectl.apply(body, namespace)
+    wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Healthy", timeout=60, what="v1 Healthy")
+
+
+def test_canary_with_approval_gate_applied_once(kubectl: Kubectl, namespace: str) -> None:
+    spec = {"rollout": rollout({"setWeight": 50}, {"pause": {}}, {"setWeight": 100})}
+    stable_v1(kubectl, namespace, md(version="1", **spec))
+    kubectl.apply(md(version="2", **spec), namespace)
+
+    paused = wait_for(
+        lambda: (s := status_of(kubectl, namespace)).get("phase") == "Paused" and s, timeout=60, what="Paused"
+    )
+    assert paused["canaryVersion"] == "2"
+    assert paused["weights"] == {"stable": 50, "canary": 50}
+    assert replicas_of(kubectl, namespace) == {"fraud-1": 1, "fraud-2": 1}
+    obj = kubectl.get("md", "fraud", namespace)
+    assert condition(obj, "Paused")["status"] == "True"  # type: ignore[index]
+    assert condition(obj, "Progressing")["status"] == "True"  # type: ignore[index]
+
+    kubectl.run("annotate", "md", "fraud", "-n", namespace, "modelyard.dev/action=approve:a1")
+    promoted = wait_for(
+        lambda: (s := status_of(kubectl, namespace)).get("stableVersion") == "2" and s, timeout=60, what="promotion"
+    )
+    assert promoted["lastHandledAction"]["nonce"] == "a1"
+    assert [(h["version"], h["outcome"]) for h in promoted["history"]] == [("2", "Promoted")]
+    wait_for(lambda: replicas_of(kubectl, namespace) == {"fraud-2": 2}, timeout=30, what="v1 retired")
+    wait_for(lambda: condition(kubectl.get("md", "fraud", namespace), "Ready")["status"] == "True",  # type: ignore[index]
+             timeout=30, what="Ready")  # fmt: skip
+
+    # A GitOps tool re-applies the same annotation: nothing fires again.
+    kubectl.run("annotate", "md", "fraud", "-n", namespace, "--overwrite", "modelyard.dev/action=approve:a1")
+    kubectl.apply(md(version="2", **spec), namespace)
+    events = kubectl.get("events", namespace=namespace)["items"]
+    actions = [e for e in events if e["reason"] == "RolloutAction" and "nonce a1" in e["message"]]
+    assert len(actions) == 1
+    assert actions[0].get("count", 1) == 1
+    assert any(e["reason"] == "RolloutPromote" for e in events)
+    assert status_of(kubectl, namespace)["history"] == promoted["history"]
+
+
+def test_analysis_without_prometheus_holds_then_abort_and_retry(kubectl: Kubectl, namespace: str) -> None:
+    analysis = {"interval": "2s", "metrics": [{"name": "errors", "template": "errorRate", "max": 0.01}]}
+    spec = {"rollout": rollout({"setWeight": 50}, {"analyze": {"minDuration": "5s"}}, analysis=analysis)}
+    stable_v1(kubectl, namespace, md(version="1", **spec))
+    kubectl.apply(md(version="2", **spec), namespace)
+
+    def held() -> dict[str, Any] | None:
+        obj = kubectl.get("md", "fraud", namespace)
+        c = condition(obj, "AnalysisHealthy")
+        in_analysis = obj["status"].get("step", {}).get("index") == 1
+        return c if c and c["status"] == "False" and in_analysis else None
+
+    healthy = wait_for(held, timeout=60, what="AnalysisHealthy=False")
+    assert healthy["reason"] == "MetricsBackendError"
+    assert "no Prometheus configured" in healthy["message"]
+    assert status_of(kubectl, namespace)["weights"]["canary"] == 50  # held, neither promoted nor rolled back
+
+    kubectl.apply(md(version="2", **{"rollout": {**spec["rollout"], "action": {"type": "abort", "nonce": "x1"}}}),
+                  namespace)  # fmt: skip
+    rolled = wait_for(
+        lambda: (s := status_of(kubectl, namespace)).get("phase") == "RolledBack" and s, timeout=30, what="rollback"
+    )
+    assert rolled["stableVersion"] == "1"
+    assert rolled["rolledBackVersions"] == ["2"]
+    assert "canaryVersion" not in rolled
+    assert condition(kubectl.get("md", "fraud", namespace), "Degraded")["status"] == "True"  # type: ignore[index]
+    wait_for(lambda: replicas_of(kubectl, namespace) == {"fraud-1": 2}, timeout=30, what="canary removed")
+
+    kubectl.apply(md(version="2", **{"rollout": {**spec["rollout"], "action": {"type": "retry", "nonce": "x2"}}}),
+                  namespace)  # fmt: skip
+    wait_for(lambda: status_of(kubectl, namespace).get("canaryVersion") == "2", timeout=30, what="retried")
+    assert status_of(kubectl, namespace)["rolledBackVersions"] == []
+
+
+def test_gateway_api_route_weights(kubectl: Kubectl, namespace: str, cluster: Any) -> None:
+    crd = next(cluster.bin.parent.glob("gateway-api/gateway.networking.k8s.io_httproutes.yaml"), None)
+    assert crd is not None, f"Gateway API CRDs missing next to {cluster.bin}"
+    kubectl.run("apply", "--server-side", "-f", str(crd))
+    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    spec = {"rollout": rollout({"setWeight": 30}, {"pause": {}}, trafficRouter="gatewayAPI",
+                               gatewayAPI={"parentRefs": [{"name": "gw"}], "mirrorPercent": 10,
+                                           "canaryHeaders": [{"name": "x-canary", "value": "1"}]})}  # fmt: skip
+    stable_v1(kubectl, namespace, md(version="1", **spec))
+    route = wait_for(lambda: kubectl.get("httproute", "fraud", namespace), timeout=30, what="HTTPRoute")
+    assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [("fraud-stable", 100)]
+
+    kubectl.apply(md(version="2", **spec), namespace)
+    wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Paused", timeout=60, what="Paused at 30%")
+    route = kubectl.get("httproute", "fraud", namespace)
+    header, main = route["spec"]["rules"]
+    assert header["backendRefs"][0]["name"] == "fraud-canary"
+    assert [(b["name"], b["weight"]) for b in main["backendRefs"]] == [("fraud-stable", 70), ("fraud-canary", 30)]
+    assert main["filters"][0]["requestMirror"]["percent"] == 10
+    canary_svc = kubectl.get("service", "fraud-canary", namespace)
+    assert canary_svc["spec"]["selector"]["modelyard.dev/version"] == "2"
+    assert replicas_of(kubectl, namespace) == {"fraud-1": 2, "fraud-2": 1}
+    assert json.loads(json.dumps(route["metadata"]["ownerReferences"]))[0]["kind"] == "ModelDeployment"
+    assert REPO.exists()
