@@ -315,7 +315,7 @@ class DataPlane:
             self._failures[(name, version)] = reason
             self.metrics.load_failures.labels(model=name, version=version).inc()
             log.error("cannot load %s version %s: %s", name, version, reason)
-            if isinstance(exc, BackendUnavailableError | LoadError | ModelConfigError):
+            if isinstance(exc, BackendUnavailableError | LoadError | ModelConfigError | ValueError):
                 raise LoadError(f"cannot load {name} version {version}: {reason}") from exc
             raise LoadError(f"cannot load {name} version {version} from {path}: {reason}") from exc
         self._failures.pop((name, version), None)
@@ -384,9 +384,7 @@ class DataPlane:
     async def _close(self, model: LoadedModel) -> None:
         if model.batcher is not None:
             await model.batcher.close()
-        close = getattr(model.backend, "close", None)
-        if close is not None:
-            close()
+        model.backend.close()
 
     async def _make_room(self, needed: int) -> None:
         """Evict idle versions, least recently used first, until ``needed`` more bytes fit the budget."""
