@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import socket
@@ -145,6 +146,9 @@ class Launch:
     grpc_port: int
 
 
+MODELYARD_EXTRA: list[str] = []  # --modelyard-args, e.g. dynamic batching flags
+
+
 def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
     """How to start ``server`` serving ``repo/<model>/1/model.onnx`` on fresh local ports."""
     http_port, grpc_port = free_port(), free_port()
@@ -152,7 +156,7 @@ def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
     model_file = repo / model / "1" / "model.onnx"
     if server == "modelyard":
         argv = [str(VENV_PY.parent / "modelyard-server"), "--model-repository", str(repo), "--host", "127.0.0.1"]
-        argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+        argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), *MODELYARD_EXTRA]
     elif server == "kserve":
         py = PEERS["kserve"].venv / "bin" / "python"
         argv = [str(py), str(HERE / "peers" / "kserve_server.py"), "--model_name", model]
@@ -298,13 +302,22 @@ def run_profile(run: Running, target: loadgen.Target, args: argparse.Namespace, 
         stderr=subprocess.PIPE,
         text=True,
     )
+    before, t0 = loadgen.thread_cpu_seconds(run.pid), time.perf_counter()
     result = loadgen.run_cell(
         target, concurrency=8, batch=1, warmup_s=0.5, duration_s=args.warmup + args.duration, client=args.client
     )
+    after, wall = loadgen.thread_cpu_seconds(run.pid), time.perf_counter() - t0
     _, err = spy.communicate(timeout=seconds + 60)
     if spy.returncode != 0 or not raw.is_file():
         return {"error": f"py-spy failed ({spy.returncode}): {err.strip()[-500:]}"}
-    return {"file": raw.name, "cell": result.summary(), **report.summarize_profile(raw.read_text())}
+    text = raw.read_text()
+    cpu = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    return {
+        "file": raw.name,
+        "cell": result.summary(),
+        "thread_cpu_cores": report.thread_cpu(cpu, wall, text),
+        **report.summarize_profile(text),
+    }
 
 
 BARE_SCRIPT = """
@@ -333,6 +346,13 @@ def time_bare(model_file: Path, width: int) -> dict[str, float]:
     proc.wait(timeout=60)
     inner = json.loads(line)
     return {"spawn_to_done_s": done, **inner, "session_plus_warmup_s": inner["session_s"] + inner["warmup_s"]}
+
+
+def time_import(modules: str) -> dict[str, float]:
+    """spawn -> exit of a fresh ``python -c 'import MODULES'``: the interpreter plus the imports."""
+    spawned = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {modules}"], check=True)
+    return {"spawn_to_exit_s": time.perf_counter() - spawned}
 
 
 def time_server(server: str, protocol: str, repo: Path, workdir: Path, width: int) -> dict[str, float]:
@@ -398,6 +418,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="inprocess,modelyard,kserve,mlserver",
         help="comma-separated servers to run (inprocess, modelyard, kserve, mlserver)",
     )
+    p.add_argument(
+        "--modelyard-args",
+        default="",
+        help="extra modelyard-server flags, e.g. '--max-batch-size 64 --max-queue-delay-ms 1' (default: none)",
+    )
     p.add_argument("--skip-ready", action="store_true", help="skip the time-to-ready measurements")
     p.add_argument("--profile", action="store_true", help="also py-spy the modelyard server at concurrency 8")
     p.add_argument("--out-dir", type=Path, default=ROOT / "benchmarks", help="where RESULTS.md/.json go")
@@ -422,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
     if load >= 1.0:
         log(f"warning: load average {load:.2f} >= 1: other work shares the 2 cores; numbers will be noisy")
 
+    MODELYARD_EXTRA[:] = shlex.split(args.modelyard_args)
     meta = machine()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     workdir: Path = args.workdir
@@ -469,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
         if "inprocess" in args.only:
             log(f"time-to-ready: bare InferenceSession + warmup ({args.reps}x)")
             results["time_to_ready"]["bare"] = median_of([time_bare(big_file, width) for _ in range(args.reps)])
+        if "modelyard" in args.only:
+            # where a server's extra start-up time goes: the interpreter and its imports, before any model work
+            imports = {"bare imports": "numpy, onnxruntime", "modelyard imports": "modelyard_runtime.server.cli"}
+            for name, modules in imports.items():
+                results["time_to_ready"][name] = median_of([time_import(modules) for _ in range(args.reps)])
         for label, server, protocol in ROWS:
             if server not in args.only or server == "inprocess":
                 continue
@@ -491,6 +522,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_s": args.warmup,
             "reps": args.reps,
             "client": args.client,
+            "modelyard_args": MODELYARD_EXTRA,
             "cells": [{"key": k, "concurrency": c, "batch": b} for k, c, b in CELLS],
             "mlp": list(models.MLP_LAYERS),
             "big": list(models.BIG_LAYERS),

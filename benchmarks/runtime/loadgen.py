@@ -194,6 +194,20 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / tick
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """user+system CPU seconds per thread (tid) of ``pid`` (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
 def run_cell(
     target: Target,
     *,

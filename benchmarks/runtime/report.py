@@ -151,6 +151,9 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         f"measured; a request counts when it starts and ends inside the window; p50/p99 from per-request timings.",
         "- c1 / c8: batch-1 requests at concurrency 1 / 8. b32×c8: batch-32 requests at concurrency 8 "
         "(samples/s = requests/s × 32).",
+        "- modelyard-server flags beyond ports: "
+        + (f"`{' '.join(s['modelyard_args'])}`" if s.get("modelyard_args") else "none (defaults: no dynamic batching)")
+        + ".",
         "- Same session options everywhere: `onnxruntime.SessionOptions()` defaults, CPUExecutionProvider.",
         f"- Time-to-ready: model {big} MatMul chain, {s['big_bytes'] / 1e6:.1f} MB, one file. Server rows: "
         f"spawn → first 200 on `/v2/health/ready` / spawn → first successful inference (the row's protocol); "
@@ -202,6 +205,10 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         for label, entry in ttr.items():
             if label == "bare":
                 continue
+            if label.endswith(" imports"):
+                what = "import numpy, onnxruntime" if label == "bare imports" else "import modelyard_runtime.server.cli"
+                lines.append(f"- {label}: `python -c '{what}'` spawn→exit {entry['spawn_to_exit_s']:.3f}")
+                continue
             if "error" in entry:
                 lines.append(f"- {label}: failed: {entry['error'].splitlines()[0][:200]}")
             else:
@@ -229,7 +236,12 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
             f"batch 1, and reached {prof['cell'].get('req_per_s')} req/s while sampled."
         )
         lines.append("")
-        lines.append("By thread: " + ", ".join(f"{n} {v:.1%}" for n, v in prof["threads"]) + ".  ")
+        lines.append(
+            "CPU by thread (cores, from /proc over the sampled cell): "
+            + ", ".join(f"{n} {v:.2f}" for n, v in prof.get("thread_cpu_cores", []))
+            + ".  "
+        )
+        lines.append("GIL samples by thread: " + ", ".join(f"{n} {v:.1%}" for n, v in prof["threads"]) + ".  ")
         lines.append("By package of the innermost frame: " + ", ".join(f"{n} {v:.1%}" for n, v in prof["packages"]))
         lines.append("")
         lines.append("Self time by function:")
@@ -271,6 +283,22 @@ def _frame(frame: str) -> tuple[str, str]:
     path = m.group("file")
     first = path.split("/", 1)[0].removesuffix(".py")
     return f"{m.group('func')} ({path})", _PACKAGES.get(first, first)
+
+
+def thread_cpu(cpu_s: dict[int, float], wall_s: float, raw: str) -> list[tuple[str, float]]:
+    """CPU cores used per thread group: Python threads named from py-spy's stacks (``thread (tid): name``),
+    every other thread (ONNX Runtime's pool, gRPC's core, ...) as ``native threads``."""
+    names: dict[int, str] = {}
+    for line in raw.splitlines():
+        m = re.match(r"^thread \((\d+)\): ([^;]*);", line)
+        if m:
+            names[int(m.group(1))] = re.sub(r"\d+$", "*", m.group(2))
+    groups: dict[str, float] = {}
+    for tid, seconds in cpu_s.items():
+        name = names.get(tid, "native threads (not seen holding the GIL)")
+        groups[name] = groups.get(name, 0.0) + seconds
+    ranked = sorted(groups.items(), key=lambda item: -item[1])
+    return [(n, round(v / wall_s, 3)) for n, v in ranked if v > 0]
 
 
 def summarize_profile(raw: str, top: int = 15) -> dict[str, Any]:
