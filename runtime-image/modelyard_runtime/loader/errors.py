@@ -1,0 +1,58 @@
+"""Loader errors, one class per exit code (documented in docs/loader.md).
+
+Every message names the artifact by its *redacted* URI (see ``uri.redact``): no credentials ever reach a
+log line, a termination message or a status field through these errors.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_FETCH = 3
+EXIT_INTEGRITY = 4
+EXIT_SIGNATURE = 5
+EXIT_UNSAFE = 6
+EXIT_VALIDATE = 7
+
+
+class LoaderError(Exception):
+    """Base class; ``exit_code`` is what ``modelyard-loader`` exits with, ``reason`` a CamelCase word."""
+
+    exit_code = 1
+    reason = "Error"
+
+
+class UsageError(LoaderError):
+    exit_code = EXIT_USAGE
+    reason = "InvalidArguments"
+
+
+class FetchError(LoaderError):
+    exit_code = EXIT_FETCH
+    reason = "FetchFailed"
+
+
+class IntegrityError(LoaderError):
+    exit_code = EXIT_INTEGRITY
+    reason = "DigestMismatch"
+
+
+class SignatureError(LoaderError):
+    exit_code = EXIT_SIGNATURE
+    reason = "SignatureInvalid"
+
+
+class UnsafeContentError(LoaderError):
+    exit_code = EXIT_UNSAFE
+    reason = "UnsafeContent"
+
+
+class BlockedAddressError(UnsafeContentError):
+    """The SSRF guard refused a host or one of its addresses (same exit code as other refusals)."""
+
+    reason = "AddressBlocked"
+
+
+class ValidationError(LoaderError):
+    exit_code = EXIT_VALIDATE
+    reason = "ModelLoadFailed"

@@ -1,0 +1,143 @@
+"""The fetch pipeline: cache or source → digest check → content checks → signature → cache fill → publish.
+
+Order matters: nothing is published (and nothing enters the cache) before the pinned digest matched, the
+tree passed the content checks and the signature verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from modelyard_runtime.loader import safety, signature
+from modelyard_runtime.loader.cache import Cache
+from modelyard_runtime.loader.errors import IntegrityError, SignatureError, UsageError
+from modelyard_runtime.loader.publish import Staging
+from modelyard_runtime.loader.sources import SourceOptions, fetch_into
+from modelyard_runtime.loader.tree import walk_files
+from modelyard_runtime.loader.uri import ArtifactURI, check_digest, parse
+
+MAX_SIGNATURE_BYTES = 16 << 20
+
+
+@dataclass
+class FetchRequest:
+    uri: str
+    dest: Path
+    digest: str | None = None
+    cache: Path | None = None
+    cache_verify: bool = False
+    require_digest: bool = False
+    allow_file: bool = False
+    pvc_root: str = "/mnt/pvc"
+    signature: signature.SignatureOptions = field(default_factory=signature.SignatureOptions)
+    source: SourceOptions = field(default_factory=SourceOptions)
+
+
+@dataclass
+class FetchResult:
+    uri: str  # redacted
+    digest: str
+    size: int
+    kind: str
+    files: list[str]
+    signature: str | None  # verification method, None when unsigned
+    cache_hit: bool
+    seconds: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "uri": self.uri,
+            "digest": self.digest,
+            "sizeBytes": self.size,
+            "kind": self.kind,
+            "files": self.files[:50],
+            "fileCount": len(self.files),
+            "signature": {"verified": self.signature is not None, "method": self.signature},
+            "cacheHit": self.cache_hit,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def log(msg: str) -> None:
+    sys.stderr.write(f"modelyard-loader: {msg}\n")
+    sys.stderr.flush()
+
+
+def run_fetch(req: FetchRequest) -> FetchResult:
+    start = time.monotonic()
+    uri = parse(req.uri, allow_file=req.allow_file, pvc_root=req.pvc_root)
+    pinned = check_digest(req.digest) if req.digest else None
+    if uri.scheme == "oci":
+        if pinned and pinned != uri.digest:
+            raise UsageError(f"{uri.safe}: --digest {pinned} differs from the reference's digest")
+        pinned = uri.digest
+    if req.require_digest and not pinned:
+        raise UsageError(f"{uri.safe}: a pinned --digest is required (--require-digest)")
+    method = req.signature.method()  # usage errors before any network traffic
+    cache = Cache(req.cache) if req.cache and pinned else None
+    if req.cache and not pinned:
+        log("no --digest given: the cache is not used (it is keyed by pinned digests)")
+    with Staging(req.dest) as staging:
+        lock = cache.lock(pinned) if cache and pinned else contextlib.nullcontext()
+        with lock:
+            index = cache.lookup(pinned, verify=req.cache_verify) if cache and pinned else None
+            if cache and pinned and index is not None:
+                log(f"cache hit for {pinned}")
+                cache.materialize(pinned, staging.tree)
+                digest, size, kind, hit = (
+                    pinned,
+                    int(str(index.get("size", 0))),
+                    str(index.get("kind", "directory")),
+                    True,
+                )
+            else:
+                log(f"fetching {uri.safe}")
+                got = fetch_into(uri, staging.tree, staging.scratch, req.source)
+                digest, size, kind, hit = got.digest, got.size, got.kind, False
+                if pinned and got.digest != pinned:
+                    raise IntegrityError(f"{uri.safe}: digest mismatch: expected {pinned}, got {got.digest}")
+            files = safety.scan(staging.tree, label=uri.safe)
+            if not files:
+                raise IntegrityError(f"{uri.safe}: the artifact is empty")
+            if method is not None:
+                _verify_signature(uri, req, staging, files, kind)
+                log(f"signature verified ({method})")
+            if cache and pinned and not hit:
+                cache.insert(pinned, staging.tree, size, kind)
+        staging.publish()
+    log(f"published {uri.safe} ({digest}) at {req.dest}")
+    return FetchResult(uri.safe, digest, size, kind, files, method, hit, time.monotonic() - start)
+
+
+def _verify_signature(uri: ArtifactURI, req: FetchRequest, staging: Staging, files: list[str], kind: str) -> None:
+    sig_uri = parse(str(req.signature.uri), allow_file=req.allow_file, pvc_root=req.pvc_root)
+    sig_tree = staging.scratch / "signature"
+    sig_scratch = staging.scratch / "signature-raw"
+    sig_tree.mkdir()
+    sig_scratch.mkdir()
+    src = SourceOptions(**{**req.source.__dict__, "max_bytes": MAX_SIGNATURE_BYTES, "progress": False})
+    fetch_into(sig_uri, sig_tree, sig_scratch, src)
+    sig_files = walk_files(sig_tree, label=sig_uri.safe)
+    if len(sig_files) != 1:
+        raise SignatureError(f"{sig_uri.safe}: expected one signature file, found {len(sig_files)}")
+    sig_name = sig_files[0]
+    # A signature stored inside the artifact (s3://b/m/42/model.sig for s3://b/m/42/) is not part of
+    # what was signed: verify a hard-linked view of the tree without it.
+    inside = sig_uri.raw.startswith(uri.raw.rstrip("/") + "/")
+    sig_rel = sig_uri.raw[len(uri.raw.rstrip("/")) + 1 :] if inside else None
+    view = staging.scratch / "view"
+    for rel in files:
+        if rel == sig_rel:
+            continue
+        target = view / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.link(staging.tree / rel, target)
+    model: Path = view
+    if kind == "file" and len(files) == 1:
+        model = view / files[0]
+    signature.verify(model, sig_tree / sig_name, req.signature)

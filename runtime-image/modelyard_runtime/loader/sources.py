@@ -1,0 +1,105 @@
+"""Sources: put an artifact's content below a staging tree and return its digest.
+
+- one object (HTTP URL, S3 key, PVC or local file): its sha256; an archive (.tar, .tar.gz/.tgz, .zip by
+  name) is extracted into the tree, any other file lands as ``tree/<file name>``;
+- a directory (S3 prefix, PVC or local directory): the tree digest (see ``tree``);
+- an OCI artifact: the manifest digest named in the reference (every blob checked against its descriptor).
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from modelyard_runtime.loader.archive import extract
+from modelyard_runtime.loader.archive_rules import archive_kind
+from modelyard_runtime.loader.download import DownloadOptions, download
+from modelyard_runtime.loader.errors import FetchError, UnsafeContentError, UsageError
+from modelyard_runtime.loader.net import NetPolicy
+from modelyard_runtime.loader.tree import copy_file_hashing, copy_tree_hashing
+from modelyard_runtime.loader.uri import ArtifactURI
+
+
+@dataclass
+class SourceOptions:
+    policy: NetPolicy = field(default_factory=NetPolicy)
+    max_bytes: int = 64 << 30
+    parallel: int = 4
+    progress: bool = True
+    credentials_dir: str | None = None  # mounted secret: S3 accessKeyId/secretAccessKey, OCI username/password
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    oci_username: str | None = None
+    oci_password_file: str | None = None
+    docker_config: str | None = None
+    oci_plain_http: bool = False
+
+
+@dataclass
+class Fetched:
+    digest: str
+    size: int
+    kind: str  # file | archive | directory | oci
+
+
+def safe_file_name(name: str) -> str:
+    name = name.replace("\\", "_").strip()
+    if name in ("", ".", "..") or "\x00" in name:
+        return "model"
+    return name
+
+
+def place_single(
+    downloaded: Path, name: str, tree: Path, digest: str, size: int, *, label: str, max_bytes: int
+) -> Fetched:
+    kind = archive_kind(name)
+    if kind:
+        extract(downloaded, kind, tree, label=label, max_bytes=max_bytes)
+        return Fetched(digest, size, "archive")
+    os.rename(downloaded, tree / name)
+    return Fetched(digest, size, "file")
+
+
+def download_options(opts: SourceOptions, label: str, signer: object = None) -> DownloadOptions:
+    return DownloadOptions(
+        policy=opts.policy,
+        max_bytes=opts.max_bytes,
+        parallel=opts.parallel,
+        signer=signer,  # type: ignore[arg-type]
+        label=label,
+        progress=opts.progress,
+    )
+
+
+def fetch_into(uri: ArtifactURI, tree: Path, scratch: Path, opts: SourceOptions) -> Fetched:
+    label = uri.safe
+    if uri.scheme in ("http", "https"):
+        name = safe_file_name(unquote(posixpath.basename(urlsplit(uri.raw).path)))
+        raw = scratch / "download"
+        got = download(uri.raw, str(raw), download_options(opts, label))
+        return place_single(raw, name, tree, "sha256:" + got.sha256, got.size, label=label, max_bytes=opts.max_bytes)
+    if uri.scheme in ("file", "pvc"):
+        return _fetch_local(Path(uri.path), tree, scratch, opts, label)
+    raise UsageError(f"{label}: unsupported scheme")
+
+
+def _fetch_local(path: Path, tree: Path, scratch: Path, opts: SourceOptions, label: str) -> Fetched:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise FetchError(f"{label}: no such file or directory") from None
+    except OSError as e:
+        raise FetchError(f"{label}: {e.strerror}") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeContentError(f"{label}: is a symbolic link (refused)")
+    if stat.S_ISDIR(st.st_mode):
+        digest, size = copy_tree_hashing(path, tree, max_bytes=opts.max_bytes, label=label)
+        return Fetched(digest, size, "directory")
+    raw = scratch / "download"
+    hexdigest, size = copy_file_hashing(path, raw, max_bytes=opts.max_bytes, label=label)
+    name = safe_file_name(path.name)
+    return place_single(raw, name, tree, "sha256:" + hexdigest, size, label=label, max_bytes=opts.max_bytes)
