@@ -21,16 +21,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from support.httpserver import FileServer, serve
-from support.loader import file_digest, leftovers, result, run_loader, sha256, tar_bytes, zip_bytes
+from support.loader import PLAIN_ONNX, file_digest, leftovers, result, run_loader, sha256, tar_bytes, zip_bytes
 
 ALLOW = ("--allow-hosts", "127.0.0.1")
 BLOB = os.urandom(3 * 1024 * 1024 + 17)
-_X = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])
-_Y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])
-PLAIN_ONNX = helper.make_model(
-    helper.make_graph([helper.make_node("Identity", ["X"], ["Y"])], "g", [_X], [_Y]),
-    opset_imports=[helper.make_opsetid("", 17)],
-).SerializeToString()
 
 
 @pytest.fixture

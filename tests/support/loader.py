@@ -13,6 +13,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from onnx import TensorProto, helper
+
+_X = helper.make_tensor_value_info("X", TensorProto.FLOAT, [4])
+_Y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, [4])
+PLAIN_ONNX = helper.make_model(
+    helper.make_graph([helper.make_node("Identity", ["X"], ["Y"])], "g", [_X], [_Y]),
+    opset_imports=[helper.make_opsetid("", 17)],
+).SerializeToString()
 LOADER = str(Path(sys.executable).parent / "modelyard-loader")
 
 

@@ -22,6 +22,8 @@ class Staging:
 
     def __init__(self, dest: Path) -> None:
         self.dest = Path(os.path.abspath(dest))
+        if self.dest.parent == self.dest or self.dest.name in ("", ".", ".."):
+            raise UsageError(f"--dest {dest} cannot be published to (a root or a relative parent)")
         if self.dest.is_symlink() or (self.dest.exists() and not self.dest.is_dir()):
             raise UsageError(f"--dest {self.dest} exists and is not a directory")
         self.dest.parent.mkdir(parents=True, exist_ok=True)

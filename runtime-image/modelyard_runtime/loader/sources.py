@@ -84,6 +84,10 @@ def fetch_into(uri: ArtifactURI, tree: Path, scratch: Path, opts: SourceOptions)
         return place_single(raw, name, tree, "sha256:" + got.sha256, got.size, label=label, max_bytes=opts.max_bytes)
     if uri.scheme in ("file", "pvc"):
         return _fetch_local(Path(uri.path), tree, scratch, opts, label)
+    if uri.scheme == "s3":
+        from modelyard_runtime.loader import s3
+
+        return s3.fetch_into(uri, tree, scratch, opts)
     raise UsageError(f"{label}: unsupported scheme")
 
 
