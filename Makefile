@@ -48,10 +48,14 @@ test-unit: $(STAMP) ## unit tier: pure code, seconds
 test-integration: $(STAMP) controlplane perf-analyzer ## integration tier: real control plane, real operator
 	$(PYTEST) -m integration tests/integration
 
-test-e2e: $(STAMP) controlplane ## end-to-end tier: whole flows (the demo included)
+prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
+	@command -v prometheus >/dev/null || { echo "installing prometheus"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test-e2e: $(STAMP) controlplane prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane perf-analyzer check-generated lint ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane perf-analyzer prometheus check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane ## start a local cluster, run the operator, deploy a sample model, stop cleanly
@@ -71,5 +75,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane perf-analyzer generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane perf-analyzer prometheus generate check-generated lint test-unit test-integration test-e2e test demo \
 	bench-runtime cluster-up cluster-down clean

@@ -146,7 +146,10 @@ def rollout_active(md_obj: Obj) -> bool:
     rollout = spec.get("rollout") or {}
     if rollout.get("strategy", "immediate") == "immediate" or not status.get("stableVersion"):
         return False
-    if status.get("canaryVersion") or spec.get("version") != status.get("stableVersion"):
+    if status.get("canaryVersion"):
+        return True
+    held = spec.get("version") in (status.get("rolledBackVersions") or [])
+    if spec.get("version") != status.get("stableVersion") and not held:
         return True
     annotations = (md_obj.get("metadata") or {}).get("annotations") or {}
     handled = set(status.get("handledNonces") or [])

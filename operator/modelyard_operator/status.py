@@ -266,7 +266,8 @@ def rollout_status(
     status.update(observedGeneration=gen, phase=phase, endpoints=endpoints(md, cluster_domain), conditions=conditions)
     events: list[tuple[str, str, str]] = []
     kind = str(decision.kind)
-    changed = previous is None or previous.verdict != kind or previous.reason != str(decision.reason)
+    kept = decision.status.last_decision == previous  # a hold that leaves the last decision standing
+    changed = not kept and (previous is None or previous.verdict != kind or previous.reason != str(decision.reason))
     if kind in _ALWAYS_EVENT or (changed and kind != "Steady"):
         warn = kind == "RollBack" or decision.analysis_healthy[0] == "False"
         events.append(("Warning" if warn else "Normal", f"Rollout{kind}", f"{decision.reason}: {message}"[:1024]))

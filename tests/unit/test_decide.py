@@ -308,6 +308,15 @@ def test_decision_records_the_numbers() -> None:
     assert (by_name["p99"].canary, by_name["p99"].stable, by_name["p99"].n) == (0.2, 0.1, 321)
 
 
+def test_the_rollback_decision_stays_visible_while_the_version_is_held() -> None:
+    case = Case("", spec(), in_step(1), [(20, good(err=0.3)), (25, idle()), (30, idle())], {})
+    *_, last = run(case)
+    assert (str(last.kind), str(last.reason)) == ("Hold", "VersionRolledBack")
+    assert last.status.last_decision is not None
+    assert last.status.last_decision.reason == "CriticalMetricFailed"
+    assert last.status.last_decision.metrics[0].canary == 0.3
+
+
 def test_measurement_is_due_once_per_interval() -> None:
     md_spec = ModelDeploymentSpec.model_validate(spec())
     state = ModelDeploymentStatus.model_validate(in_step(1))

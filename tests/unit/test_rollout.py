@@ -29,7 +29,7 @@ WHERE = {"model": "fraud", "version": "2", "namespace": "ml", "window": "1m"}
     ("metric", "expected"),
     [
         ({"template": "errorRate", "max": 0.01},
-         f'sum(rate(modelyard_inference_requests_total{{{SEL},code!~"2..|OK"}}[1m])) / '
+         f'(sum(rate(modelyard_inference_requests_total{{{SEL},code!~"2..|OK"}}[1m])) or vector(0)) / '
          f"sum(rate(modelyard_inference_requests_total{{{SEL}}}[1m]))"),
         ({"template": "latencyP95", "max": 0.1},
          f"histogram_quantile(0.95, sum by (le) (rate({BUCKETS}[1m])))"),

@@ -336,6 +336,9 @@ class _Decider:
                 for e in self.evaluations
             ],
         )
+        previous = self.state.last_decision
+        if reason == Reason.VERSION_ROLLED_BACK and previous is not None and previous.verdict == Kind.ROLLBACK:
+            decision = previous  # the rollback's reason and numbers stay visible while it holds
         return self.state.model_copy(
             update={
                 "phase": w.phase,

@@ -47,7 +47,8 @@ def render_template(template: str, *, model: str, version: str, namespace: str, 
     sel = selector(model, version, namespace)
     if template == "errorRate":
         bad = selector(model, version, namespace, f'code!~"{SUCCESS_CODES}"')
-        return f"sum(rate({REQUESTS}{bad}[{window}])) / sum(rate({REQUESTS}{sel}[{window}]))"
+        # No error series at all means no errors (0), not no data; no requests at all stays no data.
+        return f"(sum(rate({REQUESTS}{bad}[{window}])) or vector(0)) / sum(rate({REQUESTS}{sel}[{window}]))"
     if template in ("latencyP95", "latencyP99"):
         q = "0.95" if template == "latencyP95" else "0.99"
         return f"histogram_quantile({q}, sum by (le) (rate({DURATION}_bucket{sel}[{window}])))"

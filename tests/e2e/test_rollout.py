@@ -1,0 +1,434 @@
+"""Rollouts end to end: the real operator on its own real control plane, a real Prometheus (Debian's
+package) scraping real ``modelyard-server`` processes, and load from tritonclient.
+
+The control plane's pods are simulated (kwok), so the model servers run here as processes: one serves
+the good versions (1 stable; 2, 4 canaries), one a version whose model fails at run time (3), one a
+slow version (6). Prometheus adds ``namespace`` and ``pod`` labels as the chart's scrape config does.
+The load generator plays the Service: it splits requests by the weights the operator reports in
+``status.weights``, so traffic follows the rollout exactly as it would in a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from ..conftest import REPO, Kubectl, wait_for
+from ..models import binary_op
+
+pytestmark = pytest.mark.timeout(180)
+
+Obj = dict[str, Any]
+NS = "rollout-e2e"
+DIGEST = "sha256:" + "5f" * 32
+INTERVAL_S = 2  # analysis interval of every rollout here
+ANALYSIS = {"interval": f"{INTERVAL_S}s", "window": "5s", "scrapeInterval": "1s", "evidence": {"minRequests": 20}}
+ERRORS = {"name": "error-rate", "template": "errorRate", "max": 0.05, "critical": True}
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+
+
+def _io() -> tuple[list[onnx.ValueInfoProto], onnx.ValueInfoProto]:
+    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["batch", 4])
+    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["batch", 4])
+    return [a, b], helper.make_tensor_value_info("OUT1", TensorProto.FLOAT, ["batch", 4])
+
+
+def failing_model(path: Path) -> None:
+    """Valid ONNX that fails at run time: OUT0 reshapes a [batch, 4] tensor to [3]."""
+    inputs, out1 = _io()
+    out0 = helper.make_tensor_value_info("OUT0", TensorProto.FLOAT, ["n"])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [3])
+    nodes = [helper.make_node("Add", ["A", "B"], ["S"]), helper.make_node("Reshape", ["S", "shape"], ["OUT0"]),
+             helper.make_node("Sub", ["A", "B"], ["OUT1"])]  # fmt: skip
+    _save(helper.make_graph(nodes, "failing", inputs, [out0, out1], initializer=[shape]), path)
+
+
+def slow_model(path: Path, layers: int = 24, width: int = 768) -> None:
+    """Correct but slow: OUT0 is A pushed through ``layers`` dense [width x width] MatMuls."""
+    inputs, out1 = _io()
+    rng = np.random.default_rng(0)
+    inits = [helper.make_tensor("W0", TensorProto.FLOAT, [4, width], rng.random((4, width), np.float32).ravel())]
+    nodes = [helper.make_node("MatMul", ["A", "W0"], ["H0"])]
+    for i in range(1, layers + 1):
+        w = rng.random((width, width), np.float32).ravel() / width
+        inits.append(helper.make_tensor(f"W{i}", TensorProto.FLOAT, [width, width], w))
+        nodes.append(helper.make_node("MatMul", [f"H{i - 1}", f"W{i}"], [f"H{i}"]))
+    nodes += [helper.make_node("Identity", [f"H{layers}"], ["OUT0"]), helper.make_node("Sub", ["A", "B"], ["OUT1"])]
+    out0 = helper.make_tensor_value_info("OUT0", TensorProto.FLOAT, ["batch", width])
+    _save(helper.make_graph(nodes, "slow", inputs, [out0, out1], initializer=inits), path)
+
+
+def free_port() -> int:
+    from devcluster import free_port as fp
+
+    port: int = fp()
+    return port
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return bool(resp.status == 200)
+    except OSError:
+        return False
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+
+
+class PrometheusProcess:
+    """Debian's prometheus binary on a free loopback port, scraping the model servers every second."""
+
+    def __init__(self, workdir: Path, targets: dict[str, int]) -> None:
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus not installed: run `make prometheus`"
+        self.binary = binary
+        self.port = free_port()
+        self.dir = workdir
+        groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {"__meta_pod": pod, "__meta_namespace": NS}}
+                  for pod, port in targets.items()]  # fmt: skip
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "scrape_configs": [{
+                "job_name": "modelyard-models",
+                "static_configs": groups,
+                # as in the chart's documented config: namespace and pod become labels of every series
+                "relabel_configs": [
+                    {"source_labels": ["__meta_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_pod"], "target_label": "pod"},
+                ],
+            }],
+        }  # fmt: skip
+        (workdir / "prometheus.yml").write_text(json.dumps(config))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115  (handed to the process)
+        self.proc = subprocess.Popen(
+            [self.binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        wait_for(lambda: http_ok(f"{self.url}/-/ready"), timeout=30, what="Prometheus ready")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+            self.proc = None
+
+
+@dataclass
+class World:
+    kubectl: Kubectl
+    prometheus: PrometheusProcess
+    servers: dict[str, int]  # version -> HTTP port of the server that serves it
+    operator_log: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    from devcluster import DevCluster
+
+    tmp = tmp_path_factory.mktemp("rollout-e2e")
+    good, bad, slow = tmp / "repo-good", tmp / "repo-bad", tmp / "repo-slow"
+    for version in ("1", "2", "4"):
+        binary_op(good / "fraud" / version / "model.onnx")
+    failing_model(bad / "fraud" / "3" / "model.onnx")
+    slow_model(slow / "fraud" / "6" / "model.onnx")
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: dict[str, int] = {}
+    server = Path(sys.executable).parent / "modelyard-server"
+    for pod, repo in (("good-0", good), ("bad-0", bad), ("slow-0", slow)):
+        ports[pod] = free_port()
+        log = open(tmp / f"{pod}.log", "wb")  # noqa: SIM115  (handed to the process)
+        procs.append(subprocess.Popen(
+            [str(server), "--model-repository", str(repo), "--host", "127.0.0.1", "--http-port", str(ports[pod]),
+             "--grpc-port", str(free_port())], stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+    cluster = DevCluster(tmp / "cluster")
+    prom = PrometheusProcess(tmp, ports)
+    operator: subprocess.Popen[bytes] | None = None
+    try:
+        for pod, port in ports.items():
+            wait_for(lambda p=port: http_ok(f"http://127.0.0.1:{p}/v2/health/ready"), timeout=60, what=f"{pod} ready")
+        prom.start()
+        cluster.up()
+        kubectl = Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
+        kubectl.run("apply", "-f", str(REPO / "crds"))
+        kubectl.run("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        kubectl.run("create", "namespace", NS)
+        wait_for(lambda: kubectl.get("serviceaccount", "default", NS), what="default service account")
+        kubectl.apply([{"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelVersion",
+                        "metadata": {"name": f"fraud-{v}"},
+                        "spec": {"model": "fraud", "version": v,
+                                 "artifact": {"uri": f"https://models.example.com/fraud/{v}/model.onnx",
+                                              "digest": DIGEST}}}
+                       for v in ("1", "2", "3", "4", "6")], NS)  # fmt: skip
+        operator_log = tmp / "operator.log"
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_PROMETHEUS_URL": prom.url}
+        with open(operator_log, "wb") as out:
+            operator = subprocess.Popen([str(server.parent / "modelyard-operator")], env=env, stdout=out,
+                                        stderr=subprocess.STDOUT)  # fmt: skip
+        by_version = {"1": ports["good-0"], "2": ports["good-0"], "4": ports["good-0"], "3": ports["bad-0"],
+                      "6": ports["slow-0"]}  # fmt: skip
+        yield World(kubectl, prom, by_version, operator_log)
+    finally:
+        if operator is not None:
+            stop(operator)
+        prom.stop()
+        cluster.down()
+        for proc in procs:
+            stop(proc)
+
+
+@dataclass
+class Load:
+    """Plays the Service: sends inference requests split by the MD's ``status.weights``."""
+
+    world: World
+    md: str
+    rate: float = 40.0
+    weights: dict[str, Any] = field(default_factory=dict)
+    results: list[tuple[float, str, bool]] = field(default_factory=list)  # (time, version, ok)
+    phases: list[tuple[float, str | None, int]] = field(default_factory=list)  # (time, phase, canary weight)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def status(self) -> dict[str, Any]:
+        obj = self.world.kubectl.get("md", self.md, NS) or {}
+        return dict(obj.get("status") or {})
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            st = self.status()
+            self.weights = st
+            self.phases.append((time.monotonic(), st.get("phase"), (st.get("weights") or {}).get("canary", 0)))
+            time.sleep(0.2)
+
+    def _send(self, send_traffic: bool) -> None:
+        import tritonclient.http as triton
+
+        clients: dict[int, Any] = {}
+        a = np.ones((1, 4), np.float32)
+        rng = random.Random(7)  # noqa: S311  (traffic split, not cryptography)
+        while not self._stop.is_set():
+            st = self.weights
+            stable, canary = st.get("stableVersion"), st.get("canaryVersion")
+            weight = (st.get("weights") or {}).get("canary", 0) if canary else 0
+            version = canary if canary and rng.random() * 100 < weight else stable
+            if not send_traffic or version is None:
+                time.sleep(0.05)
+                continue
+            port = self.world.servers[version]
+            client = clients.setdefault(port, triton.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=10))
+            inputs = [triton.InferInput("A", [1, 4], "FP32"), triton.InferInput("B", [1, 4], "FP32")]
+            for tensor in inputs:
+                tensor.set_data_from_numpy(a)
+            try:
+                client.infer("fraud", inputs, model_version=version)
+                ok = True
+            except Exception:
+                ok = False
+            self.results.append((time.monotonic(), version, ok))
+            time.sleep(1.0 / self.rate)
+
+    def start(self, *, traffic: bool = True) -> Load:
+        self.weights = self.status()
+        self._threads = [threading.Thread(target=self._watch, daemon=True),
+                         threading.Thread(target=self._send, args=(traffic,), daemon=True)]  # fmt: skip
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=15)
+
+
+def md(
+    name: str, version: str, *steps: dict[str, Any], metrics: list[dict[str, Any]], **analysis: Any
+) -> dict[str, Any]:
+    return {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": {"model": "fraud", "version": version, "replicas": 2,
+                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                     "rollout": {"strategy": "canary", "steps": list(steps),
+                                 "analysis": {**ANALYSIS, "metrics": metrics, **analysis}}}}  # fmt: skip
+
+
+def start_rollout(world: World, name: str, canary: str, *steps: dict[str, Any], **kw: Any) -> dict[str, Any]:
+    world.kubectl.apply(md(name, "1", *steps, **kw), NS)
+    wait_for(lambda: ((world.kubectl.get("md", name, NS) or {}).get("status") or {}).get("phase") == "Healthy",
+             timeout=60, what=f"{name} Healthy on version 1")  # fmt: skip
+    body = md(name, canary, *steps, **kw)
+    world.kubectl.apply(body, NS)
+    return body
+
+
+def until(load: Load, predicate: Any, *, timeout: float, what: str) -> dict[str, Any]:
+    """Wait for the MD's status to satisfy ``predicate``; on timeout show the status it had."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = load.status()
+        if predicate(status):
+            return status
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {json.dumps(status)[:3000]}")
+
+
+def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
+
+
+def finish(world: World, load: Load, name: str) -> None:
+    load.stop()
+    world.kubectl.run("delete", "md", name, "-n", NS, "--wait=false")
+
+
+def test_bad_canary_is_rolled_back_within_interval_plus_10s(world: World) -> None:
+    name = "bad"
+    start_rollout(world, name, "3", {"setWeight": 50}, {"analyze": {"minDuration": "60s"}}, metrics=[ERRORS])
+    load = Load(world, name).start()
+    try:
+        status = until(load, lambda s: s.get("phase") == "RolledBack", timeout=90, what="failing canary rolled back")
+        seen_back = time.monotonic()
+        time.sleep(3)  # traffic keeps flowing: it must all go to the stable version now
+    finally:
+        finish(world, load, name)
+    first_error = min(t for t, v, ok in load.results if not ok)
+    rolled_back_at = min((t for t, phase, _ in load.phases if phase == "RolledBack"), default=seen_back)
+    elapsed = rolled_back_at - first_error
+    print(f"\nbad canary: first failed request -> status RolledBack in {elapsed:.2f}s "
+          f"(limit {INTERVAL_S} s x 1 + 10 s)")  # fmt: skip
+    (REPO / ".pytest_cache").mkdir(exist_ok=True)
+    (REPO / ".pytest_cache" / "rollback-seconds.txt").write_text(f"{elapsed:.2f}\n")
+    assert elapsed <= INTERVAL_S * 1 + 10
+    assert status["stableVersion"] == "1"
+    assert status["rolledBackVersions"] == ["3"]
+    assert status["lastDecision"]["reason"] == "CriticalMetricFailed"
+    numbers = {m["name"]: m for m in status["lastDecision"]["metrics"]}
+    assert numbers["error-rate"]["canary"] > 0.05
+    assert cond(status, "Degraded")["status"] == "True"
+    after = [ok for t, v, ok in load.results if t > rolled_back_at + 1.0]
+    assert after
+    assert all(after), "requests failed after the rollback"
+    events = world.kubectl.get("events", namespace=NS)["items"]
+    assert any(e["reason"] == "RolloutRollBack" and e["involvedObject"]["name"] == name for e in events)
+
+
+def test_good_canary_is_promoted_through_every_step(world: World) -> None:
+    name = "good"
+    p99 = {"name": "p99", "template": "latencyP99", "compare": {"against": "stable", "maxRatio": 10},
+           "failurePolicy": {"consecutive": 3}}  # fmt: skip
+    start_rollout(world, name, "2", {"setWeight": 25}, {"analyze": {"minDuration": "4s", "maxDuration": "60s"}},
+                  {"setWeight": 75}, {"analyze": {"minDuration": "4s", "maxDuration": "60s"}},
+                  metrics=[ERRORS, p99])  # fmt: skip
+    load = Load(world, name).start()
+    try:
+        status = until(load, lambda s: s.get("stableVersion") == "2", timeout=120, what="good canary promoted")
+    finally:
+        finish(world, load, name)
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
+    weights_seen = {w for _, _, w in load.phases}
+    assert {25, 75} <= weights_seen
+    assert all(ok for _, _, ok in load.results)
+    assert "canaryVersion" not in status
+    assert status["phase"] == "Healthy"
+
+
+def test_slow_canary_fails_the_latency_comparison(world: World) -> None:
+    name = "slow"
+    p99 = {"name": "p99", "template": "latencyP99", "compare": {"against": "stable", "maxRatio": 2},
+           "failurePolicy": {"consecutive": 2}}  # fmt: skip
+    start_rollout(world, name, "6", {"setWeight": 50}, {"analyze": {"minDuration": "60s"}}, metrics=[ERRORS, p99])
+    load = Load(world, name).start()
+    try:
+        status = until(load, lambda s: s.get("phase") == "RolledBack", timeout=90, what="slow canary rolled back")
+    finally:
+        finish(world, load, name)
+    assert status["lastDecision"]["reason"] == "FailurePolicyReached"
+    numbers = {m["name"]: m for m in status["lastDecision"]["metrics"]}
+    assert numbers["p99"]["verdict"] == "Fail"
+    assert numbers["p99"]["canary"] > 2 * numbers["p99"]["stable"]
+    assert numbers["error-rate"]["verdict"] == "Pass"
+
+
+def test_no_traffic_holds_instead_of_deciding(world: World) -> None:
+    name = "idle"
+    start_rollout(world, name, "4", {"setWeight": 50}, {"analyze": {"minDuration": "3s", "maxDuration": "8s"}},
+                  metrics=[ERRORS])  # fmt: skip
+    load = Load(world, name).start(traffic=False)
+    try:
+        status = until(load, lambda s: s.get("phase") == "Paused", timeout=60, what="held past maxDuration")
+        time.sleep(2 * INTERVAL_S + 1)
+        later = load.status()
+    finally:
+        finish(world, load, name)
+    assert status["lastDecision"]["reason"] == "InconclusivePastMaxDuration"
+    healthy = cond(status, "AnalysisHealthy")
+    assert (healthy["status"], healthy["reason"]) == ("False", "InconclusivePastMaxDuration")
+    for st in (status, later):
+        assert st["stableVersion"] == "1"
+        assert st["canaryVersion"] == "4"
+        assert st["weights"] == {"stable": 50, "canary": 50}
+    assert not later.get("rolledBackVersions")
+
+
+def test_prometheus_down_holds_and_the_rollout_resumes(world: World) -> None:
+    name = "blind"
+    start_rollout(world, name, "2", {"setWeight": 50}, {"analyze": {"minDuration": "8s", "maxDuration": "120s"}},
+                  metrics=[ERRORS])  # fmt: skip
+    load = Load(world, name).start()
+    try:
+        wait_for(lambda: (load.status().get("step") or {}).get("index") == 1, timeout=60, what="analysis step")
+        world.prometheus.stop()
+        held = wait_for(
+            lambda: (s := load.status()) and cond(s, "AnalysisHealthy").get("reason") == "MetricsBackendError" and s,
+            timeout=30, what="AnalysisHealthy=False while Prometheus is down",
+        )  # fmt: skip
+        assert "unreachable" in cond(held, "AnalysisHealthy")["message"]
+        time.sleep(10)  # longer than minDuration: without metrics it must neither promote nor roll back
+        still = load.status()
+        assert still["canaryVersion"] == "2"
+        assert still["weights"]["canary"] == 50
+        world.prometheus.start()
+        status = until(load, lambda s: s.get("stableVersion") == "2", timeout=90, what="promoted after Prometheus")
+    finally:
+        if world.prometheus.proc is None:
+            world.prometheus.start()
+        finish(world, load, name)
+    assert cond(status, "AnalysisHealthy")["status"] == "True"
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
