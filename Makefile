@@ -45,7 +45,12 @@ lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, he
 test-unit: $(STAMP) ## unit tier: pure code, seconds
 	$(PYTEST) -m unit tests/unit
 
-test-integration: $(STAMP) controlplane perf-analyzer ## integration tier: real control plane, real operator
+oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cache) for the loader's OCI tests
+	@command -v docker-registry >/dev/null || { echo "installing docker-registry"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
+	bash hack/build-oras.sh >/dev/null
+
+test-integration: $(STAMP) controlplane perf-analyzer oci-test-tools ## integration tier: real control plane, real operator
 	$(PYTEST) -m integration tests/integration
 
 prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
@@ -55,7 +60,7 @@ prometheus: ## install Debian's prometheus package (the rollout e2e tests start 
 test-e2e: $(STAMP) controlplane prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane perf-analyzer prometheus check-generated lint ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane perf-analyzer prometheus oci-test-tools check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane ## start a local cluster, run the operator, deploy a sample model, stop cleanly
@@ -75,5 +80,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane perf-analyzer prometheus generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
 	bench-runtime cluster-up cluster-down clean

@@ -88,6 +88,10 @@ def fetch_into(uri: ArtifactURI, tree: Path, scratch: Path, opts: SourceOptions)
         from modelyard_runtime.loader import s3
 
         return s3.fetch_into(uri, tree, scratch, opts)
+    if uri.scheme == "oci":
+        from modelyard_runtime.loader import oci
+
+        return oci.fetch_into(uri, tree, scratch, opts)
     raise UsageError(f"{label}: unsupported scheme")
 
 

@@ -1,0 +1,198 @@
+"""``oci://`` against a real registry (Debian's docker-registry) with artifacts pushed by the ORAS CLI:
+ORAS files and directories, image-style tar layers, digests checked for the manifest and every blob,
+escaping layers refused, anonymous, basic and bearer-token auth."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from support.loader import PLAIN_ONNX, file_digest, result, run_loader, sha256, tar_bytes
+from support.registry import Registry, registry
+from support.tokenserver import TokenServer, token_server
+
+NET = ("--allow-hosts", "127.0.0.1", "--oci-plain-http")
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    with registry(tmp_path_factory.mktemp("registry")) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def pushed(reg: Registry, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    work = tmp_path_factory.mktemp("push")
+    (work / "model.onnx").write_bytes(PLAIN_ONNX)
+    (work / "config.yaml").write_text("batching: {maxBatchSize: 4}\n")
+    (work / "saved").mkdir()
+    (work / "saved" / "saved_model.pb").write_bytes(b"pb")
+    (work / "saved" / "variables").mkdir()
+    (work / "saved" / "variables" / "variables.index").write_bytes(b"ix")
+    return {
+        "files": reg.push_files("models/fraud:42", ["model.onnx:application/vnd.onnx", "config.yaml"], cwd=work),
+        "dir": reg.push_files("models/saved:1", ["saved"], cwd=work),
+        "image": reg.push_image(
+            "models/image",
+            [tar_bytes([("models/m/1/model.onnx", PLAIN_ONNX)]), tar_bytes([("models/m/config.yaml", b"a: 1")])],
+        ),
+        "escape": reg.push_image("models/evil", [tar_bytes([("../../escaped", b"x")])]),
+        "title": reg.push_image("models/title", [b"x"], media="application/octet-stream", titles=["../evil"]),
+    }
+
+
+def oci_fetch(reg: Registry, repo: str, digest: str, dest: Path, *extra: str) -> tuple[int, str]:
+    p = run_loader("fetch", "--uri", f"oci://{reg.host}/{repo}@{digest}", "--dest", str(dest), *NET, *extra)
+    return p.returncode, p.stderr if p.returncode else p.stdout
+
+
+def test_oras_files(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    code, out = oci_fetch(reg, "models/fraud", pushed["files"], tmp_path / "d")
+    assert code == 0, out
+    assert json.loads(out)["digest"] == pushed["files"]
+    assert (tmp_path / "d" / "model.onnx").read_bytes() == PLAIN_ONNX
+    assert (tmp_path / "d" / "config.yaml").read_text().startswith("batching")
+
+
+def test_oras_directory_is_unpacked(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    code, out = oci_fetch(reg, "models/saved", pushed["dir"], tmp_path / "d")
+    assert code == 0, out
+    assert (tmp_path / "d" / "saved" / "variables" / "variables.index").read_bytes() == b"ix"
+
+
+def test_image_layers_are_extracted_in_order(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    code, out = oci_fetch(reg, "models/image", pushed["image"], tmp_path / "d")
+    assert code == 0, out
+    assert (tmp_path / "d" / "models" / "m" / "1" / "model.onnx").read_bytes() == PLAIN_ONNX
+    assert (tmp_path / "d" / "models" / "m" / "config.yaml").read_bytes() == b"a: 1"
+
+
+def test_escaping_image_layer_refused(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    code, err = oci_fetch(reg, "models/evil", pushed["escape"], tmp_path / "deep" / "d")
+    assert code == 6, err
+    assert not (tmp_path / "deep" / "d").exists()
+    assert not (tmp_path / "escaped").exists()
+
+
+def test_escaping_layer_title_refused(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    code, err = oci_fetch(reg, "models/title", pushed["title"], tmp_path / "d")
+    assert code == 6, err
+    assert "title" in err
+
+
+def test_unknown_digest(reg: Registry, tmp_path: Path) -> None:
+    code, err = oci_fetch(reg, "models/fraud", sha256(b"nothing"), tmp_path / "d")
+    assert code == 3, err
+    assert not (tmp_path / "d").exists()
+
+
+def test_corrupted_blob_in_the_registry_fails_closed(tmp_path: Path) -> None:
+    with registry(tmp_path / "reg") as r:
+        (tmp_path / "w").mkdir()
+        (tmp_path / "w" / "model.onnx").write_bytes(PLAIN_ONNX)
+        digest = r.push_files("models/x:1", ["model.onnx"], cwd=tmp_path / "w")
+        blob_hex = sha256(PLAIN_ONNX).split(":")[1]
+        data = (
+            tmp_path
+            / "reg"
+            / "data"
+            / "docker"
+            / "registry"
+            / "v2"
+            / "blobs"
+            / "sha256"
+            / blob_hex[:2]
+            / blob_hex
+            / "data"
+        )
+        raw = bytearray(data.read_bytes())
+        raw[5] ^= 0x01
+        data.write_bytes(bytes(raw))
+        code, err = oci_fetch(r, "models/x", digest, tmp_path / "d")
+    assert code == 4, err
+    assert "layer digest mismatch" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_digest_flag_must_match_the_reference(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    code, _ = oci_fetch(reg, "models/fraud", pushed["files"], tmp_path / "d", "--digest", sha256(b"other"))
+    assert code == 2
+
+
+def test_cache_hit_by_manifest_digest(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    args = ("--cache", str(tmp_path / "cache"))
+    assert oci_fetch(reg, "models/fraud", pushed["files"], tmp_path / "d1", *args)[0] == 0
+    code, out = oci_fetch(reg, "models/fraud", pushed["files"], tmp_path / "d2", *args)
+    assert code == 0, out
+    assert json.loads(out)["cacheHit"] is True
+    assert file_digest(tmp_path / "d2" / "model.onnx") == sha256(PLAIN_ONNX)
+
+
+def _push_one(r: Registry, work: Path) -> str:
+    work.mkdir(exist_ok=True)
+    (work / "model.onnx").write_bytes(PLAIN_ONNX)
+    return r.push_files("models/private:1", ["model.onnx"], cwd=work)
+
+
+def test_basic_auth(tmp_path: Path) -> None:
+    with registry(tmp_path / "reg", auth=("alice", "s3cret-pw")) as r:
+        digest = _push_one(r, tmp_path / "w")
+        code, err = oci_fetch(r, "models/private", digest, tmp_path / "anon")
+        assert code == 3, err
+        assert "credentials" in err
+        (tmp_path / "pw").write_text("s3cret-pw\n")
+        code, out = oci_fetch(r, "models/private", digest, tmp_path / "d1",
+                              "--oci-username", "alice", "--oci-password-file", str(tmp_path / "pw"))  # fmt: skip
+        assert code == 0, out
+        secret = tmp_path / "secret"
+        secret.mkdir()
+        auth = __import__("base64").b64encode(b"alice:s3cret-pw").decode()
+        (secret / ".dockerconfigjson").write_text(json.dumps({"auths": {r.host: {"auth": auth}}}))
+        code, out = oci_fetch(r, "models/private", digest, tmp_path / "d2", "--credentials-dir", str(secret))
+        assert code == 0, out
+        (tmp_path / "bad").write_text("wrong")
+        code, err = oci_fetch(r, "models/private", digest, tmp_path / "d3",
+                              "--oci-username", "alice", "--oci-password-file", str(tmp_path / "bad"))  # fmt: skip
+        assert code == 3, err
+        assert "wrong" not in err
+        assert "s3cret-pw" not in err
+
+
+@pytest.fixture
+def token_registry(tmp_path: Path) -> Iterator[tuple[Registry, TokenServer]]:
+    with (
+        token_server(tmp_path, "bob", "tok-pw") as ts,
+        registry(tmp_path / "reg", auth=("bob", "tok-pw"), auth_yaml=ts.registry_auth_yaml()) as r,
+    ):
+        yield r, ts
+
+
+def test_bearer_token_auth(token_registry: tuple[Registry, TokenServer], tmp_path: Path) -> None:
+    r, ts = token_registry
+    digest = _push_one(r, tmp_path / "w")
+    issued = ts.issued
+    (tmp_path / "pw").write_text("tok-pw")
+    p = run_loader("fetch", "--uri", f"oci://{r.host}/models/private@{digest}", "--dest", str(tmp_path / "d"), *NET,
+                   env={"DOCKER_CONFIG": str(tmp_path / "docker")} | {"PATH": os.environ["PATH"]}, )  # fmt: skip
+    assert p.returncode == 3, p.stderr
+    code, out = oci_fetch(r, "models/private", digest, tmp_path / "d",
+                          "--oci-username", "bob", "--oci-password-file", str(tmp_path / "pw"))  # fmt: skip
+    assert code == 0, out
+    assert result_files(tmp_path / "d") == ["model.onnx"]
+    assert ts.issued > issued
+
+
+def result_files(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_result_shape(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> None:
+    p = run_loader("fetch", "--uri", f"oci://{reg.host}/models/fraud:42@{pushed['files']}", "--dest",
+                   str(tmp_path / "d"), *NET)  # fmt: skip
+    r = result(p)
+    assert r["kind"] == "oci"
+    assert sorted(r["files"]) == ["config.yaml", "model.onnx"]
