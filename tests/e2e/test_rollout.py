@@ -156,6 +156,20 @@ class World:
     prometheus: PrometheusProcess
     servers: dict[str, int]  # version -> HTTP port of the server that serves it
     operator_log: Path
+    operator_env: dict[str, str]
+    operator: subprocess.Popen[bytes] | None = None
+
+    def start_operator(self) -> None:
+        binary = Path(sys.executable).parent / "modelyard-operator"
+        with open(self.operator_log, "ab") as out:
+            self.operator = subprocess.Popen([str(binary)], env=self.operator_env, stdout=out, stderr=subprocess.STDOUT)
+
+    def kill_operator(self) -> None:
+        """SIGKILL: no clean-up handlers run, as when a node dies."""
+        if self.operator is not None:
+            self.operator.kill()
+            self.operator.wait(timeout=10)
+            self.operator = None
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +193,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
              "--grpc-port", str(free_port())], stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
     cluster = DevCluster(tmp / "cluster")
     prom = PrometheusProcess(tmp, ports)
-    operator: subprocess.Popen[bytes] | None = None
+    world: World | None = None
     try:
         for pod, port in ports.items():
             wait_for(lambda p=port: http_ok(f"http://127.0.0.1:{p}/v2/health/ready"), timeout=60, what=f"{pod} ready")
@@ -196,17 +210,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                  "artifact": {"uri": f"https://models.example.com/fraud/{v}/model.onnx",
                                               "digest": DIGEST}}}
                        for v in ("1", "2", "3", "4", "6")], NS)  # fmt: skip
-        operator_log = tmp / "operator.log"
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_PROMETHEUS_URL": prom.url}
-        with open(operator_log, "wb") as out:
-            operator = subprocess.Popen([str(server.parent / "modelyard-operator")], env=env, stdout=out,
-                                        stderr=subprocess.STDOUT)  # fmt: skip
         by_version = {"1": ports["good-0"], "2": ports["good-0"], "4": ports["good-0"], "3": ports["bad-0"],
                       "6": ports["slow-0"]}  # fmt: skip
-        yield World(kubectl, prom, by_version, operator_log)
+        world = World(kubectl, prom, by_version, tmp / "operator.log", env)
+        world.start_operator()
+        yield world
     finally:
-        if operator is not None:
-            stop(operator)
+        if world is not None and world.operator is not None:
+            stop(world.operator)
         prom.stop()
         cluster.down()
         for proc in procs:
@@ -432,3 +444,39 @@ def test_prometheus_down_holds_and_the_rollout_resumes(world: World) -> None:
         finish(world, load, name)
     assert cond(status, "AnalysisHealthy")["status"] == "True"
     assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
+
+
+def test_operator_killed_mid_rollout_resumes_to_the_same_end_state(world: World) -> None:
+    name = "restart"
+    start_rollout(world, name, "2", {"setWeight": 50}, {"analyze": {"minDuration": "4s", "maxDuration": "60s"}},
+                  {"pause": {}}, {"setWeight": 100}, metrics=[ERRORS])  # fmt: skip
+    load = Load(world, name).start()
+    try:
+        paused = until(load, lambda s: s.get("phase") == "Paused", timeout=60, what="approval gate")
+        world.kill_operator()
+        time.sleep(2)
+        world.start_operator()
+        time.sleep(4)  # the restarted operator resumes from status alone: the gate still holds
+        resumed = load.status()
+        assert resumed["phase"] == "Paused"
+        same = ("index", "startedAt")
+        assert {k: resumed["step"][k] for k in same} == {k: paused["step"][k] for k in same}
+        assert resumed["weights"] == {"stable": 50, "canary": 50}
+        approve = md(name, "2", {"setWeight": 50}, {"analyze": {"minDuration": "4s", "maxDuration": "60s"}},
+                     {"pause": {}}, {"setWeight": 100}, metrics=[ERRORS])  # fmt: skip
+        approve["spec"]["rollout"]["action"] = {"type": "approve", "nonce": "after-restart"}
+        world.kubectl.apply(approve, NS)
+        status = until(load, lambda s: s.get("stableVersion") == "2", timeout=60, what="promotion after the restart")
+        world.kubectl.apply(approve, NS)  # re-applied by a GitOps tool: no second approval, no new rollout
+        time.sleep(3)
+        again = load.status()
+    finally:
+        finish(world, load, name)
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
+    assert again["history"] == status["history"]
+    assert again["lastHandledAction"]["nonce"] == "after-restart"
+    deployments = world.kubectl.get("deployments", namespace=NS, labels=f"app.kubernetes.io/instance={name}")
+    assert [d["metadata"]["name"] for d in deployments["items"]] in ([f"{name}-2"], [f"{name}-1", f"{name}-2"])
+    services = world.kubectl.get("services", namespace=NS, labels=f"app.kubernetes.io/instance={name}")
+    assert sorted(s["metadata"]["name"] for s in services["items"]) == [name, f"{name}-canary", f"{name}-stable"]
+    assert all(ok for _, _, ok in load.results)
