@@ -38,6 +38,7 @@ class ServerConfig:
     max_batch_size: int = 0
     max_queue_delay_ms: float = 0.0
     max_body_bytes: int = 64 * 2**20
+    model_config_dir: Path | None = None
 
 
 def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -56,6 +57,11 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
     p.add_argument("--max-batch-size", type=int, default=default("max-batch-size", "0"))
     p.add_argument("--max-queue-delay-ms", type=float, default=default("max-queue-delay-ms", "0"))
     p.add_argument("--max-body-bytes", type=parse_bytes, default=default("max-body-bytes", "64Mi"), help="413 above")
+    p.add_argument(
+        "--model-config-dir",
+        default=default("model-config-dir", None),
+        help="DIR2/<model>/config.yaml overrides the repository's (e.g. a mounted ConfigMap; re-read when it changes)",
+    )
     args = p.parse_args(argv)
     if not args.model_repository:
         p.error("--model-repository (or MODELYARD_MODEL_REPOSITORY) is required")
@@ -74,4 +80,5 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         max_batch_size=int(args.max_batch_size),
         max_queue_delay_ms=float(args.max_queue_delay_ms),
         max_body_bytes=args.max_body_bytes,
+        model_config_dir=Path(args.model_config_dir) if args.model_config_dir else None,
     )

@@ -91,19 +91,29 @@ def parse_model_config(raw: Any) -> ModelConfig:
     )
 
 
-def read_model_config(model_dir: Path) -> ModelConfig:
-    """Read ``model_dir/config.yaml`` if it exists; errors name the file."""
+def read_model_config(*model_dirs: Path) -> ModelConfig:
+    """Read ``config.yaml`` from each folder that has one; later folders' top-level keys win.
+
+    The server reads the repository's ``<model>/config.yaml`` and then, when ``--model-config-dir`` is set, the one
+    there (a mounted ConfigMap, which Kubernetes keeps current, unlike a file inside the emptyDir repository).
+    Errors name the file.
+    """
     import yaml  # only the reading side needs it
 
-    path = model_dir / CONFIG_FILE
-    if not path.is_file():
-        return ModelConfig()
-    try:
-        return parse_model_config(yaml.safe_load(path.read_text()))
-    except yaml.YAMLError as exc:
-        raise ModelConfigError(f"{path}: not valid YAML: {exc}") from None
-    except ModelConfigError as exc:
-        raise ModelConfigError(f"{path}: {exc}") from None
+    merged: dict[str, Any] = {}
+    for model_dir in model_dirs:
+        path = model_dir / CONFIG_FILE
+        if not path.is_file():
+            continue
+        try:
+            document = yaml.safe_load(path.read_text())
+            parse_model_config(document)  # each file must be valid on its own, so errors name it
+        except yaml.YAMLError as exc:
+            raise ModelConfigError(f"{path}: not valid YAML: {exc}") from None
+        except ModelConfigError as exc:
+            raise ModelConfigError(f"{path}: {exc}") from None
+        merged.update(document or {})
+    return parse_model_config(merged)
 
 
 class WeightedPicker:

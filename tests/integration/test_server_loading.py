@@ -227,3 +227,30 @@ def test_batching_is_off_for_models_without_a_batch_dimension(tmp_path: Path) ->
         x.set_data_from_numpy(np.eye(2, dtype=np.float32))
         np.testing.assert_array_equal(client.infer("square", [x]).as_numpy("Y"), np.eye(2))
         assert "batching is off" in s.output()
+
+
+def test_weights_from_a_config_map_style_folder_follow_its_updates(tmp_path: Path) -> None:
+    """Kubernetes updates a ConfigMap volume by swapping a ``..data`` symlink; the server must notice."""
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    binary_op(repo / "calc" / "2" / "model.onnx", "Mul")
+    mount = tmp_path / "cm" / "calc"
+
+    def publish(text: str, generation: int) -> None:
+        data = mount / f"..{generation}"
+        data.mkdir(parents=True)
+        (data / "config.yaml").write_text(text)
+        link = mount / "..data_tmp"
+        link.symlink_to(data.name)
+        link.replace(mount / "..data")  # atomic, as the kubelet does
+        if not (mount / "config.yaml").is_symlink():
+            (mount / "config.yaml").symlink_to("..data/config.yaml")
+
+    publish('version_weights: {"1": 100}\n', 1)
+    with run_server(repo, "--model-config-dir", str(tmp_path / "cm")) as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        assert {client.infer("calc", calc_inputs(A, B)).get_response().model_version for _ in range(4)} == {"1"}
+        publish('version_weights: {"1": 50, "2": 50}\n', 2)
+        time.sleep(1.5)
+        versions = [client.infer("calc", calc_inputs(A, B)).get_response().model_version for _ in range(4)]
+        assert sorted(versions) == ["1", "1", "2", "2"]

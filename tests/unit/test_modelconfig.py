@@ -88,3 +88,18 @@ def test_picker_follows_the_weights_exactly_over_a_cycle(weights: dict[str, int]
 def test_picker_interleaves_instead_of_bursting() -> None:
     picker = WeightedPicker({"1": 50, "2": 50})
     assert [picker.pick() for _ in range(6)] in (["1", "2"] * 3, ["2", "1"] * 3)
+
+
+def test_a_later_folder_overrides_top_level_keys(tmp_path: Path) -> None:
+    repo, overlay = tmp_path / "repo", tmp_path / "overlay"
+    repo.mkdir()
+    overlay.mkdir()
+    (repo / "config.yaml").write_text('max_batch_size: 8\nversion_weights: {"1": 100}\n')
+    (overlay / "config.yaml").write_text('version_weights: {"1": 50, "2": 50}\n')
+    config = read_model_config(repo, overlay)
+    assert config.max_batch_size == 8
+    assert config.version_weights == {"1": 50, "2": 50}
+    assert read_model_config(repo, tmp_path / "missing").version_weights == {"1": 100}
+    (overlay / "config.yaml").write_text("max_batch_sise: 1\n")
+    with pytest.raises(ModelConfigError, match=r"overlay/config\.yaml: unknown key"):
+        read_model_config(repo, overlay)

@@ -28,6 +28,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event) -> None:
         memory_budget=config.memory_budget,
         max_batch_size=config.max_batch_size,
         max_queue_delay_ms=config.max_queue_delay_ms,
+        config_dir=config.model_config_dir,
     )
     runner = web.AppRunner(build_app(plane, max_body_bytes=config.max_body_bytes), access_log=None)
     await runner.setup()

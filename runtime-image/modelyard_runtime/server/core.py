@@ -27,7 +27,13 @@ import numpy.typing as npt
 from modelyard_runtime.backends import Backend, BackendUnavailableError
 from modelyard_runtime.errors import BadRequestError, NotFoundError, UnavailableError
 from modelyard_runtime.metrics import ServerMetrics
-from modelyard_runtime.modelconfig import ModelConfig, ModelConfigError, WeightedPicker, read_model_config
+from modelyard_runtime.modelconfig import (
+    CONFIG_FILE,
+    ModelConfig,
+    ModelConfigError,
+    WeightedPicker,
+    read_model_config,
+)
 from modelyard_runtime.protocol.datatypes import numpy_dtype
 from modelyard_runtime.server.batcher import Batcher, Outputs, Timing
 from modelyard_runtime.server.stats import ModelStats
@@ -59,6 +65,13 @@ def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
                     found.setdefault(model_dir.name, {})[version_dir.name] = version_dir / name
                     break
     return found
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime  # follows the symlinks a ConfigMap volume swaps on update
+    except OSError:
+        return 0.0
 
 
 def _size_on_disk(model_file: Path) -> int:
@@ -171,8 +184,10 @@ class DataPlane:
         max_batch_size: int = 0,
         max_queue_delay_ms: float = 0.0,
         threads: int = 4,
+        config_dir: Path | None = None,
     ) -> None:
         self.repository = repository
+        self.config_dir = config_dir
         self.metrics = metrics
         self.mode = mode
         self.memory_budget = memory_budget
@@ -186,7 +201,7 @@ class DataPlane:
         self._failures: dict[tuple[str, str], str] = {}
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
         self._scan: tuple[float, dict[str, dict[str, Path]]] = (-1e9, {})
-        self._configs: dict[str, tuple[float, float, ModelConfig]] = {}  # model → (checked, mtime, config)
+        self._configs: dict[str, tuple[float, tuple[float, ...], ModelConfig]] = {}  # model → (checked, mtimes, config)
         self._pickers: dict[str, WeightedPicker] = {}
 
     # --- repository view -------------------------------------------------------------------------
@@ -204,16 +219,15 @@ class DataPlane:
         cached = self._configs.get(name)
         if cached is not None and now - cached[0] <= RESCAN_SECONDS:
             return cached[2]
-        path = self.repository / name / "config.yaml"
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = 0.0
-        if cached is not None and cached[1] == mtime:
-            self._configs[name] = (now, mtime, cached[2])
+        dirs = [self.repository / name]
+        if self.config_dir is not None:
+            dirs.append(self.config_dir / name)
+        mtimes = tuple(_mtime(d / CONFIG_FILE) for d in dirs)
+        if cached is not None and cached[1] == mtimes:
+            self._configs[name] = (now, mtimes, cached[2])
             return cached[2]
         try:
-            config = read_model_config(self.repository / name)
+            config = read_model_config(*dirs)
         except ModelConfigError as exc:
             if cached is None:
                 raise
@@ -221,7 +235,7 @@ class DataPlane:
             config = cached[2]
         if cached is not None and cached[2].version_weights != config.version_weights:
             log.info("version weights of %s are now %s", name, config.version_weights or "highest version")
-        self._configs[name] = (now, mtime, config)
+        self._configs[name] = (now, mtimes, config)
         return config
 
     def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
