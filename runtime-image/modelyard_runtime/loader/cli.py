@@ -151,9 +151,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "digest":
             return _digest_command(args.path)
-        if args.command in ("validate", "sidecar"):
-            sys.stderr.write(f"modelyard-loader {args.command}: not in this build yet\n")
-            return EXIT_USAGE
+        if args.command == "validate":
+            from modelyard_runtime.loader.validate import run_validate
+
+            return run_validate(request_from_args(args), args.termination_log)
+        if args.command == "sidecar":
+            from modelyard_runtime.loader.sidecar import run_sidecar
+
+            return run_sidecar(args)
         result = run_fetch(request_from_args(args))
     except LoaderError as e:
         sys.stderr.write(f"modelyard-loader: error ({e.reason}): {e}\n")

@@ -1,0 +1,186 @@
+"""``modelyard-loader sidecar``: dynamic mode's loader, a native sidecar beside ``modelyard-server``.
+
+It first fetches ``--uri`` into ``--dest`` when given (the version the pod was rendered for), then serves a
+small JSON API on a loopback address only (other containers of the pod can reach it, nothing outside):
+
+- ``POST /fetch`` ``{"uri", "digest", "model", "version", "signature"?}`` → fetches, verifies and publishes
+  into ``<repository>/<model>/<version>/`` atomically; answers ``200`` with the fetch result, or an error
+  object ``{"ok": false, "reason", "message"}`` with 400 (bad request), 409 (unsafe content, digest or
+  signature failure) or 502 (the store failed). Requests for the same model/version are serialized; a
+  version already published with the same digest is answered without fetching again.
+- ``GET /versions`` → what was published, ``GET /healthz`` → ``{"ok": true}``.
+
+Trust material (public key, certificate chain, sigstore identity) and allowlists come from the sidecar's
+own flags, never from a request.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from modelyard_runtime.loader.errors import (
+    EXIT_USAGE,
+    FetchError,
+    LoaderError,
+    UsageError,
+)
+from modelyard_runtime.loader.pipeline import FetchRequest, log, run_fetch
+
+MODEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
+MAX_BODY = 64 << 10
+
+
+class Sidecar:
+    def __init__(self, args: argparse.Namespace) -> None:
+        from modelyard_runtime.loader.cli import request_from_args
+
+        self.args = args
+        self.repository: Path = args.repository
+        self._request_from_args = request_from_args
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.published: dict[str, dict[str, Any]] = {}
+
+    def _lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def request(self, body: dict[str, Any]) -> FetchRequest:
+        model, version = str(body.get("model", "")), str(body.get("version", ""))
+        if not MODEL_RE.match(model):
+            raise UsageError(f"model {model!r} is not a DNS-1123 label")
+        if not VERSION_RE.match(version) or version in (".", ".."):
+            raise UsageError(f"version {version!r} must match [A-Za-z0-9._-]{{1,63}}")
+        uri = body.get("uri")
+        if not isinstance(uri, str) or not uri:
+            raise UsageError("uri is required")
+        digest = body.get("digest")
+        req: FetchRequest = self._request_from_args(
+            self.args, uri=uri, dest=self.repository / model / version, digest=digest if digest else ""
+        )
+        if not digest:
+            req.digest = None
+        signature = body.get("signature")
+        if signature is not None:
+            if not isinstance(signature, str):
+                raise UsageError("signature must be a URI")
+            req.signature.uri = signature
+        return req
+
+    def fetch(self, body: dict[str, Any]) -> dict[str, Any]:
+        req = self.request(body)
+        key = f"{body['model']}/{body['version']}"
+        with self._lock(key):
+            done = self.published.get(key)
+            if done and req.digest and done.get("digest") == req.digest and req.dest.exists():
+                return {**done, "alreadyPublished": True}
+            result = run_fetch(req).as_dict()
+            result.update(ok=True, model=body["model"], version=body["version"])
+            self.published[key] = result
+            return result
+
+
+def _status(e: LoaderError) -> int:
+    if isinstance(e, UsageError):
+        return 400
+    if isinstance(e, FetchError):
+        return 502
+    return 409
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        if self.path == "/healthz":
+            self._send(200, {"ok": True})
+        elif self.path == "/versions":
+            self._send(200, {"versions": list(self.server.sidecar.published.values())})
+        else:
+            self._send(404, {"ok": False, "reason": "NotFound", "message": self.path})
+
+    def do_POST(self) -> None:
+        if self.path != "/fetch":
+            self._send(404, {"ok": False, "reason": "NotFound", "message": self.path})
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        if length <= 0 or length > MAX_BODY:
+            self._send(400, {"ok": False, "reason": "InvalidRequest", "message": f"body of 1..{MAX_BODY} bytes"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length))
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
+        except ValueError as e:
+            self._send(400, {"ok": False, "reason": "InvalidRequest", "message": f"invalid JSON: {e}"})
+            return
+        try:
+            self._send(200, self.server.sidecar.fetch(body))
+        except LoaderError as e:
+            log(f"fetch for {body.get('model')}/{body.get('version')} failed ({e.reason}): {e}")
+            self._send(_status(e), {"ok": False, "reason": e.reason, "message": str(e)})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], sidecar: Sidecar) -> None:
+        super().__init__(address, _Handler)
+        self.sidecar = sidecar
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        raise UsageError(f"--listen {text}: the sidecar API listens on a loopback address only")
+    if not port.isdigit() or not 0 <= int(port) < 65536:
+        raise UsageError(f"--listen {text}: invalid port")
+    return host, int(port)
+
+
+def run_sidecar(args: argparse.Namespace) -> int:
+    address = parse_listen(args.listen)
+    sidecar = Sidecar(args)
+    if args.uri:
+        if not args.dest:
+            raise UsageError("--uri needs --dest")
+        result = run_fetch(sidecar._request_from_args(args))
+        log(f"initial version published ({result.digest})")
+    elif args.dest:
+        sys.stderr.write("modelyard-loader: sidecar: --dest needs --uri\n")
+        return EXIT_USAGE
+    server = _Server(address, sidecar)
+    stop = threading.Event()
+
+    def _terminate(signum: int, frame: object) -> None:
+        stop.set()
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    log(f"sidecar API on http://{address[0]}:{server.server_address[1]} (repository {args.repository})")
+    sys.stderr.flush()
+    server.serve_forever()
+    server.server_close()
+    return 0

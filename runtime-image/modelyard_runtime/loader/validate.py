@@ -1,0 +1,107 @@
+"""``modelyard-loader validate``: what the operator's validation Job runs for a new ModelVersion.
+
+Fetch and verify exactly as ``fetch`` does, find the ONNX model, create one ONNX Runtime session (CPU),
+measure how long that took, read the inputs and outputs, and write one compact JSON object to the
+termination-log path (what Kubernetes shows as the container's termination message, at most 4096 bytes)
+and to stdout. The shape is documented in docs/loader.md; the exit code is the loader's usual one, with
+7 for a model that was verified but does not load.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from modelyard_runtime.loader.errors import LoaderError, ValidationError
+from modelyard_runtime.loader.pipeline import FetchRequest, run_fetch
+from modelyard_runtime.protocol.datatypes import from_onnx_type
+
+TERMINATION_LOG_LIMIT = 4096
+
+
+def find_onnx(root: Path, files: list[str]) -> Path:
+    """``model.onnx`` nearest the top, else the only ``.onnx`` file; several candidates is an error."""
+    onnx = sorted((f for f in files if f.lower().endswith(".onnx")), key=lambda f: (f.count("/"), f))
+    if not onnx:
+        raise ValidationError("the artifact holds no .onnx model")
+    named = [f for f in onnx if f.rsplit("/", 1)[-1] == "model.onnx"]
+    if named:
+        return root / named[0]
+    if len(onnx) > 1:
+        raise ValidationError(f"several .onnx files and none named model.onnx: {', '.join(onnx[:5])}")
+    return root / onnx[0]
+
+
+def _tensors(metas: list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for m in metas:
+        try:
+            datatype = from_onnx_type(m.type)
+        except Exception:
+            datatype = str(m.type)
+        shape = [d if isinstance(d, int) and d >= 0 else -1 for d in m.shape]
+        out.append({"name": m.name, "datatype": datatype, "shape": shape})
+    return out
+
+
+def load_once(model: Path) -> tuple[float, list[dict[str, Any]], list[dict[str, Any]]]:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # pragma: no cover - the runtime image always has it
+        raise ValidationError(f"onnxruntime is not installed: {e}") from None
+    start = time.perf_counter()
+    try:
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ValidationError(f"{model.name}: ONNX Runtime cannot load it: {str(e)[:500]}") from None
+    seconds = time.perf_counter() - start
+    return seconds, _tensors(session.get_inputs()), _tensors(session.get_outputs())
+
+
+def compact(result: dict[str, Any], limit: int = TERMINATION_LOG_LIMIT) -> str:
+    """The JSON text of ``result`` within ``limit`` bytes: long tensor lists and messages are cut, marked."""
+    text = json.dumps(result, separators=(",", ":"))
+    if len(text.encode()) <= limit:
+        return text
+    r = dict(result)
+    r["truncated"] = True
+    while len(json.dumps(r, separators=(",", ":")).encode()) > limit and (r.get("inputs") or r.get("outputs")):
+        key = "inputs" if len(r.get("inputs") or []) >= len(r.get("outputs") or []) else "outputs"
+        r[key] = r[key][:-1]
+    if len(json.dumps(r, separators=(",", ":")).encode()) > limit:
+        r["message"] = str(r.get("message", ""))[:200]
+    return json.dumps(r, separators=(",", ":"))
+
+
+def run_validate(req: FetchRequest, termination_log: str) -> int:
+    result: dict[str, Any] = {"ok": False, "reason": "", "message": ""}
+    code = 0
+    try:
+        fetched = run_fetch(req)
+        result["artifact"] = {"digest": fetched.digest, "sizeBytes": fetched.size}
+        result["signature"] = {"verified": fetched.signature is not None, "method": fetched.signature}
+        model = find_onnx(req.dest, fetched.files)
+        seconds, inputs, outputs = load_once(model)
+        result.update(
+            ok=True,
+            reason="Validated",
+            message=f"{model.relative_to(req.dest)} loads in {seconds:.3f}s",
+            model=str(model.relative_to(req.dest)),
+            loadSeconds=round(seconds, 4),
+            inputs=inputs,
+            outputs=outputs,
+        )
+    except LoaderError as e:
+        result.update(reason=e.reason, message=str(e))
+        code = e.exit_code
+    text = compact(result)
+    try:
+        with open(termination_log, "w") as f:
+            f.write(text)
+    except OSError as e:
+        sys.stderr.write(f"modelyard-loader: cannot write the termination log {termination_log}: {e.strerror}\n")
+    print(text)
+    return code
