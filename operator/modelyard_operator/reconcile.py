@@ -18,11 +18,19 @@ from modelyard_operator.api.modeldeployment import ACTION_ANNOTATION, ModelDeplo
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_VERSION
-from modelyard_operator.render import render_children, render_deployment, render_route, render_service
+from modelyard_operator.render import (
+    ANNOTATION_VERSIONS,
+    render_children,
+    render_deployment,
+    render_in_pod_deployment,
+    render_route,
+    render_service,
+    render_version_weights,
+)
 from modelyard_operator.rollout.actions import Action, collect_actions
 from modelyard_operator.rollout.decide import Decision, Observations, decide, format_time
 from modelyard_operator.rollout.measurement import Measurement
-from modelyard_operator.rollout.routers import canary_replicas, split_replicas
+from modelyard_operator.rollout.routers import canary_replicas, split_replicas, version_weights
 from modelyard_operator.status import (
     DeploymentObservation,
     Problem,
@@ -158,9 +166,19 @@ def rollout_active(md_obj: Obj) -> bool:
     return bool(action and action.get("nonce") not in handled) or bool(raw and raw.split(":", 1)[-1] not in handled)
 
 
-def ready_replicas(deployments: list[Obj], version: str | None) -> int:
-    """Available replicas of the Deployment that serves ``version`` (0 when there is none)."""
+def ready_replicas(deployments: list[Obj], version: str | None, *, in_pod: bool = False) -> int:
+    """Available replicas of the Deployment that serves ``version`` (0 when there is none).
+
+    With the inPod router a version counts in pods that load it, once that pod template is rolled out.
+    """
     if version is None:
+        return 0
+    if in_pod:
+        for d in deployments:
+            loaded = ((d.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS, "")
+            obs = DeploymentObservation.from_object(d, LABEL_VERSION)
+            if version in loaded.split(",") and obs.rolled_out:
+                return obs.available_replicas
         return 0
     for d in deployments:
         obs = DeploymentObservation.from_object(d, LABEL_VERSION)
@@ -189,7 +207,8 @@ def observations(
     md: ModelDeployment, deployments: list[Obj], measurement: Measurement | None, actions: tuple[Action, ...]
 ) -> Observations:
     """The decision core's input from what the controller saw and measured this tick."""
-    canary_ready = ready_replicas(deployments, md.status.canary_version)
+    in_pod = md.spec.rollout.traffic_router == "inPod"
+    canary_ready = ready_replicas(deployments, md.status.canary_version, in_pod=in_pod)
     stable_ready = ready_replicas(deployments, md.status.stable_version)
     if measurement is None:
         return Observations(canary_ready=canary_ready, stable_ready=stable_ready, actions=actions)
@@ -223,9 +242,9 @@ def plan_rollout(
     decision = decide(md.spec, md.status, observations(md, deployments, measurement, tuple(actions)), now)
     target = decision.target
     replicas = md.spec.replicas
-    stable_ready = ready_replicas(deployments, target.stable)
-    canary_ready = ready_replicas(deployments, target.canary)
     router = md.spec.rollout.traffic_router
+    stable_ready = ready_replicas(deployments, target.stable)
+    canary_ready = ready_replicas(deployments, target.canary, in_pod=router == "inPod")
     if target.canary is None:
         stable_n, canary_n = replicas, 0
     elif router == "replicas":
@@ -238,10 +257,19 @@ def plan_rollout(
     result = RolloutPlan(decision=decision)
     name = md.metadata.name
     stable_mv = _model_version(md, model_versions, target.stable) if target.stable else None
-    if stable_mv is not None:
-        result.apply.append(render_deployment(md, stable_mv, config, replicas=stable_n))
+    canary_mv = None
     if target.canary is not None:
         canary_mv = found if found.spec.version == target.canary else _model_version(md, model_versions, target.canary)
+    if router == "inPod" and stable_mv is not None and target.stable is not None:
+        weights = version_weights(target.stable, target.canary if canary_mv else None, target.weight)
+        result.apply.append(render_version_weights(md, weights))
+        result.apply.append(
+            render_in_pod_deployment(md, stable_mv, canary_mv, config, replicas=replicas, weights=weights)
+        )
+        canary_ready, stable_ready = 0, ready_replicas(deployments, target.stable)
+    else:
+        if stable_mv is not None:
+            result.apply.append(render_deployment(md, stable_mv, config, replicas=stable_n))
         if canary_mv is not None:
             result.apply.append(render_deployment(md, canary_mv, config, replicas=canary_n))
     result.apply.append(render_service(md, name=name, version=None))

@@ -8,6 +8,7 @@ and no service-account token (model pods never talk to the API server).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from modelyard_operator.api.common import API_VERSION
@@ -20,8 +21,9 @@ from modelyard_operator.names import (
     deployment_name,
     selector,
     version_labels,
+    version_slug,
 )
-from modelyard_operator.rollout.routers import render_http_route
+from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_http_route, render_weights_config_map
 
 MODELS_DIR = "/models"
 CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
@@ -245,4 +247,76 @@ def render_route(md: ModelDeployment, canary_weight: int, *, has_canary: bool) -
         settings=md.spec.rollout.gateway_api,
         canary_weight=canary_weight,
         has_canary=has_canary,
+    )
+
+
+ANNOTATION_VERSIONS = "modelyard.dev/versions"
+ANNOTATION_WEIGHTS = "modelyard.dev/version-weights"
+
+
+def weights_config_map_name(md_name: str) -> str:
+    return f"{md_name}-version-weights"
+
+
+def render_in_pod_deployment(
+    md: ModelDeployment,
+    stable: ModelVersion,
+    canary: ModelVersion | None,
+    config: OperatorConfig,
+    *,
+    replicas: int,
+    weights: dict[str, int],
+) -> Obj:
+    """The inPod router's Deployment: the stable version's, with the canary loaded into the same pods.
+
+    The server splits unversioned requests by ``version_weights`` in ``<model>/config.yaml``, mounted
+    from a ConfigMap. A subPath mount does not follow ConfigMap updates, so the weights are also a pod
+    annotation: a weight change rolls the pods (one extra pod at a time, none unavailable).
+    """
+    deployment = render_deployment(md, stable, config, replicas=replicas)
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    versions = [stable.spec.version] + ([canary.spec.version] if canary is not None else [])
+    if canary is not None:
+        loader = copy.deepcopy(pod["initContainers"][0])
+        loader["name"] = f"loader-{version_slug(canary.spec.version)}"[:63]
+        loader["args"] = loader_args(canary, md.spec.loading.mode)
+        pod["initContainers"].append(loader)
+        if canary.spec.artifact.credentials_secret and canary.spec.artifact.credentials_secret != (
+            stable.spec.artifact.credentials_secret
+        ):
+            loader["volumeMounts"] = [m for m in loader["volumeMounts"] if m["name"] != "credentials"]
+            loader["volumeMounts"].append(
+                {"name": "canary-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
+            )
+            pod["volumes"].append(
+                {"name": "canary-credentials", "secret": {"secretName": canary.spec.artifact.credentials_secret}}
+            )
+    pod["volumes"].append({"name": "version-weights", "configMap": {"name": weights_config_map_name(md.metadata.name)}})
+    server = pod["containers"][0]
+    server["volumeMounts"].append(
+        {
+            "name": "version-weights",
+            "mountPath": f"{MODELS_DIR}/{md.spec.model}/{MODEL_CONFIG_KEY}",
+            "subPath": MODEL_CONFIG_KEY,
+            "readOnly": True,
+        }
+    )
+    annotations = {
+        ANNOTATION_VERSIONS: ",".join(versions),
+        ANNOTATION_WEIGHTS: ",".join(f"{v}={w}" for v, w in sorted(weights.items())),
+    }
+    deployment["metadata"]["annotations"] = {ANNOTATION_VERSIONS: annotations[ANNOTATION_VERSIONS]}
+    template["metadata"]["annotations"] = annotations
+    return deployment
+
+
+def render_version_weights(md: ModelDeployment, weights: dict[str, int]) -> Obj:
+    meta = md.metadata
+    return render_weights_config_map(
+        name=weights_config_map_name(meta.name),
+        namespace=meta.namespace,
+        labels=common_labels(meta.name, md.spec.model),
+        owner=owner_reference("ModelDeployment", meta.name, meta.uid),
+        weights=weights,
     )

@@ -130,3 +130,31 @@ def test_gateway_api_route_weights(kubectl: Kubectl, namespace: str, cluster: An
     assert replicas_of(kubectl, namespace) == {"fraud-1": 2, "fraud-2": 1}
     assert json.loads(json.dumps(route["metadata"]["ownerReferences"]))[0]["kind"] == "ModelDeployment"
     assert REPO.exists()
+
+
+def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: str) -> None:
+    spec = {"rollout": rollout({"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
+                               trafficRouter="inPod")}  # fmt: skip
+    stable_v1(kubectl, namespace, md(version="1", **spec))
+    kubectl.apply(md(version="2", **spec), namespace)
+
+    def weights_config() -> str | None:
+        cm = kubectl.get("configmap", "fraud-version-weights", namespace)
+        return cm["data"]["config.yaml"] if cm else None
+
+    wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Paused", timeout=90, what="Paused at 20%")
+    assert weights_config() == 'version_weights: {"1": 80, "2": 20}\n'
+    deployment = kubectl.get("deployment", "fraud-1", namespace)
+    pod = deployment["spec"]["template"]["spec"]
+    loaders = {c["name"]: c["args"] for c in pod["initContainers"]}
+    assert set(loaders) == {"loader", "loader-2"}
+    assert "/models/fraud/2" in loaders["loader-2"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "version-weights")
+    assert (mount["mountPath"], mount["subPath"]) == ("/models/fraud/config.yaml", "config.yaml")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["modelyard.dev/version-weights"] == "1=80,2=20"
+    assert replicas_of(kubectl, namespace) == {"fraud-1": 2}  # no second copy: both versions share the pods
+
+    approve = md(version="2", **{"rollout": {**spec["rollout"], "action": {"type": "approve", "nonce": "n1"}}})
+    kubectl.apply(approve, namespace)
+    wait_for(lambda: weights_config() == 'version_weights: {"1": 40, "2": 60}\n', timeout=60, what="60% to v2")
+    assert status_of(kubectl, namespace)["weights"] == {"stable": 40, "canary": 60}
