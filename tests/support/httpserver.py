@@ -69,41 +69,45 @@ class _Handler(BaseHTTPRequestHandler):
         if not file.is_file() or srv.root.resolve() not in file.parents:
             self.send_error(404)
             return
-        data = file.read_bytes()
-        etag = f'"{len(data)}-{int(file.stat().st_mtime_ns)}"'
-        start, end, status = 0, len(data), 200
+        st = file.stat()
+        size = st.st_size
+        etag = f'"{size}-{st.st_mtime_ns}"'
+        start, end, status = 0, size, 200
         rng = self.headers.get("Range")
         if rng and srv.mode != "no-range":
             m = _RANGE.match(rng)
             if_range = self.headers.get("If-Range")
             if m and (if_range is None or if_range == etag):
                 start = int(m[1])
-                end = min(int(m[2]) + 1, len(data)) if m[2] else len(data)
-                if start >= len(data):
+                end = min(int(m[2]) + 1, size) if m[2] else size
+                if start >= size:
                     self.send_response(416)
-                    self.send_header("Content-Range", f"bytes */{len(data)}")
+                    self.send_header("Content-Range", f"bytes */{size}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
                 status = 206
-        body = data[start:end]
+        length = end - start
         self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(length))
         if srv.mode != "no-range":
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", etag)
         if status == 206:
-            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         self.end_headers()
         if head:
             return
-        if len(body) > 1 and srv.take_drop():
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        self.wfile.write(body)
+        self.wfile.flush()
+        with open(file, "rb") as f:
+            if length > 1 and srv.take_drop():
+                f.seek(start)
+                self.wfile.write(f.read(length // 2))
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.connection.sendfile(f, offset=start, count=length)
 
 
 @contextmanager

@@ -230,6 +230,7 @@ def _fetch_part(
         headers = {"Range": f"bytes={pos}-{end - 1}"}
         if validator:
             headers["If-Range"] = validator
+        attempt_start = pos
         try:
             resp = open_url("GET", url, opts.policy, headers, signer=opts.signer)
         except FetchError:
@@ -259,7 +260,7 @@ def _fetch_part(
                 if progress:
                     progress.add(n)
         except TRANSIENT:
-            failures += 1
+            failures = 1 if pos > attempt_start else failures + 1  # a drop after progress starts counting anew
             if failures >= RETRIES:
                 raise FetchError(f"{redact(url)}: connection broken {RETRIES} times at byte {pos}; giving up") from None
             sleep(0.1 * 2**failures)
