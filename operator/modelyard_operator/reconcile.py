@@ -27,7 +27,7 @@ from modelyard_operator.render import (
     render_service,
     render_version_weights,
 )
-from modelyard_operator.rollout.actions import Action, collect_actions
+from modelyard_operator.rollout.actions import Action, ActionError, collect_actions, parse_annotation
 from modelyard_operator.rollout.decide import Decision, Observations, decide, format_time
 from modelyard_operator.rollout.measurement import Measurement
 from modelyard_operator.rollout.routers import canary_replicas, split_replicas, version_weights
@@ -162,8 +162,13 @@ def rollout_active(md_obj: Obj) -> bool:
     annotations = (md_obj.get("metadata") or {}).get("annotations") or {}
     handled = set(status.get("handledNonces") or [])
     action = rollout.get("action") or {}
-    raw = annotations.get(ACTION_ANNOTATION, "")
-    return bool(action and action.get("nonce") not in handled) or bool(raw and raw.split(":", 1)[-1] not in handled)
+    if action and action.get("nonce") not in handled:
+        return True
+    try:
+        pending = parse_annotation(annotations[ACTION_ANNOTATION]).nonce not in handled
+    except (KeyError, ActionError):
+        pending = False  # an unreadable annotation is reported by the periodic resync, not every second
+    return pending
 
 
 def ready_replicas(deployments: list[Obj], version: str | None, *, in_pod: bool = False) -> int:
