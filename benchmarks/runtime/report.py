@@ -148,7 +148,9 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         f"- Load: one closed-loop generator (`benchmarks/runtime/loadgen.py`, tritonclient HTTP with binary tensors "
         f"/ gRPC with raw contents; in-process rows call `session.run` from the same number of threads over one "
         f"session), workers as {s['client']}; per cell {s['warmup_s']:g} s warmup then {s['duration_s']:g} s "
-        f"measured; a request counts when it starts and ends inside the window; p50/p99 from per-request timings.",
+        f"measured; a request counts when it starts and ends inside the window; p50/p99 from per-request timings. "
+        f"{s.get('rounds', 1)} round(s) over all rows in turn (each server freshly started per round); each cell "
+        f"shows its median round (req/s of every round in RESULTS.json, `rounds_req_per_s`).",
         "- c1 / c8: batch-1 requests at concurrency 1 / 8. b32×c8: batch-32 requests at concurrency 8 "
         "(samples/s = requests/s × 32).",
         "- modelyard-server flags beyond ports: "
@@ -232,8 +234,8 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
             continue
         lines.append(
             f"{prof['samples']} samples taken while the sampled thread held the GIL (`py-spy record --gil "
-            f"--threads --format raw`; stacks in `{prof['file']}`); the load generator ran at concurrency 8, "
-            f"batch 1, and reached {prof['cell'].get('req_per_s')} req/s while sampled."
+            f"--threads --format raw`; stacks in `~/.cache/modelyard/bench/work/{prof['file']}`); the load "
+            f"generator ran at concurrency 8, batch 1, and reached {prof['cell'].get('req_per_s')} req/s while sampled."
         )
         lines.append("")
         lines.append(
