@@ -70,6 +70,9 @@ BENCH_ARGS ?=
 bench-runtime: $(STAMP) ## benchmark the server vs ORT in-process, KServe, MLServer (~8 min; not part of test)
 	$(PY) benchmarks/runtime/bench.py $(BENCH_ARGS)
 
+bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)
+	$(PY) benchmarks/loader/bench.py $(BENCH_ARGS)
+
 cluster-up: controlplane ## start the local control plane (.devcluster/)
 	hack/devcluster up
 
@@ -81,4 +84,4 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
 .PHONY: help venv controlplane perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
-	bench-runtime cluster-up cluster-down clean
+	bench-runtime bench-loader cluster-up cluster-down clean

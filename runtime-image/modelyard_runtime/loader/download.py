@@ -25,6 +25,7 @@ from modelyard_runtime.loader.uri import redact
 
 CHUNK = 1 << 20
 MIN_PART = 8 << 20
+MAX_PART = 32 << 20
 RETRIES = 5
 TRANSIENT = (OSError, http.client.HTTPException)
 
@@ -169,19 +170,43 @@ def _single_stream(
     raise AssertionError("unreachable")
 
 
+class _Written:
+    """How many bytes of each part are on disk (contiguous from the part's start): workers report after each
+    write, the hashing thread waits for the next bytes in order, so hashing trails the transfer closely."""
+
+    def __init__(self, count: int) -> None:
+        self.cv = threading.Condition()
+        self.bytes = [0] * count
+
+    def add(self, index: int, n: int) -> None:
+        with self.cv:
+            self.bytes[index] += n
+            self.cv.notify_all()
+
+    def wake(self) -> None:
+        with self.cv:
+            self.cv.notify_all()
+
+
 def _ranged(
     url: str, path: str, total: int, validator: str | None, opts: DownloadOptions, progress: Progress | None
 ) -> Downloaded:
     parallel = max(1, opts.parallel)
-    part = max(MIN_PART, -(-total // (parallel * 4)))
+    part = min(MAX_PART, max(MIN_PART, -(-total // (parallel * 4))))
     parts = [(start, min(start + part, total)) for start in range(0, total, part)]
     fd = os.open(path, os.O_WRONLY)
     stop = threading.Event()
+    written = _Written(len(parts))
     try:
         with ThreadPoolExecutor(max_workers=min(parallel, len(parts)), thread_name_prefix="fetch") as pool:
-            futures = [pool.submit(_fetch_part, url, fd, s, e, validator, opts, progress, stop) for s, e in parts]
+            futures = [
+                pool.submit(_fetch_part, url, fd, i, s, e, validator, opts, progress, stop, written)
+                for i, (s, e) in enumerate(parts)
+            ]
+            for fut in futures:
+                fut.add_done_callback(lambda _f: written.wake())
             try:
-                digest = _hash_in_order(path, parts, futures)
+                digest = _hash_in_order(path, parts, futures, written)
             except BaseException:
                 stop.set()
                 for fut in futures:
@@ -192,31 +217,43 @@ def _ranged(
     return Downloaded(digest, total)
 
 
-def _hash_in_order(path: str, parts: list[tuple[int, int]], futures: list[Future[None]]) -> str:
+def _hash_in_order(path: str, parts: list[tuple[int, int]], futures: list[Future[None]], written: _Written) -> str:
     digest = hashlib.sha256()
+    buf = bytearray(4 * CHUNK)
+    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
-        for (start, end), fut in zip(parts, futures, strict=True):
+        for index, ((start, end), fut) in enumerate(zip(parts, futures, strict=True)):
+            hashed = 0
+            while hashed < end - start:
+                with written.cv:
+                    while written.bytes[index] == hashed and not fut.done():
+                        written.cv.wait(0.5)
+                    available = written.bytes[index]
+                if available == hashed:  # the part finished (or failed) without more bytes
+                    fut.result()
+                    raise FetchError(f"{path}: part at byte {start} ended early")
+                f.seek(start + hashed)
+                while hashed < available:
+                    n = f.readinto(view[: min(len(buf), available - hashed)])
+                    if not n:
+                        raise FetchError(f"{path}: short read while hashing")
+                    digest.update(view[:n])
+                    hashed += n
             fut.result()
-            f.seek(start)
-            remaining = end - start
-            while remaining:
-                block = f.read(min(4 * CHUNK, remaining))
-                if not block:
-                    raise FetchError(f"{path}: short read while hashing")
-                digest.update(block)
-                remaining -= len(block)
     return digest.hexdigest()
 
 
 def _fetch_part(
     url: str,
     fd: int,
+    index: int,
     start: int,
     end: int,
     validator: str | None,
     opts: DownloadOptions,
     progress: Progress | None,
     stop: threading.Event,
+    written: _Written,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Fetch bytes [start, end) into ``fd``; resume from the last byte written when the connection drops."""
@@ -257,6 +294,7 @@ def _fetch_part(
                     raise http.client.IncompleteRead(b"", end - pos)
                 os.pwrite(fd, view[:n], pos)
                 pos += n
+                written.add(index, n)
                 if progress:
                     progress.add(n)
         except TRANSIENT:
