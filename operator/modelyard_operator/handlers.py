@@ -128,7 +128,7 @@ def _count(metrics: OperatorMetrics, todo: RolloutPlan) -> None:
         metrics.rollout_decisions.labels(decision=str(decision.kind)).inc()
     if decision.outcome:
         metrics.rollouts.labels(outcome=decision.outcome).inc()
-    if decision.status.analysis and decision.status.analysis.last_measured_at == decision.status.last_decision.at:  # type: ignore[union-attr]
+    if decision.measured:
         for m in decision.metrics:
             metrics.analysis_verdicts.labels(metric=m.name, verdict=str(m.verdict)).inc()
 
@@ -150,11 +150,15 @@ async def model_deployment_resync(namespace: str | None, name: str, memo: Any, *
     await reconcile(namespace or "default", name, memo)
 
 
-@kopf.timer(*MD, interval=1.0, initial_delay=1.0)
-async def rollout_tick(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """Drives rollouts between cluster events: measures when due, decides, applies (idle objects cost nothing)."""
-    if rollout_active(dict(body)):
-        await reconcile(namespace or "default", name, memo)
+def _rolling_out(body: kopf.Body, **_: Any) -> bool:
+    return rollout_active(dict(body))
+
+
+# kopf re-evaluates ``when`` on every change of the object: only rollouts in progress have a running timer.
+@kopf.timer(*MD, interval=1.0, initial_delay=1.0, when=_rolling_out)
+async def rollout_tick(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """Drives rollouts between cluster events: measures when due, decides, applies."""
+    await reconcile(namespace or "default", name, memo)
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})

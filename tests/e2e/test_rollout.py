@@ -210,7 +210,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                  "artifact": {"uri": f"https://models.example.com/fraud/{v}/model.onnx",
                                               "digest": DIGEST}}}
                        for v in ("1", "2", "3", "4", "6")], NS)  # fmt: skip
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_PROMETHEUS_URL": prom.url}
+        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_PROMETHEUS_URL": prom.url,
+               "MODELYARD_METRICS_PORT": str(free_port())}  # fmt: skip
         by_version = {"1": ports["good-0"], "2": ports["good-0"], "4": ports["good-0"], "3": ports["bad-0"],
                       "6": ports["slow-0"]}  # fmt: skip
         world = World(kubectl, prom, by_version, tmp / "operator.log", env)
@@ -321,6 +322,19 @@ def until(load: Load, predicate: Any, *, timeout: float, what: str) -> dict[str,
     pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {json.dumps(status)[:3000]}")
 
 
+def operator_metrics(world: World) -> dict[str, float]:
+    """The operator's /metrics as {'name{labels}': value}."""
+    port = world.operator_env["MODELYARD_METRICS_PORT"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            samples[key] = float(value)
+    return samples
+
+
 def cond(status: dict[str, Any], type_: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions", []) if c["type"] == type_), {})
 
@@ -359,6 +373,10 @@ def test_bad_canary_is_rolled_back_within_interval_plus_10s(world: World) -> Non
     assert all(after), "requests failed after the rollback"
     events = world.kubectl.get("events", namespace=NS)["items"]
     assert any(e["reason"] == "RolloutRollBack" and e["involvedObject"]["name"] == name for e in events)
+    metrics = operator_metrics(world)
+    assert metrics.get('modelyard_rollouts_total{outcome="RolledBack"}', 0) >= 1
+    assert metrics.get('modelyard_rollout_decisions_total{decision="RollBack"}', 0) >= 1
+    assert metrics.get('modelyard_analysis_verdicts_total{metric="error-rate",verdict="Fail"}', 0) >= 1
 
 
 def test_good_canary_is_promoted_through_every_step(world: World) -> None:
@@ -470,13 +488,15 @@ def test_operator_killed_mid_rollout_resumes_to_the_same_end_state(world: World)
         world.kubectl.apply(approve, NS)  # re-applied by a GitOps tool: no second approval, no new rollout
         time.sleep(3)
         again = load.status()
+        selector = f"app.kubernetes.io/instance={name}"
+        wait_for(lambda: [d["metadata"]["name"] for d in world.kubectl.get("deployments", namespace=NS,
+                                                                            labels=selector)["items"]] == [f"{name}-2"],
+                 timeout=30, what="one Deployment left")  # fmt: skip
+        services = world.kubectl.get("services", namespace=NS, labels=selector)
+        assert sorted(s["metadata"]["name"] for s in services["items"]) == [name, f"{name}-canary", f"{name}-stable"]
     finally:
         finish(world, load, name)
     assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
     assert again["history"] == status["history"]
     assert again["lastHandledAction"]["nonce"] == "after-restart"
-    deployments = world.kubectl.get("deployments", namespace=NS, labels=f"app.kubernetes.io/instance={name}")
-    assert [d["metadata"]["name"] for d in deployments["items"]] in ([f"{name}-2"], [f"{name}-1", f"{name}-2"])
-    services = world.kubectl.get("services", namespace=NS, labels=f"app.kubernetes.io/instance={name}")
-    assert sorted(s["metadata"]["name"] for s in services["items"]) == [name, f"{name}-canary", f"{name}-stable"]
     assert all(ok for _, _, ok in load.results)

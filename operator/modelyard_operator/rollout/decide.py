@@ -161,6 +161,7 @@ class Decision:
     analysis_healthy: tuple[str, str, str] = ("True", "NoAnalysis", "no analysis running")
     paused: bool = False
     actions: tuple[tuple[Action, str], ...] = ()  # (action, result) handled in this decision
+    measured: bool = False  # the metrics were measured for this decision (count its verdicts once)
 
 
 def format_time(when: datetime) -> str:
@@ -386,6 +387,7 @@ class _Decider:
             analysis_healthy=healthy,
             paused=paused,
             actions=tuple(w.handled),
+            measured=self.obs.measured,
         )
 
     def _health(self) -> tuple[str, str, str]:
