@@ -235,8 +235,9 @@ def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str) -> 
         cond("Ready", True, "Validated", "ready to serve")
     else:
         integrity = outcome.reason in INTEGRITY_REASONS
-        verified = result.get("artifact", {}).get("verified") if isinstance(result.get("artifact"), dict) else None
-        cond("ArtifactVerified", False if integrity else verified, outcome.reason, outcome.message)
+        # a model that fails to load was fetched and verified first; fetch errors say nothing about the bytes
+        verified = False if integrity else (True if outcome.reason == "ModelLoadFailed" else None)
+        cond("ArtifactVerified", verified, outcome.reason, outcome.message)
         cond("Validated", False, outcome.reason, outcome.message)
         cond("Ready", False, outcome.reason, outcome.message)
     artifact = result.get("artifact")

@@ -125,7 +125,7 @@ def failure(reason: str, message: str, **extra: Any) -> str:
         (5, "", "SignatureInvalid", "False"),  # no JSON: the exit code says why
         (6, failure("AddressBlocked", "169.254.169.254"), "AddressBlocked", "False"),
         (3, "connection refused", "FetchFailed", "Unknown"),
-        (7, failure("ModelLoadFailed", "bad graph", artifact={"verified": True}), "ModelLoadFailed", "True"),
+        (7, failure("ModelLoadFailed", "bad graph"), "ModelLoadFailed", "True"),
         (137, "", "ValidationFailed", "Unknown"),  # killed (out of memory): no reason of ours
     ],
 )  # fmt: skip
