@@ -362,3 +362,14 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
         run_loader("fetch", "--uri", "https://a.example/m", "--dest", str(tmp_path), "--digest", "sha256:1").returncode
         == 2
     )
+
+
+def test_cache_entry_with_a_missing_file_is_refetched(site: FileServer, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    args = ("--digest", sha256(BLOB), "--cache", str(cache))
+    assert fetch(site, "/blob.bin", tmp_path / "d1", *args)[0] == 0
+    (cache / "sha256" / sha256(BLOB).split(":")[1] / "tree" / "blob.bin").unlink()
+    code, out, err = fetch(site, "/blob.bin", tmp_path / "d2", *args)
+    assert code == 0, err
+    assert json.loads(out)["cacheHit"] is False
+    assert file_digest(tmp_path / "d2" / "blob.bin") == sha256(BLOB)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from modelyard_runtime.loader import safety, signature
 from modelyard_runtime.loader.cache import Cache
-from modelyard_runtime.loader.errors import IntegrityError, SignatureError, UsageError
+from modelyard_runtime.loader.errors import IntegrityError, LoaderError, SignatureError, UsageError
 from modelyard_runtime.loader.publish import Staging
 from modelyard_runtime.loader.sources import SourceOptions, fetch_into
 from modelyard_runtime.loader.tree import walk_files
@@ -86,9 +87,10 @@ def run_fetch(req: FetchRequest) -> FetchResult:
         lock = cache.lock(pinned) if cache and pinned else contextlib.nullcontext()
         with lock:
             index = cache.lookup(pinned, verify=req.cache_verify) if cache and pinned else None
+            if cache and pinned and index is not None and not _materialized(cache, pinned, staging):
+                index = None
             if cache and pinned and index is not None:
                 log(f"cache hit for {pinned}")
-                cache.materialize(pinned, staging.tree)
                 digest, size, kind, hit = (
                     pinned,
                     int(str(index.get("size", 0))),
@@ -112,6 +114,18 @@ def run_fetch(req: FetchRequest) -> FetchResult:
         staging.publish()
     log(f"published {uri.safe} ({digest}) at {req.dest}")
     return FetchResult(uri.safe, digest, size, kind, files, method, hit, time.monotonic() - start)
+
+
+def _materialized(cache: Cache, digest: str, staging: Staging) -> bool:
+    """Place a cache entry in the staging tree; a damaged entry is evicted (and the artifact fetched)."""
+    try:
+        cache.materialize(digest, staging.tree)
+    except (OSError, LoaderError) as e:
+        cache.evict(digest, f"cannot be read ({type(e).__name__})")
+        shutil.rmtree(staging.tree, ignore_errors=True)
+        staging.tree.mkdir()
+        return False
+    return True
 
 
 def _verify_signature(uri: ArtifactURI, req: FetchRequest, staging: Staging, files: list[str], kind: str) -> None:
