@@ -268,9 +268,7 @@ def plan_rollout(
     if router == "inPod" and stable_mv is not None and target.stable is not None:
         weights = version_weights(target.stable, target.canary if canary_mv else None, target.weight)
         result.apply.append(render_version_weights(md, weights))
-        result.apply.append(
-            render_in_pod_deployment(md, stable_mv, canary_mv, config, replicas=replicas, weights=weights)
-        )
+        result.apply.append(render_in_pod_deployment(md, stable_mv, canary_mv, config, replicas=replicas))
         canary_ready, stable_ready = 0, ready_replicas(deployments, target.stable)
     else:
         if stable_mv is not None:

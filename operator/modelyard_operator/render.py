@@ -251,7 +251,7 @@ def render_route(md: ModelDeployment, canary_weight: int, *, has_canary: bool) -
 
 
 ANNOTATION_VERSIONS = "modelyard.dev/versions"
-ANNOTATION_WEIGHTS = "modelyard.dev/version-weights"
+MODEL_CONFIG_DIR = "/etc/modelyard/model-config"
 
 
 def weights_config_map_name(md_name: str) -> str:
@@ -265,13 +265,13 @@ def render_in_pod_deployment(
     config: OperatorConfig,
     *,
     replicas: int,
-    weights: dict[str, int],
 ) -> Obj:
     """The inPod router's Deployment: the stable version's, with the canary loaded into the same pods.
 
-    The server splits unversioned requests by ``version_weights`` in ``<model>/config.yaml``, mounted
-    from a ConfigMap. A subPath mount does not follow ConfigMap updates, so the weights are also a pod
-    annotation: a weight change rolls the pods (one extra pod at a time, none unavailable).
+    The server splits unversioned requests by ``version_weights``: the ConfigMap is mounted as
+    ``<MODEL_CONFIG_DIR>/<model>/config.yaml`` and passed as ``--model-config-dir``, which the server
+    overlays on the repository's config and re-reads when Kubernetes updates the mount, so a weight change
+    reaches running pods without a restart.
     """
     deployment = render_deployment(md, stable, config, replicas=replicas)
     template = deployment["spec"]["template"]
@@ -292,22 +292,21 @@ def render_in_pod_deployment(
             pod["volumes"].append(
                 {"name": "canary-credentials", "secret": {"secretName": canary.spec.artifact.credentials_secret}}
             )
-    pod["volumes"].append({"name": "version-weights", "configMap": {"name": weights_config_map_name(md.metadata.name)}})
-    server = pod["containers"][0]
-    server["volumeMounts"].append(
+    pod["volumes"].append(
         {
-            "name": "version-weights",
-            "mountPath": f"{MODELS_DIR}/{md.spec.model}/{MODEL_CONFIG_KEY}",
-            "subPath": MODEL_CONFIG_KEY,
-            "readOnly": True,
+            "name": "model-config",
+            "configMap": {
+                "name": weights_config_map_name(md.metadata.name),
+                "items": [{"key": MODEL_CONFIG_KEY, "path": f"{md.spec.model}/{MODEL_CONFIG_KEY}"}],
+            },
         }
     )
-    annotations = {
-        ANNOTATION_VERSIONS: ",".join(versions),
-        ANNOTATION_WEIGHTS: ",".join(f"{v}={w}" for v, w in sorted(weights.items())),
-    }
-    deployment["metadata"]["annotations"] = {ANNOTATION_VERSIONS: annotations[ANNOTATION_VERSIONS]}
-    template["metadata"]["annotations"] = annotations
+    server = pod["containers"][0]
+    server["args"] += ["--model-config-dir", MODEL_CONFIG_DIR]
+    server["volumeMounts"].append({"name": "model-config", "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
+    annotations = {ANNOTATION_VERSIONS: ",".join(versions)}
+    deployment["metadata"]["annotations"] = dict(annotations)
+    template["metadata"]["annotations"] = annotations  # a new version set rolls the pods (new loaders)
     return deployment
 
 

@@ -500,3 +500,67 @@ def test_operator_killed_mid_rollout_resumes_to_the_same_end_state(world: World)
     assert again["history"] == status["history"]
     assert again["lastHandledAction"]["nonce"] == "after-restart"
     assert all(ok for _, _, ok in load.results)
+
+
+def served_per_version(port: int) -> dict[str, float]:
+    """Successful requests per version from a server's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("modelyard_inference_requests_total{") and 'code="200"' in line:
+            version = line.split('version="', 1)[1].split('"', 1)[0]
+            counts[version] = counts.get(version, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def test_in_pod_router_weights_split_a_real_servers_requests(world: World, tmp_path: Path) -> None:
+    """The operator's ConfigMap, projected as the pods see it, steers a real server's unversioned requests."""
+    import tritonclient.http as triton
+
+    repo, config_dir = tmp_path / "repo", tmp_path / "model-config"
+    for version in ("1", "2"):
+        binary_op(repo / "fraud" / version / "model.onnx")
+    port = free_port()
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "modelyard-server"), "--model-repository", str(repo), "--host", "127.0.0.1",
+         "--http-port", str(port), "--grpc-port", str(free_port()), "--model-config-dir", str(config_dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    name = "inpod"
+    steps = ({"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}})
+    body = md(name, "1", *steps, metrics=[])
+    body["spec"]["rollout"]["trafficRouter"] = "inPod"
+    try:
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/v2/health/ready"), timeout=60, what="server ready")
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}")
+        world.kubectl.apply(body, NS)
+        load = Load(world, name)
+        until(load, lambda s: s.get("phase") == "Healthy", timeout=60, what="inpod on version 1")
+        body["spec"]["version"] = "2"
+        world.kubectl.apply(body, NS)
+        for nonce, weight in ((None, 20), ("n1", 60)):
+            if nonce is not None:
+                body["spec"]["rollout"]["action"] = {"type": "approve", "nonce": nonce}
+                world.kubectl.apply(body, NS)
+            until(load, lambda s, w=weight: s.get("phase") == "Paused" and s["weights"]["canary"] == w, timeout=60,
+                  what=f"paused at {weight}%")  # fmt: skip
+            rendered = world.kubectl.get("configmap", f"{name}-version-weights", NS)["data"]["config.yaml"]
+            assert rendered == f'version_weights: {{"1": {100 - weight}, "2": {weight}}}\n'
+            # what kubelet does with the ConfigMap volume's items: <dir>/<model>/config.yaml
+            (config_dir / "fraud").mkdir(parents=True, exist_ok=True)
+            (config_dir / "fraud" / "config.yaml").write_text(rendered)
+            time.sleep(1.5)  # the server re-reads config.yaml at most once a second
+            before = served_per_version(port)
+            inputs = [triton.InferInput("A", [1, 4], "FP32"), triton.InferInput("B", [1, 4], "FP32")]
+            for tensor in inputs:
+                tensor.set_data_from_numpy(np.ones((1, 4), np.float32))
+            for _ in range(100):
+                client.infer("fraud", inputs)  # no version: the server splits by the weights
+            after = served_per_version(port)
+            split = {v: after.get(v, 0) - before.get(v, 0) for v in ("1", "2")}
+            assert abs(split["2"] - weight) <= 1, split
+            assert abs(split["1"] - (100 - weight)) <= 1, split
+    finally:
+        stop(server)
+        world.kubectl.run("delete", "md", name, "-n", NS, "--wait=false", check=False)

@@ -149,12 +149,19 @@ def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: 
     loaders = {c["name"]: c["args"] for c in pod["initContainers"]}
     assert set(loaders) == {"loader", "loader-2"}
     assert "/models/fraud/2" in loaders["loader-2"]
-    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "version-weights")
-    assert (mount["mountPath"], mount["subPath"]) == ("/models/fraud/config.yaml", "config.yaml")
-    assert deployment["spec"]["template"]["metadata"]["annotations"]["modelyard.dev/version-weights"] == "1=80,2=20"
+    server = pod["containers"][0]
+    assert server["args"][-2:] == ["--model-config-dir", "/etc/modelyard/model-config"]
+    assert {"name": "model-config", "mountPath": "/etc/modelyard/model-config", "readOnly": True} in (
+        server["volumeMounts"]
+    )
+    volume = next(v for v in pod["volumes"] if v["name"] == "model-config")
+    assert volume["configMap"]["items"] == [{"key": "config.yaml", "path": "fraud/config.yaml"}]
+    template_before = deployment["spec"]["template"]
     assert replicas_of(kubectl, namespace) == {"fraud-1": 2}  # no second copy: both versions share the pods
 
     approve = md(version="2", **{"rollout": {**spec["rollout"], "action": {"type": "approve", "nonce": "n1"}}})
     kubectl.apply(approve, namespace)
     wait_for(lambda: weights_config() == 'version_weights: {"1": 40, "2": 60}\n', timeout=60, what="60% to v2")
     assert status_of(kubectl, namespace)["weights"] == {"stable": 40, "canary": 60}
+    # the server re-reads the mounted ConfigMap: a weight change does not roll the pods
+    assert kubectl.get("deployment", "fraud-1", namespace)["spec"]["template"] == template_before
