@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelyard_runtime.loader.archive_rules import EntryKind, entry_problem
 from modelyard_runtime.loader.tree import fsync_dir, fsync_tree, hash_file, walk_files
 
 
@@ -106,10 +107,13 @@ class Cache:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def materialize(self, digest: str, tree: Path) -> None:
-        """Place the entry's files below ``tree`` (hard links on the same file system, else copies)."""
+    def materialize(self, digest: str, tree: Path, files: list[str]) -> None:
+        """Place the entry's ``files`` (from its index) below ``tree`` (hard links on one file system, else
+        copies); a file that is missing raises ``OSError``."""
         src = self.entry(digest) / "tree"
-        for rel in walk_files(src, label="cache"):
+        for rel in files:
+            if entry_problem(rel, EntryKind.FILE):
+                raise OSError(f"cache index names an unsafe path {rel!r}")
             target = tree / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:

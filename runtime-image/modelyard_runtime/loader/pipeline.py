@@ -87,7 +87,7 @@ def run_fetch(req: FetchRequest) -> FetchResult:
         lock = cache.lock(pinned) if cache and pinned else contextlib.nullcontext()
         with lock:
             index = cache.lookup(pinned, verify=req.cache_verify) if cache and pinned else None
-            if cache and pinned and index is not None and not _materialized(cache, pinned, staging):
+            if cache and pinned and index is not None and not _materialized(cache, pinned, staging, index):
                 index = None
             if cache and pinned and index is not None:
                 log(f"cache hit for {pinned}")
@@ -116,10 +116,13 @@ def run_fetch(req: FetchRequest) -> FetchResult:
     return FetchResult(uri.safe, digest, size, kind, files, method, hit, time.monotonic() - start)
 
 
-def _materialized(cache: Cache, digest: str, staging: Staging) -> bool:
+def _materialized(cache: Cache, digest: str, staging: Staging, index: dict[str, object]) -> bool:
     """Place a cache entry in the staging tree; a damaged entry is evicted (and the artifact fetched)."""
+    files = index.get("files")
     try:
-        cache.materialize(digest, staging.tree)
+        if not isinstance(files, dict) or not files:
+            raise LoaderError("the index lists no files")
+        cache.materialize(digest, staging.tree, sorted(str(f) for f in files))
     except (OSError, LoaderError) as e:
         cache.evict(digest, f"cannot be read ({type(e).__name__})")
         shutil.rmtree(staging.tree, ignore_errors=True)
