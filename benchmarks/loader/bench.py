@@ -287,17 +287,14 @@ def main() -> int:
         "load_before": load_before,
         "wall_s": round(time.perf_counter() - started, 1),
     }
-    (REPO / "benchmarks" / "loader").mkdir(exist_ok=True)
-    json_out = (
-        args.out_dir / "loader" / "RESULTS.json"
-        if args.out_dir == REPO / "benchmarks"
-        else args.out_dir / "loader-RESULTS.json"
-    )
-    json_out.parent.mkdir(parents=True, exist_ok=True)
-    json_out.write_text(json.dumps(results, indent=2) + "\n")
+    # raw numbers and a copy of the section beside this script; the section itself into the shared RESULTS.md
+    own = args.out_dir / "loader"
+    own.mkdir(parents=True, exist_ok=True)
+    (own / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
+    (own / "RESULTS.md").write_text(render(results))
     md = args.out_dir / "RESULTS.md"
     md.write_text(splice(md.read_text() if md.is_file() else None, render(results)))
-    log(f"wrote {md} and {json_out}")
+    log(f"wrote {md}, {own / 'RESULTS.md'} and {own / 'RESULTS.json'}")
     print(render(results))
     return 0
 
