@@ -131,6 +131,17 @@ def test_gateway_api_route_weights(kubectl: Kubectl, namespace: str, cluster: An
     assert json.loads(json.dumps(route["metadata"]["ownerReferences"]))[0]["kind"] == "ModelDeployment"
     assert REPO.exists()
 
+    kubectl.run("annotate", "md", "fraud", "-n", namespace, "modelyard.dev/action=approve:go")
+    wait_for(lambda: status_of(kubectl, namespace).get("stableVersion") == "2", timeout=60, what="promotion")
+
+    def only_stable() -> list[Any] | None:
+        rules = kubectl.get("httproute", "fraud", namespace)["spec"]["rules"]
+        refs = [(b["name"], b["weight"]) for b in rules[0]["backendRefs"]]
+        return refs if len(rules) == 1 and refs == [("fraud-stable", 100)] else None
+
+    wait_for(only_stable, timeout=30, what="the route back on one backend")
+    assert kubectl.get("service", "fraud-stable", namespace)["spec"]["selector"]["modelyard.dev/version"] == "2"
+
 
 def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: str) -> None:
     spec = {"rollout": rollout({"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
