@@ -442,6 +442,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def source_state() -> dict[str, Any]:
+    """Which modelyard code ran: the commit and any uncommitted changes under runtime-image/ (others edit live)."""
+
+    def git(*argv: str) -> str:
+        done = subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, text=True, check=False)
+        return done.stdout.strip()
+
+    porcelain = git("status", "--porcelain", "--", "runtime-image").splitlines()
+    dirty = [line.split(maxsplit=1)[1] for line in porcelain if line.strip()]
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_runtime_files": dirty}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="bench-runtime", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -557,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": meta,
         "versions": versions,
+        "source": source_state(),
         "settings": {
             "duration_s": args.duration,
             "warmup_s": args.warmup,

@@ -119,6 +119,13 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         + "; ".join(
             f"{where}: " + ", ".join(f"{k} {v}" for k, v in pk.items()) for where, pk in meta["versions"].items()
         )
+        + ".  ",
+        f"modelyard code: commit {meta.get('source', {}).get('commit', '?')}"
+        + (
+            f" plus uncommitted changes in {len(meta['source']['uncommitted_runtime_files'])} runtime file(s)"
+            if meta.get("source", {}).get("uncommitted_runtime_files")
+            else ""
+        )
         + ".",
         "",
         "| row | c1 req/s | c1 p50 ms | c1 p99 ms | c8 req/s | c8 p50 ms | c8 p99 ms | b32×c8 samples/s "
