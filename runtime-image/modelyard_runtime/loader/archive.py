@@ -10,6 +10,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import IO
 
 from modelyard_runtime.loader.archive_rules import EntryKind, entry_problem, safe_relative
 from modelyard_runtime.loader.errors import FetchError, UnsafeContentError
@@ -111,15 +112,13 @@ def _limit(label: str, written: int, max_bytes: int) -> None:
         raise UnsafeContentError(f"{label}: archive expands past the size limit of {max_bytes} bytes (--max-bytes)")
 
 
-def _copy_limited(src: object, out: object, size: int, label: str) -> None:
+def _copy_limited(src: IO[bytes], out: IO[bytes], size: int, label: str) -> None:
     copied = 0
-    read = src.read  # type: ignore[attr-defined]
-    write = out.write  # type: ignore[attr-defined]
     while True:
-        block = read(1 << 20)
+        block = src.read(1 << 20)
         if not block:
             break
         copied += len(block)
         if copied > size:
             raise UnsafeContentError(f"{label}: an entry holds more data than its header says")
-        write(block)
+        out.write(block)

@@ -7,6 +7,7 @@ tree passed the content checks and the signature verified.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import sys
@@ -137,7 +138,7 @@ def _verify_signature(uri: ArtifactURI, req: FetchRequest, staging: Staging, fil
     sig_scratch = staging.scratch / "signature-raw"
     sig_tree.mkdir()
     sig_scratch.mkdir()
-    src = SourceOptions(**{**req.source.__dict__, "max_bytes": MAX_SIGNATURE_BYTES, "progress": False})
+    src = dataclasses.replace(req.source, max_bytes=MAX_SIGNATURE_BYTES, progress=False)
     fetch_into(sig_uri, sig_tree, sig_scratch, src)
     sig_files = walk_files(sig_tree, label=sig_uri.safe)
     if len(sig_files) != 1:

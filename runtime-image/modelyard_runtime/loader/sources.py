@@ -19,7 +19,7 @@ from modelyard_runtime.loader.archive import extract
 from modelyard_runtime.loader.archive_rules import archive_kind
 from modelyard_runtime.loader.download import DownloadOptions, download
 from modelyard_runtime.loader.errors import FetchError, UnsafeContentError, UsageError
-from modelyard_runtime.loader.net import NetPolicy
+from modelyard_runtime.loader.net import NetPolicy, Signer
 from modelyard_runtime.loader.tree import copy_file_hashing, copy_tree_hashing
 from modelyard_runtime.loader.uri import ArtifactURI
 
@@ -64,12 +64,12 @@ def place_single(
     return Fetched(digest, size, "file")
 
 
-def download_options(opts: SourceOptions, label: str, signer: object = None) -> DownloadOptions:
+def download_options(opts: SourceOptions, label: str, signer: Signer | None = None) -> DownloadOptions:
     return DownloadOptions(
         policy=opts.policy,
         max_bytes=opts.max_bytes,
         parallel=opts.parallel,
-        signer=signer,  # type: ignore[arg-type]
+        signer=signer,
         label=label,
         progress=opts.progress,
     )
