@@ -73,12 +73,12 @@ def test_resume_after_dropped_connections(site: FileServer, tmp_path: Path) -> N
 
 
 def test_no_range_server_restarts_after_a_drop(site: FileServer, tmp_path: Path) -> None:
-    site.mode, site.drops = "no-range", 0
-    site.mode = "drop"
-    site.drops = 1
-    # the probe itself asks for one byte; drops only apply to bodies longer than one byte
+    site.ranges, site.mode, site.drops = False, "drop", 1
     code, _, err = fetch(site, "/blob.bin", tmp_path / "d", "--digest", sha256(BLOB))
     assert code == 0, err
+    assert site.drops == 0
+    assert len(site.requests) == 2  # the probe's full body dropped half-way, then one complete stream
+    assert file_digest(tmp_path / "d" / "blob.bin") == sha256(BLOB)
 
 
 def test_tampered_byte_fails_closed(site: FileServer, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ class FileServer(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.root = root
         self.mode = "normal"
+        self.ranges = True  # False: like "no-range", combinable with "drop"
         self.drops = 0
         self.redirects: dict[str, str] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
@@ -74,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         etag = f'"{size}-{st.st_mtime_ns}"'
         start, end, status = 0, size, 200
         rng = self.headers.get("Range")
-        if rng and srv.mode != "no-range":
+        if rng and srv.ranges and srv.mode != "no-range":
             m = _RANGE.match(rng)
             if_range = self.headers.get("If-Range")
             if m and (if_range is None or if_range == etag):
@@ -90,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = end - start
         self.send_response(status)
         self.send_header("Content-Length", str(length))
-        if srv.mode != "no-range":
+        if srv.ranges and srv.mode != "no-range":
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("ETag", etag)
         if status == 206:
