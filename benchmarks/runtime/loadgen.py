@@ -65,6 +65,7 @@ class CellResult:
             "p99_ms": round(float(np.percentile(lat, 99)), 4) if ok else None,
             "client_cpu_cores": round(self.client_cpu_s / self.duration_s, 3),
             "server_cpu_cores": None if self.server_cpu_s is None else round(self.server_cpu_s / self.duration_s, 3),
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),  # other work on the machine (this cell counts too)
         }
 
 
