@@ -126,6 +126,9 @@ def plan(
         result.delete_deployments = sorted(d.name for d in observed if d.version != target)
         observed = [current]
     result.status = serving_status(md, target, observed, now, config.cluster_domain)
+    if md.status.canary_version is not None:
+        # The strategy became immediate mid-rollout: the rollout's fields no longer describe anything.
+        result.status.status.update(canaryVersion=None, step=None, analysis=None)
     return result
 
 

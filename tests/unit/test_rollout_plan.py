@@ -151,3 +151,14 @@ def test_prometheus_values(status: int, body: dict[str, Any], expected: float | 
 def test_prometheus_errors_are_clear(status: int, text: str, message: str) -> None:
     with pytest.raises(PrometheusError, match=message):
         parse_response(status, text)
+
+
+def test_switching_to_immediate_mid_rollout_clears_the_rollout_fields() -> None:
+    from modelyard_operator.reconcile import plan
+
+    body = md(status=in_step(1, 50), strategy="immediate")
+    result = plan(body, MVS, [deployment("fraud-42", "42", replicas=4, available=4)], CONFIG, "2026-11-24T12:00:30Z")
+    assert result.status is not None
+    assert result.status.status["canaryVersion"] is None
+    assert result.status.status["step"] is None
+    assert result.status.status["stableVersion"] == "42"
