@@ -9,7 +9,8 @@ One run, one machine, the same ONNX files and the same load generator (``loadgen
   inference (median of ``--reps``).
 
 Peers run in their own virtual environments under ``~/.cache/modelyard/bench/<peer>-<version>/`` (created on
-first use, reused after). Writes ``RESULTS.md`` and ``RESULTS.json`` (default: ``benchmarks/``).
+first use, reused after). Writes its section of ``RESULTS.md`` and all raw numbers to ``runtime/RESULTS.json``
+(default: under ``benchmarks/``).
 """
 
 from __future__ import annotations
@@ -586,11 +587,12 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(time.perf_counter() - started, 1),
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out_dir / "runtime").mkdir(exist_ok=True)
+    (args.out_dir / "runtime" / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
     md = args.out_dir / "RESULTS.md"
     existing = md.read_text() if md.is_file() else None
     md.write_text(report.render(results, [label for label, _, _ in ROWS], existing))
-    log(f"wrote {args.out_dir / 'RESULTS.md'} and RESULTS.json in {results['meta']['wall_s']} s")
+    log(f"wrote {md} and {args.out_dir / 'runtime' / 'RESULTS.json'} in {results['meta']['wall_s']} s")
     return 0
 
 

@@ -157,7 +157,7 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         f"session), workers as {s['client']}; per cell {s['warmup_s']:g} s warmup then {s['duration_s']:g} s "
         f"measured; a request counts when it starts and ends inside the window; p50/p99 from per-request timings. "
         f"{s.get('rounds', 1)} round(s) over all rows in turn (each server freshly started per round); each cell "
-        f"shows its median round (req/s of every round in RESULTS.json, `rounds_req_per_s`).",
+        f"shows its median round (req/s of every round in `runtime/RESULTS.json`, `rounds_req_per_s`).",
         "- c1 / c8: batch-1 requests at concurrency 1 / 8. b32×c8: batch-32 requests at concurrency 8 "
         "(samples/s = requests/s × 32).",
         "- modelyard-server flags beyond ports: "
