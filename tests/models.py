@@ -74,3 +74,15 @@ def power_chain(path: Path, depth: int = 16, n: int | None = None) -> Path:
     nodes = [helper.make_node("MatMul", ["X" if i == 0 else f"H{i}", "X"], [f"H{i + 1}"]) for i in range(depth)]
     nodes[-1].output[0] = "Y"
     return _save(helper.make_graph(nodes, "power_chain", [x], [y]), path)
+
+
+def failing_model(path: Path) -> Path:
+    """Valid ONNX that fails at run time: OUT0 reshapes the [batch, 4] sum to [3]; OUT1 = A - B."""
+    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["batch", 4])
+    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["batch", 4])
+    out0 = helper.make_tensor_value_info("OUT0", TensorProto.FLOAT, ["n"])
+    out1 = helper.make_tensor_value_info("OUT1", TensorProto.FLOAT, ["batch", 4])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [3])
+    nodes = [helper.make_node("Add", ["A", "B"], ["S"]), helper.make_node("Reshape", ["S", "shape"], ["OUT0"]),
+             helper.make_node("Sub", ["A", "B"], ["OUT1"])]  # fmt: skip
+    return _save(helper.make_graph(nodes, "failing", [a, b], [out0, out1], initializer=[shape]), path)

@@ -41,3 +41,9 @@ class NotFoundError(ServingError):
 
 class UnavailableError(ServingError):
     code = Code.UNAVAILABLE
+
+
+class InferenceFailedError(ServingError):
+    """The model raised while running a valid request (a broken model, not a bad request)."""
+
+    code = Code.INTERNAL

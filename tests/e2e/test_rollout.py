@@ -30,7 +30,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from ..conftest import REPO, Kubectl, wait_for
-from ..models import binary_op
+from ..models import binary_op, failing_model
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -54,16 +54,6 @@ def _io() -> tuple[list[onnx.ValueInfoProto], onnx.ValueInfoProto]:
     a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["batch", 4])
     b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["batch", 4])
     return [a, b], helper.make_tensor_value_info("OUT1", TensorProto.FLOAT, ["batch", 4])
-
-
-def failing_model(path: Path) -> None:
-    """Valid ONNX that fails at run time: OUT0 reshapes a [batch, 4] tensor to [3]."""
-    inputs, out1 = _io()
-    out0 = helper.make_tensor_value_info("OUT0", TensorProto.FLOAT, ["n"])
-    shape = helper.make_tensor("shape", TensorProto.INT64, [1], [3])
-    nodes = [helper.make_node("Add", ["A", "B"], ["S"]), helper.make_node("Reshape", ["S", "shape"], ["OUT0"]),
-             helper.make_node("Sub", ["A", "B"], ["OUT1"])]  # fmt: skip
-    _save(helper.make_graph(nodes, "failing", inputs, [out0, out1], initializer=[shape]), path)
 
 
 def slow_model(path: Path, layers: int = 24, width: int = 768) -> None:

@@ -16,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from ..models import binary_op, matmul_chain, power_chain
+from ..models import binary_op, failing_model, matmul_chain, power_chain
 from ..serving import Server, run_server
 
 A = np.arange(8, dtype=np.float32).reshape(2, 4)
@@ -254,3 +254,26 @@ def test_weights_from_a_config_map_style_folder_follow_its_updates(tmp_path: Pat
         time.sleep(1.5)
         versions = [client.infer("calc", calc_inputs(A, B)).get_response().model_version for _ in range(4)]
         assert sorted(versions) == ["1", "1", "2", "2"]
+
+
+def test_a_model_that_fails_at_run_time_is_a_500_with_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    failing_model(repo / "broken" / "1" / "model.onnx")
+    with run_server(repo) as s:
+        http = httpclient.InferenceServerClient(s.http)
+        inputs = []
+        for name in ("A", "B"):
+            inp = httpclient.InferInput(name, [2, 4], "FP32")
+            inp.set_data_from_numpy(A)
+            inputs.append(inp)
+        with pytest.raises(InferenceServerException) as exc:
+            http.infer("broken", inputs)
+        assert exc.value.status() == "500"
+        assert "model broken version 1 failed" in exc.value.message()
+        grpc = grpcclient.InferenceServerClient(s.grpc)
+        with pytest.raises(InferenceServerException) as exc:
+            grpc.infer("broken", calc_inputs(A, B))
+        assert exc.value.status() == "StatusCode.INTERNAL"
+        assert metric(s, "modelyard_inference_requests_total", model="broken", protocol="grpc", code="500") == 1
+        assert metric(s, "modelyard_inference_requests_total", model="broken", protocol="http", code="500") == 1
+        assert s.status("/v2/health/live") == 200  # the server is fine

@@ -25,7 +25,13 @@ import numpy as np
 import numpy.typing as npt
 
 from modelyard_runtime.backends import Backend, BackendUnavailableError
-from modelyard_runtime.errors import BadRequestError, NotFoundError, UnavailableError
+from modelyard_runtime.errors import (
+    BadRequestError,
+    InferenceFailedError,
+    NotFoundError,
+    ServingError,
+    UnavailableError,
+)
 from modelyard_runtime.metrics import ServerMetrics
 from modelyard_runtime.modelconfig import (
     CONFIG_FILE,
@@ -544,9 +550,13 @@ class DataPlane:
                 loop = asyncio.get_running_loop()
                 outputs, timing = await loop.run_in_executor(self._pool, _run_timed, model.backend, inputs, names)
             model.compute_ewma_ns += (timing.infer_ns - model.compute_ewma_ns) // 8
-        except Exception:
+        except ServingError:
             model.stats.record_failure(time.perf_counter_ns() - started)
             raise
+        except Exception as exc:  # the model itself failed: say so through the error table, not as a crash
+            model.stats.record_failure(time.perf_counter_ns() - started)
+            log.warning("inference of %s version %s failed: %s", model.name, model.version, exc)
+            raise InferenceFailedError(f"model {model.name} version {model.version} failed: {exc}") from exc
         rows = next(iter(inputs.values())).shape[0] if model.max_batch_size > 0 and inputs else 1
         model.stats.record_success(time.perf_counter_ns() - started, int(rows), timing)
         labels = {"model": model.name, "version": model.version}

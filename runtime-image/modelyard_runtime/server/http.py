@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -17,6 +18,7 @@ from modelyard_runtime.server.core import DataPlane, LoadError
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
 CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
+log = logging.getLogger("modelyard.server")
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
 
 
@@ -38,6 +40,9 @@ async def errors(
         if exc.status >= 400:
             return web.json_response({"error": exc.reason}, status=exc.status)
         raise
+    except Exception:
+        log.exception("unexpected error serving %s %s", request.method, request.path)
+        return error(Code.INTERNAL, "internal error (the server log has the details)")
 
 
 def _name(request: web.Request) -> tuple[str, str | None]:
