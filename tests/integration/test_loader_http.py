@@ -373,3 +373,17 @@ def test_cache_entry_with_a_missing_file_is_refetched(site: FileServer, tmp_path
     assert code == 0, err
     assert json.loads(out)["cacheHit"] is False
     assert file_digest(tmp_path / "d2" / "blob.bin") == sha256(BLOB)
+
+
+def test_tree_digest_matches_the_documented_shell_recipe(tmp_path: Path) -> None:
+    import subprocess
+
+    model = tmp_path / "model"
+    (model / "1" / "sub dir").mkdir(parents=True)
+    (model / "1" / "model.onnx").write_bytes(PLAIN_ONNX)
+    (model / "1" / "sub dir" / "Vocab.txt").write_text("a\n")
+    (model / "config.yaml").write_text("x: 1\n")
+    recipe = "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -d '\\n' sha256sum | sha256sum"
+    shell = subprocess.run(["bash", "-c", recipe], cwd=model, capture_output=True, text=True, check=True)
+    ours = run_loader("digest", str(model)).stdout.strip()
+    assert ours == "sha256:" + shell.stdout.split()[0]
