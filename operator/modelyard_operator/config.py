@@ -22,6 +22,7 @@ class OperatorConfig:
     resync_seconds: float = 30.0
     prometheus_url: str | None = None
     prometheus_timeout: float = 5.0
+    model_validation: str = "job"  # job: a validation Job per ModelVersion; off: versions are Ready at once
     validation_timeout_seconds: float = 1800.0  # activeDeadlineSeconds of a validation Job
     validation_memory: str = "2Gi"  # memory limit of a validation pod (it loads the model once)
     sigstore_trust_root_configmap: str | None = None  # ConfigMap with trust_root.json for keyless verification

@@ -18,8 +18,10 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
+from modelyard_operator import validation
 from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.api.modeldeployment import ModelDeployment
+from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
@@ -29,13 +31,13 @@ from modelyard_operator.reconcile import (
     Plan,
     RolloutPlan,
     invalid_status,
+    parse_errors,
     plan,
     plan_rollout,
     rollout_active,
     uses_rollout,
 )
 from modelyard_operator.rollout.decide import measurement_due
-from modelyard_operator.status import set_condition
 
 MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
@@ -173,24 +175,86 @@ async def child_deployment_event(
 @kopf.on.resume(*MV)
 @kopf.on.create(*MV)
 async def model_version_created(
-    spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, **_: Any
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: Any, **_: Any
 ) -> None:
-    """Label the version for ``kubectl get mv -l modelyard.dev/model=...`` and mark it Pending."""
+    """Label the version (``kubectl get mv -l modelyard.dev/model=...``) and start its validation Job."""
     labels = meta.get("labels") or {}
     if labels.get(LABEL_MODEL) != spec["model"] or labels.get(LABEL_VERSION) != spec["version"]:
         patch.metadata["labels"] = {LABEL_MODEL: spec["model"], LABEL_VERSION: spec["version"]}
-    if not status.get("phase"):
-        patch.status["phase"] = "Pending"
-        patch.status["observedGeneration"] = meta.get("generation")
-        patch.status["conditions"] = set_condition(
-            [],
-            "ArtifactVerified",
-            "Unknown",
-            "AwaitingValidation",
-            "the artifact has not been verified yet",
-            now=_now(),
-            generation=int(meta.get("generation") or 0),
+    generation = int(meta.get("generation") or 0)
+    current = dict(status)
+    if validation.decided(current, generation):
+        return
+    config: OperatorConfig = memo.config
+    if config.model_validation == "off":
+        patch.status.update(validation.skipped_status(current, generation, _now()))
+        return
+    try:
+        mv = ModelVersion.model_validate(dict(body))
+    except ValidationError as exc:
+        failed = validation.Outcome(False, "InvalidSpec", parse_errors(exc))
+        patch.status.update(validation.outcome_status(current, failed, generation, _now()))
+        return
+    try:
+        await memo.kube.apply(validation.render_validation_job(mv, config))
+    except KubeError as exc:
+        raise kopf.TemporaryError(str(exc), delay=5) from exc
+    if current.get("phase") != "Validating":
+        patch.status.update(validation.validating_status(current, generation, _now()))
+
+
+async def record_validation(namespace: str, mv_name: str, pods: list[dict[str, Any]], memo: Any) -> None:
+    """Write a finished validation's result into the ModelVersion's status, once per generation."""
+    mv = await memo.kube.get_model_version(namespace, mv_name)
+    if mv is None:
+        return
+    status, generation = mv.get("status") or {}, int(mv["metadata"].get("generation") or 0)
+    if validation.decided(status, generation):
+        return
+    now = time.time()
+    for pod in pods:
+        finished = validation.finished_at(pod)
+        finished_epoch = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() if finished else None
+        outcome = validation.outcome_from_pod(pod, now, finished_epoch)
+        if outcome is None:
+            continue
+        await memo.kube.patch_status(
+            "ModelVersion", namespace, mv_name, validation.outcome_status(status, outcome, generation, _now())
         )
+        memo.metrics.validations.labels(outcome="Ready" if outcome.ok else outcome.reason).inc()
+        event_type = "Normal" if outcome.ok else "Warning"
+        kopf.event(cast(kopf.Body, mv), type=event_type, reason=outcome.reason, message=outcome.message)
+        log.info("ModelVersion %s/%s: %s (%s)", namespace, mv_name, outcome.reason, outcome.message)
+        return
+
+
+@kopf.on.event("", "v1", "pods", labels={validation.LABEL_VALIDATES: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
+async def validation_pod_event(type: str | None, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    if type == "DELETED":
+        return
+    labels = body.get("metadata", {}).get("labels") or {}
+    try:
+        await record_validation(namespace or "default", labels[validation.LABEL_VALIDATES], [dict(body)], memo)
+    except KubeError as exc:
+        log.warning("cannot record the validation of %s: %s", labels.get(validation.LABEL_VALIDATES), exc)
+
+
+def _validating(status: kopf.Status, **_: Any) -> bool:
+    return status.get("phase") == "Validating"
+
+
+@kopf.timer(*MV, interval=10.0, initial_delay=10.0, when=_validating)
+async def model_version_validating(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    """A safety net for missed pod events and for results whose message never came (NoResult)."""
+    ns = namespace or "default"
+    pods = await memo.kube.list_pods(ns, {validation.LABEL_VALIDATES: name})
+    if pods:
+        await record_validation(ns, name, pods, memo)
+        return
+    try:  # no pod: the Job is gone (deleted by hand) or not scheduled yet; applying it again is harmless
+        await memo.kube.apply(validation.render_validation_job(ModelVersion.model_validate(dict(body)), memo.config))
+    except (KubeError, ValidationError) as exc:
+        log.warning("cannot re-create the validation Job of %s/%s: %s", ns, name, exc)
 
 
 @kopf.on.event(*MV)

@@ -11,7 +11,8 @@ from typing import Any, cast
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import ConfigMap, Service
+from lightkube.resources.batch_v1 import Job
+from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 from lightkube.types import PatchType
 
 from modelyard_operator.api.common import GROUP, VERSION
@@ -28,6 +29,7 @@ _KINDS: dict[tuple[str, str], Any] = {
     ("apps/v1", "Deployment"): Deployment,
     ("v1", "Service"): Service,
     ("v1", "ConfigMap"): ConfigMap,
+    ("batch/v1", "Job"): Job,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRouteResource,
 }
 
@@ -80,6 +82,24 @@ class Kube:
             if exc.status.code == 404:
                 return None
             raise _translate(exc, f"reading ModelDeployment {namespace}/{name}") from exc
+        return _dict(obj)
+
+    async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
+        try:
+            return [
+                _dict(o)
+                async for o in self._client.list(Pod, namespace=namespace, labels=labels)  # type: ignore[arg-type]
+            ]
+        except ApiError as exc:
+            raise _translate(exc, f"listing pods in {namespace}") from exc
+
+    async def get_model_version(self, namespace: str, name: str) -> Obj | None:
+        try:
+            obj = await self._client.get(ModelVersionResource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _translate(exc, f"reading ModelVersion {namespace}/{name}") from exc
         return _dict(obj)
 
     async def list_owned_deployments(self, namespace: str, md_name: str) -> list[Obj]:

@@ -39,6 +39,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Prometheus for rollout analysis, e.g. http://prometheus.monitoring:9090 (unset: analysis holds)",
     )
     p.add_argument("--prometheus-timeout", type=float, default=float(_env("PROMETHEUS_TIMEOUT", "5")))
+    p.add_argument(
+        "--model-validation",
+        choices=["job", "off"],
+        default=_env("MODEL_VALIDATION", "job"),
+        help="job: fetch, verify and load every new ModelVersion once in a Job before it may serve; off: skip that "
+        "(the loader in each pod still verifies digests and signatures)",
+    )
+    p.add_argument("--validation-timeout", type=float, default=float(_env("VALIDATION_TIMEOUT", "1800")))
+    p.add_argument("--validation-memory", default=_env("VALIDATION_MEMORY", "2Gi"), help="memory limit of the Job")
+    p.add_argument(
+        "--sigstore-trust-root-configmap",
+        default=_env("SIGSTORE_TRUST_ROOT_CONFIGMAP", "") or None,
+        help="ConfigMap (key trust_root.json) for keyless signature verification",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
     return p.parse_args(argv)
@@ -62,6 +76,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         cluster_domain=args.cluster_domain,
         prometheus_url=args.prometheus_url,
         prometheus_timeout=args.prometheus_timeout,
+        model_validation=args.model_validation,
+        validation_timeout_seconds=args.validation_timeout,
+        validation_memory=args.validation_memory,
+        sigstore_trust_root_configmap=args.sigstore_trust_root_configmap,
     )
     metrics = OperatorMetrics()
     if args.metrics_port:

@@ -21,6 +21,12 @@ class OperatorMetrics:
         self.rollouts = Counter(
             "modelyard_rollouts_total", "Rollouts finished, by outcome.", ["outcome"], registry=self.registry
         )
+        self.validations = Counter(
+            "modelyard_model_validations_total",
+            "ModelVersion validations finished, by outcome (Ready or the failure reason).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.analysis_verdicts = Counter(
             "modelyard_analysis_verdicts_total",
             "Analysis verdicts per metric.",

@@ -39,6 +39,7 @@ from modelyard_operator.status import (
     degraded_status,
     rollout_status,
     serving_status,
+    waiting_status,
 )
 
 Obj = dict[str, Any]
@@ -88,7 +89,9 @@ def find_model_version(md: ModelDeployment, candidates: list[Obj], config: Opera
         return Problem(Reason.MODEL_VERSION_AMBIGUOUS, f"several ModelVersions claim {model}:{version}: {names}")
     mv = matches[0]
     if mv.status.phase == "Failed":
-        return Problem(Reason.MODEL_VERSION_FAILED, f"ModelVersion {mv.metadata.name} failed validation")
+        why = next((c for c in mv.status.conditions if c.type == "Ready"), None)
+        detail = f": {why.reason}: {why.message}" if why is not None and why.reason else ""
+        return Problem(Reason.MODEL_VERSION_FAILED, f"ModelVersion {mv.metadata.name} failed validation{detail}")
     if mv.spec.artifact.digest is None and not config.allow_unpinned_artifacts:
         return Problem(
             Reason.ARTIFACT_NOT_PINNED,
@@ -100,7 +103,19 @@ def find_model_version(md: ModelDeployment, candidates: list[Obj], config: Opera
             Reason.FILE_URI_NOT_ALLOWED,
             f"ModelVersion {mv.metadata.name} uses a file:// URI, which the operator does not allow",
         )
+    if mv.status.phase != "Ready":
+        return Problem(
+            Reason.PENDING_VALIDATION,
+            f"waiting for ModelVersion {mv.metadata.name} to be validated (phase {mv.status.phase or 'Pending'})",
+        )
     return mv
+
+
+def problem_status(md: ModelDeployment, problem: Problem, now: str) -> StatusUpdate:
+    """Waiting for validation is progress; everything else that stops a version from serving is Degraded."""
+    if problem.reason == Reason.PENDING_VALIDATION:
+        return waiting_status(md.metadata, md.status, problem, now)
+    return degraded_status(md.metadata, md.status, problem, now)
 
 
 def plan(
@@ -114,7 +129,7 @@ def plan(
     md = ModelDeployment.model_validate(md_obj)
     found = find_model_version(md, model_versions, config)
     if isinstance(found, Problem):
-        return Plan(status=degraded_status(md.metadata, md.status, found, now))
+        return Plan(status=problem_status(md, found, now))
     observed = [DeploymentObservation.from_object(d, LABEL_VERSION) for d in deployments]
     target = found.spec.version
     result = Plan(apply=render_children(md, found, config))
@@ -245,7 +260,7 @@ def plan_rollout(
     stamp = format_time(now)
     found = find_model_version(md, model_versions, config)
     if isinstance(found, Problem):
-        return RolloutPlan(status=degraded_status(md.metadata, md.status, found, stamp))
+        return RolloutPlan(status=problem_status(md, found, stamp))
     actions, action_errors = collect_actions(md.spec.rollout.action, md.metadata.annotations)
     decision = decide(md.spec, md.status, observations(md, deployments, measurement, tuple(actions)), now)
     target = decision.target

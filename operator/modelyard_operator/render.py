@@ -27,6 +27,8 @@ from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_http_rou
 
 MODELS_DIR = "/models"
 CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
+SIGNING_DIR = "/var/run/secrets/modelyard/signing"
+TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
 RUN_AS = 65532
 HTTP_PORT_NAME = "http"
 GRPC_PORT_NAME = "grpc"
@@ -55,18 +57,57 @@ def _container_security() -> Obj:
     }
 
 
-def loader_args(mv: ModelVersion, mode: str) -> list[str]:
+def artifact_access(
+    mv: ModelVersion, config: OperatorConfig, *, suffix: str = ""
+) -> tuple[list[str], list[Obj], list[Obj]]:
+    """The loader's flags for reaching and trusting ``mv``'s artifact, with the volumes and mounts they need.
+
+    Credentials and trust material travel as mounted files, never as arguments. ``suffix`` keeps volume names
+    apart when two versions' loaders share a pod (the inPod router).
+    """
+    artifact = mv.spec.artifact
+    args: list[str] = []
+    volumes: list[Obj] = []
+    mounts: list[Obj] = []
+
+    def mount(name: str, path: str, source: Obj) -> None:
+        volumes.append({"name": f"{name}{suffix}", **source})
+        mounts.append({"name": f"{name}{suffix}", "mountPath": path, "readOnly": True})
+
+    if artifact.credentials_secret:
+        args += ["--credentials-dir", CREDENTIALS_DIR]
+        mount("credentials", CREDENTIALS_DIR, {"secret": {"secretName": artifact.credentials_secret}})
+    signature = artifact.signature
+    if signature is not None:
+        args += ["--signature", signature.uri]
+        if signature.public_key_secret is not None:
+            ref, flag, file = signature.public_key_secret, "--public-key", "key.pem"
+        elif signature.certificate_chain_secret is not None:
+            ref, flag, file = signature.certificate_chain_secret, "--certificate-chain", "chain.pem"
+        else:
+            ref, flag, file = None, "", ""
+        if ref is not None:
+            args += [flag, f"{SIGNING_DIR}/{file}"]
+            items = [{"key": ref.key, "path": file}]
+            mount("signing", SIGNING_DIR, {"secret": {"secretName": ref.name, "items": items}})
+        elif signature.sigstore is not None:
+            args += ["--sigstore-identity", signature.sigstore.identity, "--sigstore-issuer", signature.sigstore.issuer]
+            args += ["--trust-root", f"{TRUST_ROOT_DIR}/trust_root.json"]
+            if config.sigstore_trust_root_configmap:
+                mount("trust-root", TRUST_ROOT_DIR, {"configMap": {"name": config.sigstore_trust_root_configmap}})
+    if config.allow_file_uris:
+        args += ["--allow-file"]
+    return args, volumes, mounts
+
+
+def loader_args(mv: ModelVersion, mode: str, config: OperatorConfig) -> list[str]:
     """Arguments of ``modelyard-loader`` for this version (fetch for static, sidecar for dynamic)."""
     spec = mv.spec
     dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
     args = ["fetch" if mode == "static" else "sidecar", "--uri", spec.artifact.uri, "--dest", dest]
     if spec.artifact.digest:
         args += ["--digest", spec.artifact.digest]
-    if spec.artifact.credentials_secret:
-        args += ["--credentials-dir", CREDENTIALS_DIR]
-    if spec.artifact.signature is not None:
-        args += ["--signature", spec.artifact.signature.uri]
-    return args
+    return args + artifact_access(mv, config)[0]
 
 
 def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
@@ -110,15 +151,15 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "image": config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
-        "args": loader_args(mv, s.loading.mode),
+        "args": loader_args(mv, s.loading.mode, config),
         "volumeMounts": [dict(m) for m in mounts],
         "securityContext": _container_security(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
     volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    if mv.spec.artifact.credentials_secret:
-        volumes.append({"name": "credentials", "secret": {"secretName": mv.spec.artifact.credentials_secret}})
-        loader["volumeMounts"].append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
+    _, access_volumes, access_mounts = artifact_access(mv, config)
+    volumes += access_volumes
+    loader["volumeMounts"] += access_mounts
     if s.loading.mode == "dynamic":
         loader["restartPolicy"] = "Always"  # native sidecar: keeps fetching versions on request
     server: Obj = {
@@ -280,18 +321,14 @@ def render_in_pod_deployment(
     if canary is not None:
         loader = copy.deepcopy(pod["initContainers"][0])
         loader["name"] = f"loader-{version_slug(canary.spec.version)}"[:63]
-        loader["args"] = loader_args(canary, md.spec.loading.mode)
+        loader["args"] = loader_args(canary, md.spec.loading.mode, config)
         pod["initContainers"].append(loader)
-        if canary.spec.artifact.credentials_secret and canary.spec.artifact.credentials_secret != (
-            stable.spec.artifact.credentials_secret
-        ):
-            loader["volumeMounts"] = [m for m in loader["volumeMounts"] if m["name"] != "credentials"]
-            loader["volumeMounts"].append(
-                {"name": "canary-credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True}
-            )
-            pod["volumes"].append(
-                {"name": "canary-credentials", "secret": {"secretName": canary.spec.artifact.credentials_secret}}
-            )
+        # the canary's own credentials and trust material, beside the stable's
+        _, stable_volumes, _ = artifact_access(stable, config)
+        _, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
+        shared = {v["name"] for v in stable_volumes}
+        loader["volumeMounts"] = [m for m in loader["volumeMounts"] if m["name"] not in shared] + canary_mounts
+        pod["volumes"] += canary_volumes
     pod["volumes"].append(
         {
             "name": "model-config",

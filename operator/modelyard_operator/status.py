@@ -159,6 +159,35 @@ def degraded_status(meta: ObjectMeta, current: ModelDeploymentStatus, problem: P
     return StatusUpdate(status=status, events=events)
 
 
+def waiting_status(meta: ObjectMeta, current: ModelDeploymentStatus, problem: Problem, now: str) -> StatusUpdate:
+    """The version asked for is not validated yet: nothing changes until it is (whatever serves keeps serving)."""
+    status = current.to_wire()
+    serving = current.stable_version is not None
+    ready_now = next((c for c in current.conditions if c.type == "Ready"), None)
+    ready: CondValue = (
+        (ready_now.status, ready_now.reason, ready_now.message)
+        if serving and ready_now is not None
+        else ("False", problem.reason, problem.message)
+    )
+    status.update(
+        observedGeneration=meta.generation,
+        phase=current.phase if serving and current.phase else "Progressing",
+        conditions=_conditions(
+            current,
+            meta.generation,
+            now,
+            ready=ready,
+            progressing=("True", problem.reason, problem.message),
+            degraded=("False", problem.reason, "waiting, not failing"),
+        ),
+    )
+    previous = next((c for c in current.conditions if c.type == "Progressing"), None)
+    events = []
+    if previous is None or previous.reason != problem.reason:
+        events.append(("Normal", str(problem.reason), problem.message))
+    return StatusUpdate(status=status, events=events)
+
+
 def serving_status(
     md: ModelDeployment,
     target_version: str,

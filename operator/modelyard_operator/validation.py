@@ -16,7 +16,7 @@ from modelyard_operator.api.common import ConditionStatus
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
-from modelyard_operator.render import RUN_AS, owner_reference
+from modelyard_operator.render import RUN_AS, artifact_access, owner_reference
 from modelyard_operator.render import _container_security as container_security
 from modelyard_operator.status import set_condition
 
@@ -25,9 +25,6 @@ Obj = dict[str, Any]
 LABEL_VALIDATES = "modelyard.dev/validates"
 CONTAINER = "validate"
 WORK_DIR = "/work"
-CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
-SIGNING_DIR = "/var/run/secrets/modelyard/signing"
-TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
 TERMINATION_LOG = "/dev/termination-log"
 NO_RESULT_GRACE_SECONDS = 30.0  # a finished validator whose message never arrives fails after this
 
@@ -53,22 +50,7 @@ def validator_args(mv: ModelVersion, config: OperatorConfig) -> list[str]:
     args = ["validate", "--uri", artifact.uri, "--dest", f"{WORK_DIR}/model"]
     if artifact.digest:
         args += ["--digest", artifact.digest]
-    if artifact.credentials_secret:
-        args += ["--credentials-dir", CREDENTIALS_DIR]
-    signature = artifact.signature
-    if signature is not None:
-        args += ["--signature", signature.uri]
-        if signature.public_key_secret is not None:
-            args += ["--public-key", f"{SIGNING_DIR}/key.pem"]
-        elif signature.certificate_chain_secret is not None:
-            args += ["--certificate-chain", f"{SIGNING_DIR}/chain.pem"]
-        elif signature.sigstore is not None:
-            args += ["--sigstore-identity", signature.sigstore.identity, "--sigstore-issuer", signature.sigstore.issuer]
-            args += ["--trust-root", f"{TRUST_ROOT_DIR}/trust_root.json"]
-    if config.allow_file_uris:
-        args += ["--allow-file"]
-    args += ["--termination-log", TERMINATION_LOG]
-    return args
+    return [*args, *artifact_access(mv, config)[0], "--termination-log", TERMINATION_LOG]
 
 
 def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
@@ -85,25 +67,9 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (an emptyDir in the pod)
     ]
     volumes: list[Obj] = [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    artifact = spec.artifact
-    if artifact.credentials_secret:
-        volumes.append({"name": "credentials", "secret": {"secretName": artifact.credentials_secret}})
-        mounts.append({"name": "credentials", "mountPath": CREDENTIALS_DIR, "readOnly": True})
-    signature = artifact.signature
-    if signature is not None:
-        ref, file = (
-            (signature.public_key_secret, "key.pem")
-            if signature.public_key_secret is not None
-            else (signature.certificate_chain_secret, "chain.pem")
-        )
-        if ref is not None:
-            volumes.append(
-                {"name": "signing", "secret": {"secretName": ref.name, "items": [{"key": ref.key, "path": file}]}}
-            )
-            mounts.append({"name": "signing", "mountPath": SIGNING_DIR, "readOnly": True})
-        elif signature.sigstore is not None and config.sigstore_trust_root_configmap:
-            volumes.append({"name": "trust-root", "configMap": {"name": config.sigstore_trust_root_configmap}})
-            mounts.append({"name": "trust-root", "mountPath": TRUST_ROOT_DIR, "readOnly": True})
+    _, access_volumes, access_mounts = artifact_access(mv, config)
+    volumes += access_volumes
+    mounts += access_mounts
     container: Obj = {
         "name": CONTAINER,
         "image": config.runtime_image,
@@ -216,6 +182,29 @@ def validating_status(status: Obj, generation: int, now: str) -> Obj:
             conditions, type_, "Unknown", "Validating", "validation Job running", now=now, generation=generation
         )
     return {"observedGeneration": generation, "phase": "Validating", "conditions": conditions}
+
+
+def skipped_status(status: Obj, generation: int, now: str) -> Obj:
+    """``--model-validation off``: the version may serve at once; the loader in each pod still verifies it."""
+    conditions = list(status.get("conditions") or [])
+    values: list[tuple[str, ConditionStatus, str, str]] = [
+        ("ArtifactVerified", "Unknown", "VerifiedByLoader", "the loader verifies the artifact in every pod"),
+        ("Validated", "Unknown", "ValidationDisabled", "the operator runs with --model-validation off"),
+        ("Ready", "True", "ValidationDisabled", "ready to serve without a validation Job"),
+    ]
+    for type_, value, reason, message in values:
+        conditions = set_condition(conditions, type_, value, reason, message, now=now, generation=generation)
+    return {"observedGeneration": generation, "phase": "Ready", "conditions": conditions}
+
+
+def decided(status: Obj, generation: int) -> bool:
+    """Whether this generation's validation already has its answer (results are written once)."""
+    return status.get("phase") in ("Ready", "Failed") and status.get("observedGeneration") == generation
+
+
+def finished_at(pod: Obj) -> str | None:
+    terminated = _terminated(pod)
+    return terminated.get("finishedAt") if terminated else None
 
 
 def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str) -> Obj:

@@ -92,17 +92,17 @@ def test_children_created_within_seconds_and_ready(kubectl: Kubectl, namespace: 
     kubectl.run("wait", "--for=condition=Ready", "md/fraud", "-n", namespace, "--timeout=5s")
 
 
-def test_model_version_is_labelled_and_pending(kubectl: Kubectl, namespace: str) -> None:
+def test_model_version_is_labelled_and_validated(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply(mv("7"), namespace)
 
-    def pending() -> dict[str, Any] | None:
+    def validated() -> dict[str, Any] | None:
         obj = kubectl.get("mv", "fraud-7", namespace)
-        return obj if obj.get("status", {}).get("phase") == "Pending" else None
+        return obj if obj.get("status", {}).get("phase") == "Ready" else None
 
-    obj = wait_for(pending, timeout=15, what="phase Pending")
+    obj = wait_for(validated, timeout=30, what="phase Ready")
     verified = condition(obj, "ArtifactVerified")
     assert verified is not None
-    assert (verified["status"], verified["reason"]) == ("Unknown", "AwaitingValidation")
+    assert (verified["status"], verified["reason"]) == ("True", "Verified")
     listed = kubectl.get("mv", namespace=namespace, labels="modelyard.dev/model=fraud,modelyard.dev/version=7")
     assert [o["metadata"]["name"] for o in listed["items"]] == ["fraud-7"]
 

@@ -8,7 +8,10 @@ from typing import Any
 DIGEST = "sha256:" + "ab" * 32
 
 
-def model_version(name: str = "fraud-42", model: str = "fraud", version: str = "42", **spec: Any) -> dict[str, Any]:
+def model_version(
+    name: str = "fraud-42", model: str = "fraud", version: str = "42", *, phase: str | None = "Ready", **spec: Any
+) -> dict[str, Any]:
+    """A ModelVersion object; validated (phase Ready) unless ``phase`` says otherwise."""
     body: dict[str, Any] = {
         "apiVersion": "modelyard.dev/v1alpha1",
         "kind": "ModelVersion",
@@ -21,6 +24,8 @@ def model_version(name: str = "fraud-42", model: str = "fraud", version: str = "
         },
     }
     body["spec"].update(spec)
+    if phase is not None:
+        body["status"] = {"phase": phase, "observedGeneration": 1}
     return body
 
 

@@ -146,3 +146,46 @@ def test_unparseable_model_versions_are_ignored() -> None:
     broken = {"metadata": {"name": "x"}, "spec": {"model": "fraud"}}
     result = plan(model_deployment(), [broken, model_version()], [], CONFIG, NOW)
     assert len(result.apply) == 3
+
+
+def test_a_version_under_validation_is_waited_for_not_deployed() -> None:
+    for phase in (None, "Pending", "Validating"):
+        result = plan(model_deployment(), [model_version(phase=phase)], [], CONFIG, NOW)
+        assert result.apply == []
+        assert result.delete_deployments == []
+        assert result.status is not None
+        status = result.status.status
+        assert status["phase"] == "Progressing"
+        assert conditions(status)["Progressing"] == ("True", Reason.PENDING_VALIDATION)
+        assert conditions(status)["Degraded"] == ("False", Reason.PENDING_VALIDATION)
+        assert conditions(status)["Ready"] == ("False", Reason.PENDING_VALIDATION)
+        assert result.status.events[0][0] == "Normal"
+
+
+def test_the_old_version_keeps_serving_and_ready_while_the_new_one_is_validated() -> None:
+    old = deployment("fraud-41", "41", replicas=2, available=2)
+    serving = plan(model_deployment(version="41"), [model_version("fraud-41", version="41")], [old], CONFIG, NOW)
+    assert serving.status is not None
+    md = model_deployment(version="42")
+    md["status"] = serving.status.status
+    versions = [model_version("fraud-41", version="41"), model_version(phase="Validating")]
+    waiting = plan(md, versions, [old], CONFIG, LATER)
+    assert waiting.apply == []
+    assert waiting.delete_deployments == []  # nothing is torn down for a version that may still fail
+    assert waiting.status is not None
+    assert conditions(waiting.status.status)["Ready"] == ("True", Reason.AVAILABLE)
+    assert conditions(waiting.status.status)["Progressing"] == ("True", Reason.PENDING_VALIDATION)
+    assert waiting.status.status["stableVersion"] == "41"
+
+
+def test_a_failed_version_is_degraded_with_the_validators_reason() -> None:
+    mv = model_version(phase="Failed")
+    mv["status"]["conditions"] = [
+        {"type": "Ready", "status": "False", "reason": "DigestMismatch", "message": "does not hash to sha256:aa"}
+    ]
+    result = plan(model_deployment(), [mv], [], CONFIG, NOW)
+    assert result.apply == []
+    assert result.status is not None
+    assert conditions(result.status.status)["Degraded"] == ("True", Reason.MODEL_VERSION_FAILED)
+    message = next(c["message"] for c in result.status.status["conditions"] if c["type"] == "Degraded")
+    assert "DigestMismatch: does not hash to sha256:aa" in message

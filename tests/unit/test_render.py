@@ -11,7 +11,7 @@ import yaml
 
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
-from modelyard_operator.render import render_children
+from modelyard_operator.render import render_children, render_in_pod_deployment
 
 from .samples import model_deployment, model_version
 
@@ -125,3 +125,43 @@ def test_labels_and_selectors() -> None:
     assert stable_svc["spec"]["selector"]["modelyard.dev/version"] == "42"
     for key, value in deployment["spec"]["selector"]["matchLabels"].items():
         assert labels[key] == value
+
+
+CHAIN = {"name": "ca", "key": "c"}
+
+
+def test_signed_artifacts_get_their_trust_material_as_mounted_files() -> None:
+    signed = model_version(
+        artifact={
+            "uri": "s3://models/fraud/42/model.onnx",
+            "digest": "sha256:" + "ab" * 32,
+            "credentialsSecret": "store",
+            "signature": {
+                "uri": "s3://models/fraud/42/model.sig",
+                "certificateChainSecret": {"name": "ca", "key": "c"},
+            },
+        }
+    )
+    mv = ModelVersion.model_validate(signed)
+    md = ModelDeployment.model_validate(model_deployment())
+    deployment = next(o for o in render_children(md, mv, OperatorConfig()) if o["kind"] == "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    loader = pod["initContainers"][0]
+    args = loader["args"]
+    assert args[args.index("--signature") + 1] == "s3://models/fraud/42/model.sig"
+    assert args[args.index("--certificate-chain") + 1] == "/var/run/secrets/modelyard/signing/chain.pem"
+    assert args[args.index("--credentials-dir") + 1] == "/var/run/secrets/modelyard/credentials"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["signing"]["secret"] == {"secretName": "ca", "items": [{"key": "c", "path": "chain.pem"}]}
+    assert {m["name"] for m in loader["volumeMounts"]} >= {"signing", "credentials"}
+    assert all(m.get("readOnly") for m in loader["volumeMounts"] if m["name"] in ("signing", "credentials"))
+    # the inPod router: a canary with its own secrets mounts them beside the stable's, under other names
+    canary = ModelVersion.model_validate(
+        model_version("fraud-43", version="43", artifact={"uri": "s3://m/43.onnx", "credentialsSecret": "other"})
+    )
+    both = render_in_pod_deployment(md, mv, canary, OperatorConfig(), replicas=1)["spec"]["template"]["spec"]
+    canary_loader = both["initContainers"][1]
+    assert {m["name"] for m in canary_loader["volumeMounts"]} & {"signing", "credentials"} == set()
+    assert "credentials-canary" in {m["name"] for m in canary_loader["volumeMounts"]}
+    assert {v["name"]: v for v in both["volumes"]}["credentials-canary"]["secret"]["secretName"] == "other"
+    assert "--signature" not in canary_loader["args"]
