@@ -28,6 +28,7 @@ from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_http_rou
 MODELS_DIR = "/models"
 CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
 SIGNING_DIR = "/var/run/secrets/modelyard/signing"
+CACHE_DIR = "/var/cache/modelyard"
 TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
 RUN_AS = 65532
 HTTP_PORT_NAME = "http"
@@ -176,9 +177,12 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
         # Large models take long to load: the startup probe allows up to 10 minutes before liveness applies.
         "startupProbe": _probe("/v2/health/live", period=5, failures=120),
-        "volumeMounts": mounts,
+        # the root filesystem is read-only: engine and timing caches (TensorRT) need a writable place
+        "env": [{"name": "MODELYARD_CACHE_DIR", "value": CACHE_DIR}],
+        "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_DIR}],
         "securityContext": _container_security(),
     }
+    volumes.append({"name": "cache", "emptyDir": {}})
     resources = {
         key: value for key, value in (("requests", s.resources.requests), ("limits", s.resources.limits)) if value
     }
