@@ -167,7 +167,8 @@ def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
         settings = workdir / f"mlserver-{model}"
         (settings / model).mkdir(parents=True, exist_ok=True)
         metrics_port = free_port()
-        server_settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port}
+        # debug off: no access-log line per request (the same as KServe's quieted loggers)
+        server_settings = {"host": "127.0.0.1", "http_port": http_port, "grpc_port": grpc_port, "debug": False}
         server_settings["metrics_port"] = metrics_port
         (settings / "settings.json").write_text(json.dumps(server_settings))
         model_settings = {

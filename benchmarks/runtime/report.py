@@ -168,9 +168,10 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         f"spawn → first 200 on `/v2/health/ready` / spawn → first successful inference (the row's protocol); "
         f"ORT in-process row: a fresh process that imports onnxruntime, creates the session and runs one "
         f"inference (spawn → done). Median of {s['reps']}.",
-        "- Peers: KServe's `kserve.Model` subclass (`peers/kserve_server.py`, sync `predict`, per-request latency "
-        "log off) and MLServer's `MLModel` runtime (`peers/mlserver_runtime.py`, default settings: one parallel "
-        "inference worker); each in its own venv with the same ONNX Runtime version.",
+        "- Peers: KServe's `kserve.Model` subclass (`peers/kserve_server.py`, sync `predict`) and MLServer's "
+        "`MLModel` runtime (`peers/mlserver_runtime.py`, one parallel inference worker, its default); each in its "
+        "own venv with the same ONNX Runtime version. Per-request logging is off for both (KServe: latency log, "
+        "trace and access loggers at WARNING; MLServer: `debug: false`), as modelyard logs no line per request.",
         "",
         "### Targets (DESIGN.md §6)",
         "",

@@ -9,6 +9,7 @@ out, binary outputs when the client asks for them.
 from __future__ import annotations
 
 import argparse
+import logging
 import uuid
 from typing import Any
 
@@ -52,9 +53,16 @@ class OnnxModel(kserve.Model):  # type: ignore[misc]
 def main() -> None:
     p = argparse.ArgumentParser(parents=[kserve_parser], conflict_handler="resolve")
     p.add_argument("--model_path", required=True)
+    p.add_argument("--quiet_request_logs", type=lambda v: v.lower() in ("1", "true", "yes"), default=True)
     args, _ = p.parse_known_args()
     model = OnnxModel(args.model_name, args.model_path)
-    kserve.ModelServer().start([model])
+    server = kserve.ModelServer()  # configures KServe's logging
+    if args.quiet_request_logs:
+        # no log line per request (uvicorn's access log, the trace timings, the gRPC interceptor's method line):
+        # the serving work is measured, not terminal I/O; start-up messages and warnings still show
+        for name in ("uvicorn.access", "kserve.trace", "kserve"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    server.start([model])
 
 
 if __name__ == "__main__":
