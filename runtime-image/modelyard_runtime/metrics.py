@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
@@ -34,3 +36,28 @@ class ServerMetrics:
         self.loaded = Gauge("modelyard_model_loaded", "1 while the version is loaded.", mv, registry=r)
         self.memory = Gauge("modelyard_model_memory_bytes", "Memory attributed to the version.", mv, registry=r)
         self.load_failures = Counter("modelyard_model_load_failures", "Failed model loads.", mv, registry=r)
+
+    def version(self, model: str, version: str) -> VersionMetrics:
+        """The children of one loaded version, bound once (``labels()`` per request costs more than the model)."""
+        return VersionMetrics(self, model, version)
+
+    def count_request(self, model: str, version: str, protocol: str, code: str) -> None:
+        """A request that reached no loaded version (unknown model, server not ready ...)."""
+        self.requests.labels(model, version, protocol, code).inc()
+
+
+class VersionMetrics:
+    def __init__(self, metrics: ServerMetrics, model: str, version: str) -> None:
+        self._metrics, self._labels = metrics, (model, version)
+        self.duration = metrics.duration.labels(model, version)
+        self.compute = metrics.compute.labels(model, version)
+        self.queue = metrics.queue.labels(model, version)
+        self.batch_size = metrics.batch_size.labels(model, version)
+        self.inflight = metrics.inflight.labels(model, version)
+        self._requests: dict[tuple[str, str], Any] = {}
+
+    def request(self, protocol: str, code: str) -> Any:
+        child = self._requests.get((protocol, code))
+        if child is None:
+            child = self._requests[(protocol, code)] = self._metrics.requests.labels(*self._labels, protocol, code)
+        return child

@@ -41,9 +41,10 @@ def test_perf_analyzer_measures_without_errors(
     perf_analyzer: str, server: Server, protocol: str, model: str, extra: list[str]
 ) -> None:
     url = server.http if protocol == "http" else server.grpc
+    # this is a compatibility check, not a benchmark: a busy CI machine must not fail it on stability
     out = subprocess.run(
         [perf_analyzer, "-m", model, "-i", protocol, "-u", url, "--concurrency-range", "2",
-         "--measurement-interval", "500", "--stability-percentage", "100", "--max-trials", "3", *extra],
+         "--measurement-interval", "1000", "--stability-percentage", "1000", "--max-trials", "6", *extra],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr

@@ -230,3 +230,12 @@ def test_a_config_override_on_load_is_refused_clearly(server: str) -> None:
     status, doc = post(server, "/v2/repository/models/calc/load", body)
     assert status == 400
     assert "config.yaml" in doc["error"]
+
+
+def test_requests_for_unknown_models_share_one_label(server: str) -> None:
+    for name in ("ghost-a", "ghost-b"):
+        status, _ = post(server, f"/v2/models/{name}/infer", b'{"inputs": []}')
+        assert status == 404
+    text = urllib.request.urlopen(f"http://{server}/metrics", timeout=5).read().decode()
+    assert "ghost-a" not in text
+    assert 'modelyard_inference_requests_total{code="404",model="(unknown)",protocol="http",version=""}' in text

@@ -7,12 +7,12 @@ take their bytes from the tail in order; the others carry ``data`` in the JSON.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from modelyard_runtime.errors import BadRequestError
 from modelyard_runtime.protocol.datatypes import (
@@ -67,8 +67,8 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     head = body if header_length is None else body[:header_length]
     tail = memoryview(body)[len(head) :]
     try:
-        doc = json.loads(head)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        doc = orjson.loads(head)
+    except orjson.JSONDecodeError as exc:
         raise BadRequestError(f"request is not valid JSON: {exc}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise BadRequestError("request needs an 'inputs' list")
@@ -146,7 +146,7 @@ def build_infer_response(
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if request.id is not None:
         doc["id"] = request.id
-    head = json.dumps(doc, separators=(",", ":")).encode()
+    head = orjson.dumps(doc)
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)

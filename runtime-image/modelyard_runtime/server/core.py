@@ -27,12 +27,13 @@ import numpy.typing as npt
 from modelyard_runtime.backends import Backend, BackendUnavailableError
 from modelyard_runtime.errors import (
     BadRequestError,
+    Code,
     InferenceFailedError,
     NotFoundError,
     ServingError,
     UnavailableError,
 )
-from modelyard_runtime.metrics import ServerMetrics
+from modelyard_runtime.metrics import ServerMetrics, VersionMetrics
 from modelyard_runtime.modelconfig import (
     CONFIG_FILE,
     ModelConfig,
@@ -42,11 +43,13 @@ from modelyard_runtime.modelconfig import (
 )
 from modelyard_runtime.protocol.datatypes import numpy_dtype
 from modelyard_runtime.server.batcher import Batcher, Outputs, Timing
+from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.stats import ModelStats
 
 log = logging.getLogger("modelyard.server")
 MODEL_FILES = ("model.onnx", "model.plan")
 RESCAN_SECONDS = 1.0  # how stale the view of the repository and of config.yaml may be
+UNKNOWN_MODEL = "(unknown)"  # the model label of requests for models that do not exist
 INLINE_BELOW_NS = 300_000  # models whose runs average less than this run on the event loop thread
 
 
@@ -109,6 +112,21 @@ def _warmup_inputs(backend: Backend) -> dict[str, npt.NDArray[Any]]:
     return inputs
 
 
+def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float]:
+    """Open a version's backend and warm it up (blocking: run it off the event loop); returns it and the seconds."""
+    started = time.perf_counter()
+    backend = _open_backend(path, config)
+    if config.warmup_runs:
+        inputs = _warmup_inputs(backend)
+        names = [o.name for o in backend.outputs]
+        try:
+            for _ in range(config.warmup_runs):
+                backend.run(inputs, names)
+        except Exception as exc:  # a model may reject zero-filled inputs; serving can still work
+            log.warning("warm-up of %s version %s failed (set warmup: false to skip it): %s", name, version, exc)
+    return backend, time.perf_counter() - started
+
+
 @dataclass(eq=False)
 class LoadedModel:
     name: str
@@ -124,6 +142,7 @@ class LoadedModel:
     last_used: float = field(default_factory=time.monotonic)
     retired: bool = False  # unloaded or evicted: no new requests; closed when refs reach 0
     stats: ModelStats = field(default_factory=ModelStats)
+    metrics: VersionMetrics | None = None  # bound when the data plane wraps the version
     compute_ewma_ns: int = INLINE_BELOW_NS  # starts in the pool until a few runs show the model is small
 
     @property
@@ -191,9 +210,11 @@ class DataPlane:
         max_queue_delay_ms: float = 0.0,
         threads: int = 4,
         config_dir: Path | None = None,
+        preload: Preload | None = None,
     ) -> None:
         self.repository = repository
         self.config_dir = config_dir
+        self._preload = preload
         self.metrics = metrics
         self.mode = mode
         self.memory_budget = memory_budget
@@ -329,7 +350,13 @@ class DataPlane:
                     )
                 await self._make_room(needed)
             loop = asyncio.get_running_loop()
-            backend, seconds = await loop.run_in_executor(self._load_pool, self._load_sync, name, version, path, config)
+            preloaded = self._preload.take(name, version) if self._preload is not None else None
+            if preloaded is not None:
+                backend, seconds = await asyncio.wrap_future(preloaded)
+            else:
+                backend, seconds = await loop.run_in_executor(
+                    self._load_pool, open_version, name, version, path, config
+                )
         except Exception as exc:
             reason = exc.message if isinstance(exc, NotFoundError) else str(exc)
             self._failures[(name, version)] = reason
@@ -350,19 +377,6 @@ class DataPlane:
             await self._make_room(0)
         return model
 
-    def _load_sync(self, name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float]:
-        started = time.perf_counter()
-        backend = _open_backend(path, config)
-        if config.warmup_runs:
-            inputs = _warmup_inputs(backend)
-            names = [o.name for o in backend.outputs]
-            try:
-                for _ in range(config.warmup_runs):
-                    backend.run(inputs, names)
-            except Exception as exc:  # a model may reject zero-filled inputs; serving can still work
-                log.warning("warm-up of %s version %s failed (set warmup: false to skip it): %s", name, version, exc)
-        return backend, time.perf_counter() - started
-
     def _wrap(
         self, name: str, version: str, path: Path, backend: Backend, config: ModelConfig, seconds: float
     ) -> LoadedModel:
@@ -378,6 +392,7 @@ class DataPlane:
             )
             wanted = 0
         model = LoadedModel(name, version, path, backend, config, seconds, wanted, delay_ms)
+        model.metrics = self.metrics.version(name, version)
         if wanted > 1:
             model.batcher = Batcher(
                 lambda inputs: backend.run(dict(inputs), [o.name for o in backend.outputs]),
@@ -559,12 +574,25 @@ class DataPlane:
             raise InferenceFailedError(f"model {model.name} version {model.version} failed: {exc}") from exc
         rows = next(iter(inputs.values())).shape[0] if model.max_batch_size > 0 and inputs else 1
         model.stats.record_success(time.perf_counter_ns() - started, int(rows), timing)
-        labels = {"model": model.name, "version": model.version}
-        self.metrics.compute.labels(**labels).observe(timing.infer_ns / 1e9)
-        self.metrics.queue.labels(**labels).observe(timing.queue_ns / 1e9)
+        bound = model.metrics or self.metrics.version(model.name, model.version)
+        bound.compute.observe(timing.infer_ns / 1e9)
+        bound.queue.observe(timing.queue_ns / 1e9)
         if timing.leader:
-            self.metrics.batch_size.labels(**labels).observe(timing.batch_size)
+            bound.batch_size.observe(timing.batch_size)
         return outputs
+
+    def count_request(
+        self, name: str, version: str, model: LoadedModel | None, protocol: str, code: int, seconds: float
+    ) -> None:
+        """One finished inference request, for both bindings (``code`` is the HTTP status, also for gRPC)."""
+        if model is None or model.metrics is None:
+            if code == Code.NOT_FOUND.http:  # names nobody serves must not grow the label set without bound
+                name, version = UNKNOWN_MODEL, ""
+            self.metrics.count_request(name, version, protocol, str(code))
+            return
+        model.metrics.request(protocol, str(code)).inc()
+        if code == 200:
+            model.metrics.duration.observe(seconds)
 
     def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         if name is None:

@@ -22,7 +22,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import BadRequestError, Code, ServingError
 from modelyard_runtime.protocol.datatypes import DatatypeError, decode_tensor, element_count, encode_tensor, numpy_dtype
-from modelyard_runtime.server.core import DataPlane, LoadError
+from modelyard_runtime.server.core import DataPlane, LoadedModel, LoadError
 from modelyard_runtime.server.http import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS
 
 T = TypeVar("T")
@@ -151,21 +151,22 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         plane = self.plane
         started = time.perf_counter()
-        version = request.model_version or ""
+        model: LoadedModel | None = None
         status: Code | None = Code.INTERNAL
         try:
             async with plane.use(request.model_name, request.model_version or None) as model:
-                version = model.version
                 inputs, datatypes = decode_inputs(request)
                 names = [o.name for o in request.outputs] or None
-                inflight = plane.metrics.inflight.labels(model=model.name, version=version)
-                inflight.inc()
+                inflight = model.metrics.inflight if model.metrics else None
+                if inflight is not None:
+                    inflight.inc()
                 try:
                     outputs = await plane.infer(model, inputs, datatypes, names)
                 finally:
-                    inflight.dec()
+                    if inflight is not None:
+                        inflight.dec()
             types = {t.name: t.datatype for t in model.backend.outputs}
-            response = service_pb2.ModelInferResponse(model_name=model.name, model_version=version, id=request.id)
+            response = service_pb2.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
             for name, array in outputs.items():
                 response.outputs.add(name=name, datatype=types[name], shape=list(array.shape))
                 response.raw_output_contents.append(encode_tensor(array))
@@ -176,12 +177,9 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
             raise
         finally:
-            # ``code`` is the HTTP-equivalent status for both protocols, so one error-rate query covers both
-            code = "200" if status is None else str(status.http)
-            labels = {"model": request.model_name, "version": version}
-            plane.metrics.requests.labels(**labels, protocol="grpc", code=code).inc()
-            if status is None:
-                plane.metrics.duration.labels(**labels).observe(time.perf_counter() - started)
+            code = 200 if status is None else status.http
+            version = model.version if model is not None else request.model_version or ""
+            plane.count_request(request.model_name, version, model, "grpc", code, time.perf_counter() - started)
 
     async def ModelStreamInfer(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming inference is not supported; use ModelInfer")

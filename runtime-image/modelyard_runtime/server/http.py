@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import BadRequestError, Code, ServingError
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, parse_infer_request
-from modelyard_runtime.server.core import DataPlane, LoadError
+from modelyard_runtime.server.core import DataPlane, LoadedModel, LoadError
 
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
 CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
@@ -122,21 +122,22 @@ async def infer(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
     started = time.perf_counter()
     model_name, version = _name(request)
-    label_version = version or ""
+    model: LoadedModel | None = None
     status = Code.INTERNAL.http
     try:
         body = await request.read()
         header = request.headers.get(HEADER_LENGTH)
         async with plane.use(model_name, version) as model:
-            label_version = model.version
             parsed = parse_infer_request(body, int(header) if header is not None and header.isdigit() else None)
-            inflight = plane.metrics.inflight.labels(model=model.name, version=model.version)
-            inflight.inc()
+            inflight = model.metrics.inflight if model.metrics else None
+            if inflight is not None:
+                inflight.inc()
             try:
                 names = [o.name for o in parsed.outputs] if parsed.outputs else None
                 outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names)
             finally:
-                inflight.dec()
+                if inflight is not None:
+                    inflight.dec()
         payload, json_length = build_infer_response(model.name, model.version, parsed, outputs)
         headers = {HEADER_LENGTH: str(json_length)} if json_length is not None else {}
         content_type = "application/octet-stream" if json_length is not None else "application/json"
@@ -150,10 +151,8 @@ async def infer(request: web.Request) -> web.Response:
         status = exc.status
         raise
     finally:
-        labels = {"model": model_name, "version": label_version}
-        plane.metrics.requests.labels(**labels, protocol="http", code=str(status)).inc()
-        if status == 200:
-            plane.metrics.duration.labels(**labels).observe(time.perf_counter() - started)
+        label_version = model.version if model is not None else version or ""
+        plane.count_request(model_name, label_version, model, "http", status, time.perf_counter() - started)
 
 
 async def metrics(request: web.Request) -> web.Response:

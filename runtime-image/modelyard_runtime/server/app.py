@@ -1,0 +1,55 @@
+"""The server process: the data plane behind both bindings, started and stopped together (heavy imports live here)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from aiohttp import web
+
+from modelyard_runtime.config import ServerConfig
+from modelyard_runtime.metrics import ServerMetrics
+from modelyard_runtime.server.core import DataPlane
+from modelyard_runtime.server.grpc_service import build_server
+from modelyard_runtime.server.http import build_app
+from modelyard_runtime.server.preload import Preload
+
+log = logging.getLogger("modelyard.server")
+
+
+async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | None = None) -> None:
+    plane = DataPlane(
+        config.model_repository,
+        ServerMetrics(),
+        mode=config.load_mode,
+        memory_budget=config.memory_budget,
+        max_batch_size=config.max_batch_size,
+        max_queue_delay_ms=config.max_queue_delay_ms,
+        config_dir=config.model_config_dir,
+        preload=preload,
+    )
+    runner = web.AppRunner(build_app(plane, max_body_bytes=config.max_body_bytes), access_log=None)
+    await runner.setup()
+    grpc_server = build_server(plane, max_receive_bytes=config.max_body_bytes)
+    try:
+        await web.TCPSite(runner, config.host, config.http_port, reuse_address=True).start()
+        if grpc_server.add_insecure_port(f"{config.host}:{config.grpc_port}") == 0:
+            raise RuntimeError(f"cannot listen for gRPC on {config.host}:{config.grpc_port}")
+        await grpc_server.start()
+        log.info(
+            "listening: HTTP %s:%d, gRPC %s:%d (%s loading; not ready until models are loaded)",
+            config.host, config.http_port, config.host, config.grpc_port, config.load_mode,
+        )  # fmt: skip
+        started = time.perf_counter()
+        await plane.start()
+        count = sum(len(v) for v in plane.models.values())
+        log.info(
+            "ready: %d model version(s) from %s in %.2fs", count, config.model_repository, time.perf_counter() - started
+        )
+        await stop.wait()
+        log.info("stopping: finishing requests in flight")
+    finally:
+        await grpc_server.stop(grace=5)
+        await runner.cleanup()
+        await plane.close()

@@ -1,0 +1,49 @@
+"""Static mode's head start: open every model version in a thread while the main thread imports the web stack.
+
+Session creation spends most of its time in ONNX Runtime's C++ code (reading the file, optimizing the graph), so it
+overlaps well with importing aiohttp and gRPC. This module imports only the standard library, so starting it costs
+nothing; the data plane later takes the opened backends instead of opening them again.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+
+class Preload:
+    def __init__(self, repository: Path, config_dir: Path | None) -> None:
+        self.repository = repository
+        self.config_dir = config_dir
+        self.futures: dict[tuple[str, str], Future[Any]] = {}
+        self.scanned = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="preload", daemon=True)
+
+    def start(self) -> Preload:
+        self._thread.start()
+        return self
+
+    def take(self, name: str, version: str) -> Future[Any] | None:
+        """The future of ``(backend, seconds)`` for a version, once; None when it was not preloaded."""
+        self.scanned.wait()
+        return self.futures.pop((name, version), None)
+
+    def _run(self) -> None:
+        try:
+            from modelyard_runtime.modelconfig import read_model_config
+            from modelyard_runtime.server.core import open_version, scan_repository
+
+            found = scan_repository(self.repository)
+            for model, versions in found.items():
+                for version in versions:
+                    self.futures[(model, version)] = Future()
+        finally:
+            self.scanned.set()
+        for (model, version), future in list(self.futures.items()):
+            try:
+                dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
+                future.set_result(open_version(model, version, found[model][version], read_model_config(*dirs)))
+            except BaseException as exc:  # handed to the data plane, which reports it like any load failure
+                future.set_exception(exc)
