@@ -206,7 +206,9 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
     if ttr:
         lines += ["", "### Time-to-ready detail (seconds, median)", ""]
         bare = ttr.get("bare")
-        if bare:
+        if bare and "error" in bare:
+            lines.append(f"- bare: failed: {bare['error'].splitlines()[0][:200]}")
+        elif bare:
             lines.append(
                 f"- bare: spawn→done {bare['spawn_to_done_s']:.3f}, of which import {bare['import_s']:.3f}, "
                 f"session {bare['session_s']:.3f}, warmup {bare['warmup_s']:.3f} (session + warmup alone: "
@@ -215,12 +217,11 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         for label, entry in ttr.items():
             if label == "bare":
                 continue
-            if label.endswith(" imports"):
-                what = "import numpy, onnxruntime" if label == "bare imports" else "import modelyard_runtime.server.cli"
-                lines.append(f"- {label}: `python -c '{what}'` spawn→exit {entry['spawn_to_exit_s']:.3f}")
-                continue
             if "error" in entry:
                 lines.append(f"- {label}: failed: {entry['error'].splitlines()[0][:200]}")
+            elif label.endswith(" imports"):
+                what = "import numpy, onnxruntime" if label == "bare imports" else "import " + entry.get("modules", "?")
+                lines.append(f"- {label}: `python -c '{what}'` spawn→exit {entry['spawn_to_exit_s']:.3f}")
             else:
                 lines.append(
                     f"- {label}: spawn→ready {entry['spawn_to_ready_s']:.3f}, spawn→first inference "
