@@ -72,7 +72,13 @@ def verify(model: Path, signature: Path, opts: SignatureOptions) -> str:
                 trust_config=Path(opts.trust_root) if opts.trust_root else None,
             )
     except Exception as e:
-        raise UsageError(f"cannot use the {method} verification material: {type(e).__name__}: {e}") from None
+        hint = ""
+        if method == "sigstore" and not opts.trust_root:
+            hint = (
+                " (without --trust-root the public-good sigstore trust root is fetched over the network;"
+                " pass --trust-root FILE to verify offline)"
+            )
+        raise UsageError(f"cannot use the {method} verification material: {type(e).__name__}: {e}{hint}") from None
     try:
         config.verify(model, signature)
     except Exception as e:
