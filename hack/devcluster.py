@@ -4,6 +4,7 @@ kube-controller-manager, kube-scheduler and kwok run as local processes from bin
 ``hack/build-controlplane.sh``; kwok fakes the nodes and turns their pods Running/Ready.
 
     hack/devcluster up [--dir DIR]      start; the last line printed is ``export KUBECONFIG=...``
+    hack/devcluster up --local-node     also run node local-0 whose pods are real processes (hack/localnode)
     hack/devcluster env [--dir DIR]     print the KUBECONFIG and PATH exports
     hack/devcluster status [--dir DIR]  report each component
     hack/devcluster down [--dir DIR]    stop exactly the processes ``up`` started
@@ -36,6 +37,7 @@ DEFAULT_DIR = REPO / ".devcluster"
 SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
+LOCAL_NODE = "local-0"
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
 
 
@@ -105,6 +107,7 @@ def make_pki(pki: Path) -> None:
         "controller-manager": ("/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth"),
         "scheduler": ("/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth"),
         "kwok": ("/O=system:masters/CN=kwok-controller", "extendedKeyUsage=clientAuth"),
+        "localnode": ("/O=system:masters/CN=modelyard-localnode", "extendedKeyUsage=clientAuth"),
     }
     for name, (subject, ext) in certs.items():
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
@@ -322,7 +325,7 @@ class DevCluster:
 
     # -- up --
 
-    def up(self, *, nodes: bool = True, timeout: float = 120.0) -> State:
+    def up(self, *, nodes: bool = True, local_node: bool = False, timeout: float = 120.0) -> State:
         existing = self.state()
         if existing is not None and any(c.alive() for c in existing.components):
             raise ClusterError(f"a cluster is already running from {self.dir} (hack/devcluster down first)")
@@ -338,7 +341,7 @@ class DevCluster:
         ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "sched", "kwok")}
         server = f"https://127.0.0.1:{ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, pki, server, "admin")
-        for user in ("controller-manager", "scheduler", "kwok"):
+        for user in ("controller-manager", "scheduler", "kwok", "localnode"):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", pki, server, user)
         stages = self._kwok_stages()
         state = State(dir=str(self.dir), bin=str(bin_dir), kubeconfig=str(self.kubeconfig), apiserver=server)
@@ -458,12 +461,34 @@ class DevCluster:
                     "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": fake_nodes()})
                 )
                 self.kubectl("wait", "--for=condition=Ready", "node", "-l", KWOK_SELECTOR, f"--timeout={int(timeout)}s")
+            if local_node:
+                self._start_local_node(state, deadline=time.monotonic() + timeout)
         except BaseException:
             self._stop_all(state)
             raise
         version = json.loads(self.kubectl("get", "--raw", "/version", capture=True))["gitVersion"]
         log(f"cluster up in {time.monotonic() - started:.1f}s: Kubernetes {version} at {server}")
         return state
+
+    def _start_local_node(self, state: State, *, deadline: float) -> None:
+        """The process-backed node ``local-0`` (hack/localnode): real pods as local processes."""
+        port = free_port()
+        comp = Component(
+            "localnode",
+            str(Path(sys.executable).resolve()),
+            [
+                str(HACK / "localnode"),
+                "run",
+                f"--kubeconfig={self.dir / 'localnode.kubeconfig'}",
+                f"--state-dir={self.dir / 'localnode'}",
+                f"--health-port={port}",
+            ],
+            str(self.dir / "logs" / "localnode.log"),
+            f"http://127.0.0.1:{port}/healthz",
+        )
+        self._start(comp, state, deadline=deadline)
+        remaining = max(1, int(deadline - time.monotonic()))
+        self.kubectl("wait", "--for=condition=Ready", f"node/{LOCAL_NODE}", f"--timeout={remaining}s")
 
     def _kwok_stages(self) -> Path:
         root = self.bin.parent / "kwok-stages"
@@ -523,6 +548,12 @@ class DevCluster:
         if state is None:
             return []
         stopped = self._stop_all(state)
+        if any(c.name == "localnode" for c in state.components):
+            from localnode.agent import cleanup  # hack/ is on the path: this file's folder
+
+            removed = cleanup(self.dir / "localnode")  # whatever a crashed agent left: namespaces, bridge, folders
+            if removed:
+                log(f"local node leftovers removed: {', '.join(removed)}")
         for sub in ("etcd-data", STATE_FILE):
             subprocess.run(["rm", "-rf", str(self.dir / sub)], check=False)
         return stopped
@@ -600,13 +631,18 @@ def main(argv: list[str] | None = None) -> int:
         help="state folder (kubeconfig, PKI, logs); default: .devcluster in the repository",
     )
     parser.add_argument("--no-nodes", action="store_true", help="do not create the kwok nodes")
+    parser.add_argument(
+        "--local-node",
+        action="store_true",
+        help="also run node local-0 (hack/localnode): its pods run as local processes; needs root",
+    )
     args = parser.parse_args(argv)
     cluster = DevCluster(args.dir)
     try:
         if args.command == "build":
             print(cluster.bin)
         elif args.command == "up":
-            cluster.up(nodes=not args.no_nodes)
+            cluster.up(nodes=not args.no_nodes, local_node=args.local_node)
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.command == "down":
             stopped = cluster.down()

@@ -1,0 +1,272 @@
+"""The process-backed local node (hack/localnode): pods bound to ``local-0`` really run, as local processes in
+their own network and mount namespaces, and nothing is left behind.
+
+One cluster with the local node for the whole module (its own, beside the session's kwok cluster). The last
+test stops it with ``down`` and checks that no namespace, bridge or process survives.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import http.server
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from devcluster import DevCluster
+from localnode.net import BRIDGE, NETNS_PREFIX
+
+from ..conftest import Kubectl, wait_for
+from ..models import binary_op
+
+IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
+TOLERATE = {
+    "nodeSelector": {"modelyard.dev/local-node": "true"},
+    "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
+    "automountServiceAccountToken": False,
+}
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    cl = DevCluster(tmp_path_factory.mktemp("localnode-cluster"))
+    cl.up(nodes=False, local_node=True)
+    try:
+        yield cl
+    finally:
+        cl.down()
+
+
+@pytest.fixture(scope="module")
+def kube(local_cluster: DevCluster) -> Kubectl:
+    return Kubectl(local_cluster.bin / "kubectl", local_cluster.kubeconfig)
+
+
+@pytest.fixture
+def ns(kube: Kubectl) -> Iterator[str]:
+    name = f"ln-{uuid.uuid4().hex[:8]}"
+    kube.run("create", "namespace", name)
+    wait_for(lambda: kube.get("serviceaccount", "default", name), what=f"default service account in {name}")
+    yield name
+    kube.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def artifact_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The model over HTTP from the host, on all addresses: pods reach it through the bridge's gateway."""
+    root = tmp_path_factory.mktemp("artifacts")
+    binary_op(root / "model.onnx")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://10.244.100.1:{server.server_address[1]}/model.onnx"
+    server.shutdown()
+
+
+def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    for c in containers:
+        c.setdefault("image", IMAGE)
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {**TOLERATE, "containers": containers, **spec},
+    }
+
+
+def sh(name: str, script: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "command": ["sh", "-c", script], **extra}
+
+
+def status(kube: Kubectl, name: str, ns: str) -> dict[str, Any]:
+    obj = kube.get("pod", name, ns)
+    return obj.get("status", {}) if obj else {}
+
+
+def ready(kube: Kubectl, name: str, ns: str) -> dict[str, Any] | None:
+    st = status(kube, name, ns)
+    ok = any(c["type"] == "Ready" and c["status"] == "True" for c in st.get("conditions", []))
+    return st if ok else None
+
+
+def netns_names() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.startswith(NETNS_PREFIX)]
+
+
+def pod_netns(kube: Kubectl, name: str, ns: str) -> str:
+    return NETNS_PREFIX + kube.get("pod", name, ns)["metadata"]["uid"].replace("-", "")[:8]
+
+
+def container_pid(container_status: dict[str, Any]) -> int:
+    return int(container_status["containerID"].removeprefix("localnode://"))
+
+
+def test_node_is_registered_ready_with_real_capacity_and_a_lease(kube: Kubectl) -> None:
+    node = kube.get("node", "local-0")
+    assert node["metadata"]["labels"]["modelyard.dev/local-node"] == "true"
+    assert node["spec"]["taints"] == [{"key": "modelyard.dev/local-node", "value": "true", "effect": "NoSchedule"}]
+    assert node["spec"]["podCIDR"] == "10.244.100.0/24"
+    assert node["status"]["capacity"]["cpu"] == str(os.cpu_count())
+    assert int(node["status"]["capacity"]["memory"].removesuffix("Ki")) > 0
+    assert next(c for c in node["status"]["conditions"] if c["type"] == "Ready")["status"] == "True"
+    lease = kube.get("lease", "local-0", "kube-node-lease")
+    renewed = datetime.datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
+    assert (datetime.datetime.now(datetime.UTC) - renewed).total_seconds() < 30
+
+
+def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
+    kube: Kubectl, ns: str, artifact_server: str
+) -> None:
+    mounts = [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": "/tmp"}]
+    restricted = {"readOnlyRootFilesystem": True, "allowPrivilegeEscalation": False}
+    loader = {
+        "name": "loader",
+        "image": IMAGE,
+        "command": ["modelyard-loader"],
+        "args": ["fetch", "--uri", artifact_server, "--dest", "/models/add/1", "--allow-hosts", "10.244.100.1"],
+        "volumeMounts": mounts,
+        "securityContext": restricted,
+    }
+    server = {
+        "name": "server",
+        "command": ["modelyard-server"],
+        "args": ["--model-repository", "/models", "--http-port", "$(HTTP_PORT)", "--grpc-port", "8081"],
+        "env": [{"name": "HTTP_PORT", "value": "8080"}],
+        "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 8081}],
+        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 1},
+        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 5},
+        "volumeMounts": mounts,
+        "securityContext": restricted,
+    }
+    volumes = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
+    started = time.monotonic()
+    kube.apply(pod("srv", [server], initContainers=[loader], volumes=volumes), ns)
+    st = wait_for(lambda: ready(kube, "srv", ns), timeout=60, interval=0.5, what="the server pod Ready")
+    time_to_ready = time.monotonic() - started
+    assert st["phase"] == "Running"
+    assert st["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 0
+    ip = st["podIP"]
+    assert ip.startswith("10.244.100.")
+
+    client = httpclient.InferenceServerClient(f"{ip}:8080")
+    a = np.arange(8, dtype=np.float32).reshape(2, 4)
+    b = np.full((2, 4), 10, dtype=np.float32)
+    inputs = [httpclient.InferInput("A", [2, 4], "FP32"), httpclient.InferInput("B", [2, 4], "FP32")]
+    inputs[0].set_data_from_numpy(a)
+    inputs[1].set_data_from_numpy(b)
+    result = client.infer("add", inputs)
+    np.testing.assert_array_equal(result.as_numpy("OUT0"), a + b)
+    np.testing.assert_array_equal(result.as_numpy("OUT1"), a - b)
+    print(f"pod applied -> Ready and answering in {time_to_ready:.1f}s")
+
+    pid = container_pid(st["containerStatuses"][0])
+    assert Path(f"/proc/{pid}").exists()
+    netns = pod_netns(kube, "srv", ns)
+    assert netns in netns_names()
+    assert Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}").exists()
+    kube.run("delete", "pod", "srv", "-n", ns, "--wait=false")
+    wait_for(lambda: kube.get("pod", "srv", ns) is None, timeout=40, what="the pod object removed")
+    assert not Path(f"/proc/{pid}").exists()
+    assert netns not in netns_names()
+    assert not Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}").exists()
+    with pytest.raises(OSError, match=r"timed out|[Nn]o route|refused|unreachable"):  # its address went with its netns
+        socket.create_connection((ip, 8080), timeout=1).close()
+
+
+def test_delete_sends_sigterm_and_honours_the_grace_period(kube: Kubectl, ns: str, tmp_path: Path) -> None:
+    script = "trap 'echo TERM > /out/signal; exit 0' TERM; echo started > /out/signal; while true; do sleep 0.1; done"
+    spec = pod(
+        "graceful",
+        [sh("c", script, volumeMounts=[{"name": "out", "mountPath": "/out"}])],
+        volumes=[{"name": "out", "hostPath": {"path": str(tmp_path)}}],
+        terminationGracePeriodSeconds=30,
+    )
+    kube.apply(spec, ns)
+    wait_for(lambda: (tmp_path / "signal").exists(), timeout=30, what="the container started")
+    netns = pod_netns(kube, "graceful", ns)
+    assert netns in netns_names()
+    began = time.monotonic()
+    kube.run("delete", "pod", "graceful", "-n", ns, "--wait=false")
+    wait_for(lambda: kube.get("pod", "graceful", ns) is None, timeout=30, what="the pod object removed")
+    assert (tmp_path / "signal").read_text().strip() == "TERM"
+    assert time.monotonic() - began < 15  # it exited on SIGTERM: no waiting out the 30 s grace period
+    assert netns not in netns_names()
+
+
+def test_other_images_fail_with_image_not_runnable(kube: Kubectl, ns: str) -> None:
+    kube.apply(pod("nginx", [{"name": "web", "image": "nginx:1.27"}]), ns)
+    st = wait_for(lambda: status(kube, "nginx", ns).get("phase") == "Failed" and status(kube, "nginx", ns))
+    assert st["reason"] == "ImageNotRunnable"
+    assert "nginx:1.27" in st["message"]
+    assert st["containerStatuses"][0]["state"]["terminated"]["reason"] == "ImageNotRunnable"
+
+
+def test_host_network_pods_are_refused(kube: Kubectl, ns: str) -> None:
+    kube.apply(pod("hostnet", [sh("c", "sleep 60")], hostNetwork=True), ns)
+    st = wait_for(lambda: status(kube, "hostnet", ns).get("phase") == "Failed" and status(kube, "hostnet", ns))
+    assert st["reason"] == "HostNetworkNotSupported"
+
+
+def test_exit_code_and_termination_message_in_status(kube: Kubectl, ns: str) -> None:
+    kube.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"}, "data": {"greeting": "hello"}}, ns
+    )
+    script = 'printf "%s from %s at %s" "$(cat /cfg/greeting)" "$NAME" "$IP" > /dev/termination-log; exit 3'
+    env = [
+        {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+    ]
+    failing = sh("fails", script, env=env, volumeMounts=[{"name": "cfg", "mountPath": "/cfg"}])
+    fallback = sh("logs", "echo last words; exit 4", terminationMessagePolicy="FallbackToLogsOnError")
+    spec = pod(
+        "failing", [failing, fallback], restartPolicy="Never", volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}]
+    )
+    kube.apply(spec, ns)
+    st = wait_for(lambda: status(kube, "failing", ns).get("phase") == "Failed" and status(kube, "failing", ns))
+    by_name = {c["name"]: c["state"]["terminated"] for c in st["containerStatuses"]}
+    assert by_name["fails"]["exitCode"] == 3
+    assert by_name["fails"]["reason"] == "Error"
+    assert by_name["fails"]["message"] == f"hello from failing at {st['podIP']}"
+    assert by_name["logs"]["exitCode"] == 4
+    assert by_name["logs"]["message"].strip() == "last words"
+
+
+def test_containers_restart_with_back_off_under_restart_policy_always(kube: Kubectl, ns: str) -> None:
+    kube.apply(pod("crashy", [sh("c", "exit 1")]), ns)
+
+    def restarted() -> dict[str, Any] | None:
+        cs = status(kube, "crashy", ns).get("containerStatuses") or [{}]
+        return cs[0] if cs[0].get("restartCount", 0) >= 2 else None
+
+    cs = wait_for(restarted, timeout=30, what="two restarts")
+    assert cs["lastState"]["terminated"]["exitCode"] == 1
+    assert status(kube, "crashy", ns)["phase"] == "Running"
+
+
+def test_down_leaves_no_namespace_bridge_or_process(local_cluster: DevCluster, kube: Kubectl, ns: str) -> None:
+    kube.apply(pod("left-running", [sh("c", "trap '' TERM; while true; do sleep 0.1; done")]), ns)
+    st = wait_for(lambda: ready(kube, "left-running", ns), timeout=30, what="the pod Ready")
+    pid = container_pid(st["containerStatuses"][0])
+    assert netns_names()
+    local_cluster.down()
+    assert not Path(f"/proc/{pid}").exists()
+    assert netns_names() == []
+    assert not Path(f"/sys/class/net/{BRIDGE}").exists()
+    assert not Path("/run/modelyard-localnode").exists()
+    assert not Path("/dev/termination-log").exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert json.dumps(local_cluster.status()) == "[]"
