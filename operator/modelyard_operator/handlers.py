@@ -38,6 +38,7 @@ from modelyard_operator.reconcile import (
     uses_rollout,
 )
 from modelyard_operator.rollout.decide import measurement_due
+from modelyard_operator.status import Problem, Reason, degraded_status
 
 MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
@@ -92,8 +93,15 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
                     await kube.patch_status("ModelDeployment", namespace, name, update.status)
                     _emit(md, update.events)
                 return
-            for obj in todo.apply:
-                await kube.apply(obj)
+            try:
+                for obj in todo.apply:
+                    await kube.apply(obj)
+            except KubeError as exc:
+                if not exc.api_missing:
+                    raise
+                await _report_gateway_api_missing(md, exc, kube)
+                # Retried until the CRDs appear; what already serves keeps serving meanwhile.
+                raise kopf.TemporaryError(f"{exc}; retrying", delay=GATEWAY_API_RETRY_SECONDS) from exc
             for dep in todo.delete_deployments:
                 log.info("deleting Deployment %s/%s: replaced by %s", namespace, dep, md["spec"]["version"])
                 await kube.delete_deployment(namespace, dep)
@@ -108,6 +116,22 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
             raise kopf.PermanentError(str(exc)) from exc
         finally:
             memo.metrics.reconcile_duration.labels(kind="ModelDeployment").observe(time.perf_counter() - started)
+
+
+GATEWAY_API_RETRY_SECONDS = 5.0
+
+
+async def _report_gateway_api_missing(md: dict[str, Any], exc: KubeError, kube: Kube) -> None:
+    """The gatewayAPI router needs the HTTPRoute CRD: say so as Degraded (not a permanent error)."""
+    parsed = ModelDeployment.model_validate(md)
+    problem = Problem(
+        Reason.GATEWAY_API_MISSING,
+        "trafficRouter gatewayAPI needs the Gateway API CRDs (HTTPRoute, gateway.networking.k8s.io/v1), "
+        f"which this cluster does not serve ({exc}); install them, or use trafficRouter replicas or inPod",
+    )
+    update = degraded_status(parsed.metadata, parsed.status, problem, _now())
+    await kube.patch_status("ModelDeployment", parsed.metadata.namespace, parsed.metadata.name, update.status)
+    _emit(md, update.events)
 
 
 async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list[dict[str, Any]], memo: Any) -> Plan:

@@ -41,17 +41,23 @@ def _dict(obj: Any) -> Obj:
 class KubeError(Exception):
     """An API call failed; ``transient`` says whether retrying may help."""
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
+    def __init__(self, message: str, *, status: int = 0, kind: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.kind = kind  # the kind of the object the failed call was about, when there was one
+
+    @property
+    def api_missing(self) -> bool:
+        """The API server does not serve this kind at all (its CRD is not installed)."""
+        return self.status == 404 and self.kind == "HTTPRoute"
 
     @property
     def transient(self) -> bool:
         return self.status == 0 or self.status == 409 or self.status == 429 or self.status >= 500
 
 
-def _translate(exc: ApiError, what: str) -> KubeError:
-    return KubeError(f"{what}: {exc.status.message}", status=exc.status.code or 0)
+def _translate(exc: ApiError, what: str, *, kind: str = "") -> KubeError:
+    return KubeError(f"{what}: {exc.status.message}", status=exc.status.code or 0, kind=kind)
 
 
 class Kube:
@@ -116,6 +122,7 @@ class Kube:
         """Server-side apply under the operator's field manager, taking over conflicting fields."""
         resource = _KINDS[(obj["apiVersion"], obj["kind"])]
         meta = obj["metadata"]
+        what = f"applying {obj['kind']} {meta['namespace']}/{meta['name']}"
         try:
             await self._client.patch(
                 resource,
@@ -127,7 +134,14 @@ class Kube:
                 force=True,
             )
         except ApiError as exc:
-            raise _translate(exc, f"applying {obj['kind']} {meta['namespace']}/{meta['name']}") from exc
+            raise _translate(exc, what, kind=obj["kind"]) from exc
+        except Exception as exc:
+            # An answer that is not a Kubernetes Status (a kind the API server does not serve at all:
+            # "404 page not found") comes through as the HTTP client's own error.
+            code = getattr(getattr(exc, "response", None), "status_code", None)
+            if not isinstance(code, int):
+                raise
+            raise KubeError(f"{what}: HTTP {code} from the API server", status=code, kind=obj["kind"]) from exc
 
     async def delete_deployment(self, namespace: str, name: str) -> None:
         try:

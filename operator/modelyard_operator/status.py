@@ -30,6 +30,7 @@ class Reason(enum.StrEnum):
     AVAILABLE = "Available"
     SCALED_TO_ZERO = "ScaledToZero"
     PENDING_VALIDATION = "PendingValidation"
+    GATEWAY_API_MISSING = "GatewayAPIMissing"
 
 
 @dataclass(frozen=True)

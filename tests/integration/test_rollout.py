@@ -176,3 +176,38 @@ def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: 
     assert status_of(kubectl, namespace)["weights"] == {"stable": 40, "canary": 60}
     # the server re-reads the mounted ConfigMap: a weight change does not roll the pods
     assert kubectl.get("deployment", "fraud-1", namespace)["spec"]["template"] == template_before
+
+
+def test_gateway_api_missing_is_degraded_until_the_crds_appear(kubectl: Kubectl, namespace: str, cluster: Any) -> None:
+    """Without the HTTPRoute CRD the gatewayAPI router reports Degraded/GatewayAPIMissing and keeps retrying.
+
+    The CRD is removed for real (tests of this session run one after another, and the route test above
+    installs it again for itself), then installed while the operator keeps running.
+    """
+    crd = next(cluster.bin.parent.glob("gateway-api/gateway.networking.k8s.io_httproutes.yaml"), None)
+    assert crd is not None, f"Gateway API CRDs missing next to {cluster.bin}"
+    kubectl.run("delete", "crd", "httproutes.gateway.networking.k8s.io", "--ignore-not-found", "--wait=true")
+    wait_for(lambda: "httproutes" not in kubectl.run("api-resources", "--api-group=gateway.networking.k8s.io").stdout,
+             timeout=30, what="HTTPRoute API gone")  # fmt: skip
+    spec = {"rollout": rollout({"setWeight": 30}, {"pause": {}}, trafficRouter="gatewayAPI")}
+    kubectl.apply([mv("1"), mv("2")], namespace)
+    kubectl.apply(md(version="1", **spec), namespace)
+
+    def degraded() -> dict[str, Any] | None:
+        c = condition(kubectl.get("md", "fraud", namespace), "Degraded")
+        return c if c and c["status"] == "True" else None
+
+    c = wait_for(degraded, timeout=60, what="Degraded=True")
+    assert c["reason"] == "GatewayAPIMissing"
+    assert "Gateway API CRDs" in c["message"]
+    assert status_of(kubectl, namespace)["phase"] == "Degraded"
+    assert "fraud-1" in replicas_of(kubectl, namespace)  # the Deployment is there: only the route is missing
+    events = kubectl.get("events", namespace=namespace)["items"]
+    assert [e["reason"] for e in events if e["reason"] == "GatewayAPIMissing"] == ["GatewayAPIMissing"]
+
+    kubectl.run("apply", "--server-side", "-f", str(crd))
+    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Healthy", timeout=60, what="recovered")
+    route = kubectl.get("httproute", "fraud", namespace)
+    assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [("fraud-stable", 100)]
+    assert condition(kubectl.get("md", "fraud", namespace), "Degraded")["status"] == "False"  # type: ignore[index]
