@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 TICK = 0.25
 BACKOFF_START, BACKOFF_MAX = 1.0, 30.0  # restart back-off (the kubelet's is 10 s to 5 min: too slow for tests)
 MESSAGE_LIMIT = 4096
+VOLUME_REFRESH = 5.0  # seconds between rewrites of configMap / secret / downwardAPI volumes
 STAGE = "/run/modelyard-localnode"  # made by the agent, removed by cleanup
 
 
@@ -167,7 +168,7 @@ class PodRunner(threading.Thread):
             t = time.monotonic()
             if self.stop_grace is not None:
                 return self.terminate()
-            if t - last_refresh > 10:
+            if t - last_refresh > VOLUME_REFRESH:
                 self.refresh_volumes()
                 last_refresh = t
             if self.step(t):

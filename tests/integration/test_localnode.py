@@ -76,7 +76,7 @@ def artifact_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    for c in containers:
+    for c in [*containers, *spec.get("initContainers", [])]:
         c.setdefault("image", IMAGE)
     return {
         "apiVersion": "v1",
@@ -254,6 +254,44 @@ def test_containers_restart_with_back_off_under_restart_policy_always(kube: Kube
     cs = wait_for(restarted, timeout=30, what="two restarts")
     assert cs["lastState"]["terminated"]["exitCode"] == 1
     assert status(kube, "crashy", ns)["phase"] == "Running"
+
+
+def test_sidecar_first_exec_and_tcp_probes_and_configmap_refresh(kube: Kubectl, ns: str) -> None:
+    kube.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "gate"}, "data": {"state": "wait"}}, ns)
+    shared = [{"name": "shared", "mountPath": "/shared"}]
+    sidecar = sh(
+        "side",
+        "sleep 1; echo up > /shared/side; while true; do sleep 0.1; done",
+        restartPolicy="Always",
+        volumeMounts=shared,
+        startupProbe={"exec": {"command": ["test", "-f", "/shared/side"]}, "periodSeconds": 1, "failureThreshold": 30},
+    )
+    main = sh(
+        "main",
+        "test -f /shared/side || exit 9; exec python3 -m http.server 9000",  # the sidecar was started first
+        volumeMounts=[*shared, {"name": "gate", "mountPath": "/gate"}],
+        ports=[{"name": "web", "containerPort": 9000}],
+        livenessProbe={"tcpSocket": {"port": "web"}, "periodSeconds": 1, "initialDelaySeconds": 2},
+        readinessProbe={"exec": {"command": ["grep", "-q", "ready", "/gate/state"]}, "periodSeconds": 1},
+    )
+    volumes = [{"name": "shared", "emptyDir": {}}, {"name": "gate", "configMap": {"name": "gate"}}]
+    kube.apply(pod("probed", [main], initContainers=[sidecar], volumes=volumes), ns)
+
+    def running() -> dict[str, Any] | None:
+        st = status(kube, "probed", ns)
+        cs = st.get("containerStatuses") or [{}]
+        return st if cs[0].get("state", {}).get("running") else None
+
+    st = wait_for(running, timeout=30, what="the main container running")
+    assert st["initContainerStatuses"][0]["started"] is True
+    time.sleep(3)  # liveness (tcpSocket) passes, readiness (exec) fails: running, not Ready, no restarts
+    st = status(kube, "probed", ns)
+    assert st["containerStatuses"][0]["ready"] is False
+    assert st["containerStatuses"][0]["restartCount"] == 0
+    kube.run("patch", "configmap", "gate", "-n", ns, "-p", '{"data": {"state": "ready"}}')
+    st = wait_for(lambda: ready(kube, "probed", ns), timeout=20, what="Ready once the ConfigMap says so")
+    assert st["containerStatuses"][0]["restartCount"] == 0
+    assert st["initContainerStatuses"][0]["state"]["running"]  # the native sidecar keeps running
 
 
 def test_down_leaves_no_namespace_bridge_or_process(local_cluster: DevCluster, kube: Kubectl, ns: str) -> None:
