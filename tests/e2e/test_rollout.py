@@ -147,6 +147,7 @@ class World:
     servers: dict[str, int]  # version -> HTTP port of the server that serves it
     operator_log: Path
     operator_env: dict[str, str]
+    gateway_crds: Path  # the Gateway API CRDs cached with the control plane's binaries
     operator: subprocess.Popen[bytes] | None = None
 
     def start_operator(self) -> None:
@@ -204,7 +205,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                "MODELYARD_METRICS_PORT": str(free_port())}  # fmt: skip
         by_version = {"1": ports["good-0"], "2": ports["good-0"], "4": ports["good-0"], "3": ports["bad-0"],
                       "6": ports["slow-0"]}  # fmt: skip
-        world = World(kubectl, prom, by_version, tmp / "operator.log", env)
+        world = World(kubectl, prom, by_version, tmp / "operator.log", env, cluster.bin.parent / "gateway-api")
         world.start_operator()
         yield world
     finally:
@@ -223,8 +224,10 @@ class Load:
     world: World
     md: str
     rate: float = 40.0
+    preview: float = 0.0  # share of requests sent to the canary whatever its weight (<md>-canary, blue/green)
     weights: dict[str, Any] = field(default_factory=dict)
-    results: list[tuple[float, str, bool]] = field(default_factory=list)  # (time, version, ok)
+    results: list[tuple[float, str, bool]] = field(default_factory=list)  # (time, version, ok): user traffic
+    preview_results: list[tuple[float, str, bool]] = field(default_factory=list)
     phases: list[tuple[float, str | None, int]] = field(default_factory=list)  # (time, phase, canary weight)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -250,7 +253,8 @@ class Load:
             st = self.weights
             stable, canary = st.get("stableVersion"), st.get("canaryVersion")
             weight = (st.get("weights") or {}).get("canary", 0) if canary else 0
-            version = canary if canary and rng.random() * 100 < weight else stable
+            previewing = bool(canary) and rng.random() < self.preview
+            version = canary if previewing or (canary and rng.random() * 100 < weight) else stable
             if not send_traffic or version is None:
                 time.sleep(0.05)
                 continue
@@ -264,7 +268,7 @@ class Load:
                 ok = True
             except Exception:
                 ok = False
-            self.results.append((time.monotonic(), version, ok))
+            (self.preview_results if previewing else self.results).append((time.monotonic(), version, ok))
             time.sleep(1.0 / self.rate)
 
     def start(self, *, traffic: bool = True) -> Load:
@@ -554,3 +558,154 @@ def test_in_pod_router_weights_split_a_real_servers_requests(world: World, tmp_p
     finally:
         stop(server)
         world.kubectl.run("delete", "md", name, "-n", NS, "--wait=false", check=False)
+
+
+def rollout_md(name: str, version: str, rollout: dict[str, Any]) -> dict[str, Any]:
+    """A ModelDeployment with a free-form ``spec.rollout`` (strategy, router and steps given by the test)."""
+    body = md(name, version, metrics=[])
+    body["spec"]["rollout"] = rollout
+    return body
+
+
+def apply_healthy_then(world: World, name: str, rollout: dict[str, Any], version: str) -> dict[str, Any]:
+    """Serve version 1 first (no rollout for the first version), then ask for ``version``."""
+    world.kubectl.apply(rollout_md(name, "1", rollout), NS)
+    wait_for(lambda: ((world.kubectl.get("md", name, NS) or {}).get("status") or {}).get("phase") == "Healthy",
+             timeout=60, what=f"{name} Healthy on version 1")  # fmt: skip
+    body = rollout_md(name, version, rollout)
+    world.kubectl.apply(body, NS)
+    return body
+
+
+def action_events(world: World, name: str, nonce: str) -> list[dict[str, Any]]:
+    events = world.kubectl.get("events", namespace=NS)["items"]
+    return [e for e in events if e["reason"] == "RolloutAction" and e["involvedObject"]["name"] == name
+            and f"nonce {nonce}," in e["message"]]  # fmt: skip
+
+
+def test_gateway_api_router_route_weights_at_each_step(world: World) -> None:
+    """gatewayAPI: the HTTPRoute's backend weights follow a canary that real analysis drives to promotion."""
+    kubectl = world.kubectl
+    kubectl.run("apply", "--server-side", "-f", str(world.gateway_crds / "gateway.networking.k8s.io_httproutes.yaml"))
+    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    name = "gw"
+    analyze = {"analyze": {"minDuration": "4s", "maxDuration": "60s"}}
+    rollout = {"strategy": "canary", "trafficRouter": "gatewayAPI",
+               "steps": [{"setWeight": 20}, analyze, {"setWeight": 60}, analyze],
+               "gatewayAPI": {"parentRefs": [{"name": "edge"}], "mirrorPercent": 10,
+                              "canaryHeaders": [{"name": "x-canary", "value": "always"}]},
+               "analysis": {**ANALYSIS, "metrics": [ERRORS]}}  # fmt: skip
+    apply_healthy_then(world, name, rollout, "2")
+    load = Load(world, name).start()
+    seen: dict[int, Obj] = {}
+    try:
+        for weight in (20, 60):
+            until(load, lambda s, w=weight: (s.get("weights") or {}).get("canary") == w and s.get("canaryVersion"),
+                  timeout=60, what=f"canary at {weight}%")  # fmt: skip
+            seen[weight] = kubectl.get("httproute", name, NS)  # applied before the status that reports the weight
+        status = until(load, lambda s: s.get("stableVersion") == "2", timeout=60, what="gw canary promoted")
+        after = wait_for(lambda: (r := kubectl.get("httproute", name, NS)) and len(r["spec"]["rules"]) == 1 and r,
+                         timeout=30, what="the route on one backend again")  # fmt: skip
+    finally:
+        finish(world, load, name)
+    for weight, route in seen.items():
+        header, main = route["spec"]["rules"]
+        assert [m["headers"] for m in header["matches"]] == [[{"type": "Exact", "name": "x-canary", "value": "always"}]]
+        assert [b["name"] for b in header["backendRefs"]] == [f"{name}-canary"]
+        assert [(b["name"], b["weight"]) for b in main["backendRefs"]] == [
+            (f"{name}-stable", 100 - weight), (f"{name}-canary", weight)]  # fmt: skip
+        mirror = main["filters"][0]["requestMirror"]
+        assert (mirror["backendRef"]["name"], mirror["percent"]) == (f"{name}-canary", 10)
+        assert route["spec"]["parentRefs"][0]["name"] == "edge"
+    assert [(b["name"], b["weight"]) for b in after["spec"]["rules"][0]["backendRefs"]] == [(f"{name}-stable", 100)]
+    assert kubectl.get("service", f"{name}-stable", NS)["spec"]["selector"]["modelyard.dev/version"] == "2"
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
+    assert all(ok for _, _, ok in load.results)
+
+
+def test_approval_gates_wait_and_each_nonce_applies_once(world: World) -> None:
+    """Two approval gates after real analysis: each waits; a re-applied nonce (annotation or spec) passes none."""
+    kubectl = world.kubectl
+    name = "gate"
+    rollout = {"strategy": "canary",
+               "steps": [{"setWeight": 25}, {"analyze": {"minDuration": "3s", "maxDuration": "60s"}}, {"pause": {}},
+                         {"setWeight": 50}, {"pause": {}}],
+               "analysis": {**ANALYSIS, "metrics": [ERRORS]}}  # fmt: skip
+    body = apply_healthy_then(world, name, rollout, "2")
+    load = Load(world, name).start()
+
+    def paused_at(weight: int) -> Any:
+        return lambda s: s.get("phase") == "Paused" and (s.get("weights") or {}).get("canary") == weight
+
+    try:
+        first = until(load, paused_at(25), timeout=60, what="first gate after the analysis")
+        assert first["step"]["index"] == 2  # the gate comes after an analysis that passed on real numbers
+        time.sleep(2 * INTERVAL_S + 1)
+        assert paused_at(25)(load.status()), "the gate did not wait"
+
+        kubectl.run("annotate", "md", name, "-n", NS, "modelyard.dev/action=approve:a1")
+        second = until(load, paused_at(50), timeout=30, what="second gate")
+        # A GitOps tool re-applies what it knows: the same annotation and the manifest.
+        kubectl.run("annotate", "md", name, "-n", NS, "--overwrite", "modelyard.dev/action=approve:a1")
+        kubectl.apply(body, NS)
+        time.sleep(2 * INTERVAL_S + 1)
+        held = load.status()
+        assert paused_at(50)(held), f"a replayed nonce passed the second gate: {held.get('lastDecision')}"
+        assert held["step"]["index"] == second["step"]["index"]
+
+        body["spec"]["rollout"]["action"] = {"type": "approve", "nonce": "s1"}
+        kubectl.apply(body, NS)
+        status = until(load, lambda s: s.get("stableVersion") == "2", timeout=30, what="promotion")
+        kubectl.apply(body, NS)  # replayed: no second approval and no new rollout
+        time.sleep(2)
+        again = load.status()
+    finally:
+        finish(world, load, name)
+    assert (second["lastHandledAction"]["type"], second["lastHandledAction"]["nonce"]) == ("approve", "a1")
+    assert status["lastHandledAction"]["nonce"] == "s1"
+    assert again["history"] == status["history"] == [
+        {**status["history"][0], "version": "2", "outcome": "Promoted"}]  # fmt: skip
+    assert "canaryVersion" not in again
+    assert len(action_events(world, name, "a1")) == 1
+    assert len(action_events(world, name, "s1")) == 1
+    assert all(ok for _, _, ok in load.results)
+
+
+def test_blue_green_full_copy_analysed_then_switched(world: World) -> None:
+    """blueGreen: a full second copy gets only preview traffic; a failing one goes without users seeing it,
+    a passing one takes all traffic at once."""
+    kubectl = world.kubectl
+    name = "bg"
+    rollout = {"strategy": "blueGreen", "blueGreen": {"analyze": {"minDuration": "4s", "maxDuration": "60s"}},
+               "analysis": {**ANALYSIS, "metrics": [ERRORS]}}  # fmt: skip
+    apply_healthy_then(world, name, rollout, "3")
+    load = Load(world, name, preview=0.5).start()  # half the requests are smoke tests through <md>-canary
+    selector = f"app.kubernetes.io/instance={name}"
+
+    def deployments() -> dict[str, int]:
+        items = kubectl.get("deployments", namespace=NS, labels=selector)["items"]
+        return {d["metadata"]["name"]: d["spec"]["replicas"] for d in items}
+
+    try:
+        # the failing copy: previews fail, analysis rolls it back, user traffic never reached it
+        until(load, lambda s: s.get("phase") == "RolledBack", timeout=60, what="failing blue/green copy rolled back")
+        assert any(not ok for _, v, ok in load.preview_results if v == "3")
+        wait_for(lambda: deployments() == {f"{name}-1": 2}, timeout=30, what="failing copy removed")
+
+        kubectl.apply(rollout_md(name, "2", rollout), NS)
+        analysing = until(load, lambda s: s.get("canaryVersion") == "2" and (s.get("step") or {}).get("index") == 1,
+                          timeout=60, what="second copy under analysis")  # fmt: skip
+        copies = deployments()
+        canary_svc = kubectl.get("service", f"{name}-canary", NS)["spec"]["selector"]["modelyard.dev/version"]
+        status = until(load, lambda s: s.get("stableVersion") == "2", timeout=60, what="switch to version 2")
+        wait_for(lambda: deployments() == {f"{name}-2": 2}, timeout=30, what="old copy removed")
+    finally:
+        finish(world, load, name)
+    assert copies == {f"{name}-1": 2, f"{name}-2": 2}  # a full second copy beside the full stable one
+    assert canary_svc == "2"
+    assert analysing["weights"] == {"stable": 100, "canary": 0}
+    assert {w for _, _, w in load.phases} <= {0, 100}, "blue/green moved traffic in steps"
+    assert all(ok for _, _, ok in load.results), "user traffic reached the failing copy"
+    assert {v for _, v, _ in load.results} == {"1", "2"}
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [("3", "RolledBack"), ("2", "Promoted")]
+    assert status["rolledBackVersions"] == ["3"]
