@@ -110,6 +110,14 @@ def pod_netns(kube: Kubectl, name: str, ns: str) -> str:
     return NETNS_PREFIX + kube.get("pod", name, ns)["metadata"]["uid"].replace("-", "")[:8]
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a killed agent's children are reparented to a PID 1 that may never reap them)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def container_pid(container_status: dict[str, Any]) -> int:
     return int(container_status["containerID"].removeprefix("localnode://"))
 
@@ -173,13 +181,13 @@ def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
     print(f"pod applied -> Ready and answering in {time_to_ready:.1f}s")
 
     pid = container_pid(st["containerStatuses"][0])
-    assert Path(f"/proc/{pid}").exists()
+    assert running(pid)
     netns = pod_netns(kube, "srv", ns)
     assert netns in netns_names()
     assert Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}").exists()
     kube.run("delete", "pod", "srv", "-n", ns, "--wait=false")
     wait_for(lambda: kube.get("pod", "srv", ns) is None, timeout=40, what="the pod object removed")
-    assert not Path(f"/proc/{pid}").exists()
+    assert not running(pid)
     assert netns not in netns_names()
     assert not Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}").exists()
     with pytest.raises(OSError, match=r"timed out|[Nn]o route|refused|unreachable"):  # its address went with its netns
@@ -300,11 +308,34 @@ def test_down_leaves_no_namespace_bridge_or_process(local_cluster: DevCluster, k
     pid = container_pid(st["containerStatuses"][0])
     assert netns_names()
     local_cluster.down()
-    assert not Path(f"/proc/{pid}").exists()
+    assert not running(pid)
     assert netns_names() == []
     assert not Path(f"/sys/class/net/{BRIDGE}").exists()
     assert not Path("/run/modelyard-localnode").exists()
     assert not Path("/dev/termination-log").exists()
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
     assert json.dumps(local_cluster.status()) == "[]"
+
+
+def test_a_crashed_agent_leaves_nothing_after_down(tmp_path: Path) -> None:
+    """Runs after the module's cluster is down (one local node per machine: one bridge)."""
+    cl = DevCluster(tmp_path / "cluster")
+    cl.up(nodes=False, local_node=True)
+    try:
+        kube = Kubectl(cl.bin / "kubectl", cl.kubeconfig)
+        kube.apply(pod("orphan", [sh("c", "trap '' TERM; sleep 1000 & wait")]), "default")
+        st = wait_for(lambda: ready(kube, "orphan", "default"), timeout=30, what="the pod Ready")
+        pids = [int(p) for p in subprocess.run(["ip", "netns", "pids", pod_netns(kube, "orphan", "default")],
+                                               capture_output=True, text=True, check=True).stdout.split()]  # fmt: skip
+        assert container_pid(st["containerStatuses"][0]) in pids
+        assert len(pids) >= 2  # sh and its sleep
+        state = cl.state()
+        assert state is not None
+        agent = next(c for c in state.components if c.name == "localnode")
+        os.kill(agent.pid, 9)  # no chance to clean up
+        wait_for(lambda: not agent.alive(), timeout=10, what="the agent gone")
+        assert all(running(p) for p in pids)  # its pods' processes outlive it ...
+    finally:
+        cl.down()
+    assert not any(running(p) for p in pids)  # ... but not down
+    assert netns_names() == []
+    assert not Path(f"/sys/class/net/{BRIDGE}").exists()
