@@ -606,8 +606,9 @@ def test_gateway_api_router_route_weights_at_each_step(world: World) -> None:
         status = until(load, lambda s: s.get("stableVersion") == "2", timeout=60, what="gw canary promoted")
         after = wait_for(lambda: (r := kubectl.get("httproute", name, NS)) and len(r["spec"]["rules"]) == 1 and r,
                          timeout=30, what="the route on one backend again")  # fmt: skip
+        stable_selector = kubectl.get("service", f"{name}-stable", NS)["spec"]["selector"]
     finally:
-        finish(world, load, name)
+        finish(world, load, name)  # deletes the MD: its Services go with it
     for weight, route in seen.items():
         header, main = route["spec"]["rules"]
         assert [m["headers"] for m in header["matches"]] == [[{"type": "Exact", "name": "x-canary", "value": "always"}]]
@@ -618,7 +619,7 @@ def test_gateway_api_router_route_weights_at_each_step(world: World) -> None:
         assert (mirror["backendRef"]["name"], mirror["percent"]) == (f"{name}-canary", 10)
         assert route["spec"]["parentRefs"][0]["name"] == "edge"
     assert [(b["name"], b["weight"]) for b in after["spec"]["rules"][0]["backendRefs"]] == [(f"{name}-stable", 100)]
-    assert kubectl.get("service", f"{name}-stable", NS)["spec"]["selector"]["modelyard.dev/version"] == "2"
+    assert stable_selector["modelyard.dev/version"] == "2"
     assert [(h["version"], h["outcome"]) for h in status["history"]] == [("2", "Promoted")]
     assert all(ok for _, _, ok in load.results)
 
