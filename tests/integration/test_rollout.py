@@ -211,3 +211,60 @@ def test_gateway_api_missing_is_degraded_until_the_crds_appear(kubectl: Kubectl,
     route = kubectl.get("httproute", "fraud", namespace)
     assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [("fraud-stable", 100)]
     assert condition(kubectl.get("md", "fraud", namespace), "Degraded")["status"] == "False"  # type: ignore[index]
+
+
+def test_prometheus_client_maps_timeouts_and_errors_to_clear_messages() -> None:
+    """The adapter against real HTTP servers that stall, fail and answer: every failure is a PrometheusError."""
+    import asyncio
+    import http.server
+    import threading
+    import time
+
+    from modelyard_operator.prometheus import Prometheus, PrometheusError
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            if self.path.startswith("/stall"):
+                time.sleep(2)
+            if self.path.startswith("/broken"):
+                body, code = b"<html>bad gateway</html>", 502
+            elif self.path.startswith("/invalid"):
+                body, code = b'{"status":"error","errorType":"bad_data","error":"parse error at char 3"}', 400
+            else:
+                body, code = b'{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"0.25"]}]}}', 200
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    async def ask(path: str, limit: float = 5.0) -> float | None:
+        prom = Prometheus(base + path, timeout=limit)
+        try:
+            return await prom.query("up")
+        finally:
+            await prom.close()
+
+    try:
+        assert asyncio.run(ask("/ok")) == 0.25
+        started = time.monotonic()
+        with pytest.raises(PrometheusError, match=r"did not answer within 0.5s"):
+            asyncio.run(ask("/stall", limit=0.5))
+        assert time.monotonic() - started < 1.8  # the timeout, not the server, ended the wait
+        with pytest.raises(PrometheusError, match=r"HTTP 502: not a Prometheus API response"):
+            asyncio.run(ask("/broken"))
+        with pytest.raises(PrometheusError, match=r"HTTP 400: bad_data: parse error at char 3"):
+            asyncio.run(ask("/invalid"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    with pytest.raises(PrometheusError, match="unreachable"):
+        asyncio.run(ask("/ok"))  # nothing listens on the port any more
