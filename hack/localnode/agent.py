@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import fcntl
 import http.server
 import ipaddress
 import os
@@ -31,6 +32,7 @@ DEFAULT_CIDR = "10.244.100.0/24"  # kwok's fake nodes use 10.244.0-5.0/24
 LEASE_SECONDS = 40
 SHUTDOWN_GRACE = 5.0
 MOUNTPOINTS = "mountpoints.txt"
+LOCK = "/run/modelyard-localnode.lock"
 
 
 def micro_now() -> str:
@@ -54,6 +56,7 @@ class Agent:
         self.ip_lock = threading.Lock()
         self.stopping = threading.Event()
         self.healthy_at = 0.0
+        self.lock_fd: int | None = None
 
     def log(self, msg: str) -> None:
         print(f"[localnode {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -180,12 +183,9 @@ class Agent:
                 runner.update(pod)
                 continue
             if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
-                if pod["metadata"].get("deletionTimestamp"):
-                    self.runners[uid] = runner = PodRunner(self, pod)
-                    runner.phase = pod["status"]["phase"]
-                    runner.stop(0, delete_object=True)
-                    runner.start()
-                continue  # finished before this agent started: nothing to run
+                if pod["metadata"].get("deletionTimestamp"):  # nothing runs any more: let the object go
+                    self.delete_pod(pod)
+                continue  # finished (or finished before this agent started): nothing to run
             self.runners[uid] = runner = PodRunner(self, pod)
             runner.update(pod)
             runner.start()
@@ -195,9 +195,22 @@ class Agent:
             if runner.done.is_set():
                 del self.runners[uid]
 
+    def delete_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                   "preconditions": {"uid": meta["uid"]}}  # fmt: skip
+        try:
+            self.kube.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}", options)
+        except ApiError as exc:
+            if exc.status not in (404, 409):
+                self.log(f"{meta['namespace']}/{meta['name']}: delete failed: {exc}")
+
     def run(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        cleanup(self.state_dir)  # leftovers of an agent that crashed
+        self.lock_fd = machine_lock()
+        if self.lock_fd is None:
+            raise SystemExit(f"another local node agent runs on this machine (it holds {LOCK}); one per machine")
+        cleanup(self.state_dir, lock_held=True)  # leftovers of an agent that crashed
         net.setup_bridge(self.cidr)
         Path(STAGE).mkdir(exist_ok=True)
         self.register()
@@ -225,15 +238,37 @@ class Agent:
             runner.stop(SHUTDOWN_GRACE)
         for runner in self.runners.values():
             runner.done.wait(SHUTDOWN_GRACE + 3)
-        cleanup(self.state_dir)
+        cleanup(self.state_dir, lock_held=True)
+        with contextlib.suppress(OSError):
+            os.unlink(LOCK)  # still holding it: nobody else can have locked this file
 
 
-def cleanup(state_dir: Path) -> list[str]:
+def machine_lock() -> int | None:
+    """One local node per machine (one bridge): the running agent holds an exclusive lock on LOCK.
+    Returns the locked descriptor, or None while another live agent holds it."""
+    fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def cleanup(state_dir: Path, *, lock_held: bool = False) -> list[str]:
     """Remove every pod namespace (killing what runs in it), the bridge, the pods' folders and the mount
-    points made on the host. Safe to run twice and after a crash."""
-    removed = net.teardown_all()
-    with contextlib.suppress(OSError):
-        Path(STAGE).rmdir()
+    points made on the host. Safe to run twice and after a crash; the machine-wide parts (namespaces,
+    bridge) are left alone while another live agent holds the machine lock."""
+    fd = None if lock_held else machine_lock()
+    removed: list[str] = []
+    if lock_held or fd is not None:
+        removed = net.teardown_all()
+        with contextlib.suppress(OSError):
+            Path(STAGE).rmdir()
+    if fd is not None:  # the lock was ours only for this cleanup: no agent runs, the lock file can go
+        with contextlib.suppress(OSError):
+            os.unlink(LOCK)
+        os.close(fd)
     record = state_dir / MOUNTPOINTS
     if record.exists():
         for line in sorted(set(record.read_text().splitlines()), key=len, reverse=True):
@@ -292,6 +327,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         agent.run()
     except Exception:
-        cleanup(args.state_dir)
+        cleanup(args.state_dir, lock_held=agent.lock_fd is not None)
         raise
     return 0

@@ -468,16 +468,7 @@ class PodRunner(threading.Thread):
         self.agent.release_ip(self.uid)
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.delete_object:
-            try:
-                self.agent.kube.request(
-                    "DELETE",
-                    self.path,
-                    {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
-                     "preconditions": {"uid": self.uid}},
-                )  # fmt: skip
-            except ApiError as exc:
-                if exc.status not in (404, 409):
-                    self.agent.log(f"{self.name}: delete failed: {exc}")
+            self.agent.delete_pod(self.pod)
 
     # -- status --
 

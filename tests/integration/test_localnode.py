@@ -26,6 +26,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from devcluster import DevCluster
+from localnode.agent import LOCK
 from localnode.net import BRIDGE, NETNS_PREFIX
 
 from ..conftest import Kubectl, wait_for
@@ -220,6 +221,8 @@ def test_other_images_fail_with_image_not_runnable(kube: Kubectl, ns: str) -> No
     assert st["reason"] == "ImageNotRunnable"
     assert "nginx:1.27" in st["message"]
     assert st["containerStatuses"][0]["state"]["terminated"]["reason"] == "ImageNotRunnable"
+    kube.run("delete", "pod", "nginx", "-n", ns, "--wait=false")  # a finished pod's object goes at once
+    wait_for(lambda: kube.get("pod", "nginx", ns) is None, timeout=10, what="the failed pod's object removed")
 
 
 def test_host_network_pods_are_refused(kube: Kubectl, ns: str) -> None:
@@ -311,7 +314,9 @@ def test_down_leaves_no_namespace_bridge_or_process(local_cluster: DevCluster, k
     assert not running(pid)
     assert netns_names() == []
     assert not Path(f"/sys/class/net/{BRIDGE}").exists()
+    assert not Path(LOCK).exists()
     assert not Path("/run/modelyard-localnode").exists()
+    assert not Path(LOCK).exists()
     assert not Path("/dev/termination-log").exists()
     assert json.dumps(local_cluster.status()) == "[]"
 
@@ -339,3 +344,4 @@ def test_a_crashed_agent_leaves_nothing_after_down(tmp_path: Path) -> None:
     assert not any(running(p) for p in pids)  # ... but not down
     assert netns_names() == []
     assert not Path(f"/sys/class/net/{BRIDGE}").exists()
+    assert not Path(LOCK).exists()
