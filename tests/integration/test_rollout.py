@@ -212,6 +212,25 @@ def test_gateway_api_missing_is_degraded_until_the_crds_appear(kubectl: Kubectl,
     assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [("fraud-stable", 100)]
     assert condition(kubectl.get("md", "fraud", namespace), "Degraded")["status"] == "False"  # type: ignore[index]
 
+    # Mid-rollout: the CRD (and with it the route) goes away at an approval gate, then comes back.
+    kubectl.apply(md(version="2", **spec), namespace)
+    wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Paused", timeout=60, what="Paused at 30%")
+    kubectl.run("delete", "crd", "httproutes.gateway.networking.k8s.io", "--wait=true")
+    c = wait_for(degraded, timeout=60, what="Degraded=True mid-rollout")
+    assert c["reason"] == "GatewayAPIMissing"
+    held = status_of(kubectl, namespace)
+    assert (held["stableVersion"], held["canaryVersion"], held["weights"]) == ("1", "2", {"stable": 70, "canary": 30})
+    kubectl.run("apply", "--server-side", "-f", str(crd))
+    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Paused", timeout=60, what="back at the gate")
+
+    def route_weights() -> list[Any] | None:
+        r = kubectl.get("httproute", "fraud", namespace)
+        return [(b["name"], b["weight"]) for b in r["spec"]["rules"][-1]["backendRefs"]] if r else None
+
+    assert wait_for(route_weights, timeout=30, what="route re-created") == [("fraud-stable", 70), ("fraud-canary", 30)]
+    assert condition(kubectl.get("md", "fraud", namespace), "Degraded")["status"] == "False"  # type: ignore[index]
+
 
 def test_prometheus_client_maps_timeouts_and_errors_to_clear_messages() -> None:
     """The adapter against real HTTP servers that stall, fail and answer: every failure is a PrometheusError."""
