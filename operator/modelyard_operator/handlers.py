@@ -171,6 +171,23 @@ async def model_deployment_changed(namespace: str | None, name: str, memo: Any, 
     await reconcile(namespace or "default", name, memo)
 
 
+@kopf.on.update(*MD, field="spec.rollout.trafficRouter")
+async def traffic_router_changed(namespace: str | None, name: str, old: Any, memo: Any, **_: Any) -> None:
+    """Leaving the gatewayAPI router: its HTTPRoute would keep steering the Gateway with frozen weights."""
+    if old != "gatewayAPI":
+        return
+    ns = namespace or "default"
+    async with memo.locks[(ns, name)]:  # after any reconcile that still saw the old router
+        try:
+            md = await memo.kube.get_model_deployment(ns, name)
+            router = (((md or {}).get("spec") or {}).get("rollout") or {}).get("trafficRouter")
+            if md is not None and router != "gatewayAPI":
+                log.info("deleting HTTPRoute %s/%s: trafficRouter is now %s", ns, name, router or "replicas")
+                await memo.kube.delete_route(ns, name)
+        except KubeError as exc:
+            raise kopf.TemporaryError(str(exc), delay=5) from exc
+
+
 @kopf.timer(*MD, interval=30.0, initial_delay=30.0)
 async def model_deployment_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
     await reconcile(namespace or "default", name, memo)

@@ -150,6 +150,17 @@ class Kube:
             if exc.status.code != 404:
                 raise _translate(exc, f"deleting Deployment {namespace}/{name}") from exc
 
+    async def delete_route(self, namespace: str, name: str) -> None:
+        """Delete the gatewayAPI router's HTTPRoute; gone already, or no such API at all, is fine."""
+        try:
+            await self._client.delete(HTTPRouteResource, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise _translate(exc, f"deleting HTTPRoute {namespace}/{name}", kind="HTTPRoute") from exc
+        except Exception as exc:
+            if getattr(getattr(exc, "response", None), "status_code", None) != 404:  # see apply
+                raise
+
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         resource = ModelDeploymentResource if kind == "ModelDeployment" else ModelVersionResource
         try:

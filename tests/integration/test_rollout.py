@@ -142,6 +142,11 @@ def test_gateway_api_route_weights(kubectl: Kubectl, namespace: str, cluster: An
     wait_for(only_stable, timeout=30, what="the route back on one backend")
     assert kubectl.get("service", "fraud-stable", namespace)["spec"]["selector"]["modelyard.dev/version"] == "2"
 
+    # Leaving the gatewayAPI router removes the route (it would steer the Gateway with frozen weights).
+    kubectl.apply(md(version="2", **{"rollout": {**spec["rollout"], "trafficRouter": "replicas"}}), namespace)
+    wait_for(lambda: kubectl.get("httproute", "fraud", namespace) is None, timeout=30, what="HTTPRoute deleted")
+    assert status_of(kubectl, namespace)["phase"] == "Healthy"
+
 
 def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: str) -> None:
     spec = {"rollout": rollout({"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
