@@ -70,7 +70,11 @@ def test_threads_optimization_and_execution_mode_reach_the_session(tmp_path: Pat
     assert so.inter_op_num_threads == 2
     assert so.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
     assert so.execution_mode == ort.ExecutionMode.ORT_PARALLEL
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # sleeping workers by default
     _check_adds(backend)
+    spinning = _load(_model(tmp_path / "s"), {"thread_spinning": True}, tmp_path).session.get_session_options()
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # left to ONNX Runtime's default
+        spinning.get_session_config_entry("session.intra_op.allow_spinning")
     disabled = _load(_model(tmp_path / "d"), {"graph_optimization": "disable"}, tmp_path)
     assert disabled.session.get_session_options().graph_optimization_level == (
         ort.GraphOptimizationLevel.ORT_DISABLE_ALL

@@ -273,3 +273,10 @@ def test_importing_backends_and_parsing_options_loads_no_inference_library() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_thread_spinning_is_off_unless_asked_for() -> None:
+    assert parse(None).thread_spinning is False
+    assert parse({"thread_spinning": True}).thread_spinning is True
+    with pytest.raises(ValueError, match=r"backend\.thread_spinning: must be true or false"):
+        parse({"thread_spinning": "yes"})

@@ -78,6 +78,9 @@ def session_options(ort: Any, options: BackendOptions) -> Any:
         so.inter_op_num_threads = options.inter_op_threads
     so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[options.graph_optimization])
     so.execution_mode = getattr(ort.ExecutionMode, _MODES[options.execution_mode])
+    if not options.thread_spinning:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     return so
 
 
