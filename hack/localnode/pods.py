@@ -22,7 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 from localnode import net
 from localnode.kube import ApiError
-from localnode.spec import PodError, container_env, expand, image_entrypoint, resolve_executable, volume_files
+from localnode.spec import (
+    ENVIRONMENT,
+    PodError,
+    container_env,
+    expand,
+    image_entrypoint,
+    resolve_executable,
+    volume_files,
+)
 
 if TYPE_CHECKING:
     from localnode.agent import Agent
@@ -305,12 +313,22 @@ class PodRunner(threading.Thread):
         # The pod's folder may itself lie under a mountPath (a state dir in /tmp, an emptyDir at /tmp): bind it
         # to a fixed staging point first, and take every source from there.
         lines = [f"mount --bind {shlex.quote(str(self.dir))} {STAGE}"]
+        # The environment the commands come from (this checkout with its .venv, the base Python) must stay
+        # visible when a volume is mounted over one of its parents (the validation Job's emptyDir at /work):
+        # keep a handle on it in the staging point and bind it back inside the volume afterwards.
+        hidden = [p for p in ENVIRONMENT if any(p != Path(m) and p.is_relative_to(m) for _, m, _ in mounts)]
+        for i, path in enumerate(hidden):
+            (self.dir / "env" / str(i)).mkdir(parents=True, exist_ok=True)
+            lines.append(f"mount --bind {shlex.quote(str(path))} {STAGE}/env/{i}")
         for src, dst, ro in sorted(mounts, key=lambda m: m[1].count("/")):
             self.agent.ensure_mountpoint(Path(dst), is_dir=src.is_dir(), covered=mounts)
             staged = f"{STAGE}/{src.relative_to(self.dir)}" if src.is_relative_to(self.dir) else str(src)
             lines.append(f"mount --bind {shlex.quote(staged)} {shlex.quote(dst)}")
             if ro:
                 lines.append(f"mount -o remount,bind,ro {shlex.quote(dst)}")
+        for i, path in enumerate(hidden):
+            self.agent.ensure_mountpoint(path, is_dir=True, covered=mounts)
+            lines.append(f"mount --bind {STAGE}/env/{i} {shlex.quote(str(path))}")
         if (spec.get("securityContext") or {}).get("readOnlyRootFilesystem"):
             lines.append("mount -o remount,bind,ro /")  # last: bind mounts taken from / would inherit ro
         script = " && ".join([*lines, 'exec "$@"'])

@@ -12,6 +12,22 @@ from localnode.kube import ApiError, Kube
 # Only the project's own images run: their entrypoints are console scripts of this environment.
 RUNNABLE_IMAGES = {"modelyard/runtime": ["modelyard-server"], "modelyard/operator": ["modelyard-operator"]}
 VENV_BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
+
+
+def _environment() -> list[Path]:
+    """Folders the runnable commands need: this checkout (its .venv and the editable sources) and the Python
+    installation the venv was made from."""
+    paths = [VENV_BIN.parents[1]]
+    cfg = VENV_BIN.parent / "pyvenv.cfg"
+    if cfg.exists():
+        for line in cfg.read_text().splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home":
+                paths.append(Path(value.strip()).parent)
+    return paths
+
+
+ENVIRONMENT = _environment()
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import hashlib
 import http.server
 import json
 import os
@@ -16,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -303,6 +305,57 @@ def test_sidecar_first_exec_and_tcp_probes_and_configmap_refresh(kube: Kubectl, 
     st = wait_for(lambda: ready(kube, "probed", ns), timeout=20, what="Ready once the ConfigMap says so")
     assert st["containerStatuses"][0]["restartCount"] == 0
     assert st["initContainerStatuses"][0]["state"]["running"]  # the native sidecar keeps running
+
+
+def test_operator_rendered_validation_job_and_deployment_run_for_real(
+    kube: Kubectl, ns: str, artifact_server: str
+) -> None:
+    """The operator's own Job and Deployment (restricted pods, read-only root, an emptyDir over /work) run
+    unchanged but for placement and the loader's allow-list for the host's artifact server."""
+    from modelyard_operator.api import ModelDeployment, ModelVersion
+    from modelyard_operator.config import OperatorConfig
+    from modelyard_operator.render import render_deployment
+    from modelyard_operator.validation import render_validation_job
+
+    from ..unit.samples import model_deployment, model_version
+
+    data = urllib.request.urlopen(artifact_server.replace("10.244.100.1", "127.0.0.1"), timeout=5).read()
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    mv = ModelVersion.model_validate(model_version(artifact={"uri": artifact_server, "digest": digest}))
+    placement = {"nodeSelector": TOLERATE["nodeSelector"], "tolerations": TOLERATE["tolerations"]}
+    md = ModelDeployment.model_validate(
+        model_deployment(placement=placement, replicas=1, resources={"requests": {"cpu": "100m"}})
+    )
+    allow = {"name": "MODELYARD_LOADER_ALLOW_HOSTS", "value": "10.244.100.1"}
+
+    job = render_validation_job(mv, OperatorConfig())
+    pod_spec = job["spec"]["template"]["spec"]
+    pod_spec |= placement
+    pod_spec["containers"][0].setdefault("env", []).append(allow)
+    deployment = render_deployment(md, mv, OperatorConfig(), replicas=1)
+    deployment["spec"]["template"]["spec"]["initContainers"][0].setdefault("env", []).append(allow)
+    for obj in (job, deployment):
+        obj["metadata"].pop("ownerReferences", None)
+        obj["metadata"]["namespace"] = ns
+    kube.apply([job, deployment], ns)
+
+    def validated() -> dict[str, Any] | None:
+        pods = kube.get("pods", namespace=ns, labels=f"job-name={job['metadata']['name']}")["items"]
+        return pods[0]["status"] if pods and pods[0]["status"].get("phase") == "Succeeded" else None
+
+    st = wait_for(validated, timeout=60, what="the validation pod Succeeded")
+    report = json.loads(st["containerStatuses"][0]["state"]["terminated"]["message"])
+    assert report["ok"] is True
+    assert report["artifact"]["digest"] == digest
+    assert [i["name"] for i in report["inputs"]] == ["A", "B"]
+
+    def serving() -> dict[str, Any] | None:
+        pods = kube.get("pods", namespace=ns, labels="modelyard.dev/model=fraud")["items"]
+        return ready(kube, pods[0]["metadata"]["name"], ns) if pods else None
+
+    st = wait_for(serving, timeout=60, what="the rendered model pod Ready")
+    model = json.loads(urllib.request.urlopen(f"http://{st['podIP']}:8080/v2/models/fraud", timeout=5).read())
+    assert model["versions"] == ["42"]
 
 
 def test_down_leaves_no_namespace_bridge_or_process(local_cluster: DevCluster, kube: Kubectl, ns: str) -> None:
