@@ -244,8 +244,14 @@ def test_exit_code_and_termination_message_in_status(kube: Kubectl, ns: str) -> 
     ]
     failing = sh("fails", script, env=env, volumeMounts=[{"name": "cfg", "mountPath": "/cfg"}])
     fallback = sh("logs", "echo last words; exit 4", terminationMessagePolicy="FallbackToLogsOnError")
+    read_only = sh(
+        "ro", "touch /localnode-ro-check && exit 1; exit 0", securityContext={"readOnlyRootFilesystem": True}
+    )
     spec = pod(
-        "failing", [failing, fallback], restartPolicy="Never", volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}]
+        "failing",
+        [failing, fallback, read_only],
+        restartPolicy="Never",
+        volumes=[{"name": "cfg", "configMap": {"name": "cfg"}}],
     )
     kube.apply(spec, ns)
     st = wait_for(lambda: status(kube, "failing", ns).get("phase") == "Failed" and status(kube, "failing", ns))
@@ -255,6 +261,8 @@ def test_exit_code_and_termination_message_in_status(kube: Kubectl, ns: str) -> 
     assert by_name["fails"]["message"] == f"hello from failing at {st['podIP']}"
     assert by_name["logs"]["exitCode"] == 4
     assert by_name["logs"]["message"].strip() == "last words"
+    assert by_name["ro"]["exitCode"] == 0  # its root filesystem was read-only
+    assert not Path("/localnode-ro-check").exists()
 
 
 def test_containers_restart_with_back_off_under_restart_policy_always(kube: Kubectl, ns: str) -> None:
@@ -267,6 +275,18 @@ def test_containers_restart_with_back_off_under_restart_policy_always(kube: Kube
     cs = wait_for(restarted, timeout=30, what="two restarts")
     assert cs["lastState"]["terminated"]["exitCode"] == 1
     assert status(kube, "crashy", ns)["phase"] == "Running"
+
+
+def test_a_failing_liveness_probe_restarts_the_container(kube: Kubectl, ns: str) -> None:
+    probe = {"tcpSocket": {"port": 9999}, "periodSeconds": 1, "failureThreshold": 2}
+    kube.apply(pod("unhealthy", [sh("c", "sleep 1000", livenessProbe=probe)], terminationGracePeriodSeconds=5), ns)
+
+    def restarted() -> dict[str, Any] | None:
+        cs = status(kube, "unhealthy", ns).get("containerStatuses") or [{}]
+        return cs[0] if cs[0].get("restartCount", 0) >= 1 else None
+
+    cs = wait_for(restarted, timeout=30, what="a restart after liveness failures")
+    assert cs["lastState"]["terminated"]["exitCode"] == 128 + 15  # stopped with SIGTERM
 
 
 def test_sidecar_first_exec_and_tcp_probes_and_configmap_refresh(kube: Kubectl, ns: str) -> None:
