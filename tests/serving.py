@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .support.processes import stop
+
 SERVER = str(Path(sys.executable).parent / "modelyard-server")
 
 
@@ -92,9 +94,4 @@ def run_server(repo: Path, *args: str, env: dict[str, str] | None = None, ready:
             wait_listening(server)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)

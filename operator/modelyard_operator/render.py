@@ -48,6 +48,17 @@ def owner_reference(kind: str, name: str, uid: str) -> Obj:
     }
 
 
+def pod_security_context() -> Obj:
+    """Every pod the operator renders runs as a fixed non-root user under the RuntimeDefault seccomp profile."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS,
+        "runAsGroup": RUN_AS,
+        "fsGroup": RUN_AS,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _container_security() -> Obj:
     return {
         "allowPrivilegeEscalation": False,
@@ -191,13 +202,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
     pod: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS,
-            "runAsGroup": RUN_AS,
-            "fsGroup": RUN_AS,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security_context(),
         "initContainers": [loader],
         "containers": [server],
         "volumes": volumes,

@@ -16,8 +16,8 @@ from modelyard_operator.api.common import ConditionStatus
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
-from modelyard_operator.render import RUN_AS, artifact_access, owner_reference
 from modelyard_operator.render import _container_security as container_security
+from modelyard_operator.render import artifact_access, owner_reference, pod_security_context
 from modelyard_operator.status import set_condition
 
 Obj = dict[str, Any]
@@ -101,13 +101,7 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS,
-                        "runAsGroup": RUN_AS,
-                        "fsGroup": RUN_AS,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": volumes,
                 },

@@ -20,6 +20,8 @@ import bcrypt
 
 from support.s3server import free_port
 
+from .processes import stop
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -154,10 +156,5 @@ def registry(root: Path, auth: tuple[str, str] | None = None, auth_yaml: str | N
                 time.sleep(0.1)
         yield Registry(port, auth)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
         log.close()

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
+from .processes import stop
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -60,9 +62,4 @@ def moto_server() -> Iterator[S3Server]:
                 time.sleep(0.1)
         yield S3Server(port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
