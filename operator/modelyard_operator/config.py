@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from modelyard_operator import __version__
 
@@ -25,4 +26,8 @@ class OperatorConfig:
     model_validation: str = "job"  # job: a validation Job per ModelVersion; off: versions are Ready at once
     validation_timeout_seconds: float = 1800.0  # activeDeadlineSeconds of a validation Job
     validation_memory: str = "2Gi"  # memory limit of a validation pod (it loads the model once)
-    sigstore_trust_root_configmap: str | None = None  # ConfigMap with trust_root.json for keyless verification
+    sigstore_trust_root_configmap: str | None = None
+    # where validation pods may run: {"nodeSelector": {...}, "tolerations": [...]} (core/v1 shapes)
+    validation_placement: dict[str, Any] = field(default_factory=dict)
+    # hosts the loader's SSRF guard lets through (e.g. an in-cluster object store): MODELYARD_LOADER_ALLOW_HOSTS
+    loader_allow_hosts: tuple[str, ...] = ()  # ConfigMap with trust_root.json for keyless verification

@@ -6,10 +6,12 @@ Every flag is also an environment variable (``--runtime-image`` ↔ ``MODELYARD_
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from modelyard_operator import __version__
 from modelyard_operator.config import DEFAULT_IMAGE, OperatorConfig
@@ -17,6 +19,19 @@ from modelyard_operator.config import DEFAULT_IMAGE, OperatorConfig
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"MODELYARD_{name}", default)
+
+
+def _placement(text: str) -> dict[str, Any]:
+    """``--validation-placement``: a JSON object with nodeSelector and/or tolerations, nothing else."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict) or set(value) - {"nodeSelector", "tolerations"}:
+        raise argparse.ArgumentTypeError('expected {"nodeSelector": {...}, "tolerations": [...]}')
+    if not isinstance(value.get("nodeSelector", {}), dict) or not isinstance(value.get("tolerations", []), list):
+        raise argparse.ArgumentTypeError("nodeSelector must be an object and tolerations a list")
+    return value
 
 
 def _flag(name: str) -> bool:
@@ -53,6 +68,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=_env("SIGSTORE_TRUST_ROOT_CONFIGMAP", "") or None,
         help="ConfigMap (key trust_root.json) for keyless signature verification",
     )
+    p.add_argument(
+        "--validation-placement",
+        type=_placement,
+        default=_placement(_env("VALIDATION_PLACEMENT", "{}")),
+        help='JSON {"nodeSelector": {...}, "tolerations": [...]} for validation pods',
+    )
+    p.add_argument(
+        "--loader-allow-hosts",
+        default=_env("LOADER_ALLOW_HOSTS", ""),
+        help="comma-separated hosts, IPs or CIDRs the loader may fetch from despite its SSRF guard",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
     return p.parse_args(argv)
@@ -80,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         validation_timeout_seconds=args.validation_timeout,
         validation_memory=args.validation_memory,
         sigstore_trust_root_configmap=args.sigstore_trust_root_configmap,
+        validation_placement=args.validation_placement,
+        loader_allow_hosts=tuple(h.strip() for h in args.loader_allow_hosts.split(",") if h.strip()),
     )
     metrics = OperatorMetrics()
     if args.metrics_port:

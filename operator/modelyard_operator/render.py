@@ -109,6 +109,8 @@ def artifact_access(
                 mount("trust-root", TRUST_ROOT_DIR, {"configMap": {"name": config.sigstore_trust_root_configmap}})
     if config.allow_file_uris:
         args += ["--allow-file"]
+    if config.loader_allow_hosts:
+        args += ["--allow-hosts", ",".join(config.loader_allow_hosts)]
     return args, volumes, mounts
 
 

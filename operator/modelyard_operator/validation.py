@@ -104,10 +104,21 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
                     "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": volumes,
+                    **_placement(config),
                 },
             },
         },
     }
+
+
+def _placement(config: OperatorConfig) -> Obj:
+    placement = config.validation_placement
+    out: Obj = {}
+    if placement.get("nodeSelector"):
+        out["nodeSelector"] = dict(placement["nodeSelector"])
+    if placement.get("tolerations"):
+        out["tolerations"] = [dict(t) for t in placement["tolerations"]]
+    return out
 
 
 @dataclass(frozen=True)

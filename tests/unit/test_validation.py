@@ -166,3 +166,33 @@ def test_validating_keeps_transition_times_of_unchanged_conditions() -> None:
     again = validating_status(first, 1, "2026-11-24T11:00:00Z")
     assert again["phase"] == "Validating"
     assert {c["lastTransitionTime"] for c in again["conditions"]} == {"2026-11-24T10:00:00Z"}
+
+
+def test_placement_and_allowed_hosts_reach_the_validator() -> None:
+    config = OperatorConfig(
+        validation_placement={
+            "nodeSelector": {"modelyard.dev/local-node": "true"},
+            "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+        loader_allow_hosts=("10.244.100.1", "minio.storage.svc"),
+    )
+    pod_spec = render_validation_job(mv(), config)["spec"]["template"]["spec"]
+    assert pod_spec["nodeSelector"] == {"modelyard.dev/local-node": "true"}
+    assert pod_spec["tolerations"][0]["key"] == "modelyard.dev/local-node"
+    args = pod_spec["containers"][0]["args"]
+    assert args[args.index("--allow-hosts") + 1] == "10.244.100.1,minio.storage.svc"
+    plain = render_validation_job(mv(), OperatorConfig())["spec"]["template"]["spec"]
+    assert "nodeSelector" not in plain
+    assert "--allow-hosts" not in plain["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("{", "not JSON"), ('{"affinity": {}}', "expected"), ('{"tolerations": {}}', "tolerations a list")],
+)
+def test_a_bad_placement_flag_is_refused(value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelyard_operator.main import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--validation-placement", value])
+    assert message in capsys.readouterr().err
