@@ -163,7 +163,9 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         "- modelyard-server flags beyond ports: "
         + (f"`{' '.join(s['modelyard_args'])}`" if s.get("modelyard_args") else "none (defaults: no dynamic batching)")
         + ".",
-        "- Same session options everywhere: `onnxruntime.SessionOptions()` defaults, CPUExecutionProvider.",
+        "- Session options: ONNX Runtime's defaults (CPUExecutionProvider) in the in-process row and both peers; "
+        "modelyard-server its own defaults, which differ in one point: worker threads do not spin between runs "
+        "(`thread_spinning: false`, docs/backends.md).",
         f"- Time-to-ready: model {big} MatMul chain, {s['big_bytes'] / 1e6:.1f} MB, one file. Server rows: "
         f"spawn → first 200 on `/v2/health/ready` / spawn → first successful inference (the row's protocol); "
         f"ORT in-process row: a fresh process that imports onnxruntime, creates the session and runs one "
