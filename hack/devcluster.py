@@ -5,6 +5,7 @@ kube-controller-manager, kube-scheduler and kwok run as local processes from bin
 
     hack/devcluster up [--dir DIR]      start; the last line printed is ``export KUBECONFIG=...``
     hack/devcluster up --local-node     also run node local-0 whose pods are real processes (hack/localnode)
+    hack/devcluster up --prometheus     also run Prometheus, discovering and scraping model pods through the API
     hack/devcluster env [--dir DIR]     print the KUBECONFIG and PATH exports
     hack/devcluster status [--dir DIR]  report each component
     hack/devcluster down [--dir DIR]    stop exactly the processes ``up`` started
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -39,6 +41,8 @@ STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
 LOCAL_NODE = "local-0"
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
+PROMETHEUS_USER = "system:modelyard-prometheus"  # read-only identity for Prometheus's service discovery
+PROMETHEUS_SCRAPE_INTERVAL = "2s"  # short, so a new pod's series appear within seconds in development
 
 
 class ClusterError(RuntimeError):
@@ -108,6 +112,7 @@ def make_pki(pki: Path) -> None:
         "scheduler": ("/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth"),
         "kwok": ("/O=system:masters/CN=kwok-controller", "extendedKeyUsage=clientAuth"),
         "localnode": ("/O=system:masters/CN=modelyard-localnode", "extendedKeyUsage=clientAuth"),
+        "prometheus": (f"/CN={PROMETHEUS_USER}", "extendedKeyUsage=clientAuth"),  # no group: RBAC grants reads only
     }
     for name, (subject, ext) in certs.items():
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
@@ -325,13 +330,18 @@ class DevCluster:
 
     # -- up --
 
-    def up(self, *, nodes: bool = True, local_node: bool = False, timeout: float = 120.0) -> State:
+    def up(
+        self, *, nodes: bool = True, local_node: bool = False, prometheus: bool = False, timeout: float = 120.0
+    ) -> State:
         existing = self.state()
         if existing is not None and any(c.alive() for c in existing.components):
             raise ClusterError(f"a cluster is already running from {self.dir} (hack/devcluster down first)")
         started = time.monotonic()
         bin_dir = self.bin
-        for sub in ("etcd-data", "pki", "logs"):
+        prometheus_binary = shutil.which("prometheus") if prometheus else None
+        if prometheus and prometheus_binary is None:
+            raise ClusterError("--prometheus needs the prometheus binary on PATH (make prometheus installs Debian's)")
+        for sub in ("etcd-data", "pki", "logs", "prometheus-data"):
             path = self.dir / sub
             if sub != "logs" and path.exists():
                 subprocess.run(["rm", "-rf", str(path)], check=True)
@@ -463,6 +473,8 @@ class DevCluster:
                 self.kubectl("wait", "--for=condition=Ready", "node", "-l", KWOK_SELECTOR, f"--timeout={int(timeout)}s")
             if local_node:
                 self._start_local_node(state, deadline=time.monotonic() + timeout)
+            if prometheus_binary is not None:
+                self._start_prometheus(prometheus_binary, state, deadline=time.monotonic() + timeout)
         except BaseException:
             self._stop_all(state)
             raise
@@ -489,6 +501,47 @@ class DevCluster:
         self._start(comp, state, deadline=deadline)
         remaining = max(1, int(deadline - time.monotonic()))
         self.kubectl("wait", "--for=condition=Ready", f"node/{LOCAL_NODE}", f"--timeout={remaining}s")
+
+    def _start_prometheus(self, binary: str, state: State, *, deadline: float) -> None:
+        """Prometheus discovering pods from this API server (hack/promsd.py) with the relabelling the chart documents
+        (docs/rollouts.md): model pods' ``http`` port scraped at /metrics, with ``namespace`` and ``pod`` labels."""
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(prometheus_rbac()))
+        pki = self.dir / "pki"
+        # Debian's prometheus has no kubernetes_sd_configs: hack/promsd.py serves the same targets over HTTP SD.
+        sd_port = free_port()
+        sd = Component(
+            "prometheus-sd",
+            str(Path(sys.executable).resolve()),
+            [
+                str(HACK / "promsd.py"),
+                f"--server={state.apiserver}",
+                f"--ca={pki / 'ca.crt'}",
+                f"--cert={pki / 'prometheus.crt'}",
+                f"--key={pki / 'prometheus.key'}",
+                f"--port={sd_port}",
+            ],
+            str(self.dir / "logs" / "prometheus-sd.log"),
+            f"http://127.0.0.1:{sd_port}/healthz",
+        )
+        self._start(sd, state, deadline=deadline)
+        config = prometheus_config(f"http://127.0.0.1:{sd_port}/targets")
+        (self.dir / "prometheus.yml").write_text(json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
+        port = free_port()
+        comp = Component(
+            "prometheus",
+            binary,
+            [
+                f"--config.file={self.dir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1d",
+                "--log.level=warn",
+            ],
+            str(self.dir / "logs" / "prometheus.log"),
+            f"http://127.0.0.1:{port}/-/ready",
+        )
+        self._start(comp, state, deadline=deadline)
+        log(f"prometheus at {prometheus_url(comp)}")
 
     def _kwok_stages(self) -> Path:
         root = self.bin.parent / "kwok-stages"
@@ -554,7 +607,7 @@ class DevCluster:
             removed = cleanup(self.dir / "localnode")  # whatever a crashed agent left: namespaces, bridge, folders
             if removed:
                 log(f"local node leftovers removed: {', '.join(removed)}")
-        for sub in ("etcd-data", STATE_FILE):
+        for sub in ("etcd-data", "prometheus-data", STATE_FILE):
             subprocess.run(["rm", "-rf", str(self.dir / sub)], check=False)
         return stopped
 
@@ -602,7 +655,16 @@ class DevCluster:
     # -- helpers --
 
     def env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        env = {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
+        if url := self.prometheus_url():
+            env["MODELYARD_PROMETHEUS_URL"] = url  # the operator's default Prometheus
+        return env
+
+    def prometheus_url(self) -> str | None:
+        """The URL of the Prometheus ``up --prometheus`` started, or None."""
+        state = self.state()
+        comp = next((c for c in state.components if c.name == "prometheus"), None) if state else None
+        return prometheus_url(comp) if comp else None
 
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True, capture: bool = False) -> str:
         proc = subprocess.run(
@@ -621,6 +683,62 @@ class DevCluster:
         return proc.stdout
 
 
+def prometheus_url(comp: Component) -> str:
+    return comp.health.removesuffix("/-/ready")
+
+
+def prometheus_rbac() -> dict[str, Any]:
+    """Read access to what Kubernetes service discovery watches, for Prometheus's own client certificate."""
+    name = "modelyard-dev-prometheus"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["pods", "endpoints", "services", "nodes"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": PROMETHEUS_USER}],
+    }
+    return {"apiVersion": "v1", "kind": "List", "items": [role, binding]}
+
+
+def prometheus_config(sd_url: str) -> dict[str, Any]:
+    """The scrape config documented in docs/rollouts.md; pods come from hack/promsd.py at ``sd_url`` with the
+    ``__meta_kubernetes_*`` labels ``kubernetes_sd_configs`` (role pod) would give them."""
+    return {
+        "global": {"scrape_interval": PROMETHEUS_SCRAPE_INTERVAL, "evaluation_interval": PROMETHEUS_SCRAPE_INTERVAL},
+        "scrape_configs": [
+            {
+                "job_name": "modelyard-models",
+                "scrape_interval": PROMETHEUS_SCRAPE_INTERVAL,
+                "metrics_path": "/metrics",
+                "http_sd_configs": [{"url": sd_url, "refresh_interval": PROMETHEUS_SCRAPE_INTERVAL}],
+                "relabel_configs": [
+                    {
+                        "source_labels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+                        "regex": "modelyard-server",
+                        "action": "keep",
+                    },
+                    {"source_labels": ["__meta_kubernetes_pod_container_port_name"], "regex": "http", "action": "keep"},
+                    {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                    {"source_labels": ["__meta_kubernetes_pod_name"], "target_label": "pod"},
+                ],
+            }
+        ],
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hack/devcluster", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["up", "down", "status", "env", "build"])
@@ -636,13 +754,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also run node local-0 (hack/localnode): its pods run as local processes; needs root",
     )
+    parser.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="also run Prometheus (Debian's), discovering and scraping model pods through the API server",
+    )
     args = parser.parse_args(argv)
     cluster = DevCluster(args.dir)
     try:
         if args.command == "build":
             print(cluster.bin)
         elif args.command == "up":
-            cluster.up(nodes=not args.no_nodes, local_node=args.local_node)
+            cluster.up(nodes=not args.no_nodes, local_node=args.local_node, prometheus=args.prometheus)
+            if url := cluster.prometheus_url():
+                print(f"export MODELYARD_PROMETHEUS_URL={url}")
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.command == "down":
             stopped = cluster.down()
@@ -659,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
             env = cluster.env()
             print(f"export KUBECONFIG={env['KUBECONFIG']}")
             print(f"export PATH={cluster.bin}:$PATH")
+            if "MODELYARD_PROMETHEUS_URL" in env:
+                print(f"export MODELYARD_PROMETHEUS_URL={env['MODELYARD_PROMETHEUS_URL']}")
     except ClusterError as exc:
         log(f"error: {exc}")
         return 1
