@@ -62,17 +62,25 @@ def version_key(version: str) -> tuple[int, int | str]:
     return (1, int(version)) if version.isdigit() else (0, version)
 
 
+def model_file(version_dir: Path) -> Path | None:
+    """``model.onnx`` or ``model.plan``, else the only ``.onnx`` file: the loader publishes a single-file artifact
+    under its URI's file name (``.../adder-v1.onnx``), and the validator accepts the only ``.onnx`` file too."""
+    for name in MODEL_FILES:
+        if (version_dir / name).is_file():
+            return version_dir / name
+    onnx = [p for p in version_dir.glob("*.onnx") if p.is_file() and not p.name.startswith(".")]
+    return onnx[0] if len(onnx) == 1 else None
+
+
 def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
-    """``root/<model>/<version>/model.onnx`` (or ``model.plan``) → {model: {version: path}}."""
+    """``root/<model>/<version>/model.onnx`` (or ``model.plan``, or one other ``.onnx``) → {model: {version: path}}."""
     found: dict[str, dict[str, Path]] = {}
     if not root.is_dir():
         return found
     for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            for name in MODEL_FILES:
-                if (version_dir / name).is_file():
-                    found.setdefault(model_dir.name, {})[version_dir.name] = version_dir / name
-                    break
+            if (path := model_file(version_dir)) is not None:
+                found.setdefault(model_dir.name, {})[version_dir.name] = path
     return found
 
 
