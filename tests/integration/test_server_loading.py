@@ -277,3 +277,28 @@ def test_a_model_that_fails_at_run_time_is_a_500_with_the_reason(tmp_path: Path)
         assert metric(s, "modelyard_inference_requests_total", model="broken", protocol="grpc", code="500") == 1
         assert metric(s, "modelyard_inference_requests_total", model="broken", protocol="http", code="500") == 1
         assert s.status("/v2/health/live") == 200  # the server is fine
+
+
+def test_a_static_server_without_models_stays_unready_until_one_appears(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with run_server(repo, ready=False) as s:
+        time.sleep(1.5)
+        assert s.status("/v2/health/ready") == 503  # answering 404 to everything must not count as ready
+        binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+        deadline = time.monotonic() + 15
+        while s.status("/v2/health/ready") != 200:
+            assert time.monotonic() < deadline, s.output()
+            time.sleep(0.1)
+        client = grpcclient.InferenceServerClient(s.grpc)
+        np.testing.assert_array_equal(client.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
+        assert "not ready until one appears" in s.output()
+
+
+def test_stopping_while_waiting_for_models_is_prompt(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    with run_server(repo, ready=False) as s:
+        s.proc.terminate()
+        assert s.proc.wait(timeout=10) == 0
+        assert "stopping before ready" in s.output()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
@@ -42,7 +43,17 @@ async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | No
             config.host, config.http_port, config.host, config.grpc_port, config.load_mode,
         )  # fmt: skip
         started = time.perf_counter()
-        await plane.start()
+        starting = asyncio.ensure_future(plane.start())
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():  # asked to stop while still loading (or waiting for models to appear)
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
+            log.info("stopping before ready")
+            return
+        stopping.cancel()
+        starting.result()  # a load failure ends the process with its reason
         count = sum(len(v) for v in plane.models.values())
         log.info(
             "ready: %d model version(s) from %s in %.2fs", count, config.model_repository, time.perf_counter() - started

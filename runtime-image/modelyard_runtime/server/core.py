@@ -295,15 +295,25 @@ class DataPlane:
     # --- loading ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Static mode loads everything and then becomes ready; dynamic mode is ready at once."""
+        """Static mode loads everything and then becomes ready; dynamic mode is ready at once.
+
+        A static server with nothing to serve stays unready (a pod that answers 404 to everything must not
+        take traffic) and looks again every RESCAN_SECONDS, so models published later still bring it up.
+        """
         if self.mode == "static":
             await self.load_all()
+            while not self.models:
+                await asyncio.sleep(RESCAN_SECONDS)
+                await self.load_all(quiet=True)
         self.ready = True
 
-    async def load_all(self) -> None:
+    async def load_all(self, *, quiet: bool = False) -> None:
         found = self.available(fresh=True)
-        if not found:
-            log.warning("no models found under %s (expected <model>/<version>/model.onnx)", self.repository)
+        if not found and not quiet:
+            log.warning(
+                "no models found under %s (expected <model>/<version>/model.onnx): not ready until one appears",
+                self.repository,
+            )
         for model, versions in found.items():
             for version in versions:
                 await self._load_version(model, version)
