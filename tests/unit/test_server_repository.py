@@ -37,3 +37,15 @@ def test_several_onnx_files_none_named_model_onnx_is_no_model(tmp_path: Path) ->
     touch(tmp_path / "m" / "1" / "second.onnx")
     touch(tmp_path / "m" / "2" / ".hidden.onnx")
     assert scan_repository(tmp_path) == {}
+
+
+def test_an_archive_layout_is_served_as_the_validator_loads_it(tmp_path: Path) -> None:
+    """An archive extracted as it was packed: ``model.onnx`` nearest the top, or the only ``.onnx`` below."""
+    nested = touch(tmp_path / "m" / "1" / "export" / "model.onnx")
+    touch(tmp_path / "m" / "1" / "export" / "deeper" / "model.onnx")
+    lone = touch(tmp_path / "n" / "1" / "bundle" / "net.onnx")
+    touch(tmp_path / "n" / "1" / "bundle" / "weights.bin")
+    touch(tmp_path / "o" / "1" / "a" / "x.onnx")
+    touch(tmp_path / "o" / "1" / "b" / "y.onnx")  # two candidates, none named model.onnx: the validator refuses too
+    touch(tmp_path / "p" / "1" / ".cache" / "model.onnx")  # hidden folders never count
+    assert scan_repository(tmp_path) == {"m": {"1": nested}, "n": {"1": lone}}

@@ -63,13 +63,25 @@ def version_key(version: str) -> tuple[int, int | str]:
 
 
 def model_file(version_dir: Path) -> Path | None:
-    """``model.onnx`` or ``model.plan``, else the only ``.onnx`` file: the loader publishes a single-file artifact
-    under its URI's file name (``.../adder-v1.onnx``), and the validator accepts the only ``.onnx`` file too."""
+    """``model.onnx`` or ``model.plan``, else what the validator (``modelyard-loader validate``) would load: the
+    ``model.onnx`` nearest the top, else the only ``.onnx`` file anywhere below. The loader publishes a single-file
+    artifact under its URI's file name (``.../adder-v1.onnx``) and extracts archives as they are laid out, so the
+    server must find exactly the file that passed validation."""
     for name in MODEL_FILES:
         if (version_dir / name).is_file():
             return version_dir / name
-    onnx = [p for p in version_dir.glob("*.onnx") if p.is_file() and not p.name.startswith(".")]
-    return onnx[0] if len(onnx) == 1 else None
+    candidates = sorted(
+        (
+            p
+            for p in version_dir.rglob("*.onnx")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(version_dir).parts)
+        ),
+        key=lambda p: (len(p.relative_to(version_dir).parts), str(p)),
+    )
+    named = [p for p in candidates if p.name == "model.onnx"]
+    if named:
+        return named[0]
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
