@@ -6,10 +6,14 @@ The integration fixtures start the real local control plane with the same code a
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,42 +84,38 @@ class Kubectl:
         return json.loads(proc.stdout)
 
 
-@pytest.fixture(scope="session")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+@contextlib.contextmanager
+def dev_cluster(folder: Path, *, crds: bool = True, **up: Any) -> Iterator[Any]:
+    """A local control plane (``hack/devcluster``'s DevCluster) for a test scope, always stopped afterwards."""
     from devcluster import DevCluster
 
-    cl = DevCluster(tmp_path_factory.mktemp("devcluster"))
-    cl.up()
-    cl.kubectl("apply", "-f", str(REPO / "crds"))
-    cl.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    cl = DevCluster(folder)
+    cl.up(**up)
     try:
+        if crds:
+            cl.kubectl("apply", "-f", str(REPO / "crds"))
+            cl.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
         yield cl
     finally:
         cl.down()
 
 
-@pytest.fixture(scope="session")
-def kubectl(cluster: Any) -> Kubectl:
-    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
-
-
-@pytest.fixture
-def namespace(kubectl: Kubectl) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def temp_namespace(kubectl: Kubectl, prefix: str) -> Iterator[str]:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     kubectl.run("create", "namespace", name)
     wait_for(lambda: kubectl.get("serviceaccount", "default", name), what=f"default service account in {name}")
     yield name
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
 
 
-@pytest.fixture(scope="session")
-def operator_process(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
-    """The real operator (``modelyard-operator``) as a subprocess against the test cluster."""
-    log = tmp_path_factory.mktemp("operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_LOG_LEVEL": "INFO"}
+@contextlib.contextmanager
+def running_operator(kubeconfig: Path, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``modelyard-operator`` as a subprocess; its log is printed when it ended badly or on request."""
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "MODELYARD_LOG_LEVEL": "INFO"}
     script = Path(sys.executable).parent / "modelyard-operator"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([str(script)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([str(script), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
     time.sleep(1.0)
     if proc.poll() is not None:
         pytest.fail(f"operator exited at start:\n{log.read_text()[-3000:]}")
@@ -127,5 +127,48 @@ def operator_process(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> 
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
-        if os.environ.get("MODELYARD_SHOW_OPERATOR_LOG"):
+        if proc.returncode not in (0, -15) or os.environ.get("MODELYARD_SHOW_OPERATOR_LOG"):
             print(log.read_text()[-20000:])
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_directory(root: Path) -> Iterator[int]:
+    """A plain HTTP file server for ``root`` on all of this host's addresses (pods on the local node reach it
+    through the bridge's gateway); yields its port."""
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), functools.partial(_QuietFiles, directory=str(root)))
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    with dev_cluster(tmp_path_factory.mktemp("devcluster")) as cl:
+        yield cl
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: Any) -> Kubectl:
+    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    with temp_namespace(kubectl, "t") as name:
+        yield name
+
+
+@pytest.fixture(scope="session")
+def operator_process(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
+    """The real operator (``modelyard-operator``) as a subprocess against the test cluster."""
+    with running_operator(cluster.kubeconfig, tmp_path_factory.mktemp("operator") / "operator.log") as proc:
+        yield proc

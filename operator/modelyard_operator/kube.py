@@ -81,14 +81,18 @@ class Kube:
         except ApiError as exc:
             raise _translate(exc, f"listing ModelDeployments in {namespace}") from exc
 
-    async def get_model_deployment(self, namespace: str, name: str) -> Obj | None:
+    async def _get(self, resource: Any, kind: str, namespace: str, name: str) -> Obj | None:
+        """One object, or None when it does not exist."""
         try:
-            obj = await self._client.get(ModelDeploymentResource, name, namespace=namespace)
+            obj = await self._client.get(resource, name, namespace=namespace)
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
-            raise _translate(exc, f"reading ModelDeployment {namespace}/{name}") from exc
+            raise _translate(exc, f"reading {kind} {namespace}/{name}") from exc
         return _dict(obj)
+
+    async def get_model_deployment(self, namespace: str, name: str) -> Obj | None:
+        return await self._get(ModelDeploymentResource, "ModelDeployment", namespace, name)
 
     async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
         try:
@@ -100,13 +104,7 @@ class Kube:
             raise _translate(exc, f"listing pods in {namespace}") from exc
 
     async def get_model_version(self, namespace: str, name: str) -> Obj | None:
-        try:
-            obj = await self._client.get(ModelVersionResource, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code == 404:
-                return None
-            raise _translate(exc, f"reading ModelVersion {namespace}/{name}") from exc
-        return _dict(obj)
+        return await self._get(ModelVersionResource, "ModelVersion", namespace, name)
 
     async def list_owned_deployments(self, namespace: str, md_name: str) -> list[Obj]:
         labels = {LABEL_INSTANCE: md_name, LABEL_MANAGED_BY: MANAGED_BY}

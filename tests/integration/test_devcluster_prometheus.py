@@ -7,11 +7,8 @@ One cluster for the module (its own): the last test stops it with ``down``.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import shutil
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -24,7 +21,7 @@ import pytest
 
 from devcluster import PROMETHEUS_USER, DevCluster, main
 
-from ..conftest import Kubectl, wait_for
+from ..conftest import Kubectl, dev_cluster, serve_directory, wait_for
 from ..models import binary_op
 
 IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
@@ -33,12 +30,9 @@ IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
 @pytest.fixture(scope="module")
 def prom_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     assert shutil.which("prometheus"), "prometheus not installed: run `make prometheus`"
-    cl = DevCluster(tmp_path_factory.mktemp("prometheus-cluster"))
-    cl.up(nodes=False, local_node=True, prometheus=True)
-    try:
+    folder = tmp_path_factory.mktemp("prometheus-cluster")
+    with dev_cluster(folder, crds=False, nodes=False, local_node=True, prometheus=True) as cl:
         yield cl
-    finally:
-        cl.down()
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +45,8 @@ def artifact_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The model over HTTP from the host: pods reach it through the local node's bridge gateway."""
     root = tmp_path_factory.mktemp("prom-artifacts")
     binary_op(root / "model.onnx")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://10.244.100.1:{server.server_address[1]}/model.onnx"
-    server.shutdown()
+    with serve_directory(root) as port:
+        yield f"http://10.244.100.1:{port}/model.onnx"
 
 
 def server_pod(name: str, artifact: str, *, app: str) -> dict[str, Any]:

@@ -10,16 +10,10 @@ gateway with ``--loader-allow-hosts``.
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
 import json
-import os
 import subprocess
-import sys
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +24,7 @@ import tritonclient.http as httpclient
 
 from devcluster import DevCluster
 
-from ..conftest import REPO, Kubectl, wait_for
+from ..conftest import Kubectl, dev_cluster, running_operator, serve_directory, temp_namespace, wait_for
 from ..models import binary_op
 
 GATEWAY = "10.244.100.1"  # the host, as the local node's pods see it
@@ -42,14 +36,8 @@ PLACEMENT = {
 
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    cl = DevCluster(tmp_path_factory.mktemp("full-loop-cluster"))
-    cl.up(nodes=False, local_node=True)
-    try:
-        cl.kubectl("apply", "-f", str(REPO / "crds"))
-        cl.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    with dev_cluster(tmp_path_factory.mktemp("full-loop-cluster"), nodes=False, local_node=True) as cl:
         yield cl
-    finally:
-        cl.down()
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +47,8 @@ def kube(local_cluster: DevCluster) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def ns(kube: Kubectl) -> Iterator[str]:
-    name = f"loop-{uuid.uuid4().hex[:8]}"
-    kube.run("create", "namespace", name)
-    wait_for(lambda: kube.get("serviceaccount", "default", name), what=f"default service account in {name}")
-    yield name
-    kube.run("delete", "namespace", name, "--wait=false", check=False)
+    with temp_namespace(kube, "loop") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -72,51 +57,17 @@ def operator(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The real operator, watching the test's namespace, placing validation pods on local-0."""
     log = tmp_path_factory.mktemp("full-loop-operator") / "operator.log"
-    env = {**os.environ, "KUBECONFIG": str(local_cluster.kubeconfig), "MODELYARD_LOG_LEVEL": "INFO"}
-    args = [
-        str(Path(sys.executable).parent / "modelyard-operator"),
-        "--namespace",
-        ns,
-        "--validation-placement",
-        json.dumps(PLACEMENT),
-        "--loader-allow-hosts",
-        GATEWAY,
-    ]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    time.sleep(1.0)
-    if proc.poll() is not None:
-        pytest.fail(f"operator exited at start:\n{log.read_text()[-3000:]}")
-    try:
+    args = ["--namespace", ns, "--validation-placement", json.dumps(PLACEMENT), "--loader-allow-hosts", GATEWAY]
+    with running_operator(local_cluster.kubeconfig, log, *args) as proc:
         yield proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        if proc.returncode not in (0, -15) or os.environ.get("MODELYARD_SHOW_OPERATOR_LOG"):
-            print(log.read_text()[-20000:])
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """A plain HTTP file server on all of this host's addresses (pods reach it at the gateway); its folder."""
     root = tmp_path_factory.mktemp("full-loop-artifacts")
-    handler = functools.partial(QuietHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://{GATEWAY}:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_directory(root) as port:
+        yield f"http://{GATEWAY}:{port}", root
 
 
 def model_version(name: str, version: str, uri: str, digest: str) -> dict[str, Any]:

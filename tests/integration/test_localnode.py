@@ -8,17 +8,13 @@ test stops it with ``down`` and checks that no namespace, bridge or process surv
 from __future__ import annotations
 
 import datetime
-import functools
 import hashlib
-import http.server
 import json
 import os
 import socket
 import subprocess
-import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,7 @@ from devcluster import DevCluster
 from localnode.agent import LOCK
 from localnode.net import BRIDGE, NETNS_PREFIX
 
-from ..conftest import Kubectl, wait_for
+from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
 from ..models import binary_op
 
 IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
@@ -44,12 +40,8 @@ TOLERATE = {
 
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    cl = DevCluster(tmp_path_factory.mktemp("localnode-cluster"))
-    cl.up(nodes=False, local_node=True)
-    try:
+    with dev_cluster(tmp_path_factory.mktemp("localnode-cluster"), crds=False, nodes=False, local_node=True) as cl:
         yield cl
-    finally:
-        cl.down()
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +51,8 @@ def kube(local_cluster: DevCluster) -> Kubectl:
 
 @pytest.fixture
 def ns(kube: Kubectl) -> Iterator[str]:
-    name = f"ln-{uuid.uuid4().hex[:8]}"
-    kube.run("create", "namespace", name)
-    wait_for(lambda: kube.get("serviceaccount", "default", name), what=f"default service account in {name}")
-    yield name
-    kube.run("delete", "namespace", name, "--wait=false", check=False)
+    with temp_namespace(kube, "ln") as name:
+        yield name
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +60,8 @@ def artifact_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The model over HTTP from the host, on all addresses: pods reach it through the bridge's gateway."""
     root = tmp_path_factory.mktemp("artifacts")
     binary_op(root / "model.onnx")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://10.244.100.1:{server.server_address[1]}/model.onnx"
-    server.shutdown()
+    with serve_directory(root) as port:
+        yield f"http://10.244.100.1:{port}/model.onnx"
 
 
 def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
