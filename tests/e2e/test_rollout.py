@@ -700,6 +700,8 @@ def test_blue_green_full_copy_analysed_then_switched(world: World) -> None:
         canary_svc = kubectl.get("service", f"{name}-canary", NS)["spec"]["selector"]["modelyard.dev/version"]
         status = until(load, lambda s: s.get("stableVersion") == "2", timeout=60, what="switch to version 2")
         wait_for(lambda: deployments() == {f"{name}-2": 2}, timeout=30, what="old copy removed")
+        # the load sees the switch on its next status poll; user traffic must then reach version 2
+        wait_for(lambda: any(v == "2" for _, v, _ in load.results), timeout=10, what="user traffic on version 2")
     finally:
         finish(world, load, name)
     assert copies == {f"{name}-1": 2, f"{name}-2": 2}  # a full second copy beside the full stable one
