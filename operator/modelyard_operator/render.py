@@ -29,6 +29,7 @@ MODELS_DIR = "/models"
 CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
 SIGNING_DIR = "/var/run/secrets/modelyard/signing"
 CACHE_DIR = "/var/cache/modelyard"
+DRAIN_SECONDS = 5  # well inside terminationGracePeriodSeconds (30)
 TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
 RUN_AS = 65532
 HTTP_PORT_NAME = "http"
@@ -135,6 +136,8 @@ def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
         str(s.serving.grpc_port),
         "--load-mode",
         s.loading.mode,
+        "--drain-seconds",  # on deletion: fail readiness, keep answering while endpoints drop the pod
+        str(DRAIN_SECONDS),
     ]
     if s.loading.memory_budget is not None:
         args += ["--memory-budget", str(s.loading.memory_budget)]
@@ -186,10 +189,12 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
             {"name": HTTP_PORT_NAME, "containerPort": s.serving.http_port, "protocol": "TCP"},
             {"name": GRPC_PORT_NAME, "containerPort": s.serving.grpc_port, "protocol": "TCP"},
         ],
-        "readinessProbe": _probe("/v2/health/ready", period=5, failures=3),
+        # a short period: the pod takes traffic within ~2 s of loading, and stops within ~4 s when it cannot serve
+        "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
         "livenessProbe": _probe("/v2/health/live", period=10, failures=3),
-        # Large models take long to load: the startup probe allows up to 10 minutes before liveness applies.
-        "startupProbe": _probe("/v2/health/live", period=5, failures=120),
+        # Large models take long to load: the startup probe allows up to 10 minutes before liveness applies;
+        # probed every second, because readiness is only probed once it has passed
+        "startupProbe": _probe("/v2/health/live", period=1, failures=600),
         # the root filesystem is read-only: engine and timing caches (TensorRT) need a writable place
         "env": [{"name": "MODELYARD_CACHE_DIR", "value": CACHE_DIR}],
         "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_DIR}],

@@ -39,6 +39,7 @@ class ServerConfig:
     max_queue_delay_ms: float = 0.0
     max_body_bytes: int = 64 * 2**20
     model_config_dir: Path | None = None
+    drain_seconds: float = 0.0
 
 
 def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -62,6 +63,12 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         default=default("model-config-dir", None),
         help="DIR2/<model>/config.yaml overrides the repository's (e.g. a mounted ConfigMap; re-read when it changes)",
     )
+    p.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=default("drain-seconds", "0"),
+        help="on SIGTERM, report not ready but keep serving this long before stopping (a second signal ends it)",
+    )
     args = p.parse_args(argv)
     if not args.model_repository:
         p.error("--model-repository (or MODELYARD_MODEL_REPOSITORY) is required")
@@ -70,6 +77,8 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
     for name, port in (("--http-port", args.http_port), ("--grpc-port", args.grpc_port)):
         if not 0 <= port <= 65535:
             p.error(f"{name} {port} is not a port number")
+    if not 0 <= args.drain_seconds <= 3600:
+        p.error(f"--drain-seconds {args.drain_seconds} must be between 0 and 3600")
     return ServerConfig(
         model_repository=Path(args.model_repository),
         host=args.host,
@@ -81,4 +90,5 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         max_queue_delay_ms=float(args.max_queue_delay_ms),
         max_body_bytes=args.max_body_bytes,
         model_config_dir=Path(args.model_config_dir) if args.model_config_dir else None,
+        drain_seconds=float(args.drain_seconds),
     )

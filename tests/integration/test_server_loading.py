@@ -302,3 +302,43 @@ def test_stopping_while_waiting_for_models_is_prompt(tmp_path: Path) -> None:
         s.proc.terminate()
         assert s.proc.wait(timeout=10) == 0
         assert "stopping before ready" in s.output()
+
+
+def test_sigterm_with_drain_fails_readiness_but_keeps_answering_until_the_drain_ends(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    with run_server(repo, "--drain-seconds", "3") as s:
+        grpc = grpcclient.InferenceServerClient(s.grpc)
+        assert grpc.is_server_ready()
+        s.proc.terminate()
+        deadline = time.monotonic() + 5
+        while s.status("/v2/health/ready") != 503:  # endpoints would drop the pod now ...
+            assert time.monotonic() < deadline, s.output()
+            time.sleep(0.05)
+        draining_since = time.monotonic()
+        assert s.status("/v2/health/live") == 200
+        assert not grpc.is_server_ready()
+        answered = 0
+        while time.monotonic() - draining_since < 2:  # ... while clients that still have it get answers
+            np.testing.assert_array_equal(grpc.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
+            answered += 1
+            time.sleep(0.05)
+        assert s.proc.poll() is None
+        assert s.proc.wait(timeout=10) == 0
+        stopped_after = time.monotonic() - draining_since
+        assert answered > 10
+        assert 0.9 <= stopped_after <= 5, stopped_after
+        assert "draining: readiness now fails" in s.output()
+
+
+def test_a_second_signal_ends_the_drain_at_once(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    with run_server(repo, "--drain-seconds", "60") as s:
+        s.proc.terminate()
+        deadline = time.monotonic() + 5
+        while "draining:" not in s.output():
+            assert time.monotonic() < deadline, s.output()
+            time.sleep(0.05)
+        s.proc.terminate()
+        assert s.proc.wait(timeout=10) == 0

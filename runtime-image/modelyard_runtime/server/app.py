@@ -19,6 +19,16 @@ from modelyard_runtime.server.preload import Preload
 log = logging.getLogger("modelyard.server")
 
 
+async def drain(plane: DataPlane, stop: asyncio.Event, seconds: float) -> None:
+    """Report not ready but keep answering for ``seconds``, so that endpoints drop the pod before it stops
+    listening; a second signal (``stop`` set again) ends the wait early."""
+    plane.draining = True
+    log.info("draining: readiness now fails, still serving for %.1fs (signal again to stop now)", seconds)
+    stop.clear()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+
+
 async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | None = None) -> None:
     plane = DataPlane(
         config.model_repository,
@@ -59,6 +69,8 @@ async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | No
             "ready: %d model version(s) from %s in %.2fs", count, config.model_repository, time.perf_counter() - started
         )
         await stop.wait()
+        if config.drain_seconds > 0:
+            await drain(plane, stop, config.drain_seconds)
         log.info("stopping: finishing requests in flight")
     finally:
         await grpc_server.stop(grace=5)

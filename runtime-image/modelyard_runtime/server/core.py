@@ -241,7 +241,8 @@ class DataPlane:
         self.default_max_batch_size = max_batch_size
         self.default_max_queue_delay_ms = max_queue_delay_ms
         self.models: dict[str, dict[str, LoadedModel]] = {}
-        self.ready = False
+        self.ready = False  # loaded: requests are accepted
+        self.draining = False  # shutting down: requests are still accepted, readiness checks fail
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
         self._load_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
         self._loading: dict[tuple[str, str], asyncio.Future[LoadedModel]] = {}
@@ -492,6 +493,11 @@ class DataPlane:
                 picker = self._pickers[name] = WeightedPicker(weights)
             return picker.pick()
         return max(candidates, key=version_key)
+
+    @property
+    def reports_ready(self) -> bool:
+        """What health checks answer: loaded and not draining."""
+        return self.ready and not self.draining
 
     async def acquire(self, name: str, version: str | None = None) -> LoadedModel:
         """The version for a request, loaded on demand in dynamic mode; pair with :meth:`release`."""

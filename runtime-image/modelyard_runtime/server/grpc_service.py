@@ -83,11 +83,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return service_pb2.ServerLiveResponse(live=True)
 
     async def ServerReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return service_pb2.ServerReadyResponse(ready=self.plane.ready)
+        return service_pb2.ServerReadyResponse(ready=self.plane.reports_ready)
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
-            ready = self.plane.ready and self.plane.is_ready(request.name, request.version or None)
+            ready = self.plane.reports_ready and self.plane.is_ready(request.name, request.version or None)
             return service_pb2.ModelReadyResponse(ready=ready)
 
         return await self._call(context, work)

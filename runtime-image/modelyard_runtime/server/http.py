@@ -58,7 +58,7 @@ def _readiness(ready: bool) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    return _readiness(request.app[PLANE].ready)
+    return _readiness(request.app[PLANE].reports_ready)
 
 
 async def server_metadata(request: web.Request) -> web.Response:
@@ -71,7 +71,7 @@ async def model_metadata(request: web.Request) -> web.Response:
 
 async def model_ready(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    return _readiness(plane.ready and plane.is_ready(*_name(request)))
+    return _readiness(plane.reports_ready and plane.is_ready(*_name(request)))
 
 
 async def model_config(request: web.Request) -> web.Response:
