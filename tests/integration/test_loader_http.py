@@ -375,6 +375,18 @@ def test_cache_entry_with_a_missing_file_is_refetched(site: FileServer, tmp_path
     assert file_digest(tmp_path / "d2" / "blob.bin") == sha256(BLOB)
 
 
+def test_an_unusable_cache_only_costs_the_download(site: FileServer, tmp_path: Path) -> None:
+    """A node cache the loader cannot write (here a file where the directory should be) is skipped, not fatal."""
+    blocked = tmp_path / "cache"
+    blocked.write_text("not a directory")
+    code, out, err = fetch(site, "/blob.bin", tmp_path / "d", "--digest", sha256(BLOB), "--cache", str(blocked))
+    assert code == 0, err
+    assert "cannot be used, fetching without it" in err
+    assert json.loads(out)["cacheHit"] is False
+    assert file_digest(tmp_path / "d" / "blob.bin") == sha256(BLOB)
+    assert blocked.read_text() == "not a directory"
+
+
 def test_tree_digest_matches_the_documented_shell_recipe(tmp_path: Path) -> None:
     import subprocess
 

@@ -81,7 +81,7 @@ def run_fetch(req: FetchRequest) -> FetchResult:
     if req.require_digest and not pinned:
         raise UsageError(f"{uri.safe}: a pinned --digest is required (--require-digest)")
     method = req.signature.method()  # usage errors before any network traffic
-    cache = Cache(req.cache) if req.cache and pinned else None
+    cache = _open_cache(req.cache) if req.cache and pinned else None
     if req.cache and not pinned:
         log("no --digest given: the cache is not used (it is keyed by pinned digests)")
     with Staging(req.dest) as staging:
@@ -111,10 +111,30 @@ def run_fetch(req: FetchRequest) -> FetchResult:
                 _verify_signature(uri, req, staging, files, kind)
                 log(f"signature verified ({method})")
             if cache and pinned and not hit:
-                cache.insert(pinned, staging.tree, size, kind)
+                try:
+                    cache.insert(pinned, staging.tree, size, kind)
+                except OSError as e:  # a full or read-only cache costs the next start a download, nothing more
+                    log(f"could not add {pinned} to the cache ({type(e).__name__}: {e})")
         staging.publish()
     log(f"published {uri.safe} ({digest}) at {req.dest}")
     return FetchResult(uri.safe, digest, size, kind, files, method, hit, time.monotonic() - start)
+
+
+def _open_cache(root: Path) -> Cache | None:
+    """The cache at ``root``, or None with a log line when this process cannot use it.
+
+    A cache only saves time, so one that is not usable never fails a fetch: a node directory that the kubelet
+    created for a hostPath belongs to root, and a loader running as another user cannot write there.
+    """
+    try:
+        cache = Cache(root)
+        for sub in ("sha256", "locks", "tmp"):
+            if not os.access(cache.root / sub, os.W_OK | os.X_OK):
+                raise PermissionError(f"{cache.root / sub} is not writable by uid {os.getuid()}")
+    except OSError as e:
+        log(f"the cache {root} cannot be used, fetching without it ({type(e).__name__}: {e})")
+        return None
+    return cache
 
 
 def _materialized(cache: Cache, digest: str, staging: Staging, index: dict[str, object]) -> bool:
