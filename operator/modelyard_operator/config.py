@@ -26,8 +26,12 @@ class OperatorConfig:
     model_validation: str = "job"  # job: a validation Job per ModelVersion; off: versions are Ready at once
     validation_timeout_seconds: float = 1800.0  # activeDeadlineSeconds of a validation Job
     validation_memory: str = "2Gi"  # memory limit of a validation pod (it loads the model once)
-    sigstore_trust_root_configmap: str | None = None
+    sigstore_trust_root_configmap: str | None = None  # ConfigMap with trust_root.json for keyless verification
     # where validation pods may run: {"nodeSelector": {...}, "tolerations": [...]} (core/v1 shapes)
     validation_placement: dict[str, Any] = field(default_factory=dict)
     # hosts the loader's SSRF guard lets through (e.g. an in-cluster object store): MODELYARD_LOADER_ALLOW_HOSTS
-    loader_allow_hosts: tuple[str, ...] = ()  # ConfigMap with trust_root.json for keyless verification
+    loader_allow_hosts: tuple[str, ...] = ()
+    # a directory on every node that loaders share as their artifact cache (a hostPath; None: no cache). Entries
+    # are keyed by pinned digest, one subdirectory per namespace: MODELYARD_ARTIFACT_CACHE_DIR
+    artifact_cache_dir: str | None = None
+    artifact_cache_verify: bool = True  # re-hash a cache entry before each use (--cache-verify)

@@ -34,8 +34,30 @@ def _placement(text: str) -> dict[str, Any]:
     return value
 
 
-def _flag(name: str) -> bool:
-    return _env(name, "false").lower() in ("1", "true", "yes", "on")
+def _flag(name: str, default: bool = False) -> bool:
+    raw = _env(name, "")
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:  # a typo must not silently turn a safety setting off (or on)
+        sys.exit(f"modelyard-operator: MODELYARD_{name}={raw!r} is not a boolean (true or false)")
+    return default
+
+
+# host directories a node cache must never be put in (or below): the node's own state and secrets
+_SENSITIVE_HOST_DIRS = ("/boot", "/dev", "/etc", "/proc", "/root", "/run", "/sys", "/var/lib/kubelet", "/var/run")
+
+
+def _host_dir(text: str) -> str:
+    """``--artifact-cache-dir``: an absolute, normalized directory on the nodes, away from their system state."""
+    path = text.strip()
+    if not path.startswith("/") or os.path.normpath(path) != path or "/.." in path:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a normalized absolute path, e.g. /var/cache/modelyard")
+    if path == "/" or any(path == d or path.startswith(d + "/") for d in _SENSITIVE_HOST_DIRS):
+        raise argparse.ArgumentTypeError(f"{text!r}: refusing a node system directory; use e.g. /var/cache/modelyard")
+    return path
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -79,22 +101,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=_env("LOADER_ALLOW_HOSTS", ""),
         help="comma-separated hosts, IPs or CIDRs the loader may fetch from despite its SSRF guard",
     )
+    p.add_argument(
+        "--artifact-cache-dir",
+        type=_host_dir,
+        default=_env("ARTIFACT_CACHE_DIR", "") or None,
+        help="directory on every node (hostPath) where loaders share verified artifacts by digest, e.g. "
+        "/var/cache/modelyard/artifacts; unset: no cache (see docs/loader.md, 'Node cache in a cluster')",
+    )
+    p.add_argument(
+        "--artifact-cache-verify",
+        action=argparse.BooleanOptionalAction,
+        default=_flag("ARTIFACT_CACHE_VERIFY", default=True),
+        help="re-hash a cache entry against its index before each use (default: on)",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
     return p.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Imported late: importing kopf registers nothing, importing handlers registers our handlers.
-    import kopf
-    from prometheus_client import start_http_server
-
-    from modelyard_operator import handlers  # noqa: F401  (registers the handlers)
-    from modelyard_operator.metrics import OperatorMetrics
-
-    config = OperatorConfig(
+def config_from_args(args: argparse.Namespace) -> OperatorConfig:
+    """The settings the parsed flags describe."""
+    return OperatorConfig(
         runtime_image=args.runtime_image,
         image_pull_policy=args.image_pull_policy,
         allow_unpinned_artifacts=args.allow_unpinned_artifacts,
@@ -108,7 +135,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         sigstore_trust_root_configmap=args.sigstore_trust_root_configmap,
         validation_placement=args.validation_placement,
         loader_allow_hosts=tuple(h.strip() for h in args.loader_allow_hosts.split(",") if h.strip()),
+        artifact_cache_dir=args.artifact_cache_dir,
+        artifact_cache_verify=args.artifact_cache_verify,
     )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Imported late: importing kopf registers nothing, importing handlers registers our handlers.
+    import kopf
+    from prometheus_client import start_http_server
+
+    from modelyard_operator import handlers  # noqa: F401  (registers the handlers)
+    from modelyard_operator.metrics import OperatorMetrics
+
+    config = config_from_args(args)
     metrics = OperatorMetrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0", registry=metrics.registry)

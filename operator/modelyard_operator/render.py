@@ -31,6 +31,8 @@ SIGNING_DIR = "/var/run/secrets/modelyard/signing"
 CACHE_DIR = "/var/cache/modelyard"
 DRAIN_SECONDS = 5  # well inside terminationGracePeriodSeconds (30)
 TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
+ARTIFACT_CACHE_DIR = "/var/cache/modelyard-artifacts"  # where a loader sees the node's artifact cache
+ARTIFACT_CACHE_VOLUME = "artifact-cache"
 RUN_AS = 65532
 HTTP_PORT_NAME = "http"
 GRPC_PORT_NAME = "grpc"
@@ -76,7 +78,8 @@ def artifact_access(
     """The loader's flags for reaching and trusting ``mv``'s artifact, with the volumes and mounts they need.
 
     Credentials and trust material travel as mounted files, never as arguments. ``suffix`` keeps volume names
-    apart when two versions' loaders share a pod (the inPod router).
+    apart when two versions' loaders share a pod (the inPod router); the node cache's volume keeps its name,
+    as it is the same directory for every loader of the pod.
     """
     artifact = mv.spec.artifact
     args: list[str] = []
@@ -112,7 +115,34 @@ def artifact_access(
         args += ["--allow-file"]
     if config.loader_allow_hosts:
         args += ["--allow-hosts", ",".join(config.loader_allow_hosts)]
-    return args, volumes, mounts
+    cache_args, cache_volumes, cache_mounts = artifact_cache(mv, config)
+    return args + cache_args, volumes + cache_volumes, mounts + cache_mounts
+
+
+def artifact_cache(mv: ModelVersion, config: OperatorConfig) -> tuple[list[str], list[Obj], list[Obj]]:
+    """The node's artifact cache for ``mv``'s loader: ``--cache`` flags, a hostPath volume and its mount.
+
+    Nothing unless the operator has ``artifact_cache_dir`` and the version is pinned (the cache is keyed by
+    digest). Each namespace gets its own subdirectory, created by the loader: an entry is served without
+    contacting the store, so sharing it across namespaces would hand one tenant's artifact to another that
+    merely knows its digest, without the credentials. Only loader containers mount it, never the server.
+    """
+    if not config.artifact_cache_dir or not _pinned(mv):
+        return [], [], []
+    args = ["--cache", f"{ARTIFACT_CACHE_DIR}/{mv.metadata.namespace}"]
+    if config.artifact_cache_verify:
+        args.append("--cache-verify")
+    # DirectoryOrCreate: a node without the directory gets an empty (root-owned) one rather than a pod that
+    # cannot start; a loader that cannot write there fetches without the cache (docs/loader.md).
+    host = {"path": config.artifact_cache_dir, "type": "DirectoryOrCreate"}
+    volume = {"name": ARTIFACT_CACHE_VOLUME, "hostPath": host}
+    return args, [volume], [{"name": ARTIFACT_CACHE_VOLUME, "mountPath": ARTIFACT_CACHE_DIR}]
+
+
+def _pinned(mv: ModelVersion) -> bool:
+    """Whether the loader will know the artifact's digest up front (``--digest``, or an OCI reference's)."""
+    artifact = mv.spec.artifact
+    return bool(artifact.digest) or (artifact.uri.startswith("oci://") and "@sha256:" in artifact.uri)
 
 
 def loader_args(mv: ModelVersion, mode: str, config: OperatorConfig) -> list[str]:
@@ -344,7 +374,8 @@ def render_in_pod_deployment(
         _, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
         shared = {v["name"] for v in stable_volumes}
         loader["volumeMounts"] = [m for m in loader["volumeMounts"] if m["name"] not in shared] + canary_mounts
-        pod["volumes"] += canary_volumes
+        present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it
+        pod["volumes"] += [v for v in canary_volumes if v["name"] not in present]
     pod["volumes"].append(
         {
             "name": "model-config",

@@ -13,7 +13,7 @@ from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.render import render_children, render_in_pod_deployment
 
-from .samples import model_deployment, model_version
+from .samples import DIGEST, model_deployment, model_version
 
 GOLDEN = Path(__file__).parent / "golden"
 CONFIG = OperatorConfig(runtime_image="registry.local/modelyard/runtime:test")
@@ -165,3 +165,76 @@ def test_signed_artifacts_get_their_trust_material_as_mounted_files() -> None:
     assert "credentials-canary" in {m["name"] for m in canary_loader["volumeMounts"]}
     assert {v["name"]: v for v in both["volumes"]}["credentials-canary"]["secret"]["secretName"] == "other"
     assert "--signature" not in canary_loader["args"]
+
+
+CACHED = OperatorConfig(artifact_cache_dir="/var/cache/modelyard/artifacts")
+
+
+def cached_pod(config: OperatorConfig = CACHED, **artifact: Any) -> dict[str, Any]:
+    mv = model_version(artifact=artifact) if artifact else model_version()
+    md = ModelDeployment.model_validate(model_deployment())
+    children = render_children(md, ModelVersion.model_validate(mv), config)
+    pod: dict[str, Any] = children[0]["spec"]["template"]["spec"]
+    return pod
+
+
+def test_the_node_cache_is_a_host_directory_only_the_loader_mounts() -> None:
+    pod = cached_pod()
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["artifact-cache"] == {
+        "name": "artifact-cache",
+        "hostPath": {"path": "/var/cache/modelyard/artifacts", "type": "DirectoryOrCreate"},
+    }
+    (loader,) = pod["initContainers"]
+    assert {"name": "artifact-cache", "mountPath": "/var/cache/modelyard-artifacts"} in loader["volumeMounts"]
+    args = loader["args"]
+    # one subdirectory per namespace: a hit skips the store, so namespaces must not share entries
+    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts/ml"
+    assert "--cache-verify" in args
+    assert args[args.index("--digest") + 1] == DIGEST
+    (server,) = pod["containers"]
+    assert "artifact-cache" not in {m["name"] for m in server["volumeMounts"]}
+    assert not any("modelyard-artifacts" in a for a in server["args"])
+
+
+def test_no_node_cache_without_a_digest_or_a_directory() -> None:
+    for pod in (
+        cached_pod(uri="https://models.example.com/m.onnx"),  # unpinned: the cache is keyed by digest
+        cached_pod(OperatorConfig()),  # the default: no cache directory
+    ):
+        assert "artifact-cache" not in {v["name"] for v in pod["volumes"]}
+        assert not any("hostPath" in v for v in pod["volumes"])
+        assert "--cache" not in pod["initContainers"][0]["args"]
+    # an OCI reference pins its digest by itself
+    oci = cached_pod(uri="oci://registry.example.com/m/fraud@" + DIGEST)
+    assert "--cache" in oci["initContainers"][0]["args"]
+
+
+def test_node_cache_verification_can_be_turned_off() -> None:
+    config = OperatorConfig(artifact_cache_dir="/srv/cache", artifact_cache_verify=False)
+    args = cached_pod(config)["initContainers"][0]["args"]
+    assert "--cache" in args
+    assert "--cache-verify" not in args
+
+
+def test_in_pod_loaders_share_one_node_cache_volume() -> None:
+    md = ModelDeployment.model_validate(model_deployment())
+    stable = ModelVersion.model_validate(model_version())
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    unpinned = ModelVersion.model_validate(
+        model_version("fraud-44", version="44", artifact={"uri": "https://models.example.com/44.onnx"})
+    )
+    pod = render_in_pod_deployment(md, stable, canary, CACHED, replicas=1)["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]].count("artifact-cache") == 1
+    for loader in pod["initContainers"]:
+        assert "artifact-cache" in {m["name"] for m in loader["volumeMounts"]}
+        assert "--cache" in loader["args"]
+    pod = render_in_pod_deployment(md, stable, unpinned, CACHED, replicas=1)["spec"]["template"]["spec"]
+    stable_loader, canary_loader = pod["initContainers"]
+    assert "artifact-cache" in {m["name"] for m in stable_loader["volumeMounts"]}
+    assert "artifact-cache" not in {m["name"] for m in canary_loader["volumeMounts"]}
+    assert "--cache" not in canary_loader["args"]
+    pod = render_in_pod_deployment(md, unpinned, canary, CACHED, replicas=1)["spec"]["template"]["spec"]
+    assert [v["name"] for v in pod["volumes"]].count("artifact-cache") == 1
+    assert "artifact-cache" in {m["name"] for m in pod["initContainers"][1]["volumeMounts"]}
+    assert "artifact-cache" not in {m["name"] for m in pod["initContainers"][0]["volumeMounts"]}

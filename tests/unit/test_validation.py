@@ -196,3 +196,75 @@ def test_a_bad_placement_flag_is_refused(value: str, message: str, capsys: pytes
     with pytest.raises(SystemExit):
         parse_args(["--validation-placement", value])
     assert message in capsys.readouterr().err
+
+
+def test_the_validator_fills_the_node_cache_model_pods_read() -> None:
+    config = OperatorConfig(artifact_cache_dir="/var/cache/modelyard/artifacts")
+    pod_spec = render_validation_job(mv(), config)["spec"]["template"]["spec"]
+    (container,) = pod_spec["containers"]
+    args = container["args"]
+    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts/ml"
+    assert "--cache-verify" in args
+    assert args[-2:] == ["--termination-log", "/dev/termination-log"]
+    volumes = {v["name"]: v for v in pod_spec["volumes"]}
+    assert volumes["artifact-cache"]["hostPath"] == {
+        "path": "/var/cache/modelyard/artifacts",
+        "type": "DirectoryOrCreate",
+    }
+    assert {"name": "artifact-cache", "mountPath": "/var/cache/modelyard-artifacts"} in container["volumeMounts"]
+    unverified = OperatorConfig(artifact_cache_dir="/srv/c", artifact_cache_verify=False)
+    (plain,) = render_validation_job(mv(), unverified)["spec"]["template"]["spec"]["containers"]
+    assert "--cache" in plain["args"]
+    assert "--cache-verify" not in plain["args"]
+    unpinned = ModelVersion.model_validate(
+        {
+            "metadata": {"name": "resnet-v3", "namespace": "ml"},
+            "spec": {"model": "resnet", "version": "3", "artifact": {"uri": "https://models.example.com/r.onnx"}},
+        }
+    )
+    pod_spec = render_validation_job(unpinned, config)["spec"]["template"]["spec"]
+    assert "--cache" not in pod_spec["containers"][0]["args"]
+    assert not any("hostPath" in v for v in pod_spec["volumes"])
+
+
+def test_artifact_cache_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelyard_operator.main import config_from_args, parse_args
+
+    off = config_from_args(parse_args([]))
+    assert (off.artifact_cache_dir, off.artifact_cache_verify) == (None, True)
+    on = config_from_args(parse_args(["--artifact-cache-dir", "/var/cache/modelyard/artifacts"]))
+    assert (on.artifact_cache_dir, on.artifact_cache_verify) == ("/var/cache/modelyard/artifacts", True)
+    monkeypatch.setenv("MODELYARD_ARTIFACT_CACHE_DIR", "/srv/cache")
+    monkeypatch.setenv("MODELYARD_ARTIFACT_CACHE_VERIFY", "false")
+    env = config_from_args(parse_args([]))
+    assert (env.artifact_cache_dir, env.artifact_cache_verify) == ("/srv/cache", False)
+    flags_win = config_from_args(parse_args(["--artifact-cache-dir", "/data/c", "--artifact-cache-verify"]))
+    assert (flags_win.artifact_cache_dir, flags_win.artifact_cache_verify) == ("/data/c", True)
+    monkeypatch.delenv("MODELYARD_ARTIFACT_CACHE_VERIFY")
+    assert config_from_args(parse_args(["--no-artifact-cache-verify"])).artifact_cache_verify is False
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("cache", "normalized absolute path"),
+        ("/var/cache/../../etc", "normalized absolute path"),
+        ("/", "node system directory"),
+        ("/etc/modelyard", "node system directory"),
+        ("/var/lib/kubelet/cache", "node system directory"),
+    ],
+)
+def test_a_bad_artifact_cache_dir_is_refused(value: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from modelyard_operator.main import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--artifact-cache-dir", value])
+    assert message in capsys.readouterr().err
+
+
+def test_a_misspelt_boolean_variable_is_an_error_not_false(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modelyard_operator.main import parse_args
+
+    monkeypatch.setenv("MODELYARD_ARTIFACT_CACHE_VERIFY", "ture")
+    with pytest.raises(SystemExit, match="MODELYARD_ARTIFACT_CACHE_VERIFY='ture' is not a boolean"):
+        parse_args([])
