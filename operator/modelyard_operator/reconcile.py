@@ -30,7 +30,12 @@ from modelyard_operator.render import (
 from modelyard_operator.rollout.actions import Action, ActionError, collect_actions, parse_annotation
 from modelyard_operator.rollout.decide import Decision, Observations, decide, format_time
 from modelyard_operator.rollout.measurement import Measurement
-from modelyard_operator.rollout.routers import canary_replicas, split_replicas, version_weights
+from modelyard_operator.rollout.routers import (
+    canary_replicas,
+    main_service_version,
+    split_replicas,
+    version_weights,
+)
 from modelyard_operator.status import (
     DeploymentObservation,
     Problem,
@@ -293,7 +298,8 @@ def plan_rollout(
             result.apply.append(render_deployment(md, stable_mv, config, replicas=stable_n))
         if canary_mv is not None:
             result.apply.append(render_deployment(md, canary_mv, config, replicas=canary_n))
-    result.apply.append(render_service(md, name=name, version=None))
+    selects = main_service_version(router, target.stable, target.canary, target.weight)
+    result.apply.append(render_service(md, name=name, version=selects, version_label=False))
     if target.stable is not None:
         result.apply.append(render_service(md, name=f"{name}-stable", version=target.stable))
         result.apply.append(render_service(md, name=f"{name}-canary", version=target.canary or target.stable))

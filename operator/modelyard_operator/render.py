@@ -278,12 +278,13 @@ def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorCon
     }
 
 
-def render_service(md: ModelDeployment, *, name: str, version: str | None) -> Obj:
-    """A ClusterIP Service over the model's pods (all versions, or one version)."""
+def render_service(md: ModelDeployment, *, name: str, version: str | None, version_label: bool = True) -> Obj:
+    """A ClusterIP Service over the model's pods (all versions, or one version; the main Service, whose
+    selected version changes during a rollout, carries no version label)."""
     meta = md.metadata
     s = md.spec.serving
     labels = {**version_labels(meta.name, md.spec.model, version or "all")}
-    if version is None:
+    if version is None or not version_label:
         labels.pop("modelyard.dev/version")
     return {
         "apiVersion": "v1",

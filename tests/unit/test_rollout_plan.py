@@ -42,6 +42,31 @@ def replicas(result: RolloutPlan) -> dict[str, int]:
     return {o["metadata"]["name"]: o["spec"]["replicas"] for o in result.apply if o["kind"] == "Deployment"}
 
 
+def main_selector(result: RolloutPlan) -> dict[str, str]:
+    return next(
+        o["spec"]["selector"] for o in result.apply if o["kind"] == "Service" and o["metadata"]["name"] == "fraud"
+    )
+
+
+def test_a_canary_with_a_weight_shares_the_main_service_by_pods() -> None:
+    deployments = [deployment("fraud-41", "41", replicas=2, available=2), deployment("fraud-42", "42", replicas=2,
+                                                                                      available=2)]  # fmt: skip
+    result = plan_rollout(md(status=in_step(1, 50)), MVS, deployments, CONFIG, NOW, None)
+    assert "modelyard.dev/version" not in main_selector(result)
+
+
+def test_a_blue_green_copy_is_kept_out_of_the_main_service_until_the_switch() -> None:
+    blue_green = {"strategy": "blueGreen", "blueGreen": {"analyze": {"minDuration": "1m"}}}
+    deployments = [deployment("fraud-41", "41", replicas=4, available=4), deployment("fraud-42", "42", replicas=4,
+                                                                                      available=4)]  # fmt: skip
+    status = {**in_step(1, 0), "phase": "Progressing"}
+    result = plan_rollout(md(status=status, **blue_green), MVS, deployments, CONFIG, NOW, None)
+    assert replicas(result) == {"fraud-41": 4, "fraud-42": 4}
+    assert main_selector(result)["modelyard.dev/version"] == "41"
+    services = {o["metadata"]["name"]: o["spec"]["selector"] for o in result.apply if o["kind"] == "Service"}
+    assert services["fraud-canary"]["modelyard.dev/version"] == "42"  # previews reach it there
+
+
 def conditions(result: RolloutPlan) -> dict[str, tuple[str, str]]:
     assert result.status is not None
     return {c["type"]: (c["status"], c["reason"]) for c in result.status.status["conditions"]}
@@ -55,6 +80,9 @@ def test_start_creates_the_canary_beside_the_stable() -> None:
     services = {o["metadata"]["name"]: o["spec"]["selector"] for o in result.apply if o["kind"] == "Service"}
     assert services["fraud-canary"]["modelyard.dev/version"] == "42"
     assert services["fraud-stable"]["modelyard.dev/version"] == "41"
+    assert services["fraud"]["modelyard.dev/version"] == "41"  # users stay off the canary until it has a weight
+    main = next(o for o in result.apply if o["kind"] == "Service" and o["metadata"]["name"] == "fraud")
+    assert "modelyard.dev/version" not in main["metadata"]["labels"]
     assert result.delete_deployments == []
     assert result.status is not None
     assert result.status.events[0][1] == "RolloutStart"
@@ -78,6 +106,7 @@ def test_rollback_keeps_the_canary_until_the_stable_is_back_and_clears_status_fi
     result = plan_rollout(md(status=in_step(1, 50)), MVS, deployments, CONFIG, NOW, failing)
     assert str(result.decision.kind) == "RollBack"  # type: ignore[union-attr]
     assert replicas(result) == {"fraud-41": 4}
+    assert main_selector(result)["modelyard.dev/version"] == "41"  # users leave the canary at once
     assert result.delete_deployments == []  # 2 Ready stable pods do not carry 4 yet
     assert result.status is not None
     status = result.status.status

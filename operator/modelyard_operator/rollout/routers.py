@@ -53,6 +53,23 @@ def traffic_weight(stable_ready: int, canary_ready: int) -> int:
     return round(100 * canary_ready / total) if total else 0
 
 
+def main_service_version(router: str, stable: str | None, canary: str | None, weight: int) -> str | None:
+    """The version the main Service ``<md>`` selects during a rollout (None: every version of the model).
+
+    Only versions that should get user traffic: the stable one until the canary has a weight (a blueGreen
+    copy or a canary waiting for its pods is reachable through ``<md>-canary`` only), both while the weight
+    is split by pod counts, the canary alone at 100 %, and the stable one again at once after a rollback.
+    The inPod router has one Deployment whose pods load both versions: its Service selects them all.
+    """
+    if router == "inPod" or stable is None:
+        return None
+    if canary is None or weight <= 0:
+        return stable
+    if weight >= 100:
+        return canary
+    return None
+
+
 def _backend(name: str, port: int, weight: int | None = None) -> Obj:
     ref: Obj = {"group": "", "kind": "Service", "name": name, "port": port}
     if weight is not None:
