@@ -211,6 +211,8 @@ class PodRunner(threading.Thread):
         for vol in self.pod["spec"].get("volumes", []):
             target = self.dir / "volumes" / vol["name"]
             if "hostPath" in vol:
+                if vol["hostPath"].get("type") == "DirectoryOrCreate":
+                    Path(vol["hostPath"]["path"]).mkdir(mode=0o755, parents=True, exist_ok=True)
                 continue
             files = volume_files(self.agent.kube, self.pod, vol, self.ip)
             target.mkdir(exist_ok=True)
@@ -320,9 +322,18 @@ class PodRunner(threading.Thread):
         for i, path in enumerate(hidden):
             (self.dir / "env" / str(i)).mkdir(parents=True, exist_ok=True)
             lines.append(f"mount --bind {shlex.quote(str(path))} {STAGE}/env/{i}")
+        # hostPath sources too: one may lie under another volume's mountPath (a cache in /tmp, an emptyDir at /tmp)
+        staged_host: dict[Path, str] = {}
+        for src, _, _ in mounts:
+            if not src.is_relative_to(self.dir) and src not in staged_host:
+                point = self.dir / "host" / str(len(staged_host))
+                point.parent.mkdir(exist_ok=True)
+                point.mkdir() if src.is_dir() else point.touch()
+                staged_host[src] = f"{STAGE}/host/{len(staged_host)}"
+                lines.append(f"mount --bind {shlex.quote(str(src))} {staged_host[src]}")
         for src, dst, ro in sorted(mounts, key=lambda m: m[1].count("/")):
             self.agent.ensure_mountpoint(Path(dst), is_dir=src.is_dir(), covered=mounts)
-            staged = f"{STAGE}/{src.relative_to(self.dir)}" if src.is_relative_to(self.dir) else str(src)
+            staged = f"{STAGE}/{src.relative_to(self.dir)}" if src.is_relative_to(self.dir) else staged_host[src]
             lines.append(f"mount --bind {shlex.quote(staged)} {shlex.quote(dst)}")
             if ro:
                 lines.append(f"mount -o remount,bind,ro {shlex.quote(dst)}")

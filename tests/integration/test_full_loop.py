@@ -79,16 +79,22 @@ def ns(kube: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The node's artifact cache (a hostPath the loaders of validation and model pods share)."""
+    return tmp_path_factory.mktemp("full-loop-node") / "artifact-cache"
+
+
+@pytest.fixture(scope="module")
 def operator(
-    local_cluster: DevCluster, ns: str, tmp_path_factory: pytest.TempPathFactory
+    local_cluster: DevCluster, ns: str, artifact_cache: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[subprocess.Popen[bytes]]:
     """The real operator, watching the test's namespace, placing validation pods on local-0, measuring in the
-    cluster's Prometheus."""
+    cluster's Prometheus, with the node's artifact cache."""
     log = tmp_path_factory.mktemp("full-loop-operator") / "operator.log"
     url = local_cluster.prometheus_url()
     assert url, "the cluster has no Prometheus"
     args = ["--namespace", ns, "--validation-placement", json.dumps(PLACEMENT), "--loader-allow-hosts", GATEWAY,
-            "--prometheus-url", url]  # fmt: skip
+            "--prometheus-url", url, "--artifact-cache-dir", str(artifact_cache)]  # fmt: skip
     with running_operator(local_cluster.kubeconfig, log, *args) as proc:
         yield proc
 
@@ -205,6 +211,7 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     ns: str,
     operator: subprocess.Popen[bytes],
     artifacts: tuple[str, Path],
+    artifact_cache: Path,
 ) -> None:
     base, root = artifacts
     timings: dict[str, float] = {}
@@ -233,8 +240,8 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     assert [p["spec"]["nodeName"] for p in job_pods] == ["local-0"]
     assert job_pods[0]["status"]["phase"] == "Succeeded"
 
-    def first_answer() -> str | None:
-        for pod in ready_pods(kube, ns, "1"):
+    def first_answer(version: str = "1", md: str = "adder") -> str | None:
+        for pod in ready_pods(kube, ns, version, md):
             try:
                 if answer(pod["status"]["podIP"]):
                     return str(pod["status"]["podIP"])
@@ -301,9 +308,12 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
         with send(local_cluster, ns, "adder-canary", rate=10) as previews:
             rolled_back = until_status(kube, ns, lambda s: s.get("phase") == "RolledBack", timeout=120,
                                        what="version 4 rolled back", load=users)  # fmt: skip
-        assert previews.results, "no preview request reached the copy"
-        assert all(not r.ok for r in previews.results)  # the model fails on every request ...
-        assert any("500" in r.error or "rror" in r.error for r in previews.results), previews.results[:3]
+        # the copy failed every preview (after the rollback <md>-canary points at the stable version again)
+        assert previews.failures(), "no preview request reached the copy"
+        assert all("[500] model adder version 4 failed" in r.error for r in previews.failures()), previews.failures()[
+            :3
+        ]
+        assert set(previews.versions()) <= {"2"}
         assert rolled_back["stableVersion"] == "2"
         assert rolled_back["rolledBackVersions"] == ["4"]
         assert rolled_back["lastDecision"]["reason"] == "CriticalMetricFailed"
@@ -311,6 +321,17 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
                  what="the failing copy removed")  # fmt: skip
         after = time.monotonic()
         wait_for(lambda: users.versions(after).get("2", 0) >= 10, timeout=20, what="users still on version 2")
+
+    # a second ModelDeployment of the validated version 2: its pods find the artifact in the node's cache
+    assert list((artifact_cache / ns / "sha256").iterdir()), "nothing entered the node's artifact cache"
+    started = time.monotonic()
+    kube.apply(model_deployment("2", name="adder-b"), ns)
+    wait_for(lambda: first_answer("2", "adder-b"), timeout=60, interval=0.1, what="a correct answer from adder-b")
+    timings["apply -> first correct answer (validated, cached artifact)"] = time.monotonic() - started
+    pod = ready_pods(kube, ns, "2", "adder-b")[0]
+    loader_log = local_cluster.dir / "localnode" / "pods" / pod["metadata"]["uid"] / "logs" / "loader.log"
+    outcome = json.loads(loader_log.read_text().strip().splitlines()[-1])
+    assert outcome["cacheHit"] is True
 
     # not one user request failed or got a wrong answer, through four versions
     assert users.results
