@@ -63,7 +63,7 @@ test-e2e: $(STAMP) controlplane prometheus ## end-to-end tier: whole flows (the 
 test: $(STAMP) controlplane perf-analyzer prometheus oci-test-tools check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
-demo: $(STAMP) controlplane ## start a local cluster, run the operator, deploy a sample model, stop cleanly
+demo: $(STAMP) controlplane prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
 	$(PY) hack/demo.py
 
 BENCH_ARGS ?=

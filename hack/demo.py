@@ -1,36 +1,97 @@
 #!/usr/bin/env python3
-"""``make demo``: Modelyard on a local control plane, end to end, then everything stopped again.
+"""``make demo``: Modelyard serving real inference on this machine, without Docker, then everything stopped.
 
-1. build (or reuse) and start the control plane (hack/devcluster);
-2. ``helm install`` the chart: CRDs and the operator's RBAC (the operator Deployment is scaled to 0
-   because this machine has no container runtime; the operator runs as a local process instead, with
-   the chart's ServiceAccount token, so the demo also proves the chart's RBAC is enough);
-3. apply a ModelVersion and a ModelDeployment and wait until the deployment is Ready;
-4. publish version 2 and switch the deployment to it (strategy ``immediate``);
-5. print ``kubectl get md,mv,deploy,pods`` and a summary with timings; stop everything (Ctrl-C too).
+1. build (or reuse) and start the control plane with the process-backed node ``local-0`` (pods are real
+   processes in their own network namespaces) and Prometheus scraping the model pods;
+2. ``helm install`` the chart: CRDs and the operator's RBAC (the operator Deployment is scaled to 0: there is no
+   container runtime here, so the operator runs as a local process with the chart's ServiceAccount token);
+3. generate a small ONNX model (OUT0 = A + B, OUT1 = A - B) in four versions and serve the files over HTTP;
+4. version 1: a ModelVersion validated by a Job, a ModelDeployment of two pods; steady traffic starts, sent like
+   kube-proxy would through the Service's ready endpoints, every answer checked;
+5. version 2: a canary at 50 %, analysed on the error rate Prometheus measures, promoted;
+6. version 3: a model that fails at run time, rolled out blue/green: its copy gets preview traffic only, the
+   analysis fails and the operator rolls it back by itself;
+7. version 4: a tampered artifact: validation rejects it (digest mismatch) and it never gets a pod;
+8. ``kubectl get md,mv,pods``, the rollout events and a summary with timings; everything stopped (Ctrl-C too).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from devcluster import REPO, ClusterError, DevCluster
+from fileserver import serve_directory
+from localnode.kube import Kube
+from traffic import Traffic
+
+sys.path.insert(0, str(REPO / "tests"))
+from models import binary_op, failing_model  # the tests' ONNX generators (no downloads)
 
 NAMESPACE = "modelyard-demo"
 SYSTEM_NAMESPACE = "modelyard-system"
-DIGEST_V2 = "sha256:" + "7d" * 32
+GATEWAY = "10.244.100.1"  # this machine, as the local node's pods see it
+PLACEMENT = {
+    "nodeSelector": {"modelyard.dev/local-node": "true"},
+    "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
+}
+# Prometheus scrapes every 2 s on the dev cluster: measure every 2 s over 5 s windows
+ANALYSIS = {
+    "interval": "2s",
+    "window": "5s",
+    "scrapeInterval": "2s",
+    "evidence": {"minRequests": 30},
+    "metrics": [
+        {"name": "error-rate", "template": "errorRate", "max": 0.01, "critical": True},
+        {"name": "p99-latency", "template": "latencyP99", "max": 0.5},
+    ],
+}
+CANARY = {
+    "strategy": "canary",
+    "steps": [{"setWeight": 50}, {"analyze": {"minDuration": "10s", "maxDuration": "2m"}}],
+    "analysis": ANALYSIS,
+}
+BLUE_GREEN = {"strategy": "blueGreen", "blueGreen": {"analyze": {"minDuration": "10s", "maxDuration": "2m"}},
+              "analysis": ANALYSIS}  # fmt: skip
+A = np.arange(8, dtype=np.float32).reshape(2, 4)
+B = np.full((2, 4), 10, dtype=np.float32)
 
 
 def step(msg: str) -> None:
     print(f"\n==> {msg}", flush=True)
+
+
+def adds(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> bool:
+    return bool(np.array_equal(outputs["OUT0"], inputs["A"] + inputs["B"])
+                and np.array_equal(outputs["OUT1"], inputs["A"] - inputs["B"]))  # fmt: skip
+
+
+def model_version(version: str, uri: str, digest: str) -> dict[str, Any]:
+    return {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": f"adder-{version}"},
+            "spec": {"model": "adder", "version": version, "format": "onnx",
+                     "artifact": {"uri": uri, "digest": digest}}}  # fmt: skip
+
+
+def model_deployment(version: str, rollout: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "adder"},
+            "spec": {"model": "adder", "version": version, "replicas": 2, "placement": PLACEMENT,
+                     "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}, "rollout": rollout}}  # fmt: skip
+
+
+def sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class Demo:
@@ -38,44 +99,65 @@ class Demo:
         self.cluster = cluster
         self.operator: subprocess.Popen[bytes] | None = None
         self.timings: list[tuple[str, float]] = []
+        self.users: Traffic | None = None
+        self.previews: Traffic | None = None
+        self.started = time.monotonic()
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
         return self.cluster.kubectl(*args, stdin=stdin, capture=True)
 
-    def timed(self, label: str, started: float) -> None:
-        self.timings.append((label, time.monotonic() - started))
+    def apply(self, *objects: dict[str, Any]) -> None:
+        body = json.dumps({"apiVersion": "v1", "kind": "List", "items": list(objects)})
+        print("    " + self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=body).strip().replace("\n", "\n    "))
 
-    def wait_md(self, what: str, check: Any, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
+    def timed(self, label: str, started: float) -> float:
+        elapsed = time.monotonic() - started
+        self.timings.append((label, elapsed))
+        print(f"    ({label}: {elapsed:.1f} s)")
+        return elapsed
+
+    def get(self, kind: str, name: str) -> dict[str, Any]:
+        out = subprocess.run([str(self.cluster.bin / "kubectl"), "--kubeconfig", str(self.cluster.kubeconfig),
+                              "get", kind, name, "-n", NAMESPACE, "-o", "json"],
+                             capture_output=True, text=True, check=False)  # fmt: skip
+        return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
+
+    def progress(self, status: dict[str, Any]) -> str:
+        weights = status.get("weights") or {}
+        line = f"    [{time.monotonic() - self.started:6.1f}s] {status.get('phase', '-'):<11}"
+        line += f" stable={status.get('stableVersion', '-')} canary={status.get('canaryVersion') or '-'}"
+        line += f" weights={weights.get('stable', 100)}/{weights.get('canary', 0)}"
+        if decision := status.get("lastDecision"):
+            line += f"  {decision.get('verdict')}: {decision.get('reason')}"
+        if self.users is not None:
+            counts = self.users.versions()
+            line += f"  | users: {len(self.users.results)} sent, {len(self.users.failures())} failed, by version "
+            line += ", ".join(f"v{v}={n}" for v, n in sorted(counts.items())) or "-"
+        return line
+
+    def wait(self, what: str, check: Callable[[dict[str, Any]], bool], kind: str = "md", name: str = "adder",
+             timeout: float = 180) -> dict[str, Any]:  # fmt: skip
+        """Poll an object's status until ``check`` holds, printing the ModelDeployment's progress as it changes."""
+        deadline, shown, last_print = time.monotonic() + timeout, "", 0.0
         while time.monotonic() < deadline:
-            md = json.loads(self.kubectl("get", "md", "fraud", "-n", NAMESPACE, "-o", "json"))
-            if check(md.get("status", {})):
-                return
+            obj = self.get(kind, name)
+            status = obj.get("status") or {}
+            md_status = status if kind == "md" else (self.get("md", "adder").get("status") or {})
+            line = self.progress(md_status)
+            key = line.split("]", 1)[1].split("|")[0]
+            if key != shown or time.monotonic() - last_print > 5:
+                print(line, flush=True)
+                shown, last_print = key, time.monotonic()
+            if check(status):
+                return obj
             if self.operator is not None and self.operator.poll() is not None:
                 raise ClusterError(f"the operator exited with code {self.operator.returncode}")
-            time.sleep(0.25)
-        raise ClusterError(f"timed out waiting for {what}")
+            time.sleep(0.5)
+        raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
 
-    def run(self, operator_log: Path) -> None:
-        started = time.monotonic()
-        step("Starting the local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok)")
-        self.cluster.up()
-        self.timed("control plane up (6 kwok nodes Ready)", started)
-
-        step("Installing the Helm chart (CRDs + operator RBAC)")
-        t = time.monotonic()
-        helm = self.cluster.bin / "helm"
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
-        subprocess.run(
-            [str(helm), "install", "modelyard", str(REPO / "charts" / "modelyard"), "--namespace", SYSTEM_NAMESPACE,
-             "--create-namespace", "--set", "operator.replicas=0", "--wait", "--timeout", "60s"],
-            env=env, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        self.timed("helm install", t)
-
-        step("Running modelyard-operator as the chart's ServiceAccount")
-        token = self.kubectl("create", "token", "modelyard-operator", "-n", SYSTEM_NAMESPACE, "--duration=1h").strip()
+    @contextlib.contextmanager
+    def operator_running(self, log_path: Path, cache: Path) -> Iterator[None]:
+        token = self.kubectl("create", "token", "modelyard-operator", "-n", SYSTEM_NAMESPACE, "--duration=2h").strip()
         state = self.cluster.state()
         assert state is not None
         kubeconfig = self.cluster.dir / "operator.kubeconfig"
@@ -86,41 +168,127 @@ class Demo:
             "users": [{"name": "operator", "user": {"token": token}}],
             "contexts": [{"name": "operator", "context": {"cluster": "dev", "user": "operator"}}],
         }))  # fmt: skip
-        with open(operator_log, "wb") as log:
+        url = self.cluster.prometheus_url()
+        assert url is not None
+        args = ["--prometheus-url", url, "--validation-placement", json.dumps(PLACEMENT),
+                "--loader-allow-hosts", GATEWAY, "--artifact-cache-dir", str(cache)]  # fmt: skip
+        with open(log_path, "wb") as log:
             self.operator = subprocess.Popen(
-                [str(Path(sys.executable).parent / "modelyard-operator")],
+                [str(Path(sys.executable).parent / "modelyard-operator"), *args],
                 env={**os.environ, "KUBECONFIG": str(kubeconfig), "MODELYARD_LOG_LEVEL": "WARNING"},
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        print(f"    operator pid {self.operator.pid}, log {operator_log}")
+        print(f"    operator pid {self.operator.pid}, log {log_path}")
+        print(f"    flags: {' '.join(args)}")
+        try:
+            yield
+        finally:
+            self.stop_operator()
 
-        step("Applying examples/quickstart.yaml (ModelVersion fraud-1, ModelDeployment fraud)")
-        self.kubectl("create", "namespace", NAMESPACE)
+    def run(self, folder: Path) -> None:
+        step("Starting the control plane, the local node local-0 (pods as processes) and Prometheus")
         t = time.monotonic()
-        self.kubectl("apply", "-n", NAMESPACE, "-f", str(REPO / "examples" / "quickstart.yaml"))
-        self.wait_md("fraud to be Healthy", lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == "1")
-        self.timed("apply -> ModelDeployment Ready (2 pods)", t)
-        print(self.kubectl("get", "md,mv,deploy,pods", "-n", NAMESPACE, "-o", "wide"))
+        self.cluster.up(nodes=False, local_node=True, prometheus=True)
+        self.timed("control plane + local node + Prometheus up", t)
 
-        step("Publishing version 2 and switching the deployment to it")
+        step("Installing the Helm chart (CRDs + operator RBAC)")
         t = time.monotonic()
-        v2 = {
-            "apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": "fraud-2"},
-            "spec": {"model": "fraud", "version": "2",
-                     "artifact": {"uri": "https://models.example.com/fraud/2/model.onnx", "digest": DIGEST_V2}},
-        }  # fmt: skip
-        self.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=json.dumps(v2))
-        self.kubectl("patch", "md", "fraud", "-n", NAMESPACE, "--type=merge", "-p", '{"spec":{"version":"2"}}')
-        self.wait_md("version 2 to be stable", lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == "2")
-        self.timed("version switch 1 -> 2 (old Deployment removed)", t)
+        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
+        subprocess.run(
+            [str(self.cluster.bin / "helm"), "install", "modelyard", str(REPO / "charts" / "modelyard"),
+             "--namespace", SYSTEM_NAMESPACE, "--create-namespace", "--set", "operator.replicas=0",
+             "--wait", "--timeout", "60s"],
+            env=env, check=True, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        self.timed("helm install", t)
 
-        step("kubectl get md,mv,deploy,pods")
-        print(self.kubectl("get", "md,mv,deploy,pods", "-n", NAMESPACE))
-        events = self.kubectl("get", "events", "-n", NAMESPACE, "--field-selector=involvedObject.kind=ModelDeployment",
-                              "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message")  # fmt: skip
-        print(events)
+        step("Generating the model (OUT0 = A + B, OUT1 = A - B) in four versions, served over HTTP from this machine")
+        models = folder / "artifacts"
+        models.mkdir(parents=True, exist_ok=True)
+        for version in ("1", "2"):
+            binary_op(models / f"adder-v{version}.onnx")
+        failing_model(models / "adder-v3.onnx")  # loads fine, fails on every request
+        tampered = binary_op(models / "adder-v4.onnx", op="Mul")
+        pinned_v4 = sha256(tampered)
+        tampered.write_bytes(tampered.read_bytes() + b"\0")  # changed after its digest was published
+        for path in sorted(models.iterdir()):
+            print(f"    {path.name:<16} {path.stat().st_size:>5} bytes")
+        with serve_directory(models) as port:
+            base = f"http://{GATEWAY}:{port}"
+            print(f"    artifact store: {base}/ (the pods' loader fetches from here and checks the pinned digest)")
+            step("Starting modelyard-operator as the chart's ServiceAccount")
+            with self.operator_running(folder / "operator.log", folder / "node-cache"):
+                self.kubectl("create", "namespace", NAMESPACE)
+                self.story(base, models, pinned_v4)
 
-    def stop(self) -> None:
+    def story(self, base: str, models: Path, pinned_v4: str) -> None:
+        step("Version 1: apply a ModelVersion (validated by a Job) and a ModelDeployment of 2 pods on local-0")
+        t = time.monotonic()
+        self.apply(model_version("1", f"{base}/adder-v1.onnx", sha256(models / "adder-v1.onnx")),
+                   model_deployment("1", CANARY))  # fmt: skip
+        mv = self.wait("adder-1 validated", lambda s: s.get("phase") == "Ready", kind="mv", name="adder-1")
+        self.timed("v1: kubectl apply -> ModelVersion validated", t)
+        sig = mv["status"]["signature"]
+        print(f"    validated: digest {mv['status']['artifact']['digest'][:19]}..., inputs "
+              f"{[(i['name'], i['datatype'], i['shape']) for i in sig['inputs']]}")  # fmt: skip
+        self.users = Traffic(Kube(self.cluster.kubeconfig), NAMESPACE, "adder", "adder", {"A": A, "B": B}, adds,
+                             rate=20).start()  # fmt: skip
+        first = None
+        while first is None:
+            first = next((r for r in self.users.results if r.ok), None)
+            if time.monotonic() - t > 120:
+                raise ClusterError("no correct answer within 120 s")
+            time.sleep(0.05)
+        self.timed("v1: kubectl apply -> first correct inference", t)
+        print(f"    first answer from pod {first.pod_ip} (version {first.version}); steady traffic: 20 requests/s")
+        self.wait("adder Healthy", lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == "1")
+        print(self.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide"))
+
+        step("Version 2: canary at 50 %, analysed on Prometheus (error rate, p99 latency), then promoted")
+        t = time.monotonic()
+        self.apply(model_version("2", f"{base}/adder-v2.onnx", sha256(models / "adder-v2.onnx")),
+                   model_deployment("2", CANARY))  # fmt: skip
+        self.wait("version 2 promoted", lambda s: s.get("stableVersion") == "2" and s.get("phase") == "Healthy")
+        self.timed("v2: canary -> analysis -> promoted", t)
+
+        step("Version 3: a model that fails at run time, as a blue/green copy with preview traffic only")
+        t = time.monotonic()
+        self.apply(model_version("3", f"{base}/adder-v3.onnx", sha256(models / "adder-v3.onnx")),
+                   model_deployment("3", BLUE_GREEN))  # fmt: skip
+        self.wait("the version 3 copy", lambda s: s.get("canaryVersion") == "3")
+        self.previews = Traffic(Kube(self.cluster.kubeconfig), NAMESPACE, "adder-canary", "adder", {"A": A, "B": B},
+                                adds, rate=10).start()  # fmt: skip
+        try:
+            status = self.wait("version 3 rolled back", lambda s: s.get("phase") == "RolledBack")["status"]
+        finally:
+            self.previews.stop()
+        self.timed("v3: apply -> rolled back automatically", t)
+        decision = status["lastDecision"]
+        print(f"    {decision['verdict']}: {decision['reason']}: {decision['message']}")
+
+        step("Version 4: a tampered artifact (its bytes changed after the digest was published)")
+        t = time.monotonic()
+        self.apply(model_version("4", f"{base}/adder-v4.onnx", pinned_v4), model_deployment("4", CANARY))
+        mv = self.wait("adder-4 rejected", lambda s: s.get("phase") == "Failed", kind="mv", name="adder-4")
+        self.timed("v4: apply -> rejected by validation", t)
+        ready = next(c for c in mv["status"]["conditions"] if c["type"] == "Ready")
+        print(f"    ModelVersion adder-4: {ready['reason']}: {ready['message'][:160]}")
+        self.wait("adder Degraded", lambda s: s.get("phase") == "Degraded", timeout=30)
+        time.sleep(2)  # a little more traffic on version 2
+        self.users.stop()
+
+        step("kubectl get md,mv,pods")
+        print(self.kubectl("get", "md,mv,pods", "-n", NAMESPACE, "-o", "wide"))
+        step("What the operator decided (Events)")
+        print(self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp",
+                           "--field-selector=involvedObject.kind=ModelDeployment",
+                           "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message"))  # fmt: skip
+
+    def stop_operator(self) -> None:
+        for load in (self.users, self.previews):
+            if load is not None:
+                load.stop()
         if self.operator is not None and self.operator.poll() is None:
             self.operator.send_signal(signal.SIGINT)
             try:
@@ -132,7 +300,16 @@ class Demo:
     def summary(self) -> None:
         step("Summary")
         for label, seconds in self.timings:
-            print(f"    {label:<48} {seconds:6.2f} s")
+            print(f"    {label:<52} {seconds:6.1f} s")
+        if self.users is not None:
+            counts = ", ".join(f"v{v}: {n}" for v, n in sorted(self.users.versions().items()))
+            print(f"    user requests: {len(self.users.results)} sent, {len(self.users.failures())} failed "
+                  f"(answered right by {counts})")  # fmt: skip
+        if self.previews is not None:
+            sent, failed = len(self.previews.results), len(self.previews.failures())
+            print(f"    preview requests to adder-canary: {sent} sent, {failed} failed on version 3 "
+                  "- the analysis saw them, users never did")  # fmt: skip
+        print(f"    {'demo wall time (before stopping)':<52} {time.monotonic() - self.started:6.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,8 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     code = 0
     try:
-        demo.run(args.dir / "operator.log")
+        demo.run(args.dir)
         demo.summary()
+        failed = len(demo.users.failures()) if demo.users else 0
+        if failed:
+            print(f"\ndemo failed: {failed} user requests failed", file=sys.stderr)
+            code = 1
     except KeyboardInterrupt:
         print("\ninterrupted: stopping everything", file=sys.stderr)
         code = 130
@@ -154,9 +335,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         code = 1
     finally:
-        demo.stop()
+        demo.stop_operator()
+        t = time.monotonic()
         stopped = cluster.down()
-        print(f"\nStopped the operator and {len(stopped)} control-plane processes; nothing is left running.")
+        print(f"\nStopped the operator and {len(stopped)} cluster processes in {time.monotonic() - t:.1f} s "
+              f"(pods, network namespaces and the bridge removed); nothing is left running.")  # fmt: skip
     return code
 
 

@@ -7,13 +7,10 @@ The integration fixtures start the real local control plane with the same code a
 from __future__ import annotations
 
 import contextlib
-import functools
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from fileserver import serve_directory  # noqa: F401  (hack/fileserver.py; re-exported for the tests)
 
 REPO = Path(__file__).resolve().parent.parent
 TIERS = ("unit", "integration", "e2e")
@@ -129,25 +128,6 @@ def running_operator(kubeconfig: Path, log: Path, *args: str) -> Iterator[subpro
             proc.kill()
         if proc.returncode not in (0, -15) or os.environ.get("MODELYARD_SHOW_OPERATOR_LOG"):
             print(log.read_text()[-20000:])
-
-
-class _QuietFiles(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@contextlib.contextmanager
-def serve_directory(root: Path) -> Iterator[int]:
-    """A plain HTTP file server for ``root`` on all of this host's addresses (pods on the local node reach it
-    through the bridge's gateway); yields its port."""
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), functools.partial(_QuietFiles, directory=str(root)))
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# A cold cluster start plus helm and two rollouts: above the suite's default per-test timeout.
+# A cluster start, helm and four versions through real pods: above the suite's default per-test timeout.
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -40,18 +41,37 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
+def no_local_node_left() -> bool:
+    """No bridge and no pod network namespace of the local node remain."""
+    bridge = subprocess.run(["ip", "link", "show", "mdy0"], capture_output=True, check=False).returncode != 0
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return bridge and "mdy-" not in namespaces
+
+
 def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     proc = demo(tmp_path)
-    out, _ = proc.communicate(timeout=240)
+    out, _ = proc.communicate(timeout=280)
     assert proc.returncode == 0, out
-    assert "modeldeployment.modelyard.dev/fraud   fraud   1" in out
-    assert "modeldeployment.modelyard.dev/fraud   fraud   2" in out
-    assert "deployment.apps/fraud-2   2/2" in out
-    assert "Healthy" in out
-    for label in ("control plane up", "helm install", "apply -> ModelDeployment Ready", "version switch 1 -> 2"):
+    # real inference all along: every user request answered right, by version 1 and then version 2
+    m = re.search(r"user requests: (\d+) sent, (\d+) failed \(answered right by v1: (\d+), v2: (\d+)\)", out)
+    assert m, out
+    sent, failed, v1, v2 = map(int, m.groups())
+    assert (failed, v1 + v2) == (0, sent)
+    assert v1 > 20, out
+    assert v2 > 20, out
+    # the failing version 3 was rolled back on its preview traffic; the tampered version 4 was rejected
+    assert re.search(r"preview requests to adder-canary: \d+ sent, [1-9]\d* failed on version 3", out), out
+    assert "RollBack: CriticalMetricFailed: rolled back 3 to stable 2" in out
+    assert "ModelVersion adder-4: DigestMismatch" in out
+    assert re.search(r"modeldeployment.modelyard.dev/adder +adder +2 +0 +Degraded", out), out
+    assert re.search(r"modelversion.modelyard.dev/adder-4 +adder +4 +onnx +Failed", out), out
+    for label in ("control plane + local node + Prometheus up", "helm install", "v1: kubectl apply -> first correct "
+                  "inference", "v2: canary -> analysis -> promoted", "v3: apply -> rolled back automatically",
+                  "v4: apply -> rejected by validation", "demo wall time"):  # fmt: skip
         assert label in out
-    assert "Stopped the operator and 5 control-plane processes" in out
+    assert "Stopped the operator and 8 cluster processes" in out
     assert not (tmp_path / "state.json").exists()
+    assert no_local_node_left()
     operator_log = (tmp_path / "operator.log").read_text()
     assert "Forbidden" not in operator_log, operator_log[-3000:]
 
@@ -63,12 +83,13 @@ def test_demo_interrupted_stops_everything(tmp_path: Path) -> None:
     deadline = time.monotonic() + 180
     for line in proc.stdout:
         seen.append(line)
-        if "Applying examples/quickstart.yaml" in line or time.monotonic() > deadline:
+        if "first answer from pod" in line or time.monotonic() > deadline:  # pods and traffic running
             break
     pids = started_pids(tmp_path)
-    assert len(pids) == 5, "".join(seen)
+    assert len(pids) == 8, "".join(seen)  # control plane, kwok, local node, Prometheus and its discovery
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + out
     assert "nothing is left running" in out
     assert not any(alive(pid) for pid in pids)
+    assert no_local_node_left()
