@@ -50,20 +50,24 @@ oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cac
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
 	bash hack/build-oras.sh >/dev/null
 
-test-integration: $(STAMP) controlplane perf-analyzer oci-test-tools ## integration tier: real control plane, real operator
+test-integration: $(STAMP) controlplane perf-analyzer oci-test-tools localnode-tools ## integration tier: real control plane, real operator
 	$(PYTEST) -m integration tests/integration
+
+localnode-tools: ## iptables for kube-proxy on the local node (hack/localnode; Services get virtual IPs)
+	@command -v iptables >/dev/null || { echo "installing iptables"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null; }
 
 prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
 	@command -v prometheus >/dev/null || { echo "installing prometheus"; apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test-e2e: $(STAMP) controlplane prometheus ## end-to-end tier: whole flows (the demo included)
+test-e2e: $(STAMP) controlplane prometheus localnode-tools ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane perf-analyzer prometheus oci-test-tools check-generated lint ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane perf-analyzer prometheus oci-test-tools localnode-tools check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
-demo: $(STAMP) controlplane prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
+demo: $(STAMP) controlplane prometheus localnode-tools ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
 	$(PY) hack/demo.py
 
 BENCH_ARGS ?=
@@ -83,5 +87,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane perf-analyzer prometheus localnode-tools oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader cluster-up cluster-down clean

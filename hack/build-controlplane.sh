@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok and helm from
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, kwok and helm from
 # their Go modules into a cache folder outside the clone, keyed by the versions in hack/versions.env.
 # A warm run finds the finished folder and returns at once.
 #
@@ -15,12 +15,15 @@ cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_gw-${GATEWAY_API_VERSION}"
 out="$cache_root/controlplane/$key"
 bin="$out/bin"
-tools=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok helm)
+k8s_tools=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
+tools=(etcd "${k8s_tools[@]}" kwok helm)
 
 log() { printf '[build-controlplane] %s\n' "$*" >&2; }
 die() { printf '[build-controlplane] error: %s\n' "$*" >&2; exit 1; }
 
-if [[ -f "$out/.complete" ]]; then
+missing_k8s=()
+for t in "${k8s_tools[@]}"; do [[ -x "$bin/$t" ]] || missing_k8s+=("$t"); done
+if [[ -f "$out/.complete" && ${#missing_k8s[@]} -eq 0 ]]; then
   echo "$bin"
   exit 0
 fi
@@ -49,7 +52,7 @@ started=$(date +%s)
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 
 # --- Kubernetes: a wrapper module with the staging replace lines the real go.mod carries ---
-if [[ ! -x "$bin/kube-apiserver" || ! -x "$bin/kubectl" ]]; then
+if [[ ${#missing_k8s[@]} -gt 0 ]]; then
   log "fetching k8s.io/kubernetes@${KUBERNETES_VERSION}"
   kdir=$(fetch "k8s.io/kubernetes@${KUBERNETES_VERSION}")
   minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
@@ -65,7 +68,7 @@ if [[ ! -x "$bin/kube-apiserver" || ! -x "$bin/kubectl" ]]; then
     echo "require k8s.io/kubernetes ${KUBERNETES_VERSION}"
     echo
     echo "tool ("
-    for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do echo "	k8s.io/kubernetes/cmd/$t"; done
+    for t in "${k8s_tools[@]}"; do echo "	k8s.io/kubernetes/cmd/$t"; done
     echo ")"
     echo
     # every k8s.io/<x> v0.0.0 requirement of the real go.mod points at its published staging module
@@ -79,7 +82,7 @@ if [[ ! -x "$bin/kube-apiserver" || ! -x "$bin/kubectl" ]]; then
     ld+=" -X $p.gitVersion=${KUBERNETES_VERSION} -X $p.gitMajor=1 -X $p.gitMinor=${minor}"
     ld+=" -X $p.gitTreeState=clean -X $p.gitCommit=${commit:-unknown} -X $p.buildDate=${now}"
   done
-  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+  for t in "${missing_k8s[@]}"; do
     log "building $t (cold: several minutes each on 2 cores)"
     (cd "$w" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$bin/$t.tmp" "k8s.io/kubernetes/cmd/$t") \
       || die "building $t failed (see the go output above)"

@@ -2,12 +2,12 @@
 """``make demo``: Modelyard serving real inference on this machine, without Docker, then everything stopped.
 
 1. build (or reuse) and start the control plane with the process-backed node ``local-0`` (pods are real
-   processes in their own network namespaces) and Prometheus scraping the model pods;
+   processes in their own network namespaces, Services get virtual IPs from kube-proxy) and Prometheus;
 2. ``helm install`` the chart: CRDs and the operator's RBAC (the operator Deployment is scaled to 0: there is no
    container runtime here, so the operator runs as a local process with the chart's ServiceAccount token);
 3. generate a small ONNX model (OUT0 = A + B, OUT1 = A - B) in four versions and serve the files over HTTP;
-4. version 1: a ModelVersion validated by a Job, a ModelDeployment of two pods; steady traffic starts, sent like
-   kube-proxy would through the Service's ready endpoints, every answer checked;
+4. version 1: a ModelVersion validated by a Job, a ModelDeployment of two pods; one request through the Service's
+   virtual IP, then steady traffic balanced per request over the Service's ready endpoints, every answer checked;
 5. version 2: a canary at 50 %, analysed on the error rate Prometheus measures, promoted;
 6. version 3: a model that fails at run time, rolled out blue/green: its copy gets preview traffic only, the
    analysis fails and the operator rolls it back by itself;
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tritonclient.http as triton
 
 from devcluster import REPO, ClusterError, DevCluster
 from fileserver import serve_directory
@@ -244,6 +245,7 @@ class Demo:
         print(f"    first answer from pod {first.pod_ip} (version {first.version}); steady traffic: 20 requests/s")
         self.wait("adder Healthy", lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == "1")
         print(self.kubectl("get", "pods", "-n", NAMESPACE, "-o", "wide"))
+        self.through_service()
 
         step("Version 2: canary at 50 %, analysed on Prometheus (error rate, p99 latency), then promoted")
         t = time.monotonic()
@@ -284,6 +286,25 @@ class Demo:
         print(self.kubectl("get", "events", "-n", NAMESPACE, "--sort-by=.lastTimestamp",
                            "--field-selector=involvedObject.kind=ModelDeployment",
                            "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message"))  # fmt: skip
+
+    def through_service(self) -> None:
+        """One request to the Service's virtual IP, as any in-cluster client would send it (kube-proxy routes it)."""
+        vip = json.loads(self.kubectl("get", "service", "adder", "-n", NAMESPACE, "-o", "json"))["spec"]["clusterIP"]
+        client = triton.InferenceServerClient(f"{vip}:8080", connection_timeout=5, network_timeout=10)
+        inputs = []
+        for name, array in (("A", A), ("B", B)):
+            inputs.append(triton.InferInput(name, list(array.shape), "FP32"))
+            inputs[-1].set_data_from_numpy(array)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                out = client.infer("adder", inputs).as_numpy("OUT0")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)  # kube-proxy programs a new Service within a second or so
+        print(f"    through the Service adder ({vip}:8080): A + B = {out[0].tolist()} ... (tritonclient over HTTP)")
 
     def stop_operator(self) -> None:
         for load in (self.users, self.previews):

@@ -40,6 +40,7 @@ SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
 LOCAL_NODE = "local-0"
+LOCAL_NODE_CIDR = "10.244.100.0/24"  # hack/localnode's default pod CIDR
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
 PROMETHEUS_USER = "system:modelyard-prometheus"  # read-only identity for Prometheus's service discovery
 PROMETHEUS_SCRAPE_INTERVAL = "2s"  # short, so a new pod's series appear within seconds in development
@@ -112,6 +113,7 @@ def make_pki(pki: Path) -> None:
         "scheduler": ("/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth"),
         "kwok": ("/O=system:masters/CN=kwok-controller", "extendedKeyUsage=clientAuth"),
         "localnode": ("/O=system:masters/CN=modelyard-localnode", "extendedKeyUsage=clientAuth"),
+        "kube-proxy": ("/CN=system:kube-proxy", "extendedKeyUsage=clientAuth"),  # bound to system:node-proxier
         "prometheus": (f"/CN={PROMETHEUS_USER}", "extendedKeyUsage=clientAuth"),  # no group: RBAC grants reads only
     }
     for name, (subject, ext) in certs.items():
@@ -351,7 +353,7 @@ class DevCluster:
         ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "sched", "kwok")}
         server = f"https://127.0.0.1:{ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, pki, server, "admin")
-        for user in ("controller-manager", "scheduler", "kwok", "localnode"):
+        for user in ("controller-manager", "scheduler", "kwok", "localnode", "kube-proxy"):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", pki, server, user)
         stages = self._kwok_stages()
         state = State(dir=str(self.dir), bin=str(bin_dir), kubeconfig=str(self.kubeconfig), apiserver=server)
@@ -501,6 +503,36 @@ class DevCluster:
         self._start(comp, state, deadline=deadline)
         remaining = max(1, int(deadline - time.monotonic()))
         self.kubectl("wait", "--for=condition=Ready", f"node/{LOCAL_NODE}", f"--timeout={remaining}s")
+        self._start_kube_proxy(state, deadline=deadline)
+
+    def _start_kube_proxy(self, state: State, *, deadline: float) -> None:
+        """kube-proxy for local-0 (iptables mode, in this host's network namespace): Services get their virtual
+        IPs, reachable from this host and from the pods. ``--masquerade-all`` because the pods share one bridge
+        without br_netfilter: a pod's request to a Service IP answered by a pod on the same bridge must come back
+        through the host to be un-NATed."""
+        if shutil.which("iptables") is None:
+            raise ClusterError("--local-node needs iptables for kube-proxy (make localnode-tools installs it)")
+        health, metrics = free_port(), free_port()
+        comp = Component(
+            "kube-proxy",
+            str(self.bin / "kube-proxy"),
+            [
+                f"--kubeconfig={self.dir / 'kube-proxy.kubeconfig'}",
+                f"--hostname-override={LOCAL_NODE}",
+                "--proxy-mode=iptables",
+                f"--cluster-cidr={LOCAL_NODE_CIDR}",
+                "--masquerade-all",
+                "--conntrack-max-per-core=0",  # leave this machine's conntrack settings alone
+                "--nodeport-addresses=primary",
+                f"--healthz-bind-address=127.0.0.1:{health}",
+                f"--metrics-bind-address=127.0.0.1:{metrics}",
+                "--iptables-min-sync-period=0s",
+                "--v=1",
+            ],
+            str(self.dir / "logs" / "kube-proxy.log"),
+            f"http://127.0.0.1:{health}/healthz",
+        )
+        self._start(comp, state, deadline=deadline)
 
     def _start_prometheus(self, binary: str, state: State, *, deadline: float) -> None:
         """Prometheus discovering pods from this API server (hack/promsd.py) with the relabelling the chart documents
@@ -607,6 +639,8 @@ class DevCluster:
             removed = cleanup(self.dir / "localnode")  # whatever a crashed agent left: namespaces, bridge, folders
             if removed:
                 log(f"local node leftovers removed: {', '.join(removed)}")
+        if any(c.name == "kube-proxy" for c in state.components):  # its iptables rules stay after it stops
+            subprocess.run([state.bin + "/kube-proxy", "--cleanup"], capture_output=True, check=False)
         for sub in ("etcd-data", "prometheus-data", STATE_FILE):
             subprocess.run(["rm", "-rf", str(self.dir / sub)], check=False)
         return stopped

@@ -1,9 +1,11 @@
-"""Steady inference traffic to a Service, as a client on a cluster without kube-proxy sends it.
+"""Steady inference traffic to a Service, balanced per request over its ready endpoints.
 
-The local node has no Service virtual IPs (see hack/localnode/README.md), so this client does what kube-proxy
-would: it follows the Service's EndpointSlices (read from the API server every 0.25 s) and spreads requests
-round robin over the endpoints that are ``ready``. A pod being deleted leaves them at once and keeps answering
-while it drains (the server's ``--drain-seconds``), so a correct rollout costs no failed request.
+kube-proxy gives the local node's Services virtual IPs, but a client that keeps its HTTP connections alive stays
+on whichever pod its connection reached, and a request that races the pod's shutdown on such a connection fails.
+So this client does what gRPC and service-mesh clients do: it follows the Service's EndpointSlices (read from the
+API server every 0.25 s) and spreads requests round robin over the endpoints that are ``ready``. A pod being
+deleted leaves them at once and keeps answering while it drains (the server's ``--drain-seconds``), so a correct
+rollout costs no failed request.
 
 Every request is recorded: when, which pod, which version answered, whether the answer was right. Used by
 ``make demo`` and the full-loop tests.

@@ -43,6 +43,10 @@ def setup_bridge(cidr: str) -> None:
     ip("link", "add", BRIDGE, "type", "bridge")
     ip("addr", "add", f"{gateway(cidr)}/{net.prefixlen}", "dev", BRIDGE)
     ip("link", "set", BRIDGE, "up")
+    # Forward what pods send to a Service IP: kube-proxy's DNAT turns it into a pod address on this same bridge.
+    # Only this interface forwards (the machine's other interfaces, and its global ip_forward, stay as they are).
+    with open(f"/proc/sys/net/ipv4/conf/{BRIDGE}/forwarding", "w") as flag:
+        flag.write("1\n")
 
 
 def netns_name(uid: str) -> str:

@@ -69,7 +69,9 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
                   "inference", "v2: canary -> analysis -> promoted", "v3: apply -> rolled back automatically",
                   "v4: apply -> rejected by validation", "demo wall time"):  # fmt: skip
         assert label in out
-    assert "Stopped the operator and 8 cluster processes" in out
+    assert "Stopped the operator and 9 cluster processes" in out
+    vip_answer = r"through the Service adder \(10\.96\.[0-9.]+:8080\): A \+ B = \[10\.0, 11\.0, 12\.0, 13\.0\]"
+    assert re.search(vip_answer, out), out
     assert not (tmp_path / "state.json").exists()
     assert no_local_node_left()
     operator_log = (tmp_path / "operator.log").read_text()
@@ -86,7 +88,7 @@ def test_demo_interrupted_stops_everything(tmp_path: Path) -> None:
         if "first answer from pod" in line or time.monotonic() > deadline:  # pods and traffic running
             break
     pids = started_pids(tmp_path)
-    assert len(pids) == 8, "".join(seen)  # control plane, kwok, local node, Prometheus and its discovery
+    assert len(pids) == 9, "".join(seen)  # control plane, kwok, local node, kube-proxy, Prometheus + discovery
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + out

@@ -1,10 +1,11 @@
 """The whole loop on the process-backed local node, with Prometheus: the real operator validates a ModelVersion
 with a Job that really runs (loader fetch over HTTP from this host, digest check, model load), serves it from
 Deployments whose pods really answer tritonclient, and rolls versions out on the metrics Prometheus scrapes from
-those pods, while a client sends steady traffic through the Service's ready endpoints (hack/traffic.py; there is no
-kube-proxy on this node):
+those pods, while a client sends steady traffic over the Service's ready endpoints (hack/traffic.py, client-side
+balancing per request):
 
-1. version 1: validated, served, answering from the pod IP and through the Service; Prometheus has its series;
+1. version 1: validated, served, answering from the pod IP and through the Service's virtual IP (kube-proxy) and
+   its endpoints; Prometheus has its series;
 2. version 2: a canary through the steps (50 %, analysis on the error rate) and promoted;
 3. version 3, a tampered artifact: fails validation (DigestMismatch), never gets a pod, version 2 keeps serving;
 4. version 4, a model that fails at run time: a blue/green copy analysed on preview traffic, rolled back;
@@ -169,6 +170,13 @@ def answer(ip: str) -> bool:
     return True
 
 
+def answers(address: str) -> bool:
+    try:
+        return answer(address)
+    except Exception:  # not reachable (yet)
+        return False
+
+
 def adds(inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> bool:
     return bool(np.array_equal(outputs["OUT0"], inputs["A"] + inputs["B"])
                 and np.array_equal(outputs["OUT1"], inputs["A"] - inputs["B"]))  # fmt: skip
@@ -255,6 +263,9 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     wait_for(lambda: len(ready_pods(kube, ns, "1")) == 2, timeout=60, what="both version-1 pods Ready")
     assert {p["spec"]["nodeName"] for p in ready_pods(kube, ns, "1")} == {"local-0"}
     until_status(kube, ns, lambda s: s.get("phase") == "Healthy", timeout=30, what="adder Healthy")
+    # through the Service's virtual IP (kube-proxy on the local node)
+    vip = kube.get("service", "adder", ns)["spec"]["clusterIP"]
+    wait_for(lambda: answers(vip), timeout=20, interval=0.3, what=f"a correct answer through the Service IP {vip}")
 
     with send(local_cluster, ns, "adder", rate=25) as users:
         # through the Service (its ready endpoints), to both pods; Prometheus scrapes each pod's series

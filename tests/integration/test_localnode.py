@@ -169,6 +169,31 @@ def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
     np.testing.assert_array_equal(result.as_numpy("OUT1"), a - b)
     print(f"pod applied -> Ready and answering in {time_to_ready:.1f}s")
 
+    # through a Service: kube-proxy (iptables) gives it a virtual IP, from this host and from a pod
+    kube.run("label", "pod", "srv", "-n", ns, "app=srv")
+    ports = [{"name": "http", "port": 80, "targetPort": "http"}]
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "srv"},
+               "spec": {"selector": {"app": "srv"}, "ports": ports}}  # fmt: skip
+    kube.apply(service, ns)
+    vip = kube.get("service", "srv", ns)["spec"]["clusterIP"]
+    assert vip.startswith("10.96.")
+
+    def through_service() -> bool:
+        try:
+            result = httpclient.InferenceServerClient(f"{vip}:80", connection_timeout=1).infer("add", inputs)
+        except Exception:  # kube-proxy programs the rules within a second or so
+            return False
+        return bool(np.array_equal(result.as_numpy("OUT0"), a + b))
+
+    wait_for(through_service, timeout=20, interval=0.3, what=f"an answer through the Service IP {vip}")
+    probe = (
+        f"import urllib.request; assert urllib.request.urlopen('http://{vip}/v2/health/ready', timeout=5).status == 200"
+    )
+    kube.apply(pod("client", [sh("c", f'python3 -c "{probe}"')], restartPolicy="Never"), ns)
+    done = wait_for(lambda: status(kube, "client", ns).get("phase") in ("Succeeded", "Failed"), timeout=30,
+                    what="the client pod done")  # fmt: skip
+    assert status(kube, "client", ns)["phase"] == "Succeeded", done
+
     pid = container_pid(st["containerStatuses"][0])
     assert running(pid)
     netns = pod_netns(kube, "srv", ns)
@@ -178,7 +203,8 @@ def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
     wait_for(lambda: kube.get("pod", "srv", ns) is None, timeout=40, what="the pod object removed")
     assert not running(pid)
     assert netns not in netns_names()
-    assert not Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}").exists()
+    veth = Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}")
+    wait_for(lambda: not veth.exists(), timeout=10, what=f"{veth.name} gone")  # the kernel drops it with the netns
     with pytest.raises(OSError, match=r"timed out|[Nn]o route|refused|unreachable"):  # its address went with its netns
         socket.create_connection((ip, 8080), timeout=1).close()
 
@@ -378,6 +404,8 @@ def test_down_leaves_no_namespace_bridge_or_process(local_cluster: DevCluster, k
     assert not Path(LOCK).exists()
     assert not Path("/dev/termination-log").exists()
     assert json.dumps(local_cluster.status()) == "[]"
+    nat = subprocess.run(["iptables", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+    assert "KUBE-SERVICES" not in nat  # kube-proxy's rules are cleaned up
 
 
 def test_a_crashed_agent_leaves_nothing_after_down(tmp_path: Path) -> None:
