@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 import tritonclient.http as triton
 
-from devcluster import REPO, ClusterError, DevCluster
+from devcluster import REPO, ClusterError, DevCluster, dev_analysis
 from fileserver import serve_directory
+from localnode import GATEWAY, PLACEMENT
 from localnode.kube import Kube
 from traffic import Traffic
 
@@ -43,22 +44,13 @@ from models import binary_op, failing_model  # the tests' ONNX generators (no do
 
 NAMESPACE = "modelyard-demo"
 SYSTEM_NAMESPACE = "modelyard-system"
-GATEWAY = "10.244.100.1"  # this machine, as the local node's pods see it
-PLACEMENT = {
-    "nodeSelector": {"modelyard.dev/local-node": "true"},
-    "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
-}
-# Prometheus scrapes every 2 s on the dev cluster: measure every 2 s over 5 s windows
-ANALYSIS = {
-    "interval": "2s",
-    "window": "5s",
-    "scrapeInterval": "2s",
-    "evidence": {"minRequests": 30},
-    "metrics": [
+ANALYSIS = dev_analysis(
+    [
         {"name": "error-rate", "template": "errorRate", "max": 0.01, "critical": True},
         {"name": "p99-latency", "template": "latencyP99", "max": 0.5},
     ],
-}
+    min_requests=30,
+)
 CANARY = {
     "strategy": "canary",
     "steps": [{"setWeight": 50}, {"analyze": {"minDuration": "10s", "maxDuration": "2m"}}],

@@ -46,6 +46,13 @@ PROMETHEUS_USER = "system:modelyard-prometheus"  # read-only identity for Promet
 PROMETHEUS_SCRAPE_INTERVAL = "2s"  # short, so a new pod's series appear within seconds in development
 
 
+def dev_analysis(metrics: list[dict[str, Any]], *, min_requests: int) -> dict[str, Any]:
+    """A ModelDeployment's ``rollout.analysis`` for this cluster's Prometheus: measure every 2 s over 5 s windows
+    (at least two scrapes)."""
+    return {"interval": "2s", "window": "5s", "scrapeInterval": PROMETHEUS_SCRAPE_INTERVAL,
+            "evidence": {"minRequests": min_requests}, "metrics": metrics}  # fmt: skip
+
+
 class ClusterError(RuntimeError):
     """Starting or stopping the cluster failed; the message says what and shows the log tail."""
 

@@ -32,7 +32,8 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from devcluster import DevCluster
+from devcluster import DevCluster, dev_analysis
+from localnode import GATEWAY, PLACEMENT
 from traffic import Traffic, traffic
 
 from ..conftest import REPO, Kubectl, dev_cluster, running_operator, serve_directory, temp_namespace, wait_for
@@ -40,19 +41,9 @@ from ..models import binary_op, failing_model
 
 pytestmark = pytest.mark.timeout(420)  # four versions, each through real pods, in one story
 
-GATEWAY = "10.244.100.1"  # the host, as the local node's pods see it
-PLACEMENT = {
-    "nodeSelector": {"modelyard.dev/local-node": "true"},
-    "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
-}
-# Prometheus scrapes every 2 s here (hack/devcluster); the analysis measures every 2 s over 5 s windows
-ANALYSIS = {
-    "interval": "2s",
-    "window": "5s",
-    "scrapeInterval": "2s",
-    "evidence": {"minRequests": 20},
-    "metrics": [{"name": "error-rate", "template": "errorRate", "max": 0.01, "critical": True}],
-}
+ANALYSIS = dev_analysis(
+    [{"name": "error-rate", "template": "errorRate", "max": 0.01, "critical": True}], min_requests=20
+)
 CANARY = {"strategy": "canary", "steps": [{"setWeight": 50}, {"analyze": {"minDuration": "6s", "maxDuration": "90s"}}],
           "analysis": ANALYSIS}  # fmt: skip
 BLUE_GREEN = {"strategy": "blueGreen", "blueGreen": {"analyze": {"minDuration": "6s", "maxDuration": "90s"}},
