@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
+
+from modelyard_runtime.loader.errors import ValidationError
+from modelyard_runtime.loader.validate import find_onnx
+from modelyard_runtime.modelfile import ModelFileError, choose_onnx
 from modelyard_runtime.server.core import scan_repository
 
 
@@ -49,3 +55,51 @@ def test_an_archive_layout_is_served_as_the_validator_loads_it(tmp_path: Path) -
     touch(tmp_path / "o" / "1" / "b" / "y.onnx")  # two candidates, none named model.onnx: the validator refuses too
     touch(tmp_path / "p" / "1" / ".cache" / "model.onnx")  # hidden folders never count
     assert scan_repository(tmp_path) == {"m": {"1": nested}, "n": {"1": lone}}
+
+
+@pytest.mark.parametrize(
+    ("files", "chosen"),
+    [
+        (["model.onnx"], "model.onnx"),
+        (["Model.ONNX"], "Model.ONNX"),  # the suffix in any case
+        (["README", "net.Onnx", "weights.bin"], "net.Onnx"),
+        (["a/b/model.onnx", "a/model.onnx", "other.onnx"], "a/model.onnx"),  # model.onnx nearest the top wins
+        (["b/model.onnx", "a/model.onnx"], "a/model.onnx"),  # same depth: by path
+        (["x.onnx", ".cache/model.onnx", "d/.old/y.onnx"], "x.onnx"),  # hidden folders never count
+        (["x.onnx", ".y.onnx"], "x.onnx"),  # nor hidden files
+    ],
+)
+def test_the_model_file_rule(files: list[str], chosen: str) -> None:
+    assert choose_onnx(files) == chosen
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ([], "holds no .onnx model"),
+        (["README", "model.onnx.bak"], "holds no .onnx model"),
+        ([".cache/model.onnx"], "holds no .onnx model"),
+        (["a/x.onnx", "b/Y.ONNX"], "several .onnx files and none named model.onnx: a/x.onnx, b/Y.ONNX"),
+    ],
+)
+def test_no_model_file_says_why(files: list[str], message: str) -> None:
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        choose_onnx(files)
+
+
+def test_validator_and_server_agree_on_an_upper_case_suffix(tmp_path: Path) -> None:
+    """A ``Model.ONNX``-only artifact is validated and served from the same file."""
+    version = tmp_path / "m" / "1"
+    onnx = touch(version / "Model.ONNX")
+    touch(version / ".cache" / "model.onnx")
+    assert find_onnx(version, ["Model.ONNX", ".cache/model.onnx"]) == onnx
+    assert scan_repository(tmp_path) == {"m": {"1": onnx}}
+
+
+def test_validator_and_server_both_refuse_several_candidates(tmp_path: Path) -> None:
+    version = tmp_path / "m" / "1"
+    touch(version / "a.ONNX")
+    touch(version / "b.onnx")
+    with pytest.raises(ValidationError, match=r"several \.onnx files"):
+        find_onnx(version, ["a.ONNX", "b.onnx"])
+    assert scan_repository(tmp_path) == {}

@@ -17,22 +17,18 @@ from typing import Any
 
 from modelyard_runtime.loader.errors import LoaderError, ValidationError
 from modelyard_runtime.loader.pipeline import FetchRequest, run_fetch
+from modelyard_runtime.modelfile import ModelFileError, choose_onnx
 from modelyard_runtime.protocol.datatypes import from_onnx_type
 
 TERMINATION_LOG_LIMIT = 4096
 
 
 def find_onnx(root: Path, files: list[str]) -> Path:
-    """``model.onnx`` nearest the top, else the only ``.onnx`` file; several candidates is an error."""
-    onnx = sorted((f for f in files if f.lower().endswith(".onnx")), key=lambda f: (f.count("/"), f))
-    if not onnx:
-        raise ValidationError("the artifact holds no .onnx model")
-    named = [f for f in onnx if f.rsplit("/", 1)[-1] == "model.onnx"]
-    if named:
-        return root / named[0]
-    if len(onnx) > 1:
-        raise ValidationError(f"several .onnx files and none named model.onnx: {', '.join(onnx[:5])}")
-    return root / onnx[0]
+    """The model the server will serve from this artifact (:func:`modelyard_runtime.modelfile.choose_onnx`)."""
+    try:
+        return root / choose_onnx(files)
+    except ModelFileError as e:
+        raise ValidationError(str(e)) from None
 
 
 def _tensors(metas: list[Any]) -> list[dict[str, Any]]:

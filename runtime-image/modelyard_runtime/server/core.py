@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from modelyard_runtime.modelconfig import (
     WeightedPicker,
     read_model_config,
 )
+from modelyard_runtime.modelfile import ModelFileError, choose_onnx
 from modelyard_runtime.protocol.datatypes import numpy_dtype
 from modelyard_runtime.server.batcher import Batcher, Outputs, Timing
 from modelyard_runtime.server.preload import Preload
@@ -62,26 +64,29 @@ def version_key(version: str) -> tuple[int, int | str]:
     return (1, int(version)) if version.isdigit() else (0, version)
 
 
+def _onnx_files(version_dir: Path) -> list[str]:
+    """Relative paths of the ``.onnx`` files (any case) below ``version_dir``; hidden folders are not entered."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(version_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        here = Path(folder)
+        rel = here.relative_to(version_dir)
+        found.extend((rel / f).as_posix() for f in files if f.lower().endswith(".onnx") and (here / f).is_file())
+    return found
+
+
 def model_file(version_dir: Path) -> Path | None:
-    """``model.onnx`` or ``model.plan``, else what the validator (``modelyard-loader validate``) would load: the
-    ``model.onnx`` nearest the top, else the only ``.onnx`` file anywhere below. The loader publishes a single-file
-    artifact under its URI's file name (``.../adder-v1.onnx``) and extracts archives as they are laid out, so the
-    server must find exactly the file that passed validation."""
+    """``model.onnx`` or ``model.plan``, else what the validator (``modelyard-loader validate``) loads, by the
+    same function (:func:`modelyard_runtime.modelfile.choose_onnx`). The loader publishes a single-file artifact
+    under its URI's file name (``.../adder-v1.onnx``) and extracts archives as they are laid out, so the server
+    must find exactly the file that passed validation."""
     for name in MODEL_FILES:
         if (version_dir / name).is_file():
             return version_dir / name
-    candidates = sorted(
-        (
-            p
-            for p in version_dir.rglob("*.onnx")
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(version_dir).parts)
-        ),
-        key=lambda p: (len(p.relative_to(version_dir).parts), str(p)),
-    )
-    named = [p for p in candidates if p.name == "model.onnx"]
-    if named:
-        return named[0]
-    return candidates[0] if len(candidates) == 1 else None
+    try:
+        return version_dir / choose_onnx(_onnx_files(version_dir))
+    except ModelFileError:
+        return None
 
 
 def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
