@@ -69,17 +69,15 @@ class Kube:
     async def close(self) -> None:
         await self._client.close()
 
-    async def list_model_versions(self, namespace: str) -> list[Obj]:
+    async def _list(self, resource: Any, what: str, namespace: str, labels: dict[str, str] | None = None) -> list[Obj]:
+        """Every object of ``resource`` in ``namespace`` (matching ``labels``); ``what`` names them in errors."""
         try:
-            return [_dict(o) async for o in self._client.list(ModelVersionResource, namespace=namespace)]
+            return [
+                _dict(o)
+                async for o in self._client.list(resource, namespace=namespace, labels=labels)  # type: ignore[arg-type]
+            ]
         except ApiError as exc:
-            raise _translate(exc, f"listing ModelVersions in {namespace}") from exc
-
-    async def list_model_deployments(self, namespace: str) -> list[Obj]:
-        try:
-            return [_dict(o) async for o in self._client.list(ModelDeploymentResource, namespace=namespace)]
-        except ApiError as exc:
-            raise _translate(exc, f"listing ModelDeployments in {namespace}") from exc
+            raise _translate(exc, f"listing {what}") from exc
 
     async def _get(self, resource: Any, kind: str, namespace: str, name: str) -> Obj | None:
         """One object, or None when it does not exist."""
@@ -91,30 +89,24 @@ class Kube:
             raise _translate(exc, f"reading {kind} {namespace}/{name}") from exc
         return _dict(obj)
 
+    async def list_model_versions(self, namespace: str) -> list[Obj]:
+        return await self._list(ModelVersionResource, f"ModelVersions in {namespace}", namespace)
+
+    async def list_model_deployments(self, namespace: str) -> list[Obj]:
+        return await self._list(ModelDeploymentResource, f"ModelDeployments in {namespace}", namespace)
+
     async def get_model_deployment(self, namespace: str, name: str) -> Obj | None:
         return await self._get(ModelDeploymentResource, "ModelDeployment", namespace, name)
 
     async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
-        try:
-            return [
-                _dict(o)
-                async for o in self._client.list(Pod, namespace=namespace, labels=labels)  # type: ignore[arg-type]
-            ]
-        except ApiError as exc:
-            raise _translate(exc, f"listing pods in {namespace}") from exc
+        return await self._list(Pod, f"pods in {namespace}", namespace, labels)
 
     async def get_model_version(self, namespace: str, name: str) -> Obj | None:
         return await self._get(ModelVersionResource, "ModelVersion", namespace, name)
 
     async def list_owned_deployments(self, namespace: str, md_name: str) -> list[Obj]:
         labels = {LABEL_INSTANCE: md_name, LABEL_MANAGED_BY: MANAGED_BY}
-        try:
-            return [
-                _dict(o)
-                async for o in self._client.list(Deployment, namespace=namespace, labels=labels)  # type: ignore[arg-type]
-            ]
-        except ApiError as exc:
-            raise _translate(exc, f"listing Deployments of {namespace}/{md_name}") from exc
+        return await self._list(Deployment, f"Deployments of {namespace}/{md_name}", namespace, labels)
 
     async def apply(self, obj: Obj) -> None:
         """Server-side apply under the operator's field manager, taking over conflicting fields."""
@@ -141,23 +133,23 @@ class Kube:
                 raise
             raise KubeError(f"{what}: HTTP {code} from the API server", status=code, kind=obj["kind"]) from exc
 
-    async def delete_deployment(self, namespace: str, name: str) -> None:
+    async def _delete(self, resource: Any, kind: str, namespace: str, name: str) -> None:
+        """Delete one object; one that is gone already, or a kind the API server does not serve, is fine."""
         try:
-            await self._client.delete(Deployment, name, namespace=namespace)
+            await self._client.delete(resource, name, namespace=namespace)
         except ApiError as exc:
             if exc.status.code != 404:
-                raise _translate(exc, f"deleting Deployment {namespace}/{name}") from exc
-
-    async def delete_route(self, namespace: str, name: str) -> None:
-        """Delete the gatewayAPI router's HTTPRoute; gone already, or no such API at all, is fine."""
-        try:
-            await self._client.delete(HTTPRouteResource, name, namespace=namespace)
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise _translate(exc, f"deleting HTTPRoute {namespace}/{name}", kind="HTTPRoute") from exc
+                raise _translate(exc, f"deleting {kind} {namespace}/{name}", kind=kind) from exc
         except Exception as exc:
             if getattr(getattr(exc, "response", None), "status_code", None) != 404:  # see apply
                 raise
+
+    async def delete_deployment(self, namespace: str, name: str) -> None:
+        await self._delete(Deployment, "Deployment", namespace, name)
+
+    async def delete_route(self, namespace: str, name: str) -> None:
+        """Delete the gatewayAPI router's HTTPRoute; gone already, or no such API at all, is fine."""
+        await self._delete(HTTPRouteResource, "HTTPRoute", namespace, name)
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         resource = ModelDeploymentResource if kind == "ModelDeployment" else ModelVersionResource
