@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from support.httpserver import serve
 from support.loader import PLAIN_ONNX, file_digest, result, run_loader, sha256, tar_bytes
 from support.registry import Registry, registry
 from support.tokenserver import TokenServer, token_server
@@ -196,3 +200,97 @@ def test_result_shape(reg: Registry, pushed: dict[str, str], tmp_path: Path) -> 
     r = result(p)
     assert r["kind"] == "oci"
     assert sorted(r["files"]) == ["config.yaml", "model.onnx"]
+
+
+class _Front(ThreadingHTTPServer):
+    """A minimal registry for the credential tests: it challenges (``challenge``), serves one manifest, and
+    answers blob requests with a redirect to ``blob_base`` (as registries backed by object storage do)."""
+
+    daemon_threads = True
+
+    def __init__(self, challenge: str, manifest: bytes, blob_base: str) -> None:
+        super().__init__(("127.0.0.1", 0), _FrontHandler)
+        self.challenge = challenge
+        self.manifest = manifest
+        self.blob_base = blob_base
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _FrontHandler(BaseHTTPRequestHandler):
+    server: _Front
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._answer(head=True)
+
+    def do_GET(self) -> None:
+        self._answer(head=False)
+
+    def _answer(self, *, head: bool) -> None:
+        srv = self.server
+        srv.requests.append((self.command, self.path, dict(self.headers.items())))
+        body = b""
+        if not self.headers.get("Authorization"):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", srv.challenge)
+        elif "/manifests/" in self.path:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            body = srv.manifest
+        elif "/blobs/" in self.path:
+            self.send_response(307)
+            self.send_header("Location", f"{srv.blob_base}/{self.path.rsplit(':', 1)[1]}")
+        else:
+            self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+
+@contextmanager
+def _front(challenge: str, manifest: bytes, blob_base: str) -> Iterator[_Front]:
+    srv = _Front(challenge, manifest, blob_base)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def _one_layer_manifest(blob: bytes) -> bytes:
+    layer = {"mediaType": "application/vnd.onnx", "digest": sha256(blob), "size": len(blob),
+             "annotations": {"org.opencontainers.image.title": "model.onnx"}}  # fmt: skip
+    config = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": sha256(b"{}"), "size": 2}
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": config, "layers": [layer]}).encode()  # fmt: skip
+
+
+def _authorized(requests: list[tuple[str, str, dict[str, str]]]) -> list[str]:
+    return [path for _, path, headers in requests if any(k.lower() == "authorization" for k in headers)]
+
+
+def test_credentials_stay_with_the_registry_when_a_blob_redirects(tmp_path: Path) -> None:
+    """The registry redirects the layer to storage on another host:port: the probe and the ranged part
+    requests that follow the redirect carry no Authorization header (the registry's credentials are not
+    the storage's, and pre-signed storage refuses a second auth)."""
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / sha256(PLAIN_ONNX).split(":")[1]).write_bytes(PLAIN_ONNX)
+    manifest = _one_layer_manifest(PLAIN_ONNX)
+    (tmp_path / "pw").write_text("front-pw")
+    with serve(tmp_path / "blobs") as storage, _front('Basic realm="front"', manifest, storage.url) as front:
+        p = run_loader("fetch", "--uri", f"oci://{front.host}/models/m@{sha256(manifest)}",
+                       "--dest", str(tmp_path / "d"), *NET, "--oci-username", "carol",
+                       "--oci-password-file", str(tmp_path / "pw"))  # fmt: skip
+        assert p.returncode == 0, p.stderr
+        assert any("/blobs/" in path for path in _authorized(front.requests))  # the registry got the credentials
+        assert any(headers.get("Range", "").startswith("bytes=") for _, _, headers in storage.requests)
+        assert _authorized(storage.requests) == []
+    assert (tmp_path / "d" / "model.onnx").read_bytes() == PLAIN_ONNX

@@ -13,7 +13,7 @@ from modelyard_runtime.loader import ssrf
 from modelyard_runtime.loader.archive_rules import EntryKind, archive_kind, entry_problem, safe_relative
 from modelyard_runtime.loader.errors import UnsafeContentError, UsageError
 from modelyard_runtime.loader.onnxscan import external_locations, location_problem
-from modelyard_runtime.loader.uri import check_digest, parse, redact
+from modelyard_runtime.loader.uri import check_digest, origin, parse, redact
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -85,6 +85,14 @@ def test_redact_strips_userinfo_and_secret_query_values() -> None:
     assert redact("s3://models/fraud/42/") == "s3://models/fraud/42/"
     assert "sv=1" in redact("https://acct.blob.example/c/m?sv=1&sig=SECRET")
     assert "SECRET" not in redact("https://acct.blob.example/c/m?sv=1&sig=SECRET")
+
+
+def test_origin_is_scheme_host_and_port() -> None:
+    assert origin("https://Registry.example/v2/x") == origin("https://registry.example:443/other?q=1")
+    assert origin("http://127.0.0.1/a") == ("http", "127.0.0.1", 80)
+    assert origin("http://127.0.0.1:8080/a") != origin("http://127.0.0.1:8081/a")
+    assert origin("http://h.example/a") != origin("https://h.example/a")
+    assert origin("https://user:pw@h.example/a") == origin("https://h.example/b")
 
 
 def test_check_digest() -> None:

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from modelyard_runtime.loader.errors import FetchError, LoaderError, UnsafeContentError
 from modelyard_runtime.loader.net import NetPolicy, Response, Signer, open_url
 from modelyard_runtime.loader.progress import Progress
-from modelyard_runtime.loader.uri import redact
+from modelyard_runtime.loader.uri import origin, redact
 
 CHUNK = 1 << 20
 MIN_PART = 8 << 20
@@ -85,6 +85,8 @@ def download(url: str, path: str, opts: DownloadOptions) -> Downloaded:
             f.truncate(total)
         if total == 0:
             return Downloaded(hashlib.sha256().hexdigest(), 0)
+        if origin(final) != origin(url):  # redirected elsewhere: the signer's credentials stay with the origin
+            opts = replace(opts, signer=None)
         result = _ranged(final, path, total, validator, opts, progress)
     elif resp.status == 200:
         length = resp.headers.get("Content-Length")

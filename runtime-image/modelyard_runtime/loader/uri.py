@@ -57,6 +57,18 @@ def redact(uri: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of an http(s) URL, the default port filled in: credentials meant for one
+    origin go to that origin only."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
 def check_digest(digest: str) -> str:
     if not DIGEST_RE.match(digest):
         raise UsageError(f"invalid digest {digest!r}: expected sha256:<64 lowercase hex>")
