@@ -3,6 +3,7 @@ version weights and dynamic batching, observed through tritonclient, the reposit
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import time
@@ -15,6 +16,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
+
+from modelyard_runtime.metrics import ServerMetrics
+from modelyard_runtime.server.core import DataPlane
 
 from ..models import binary_op, failing_model, matmul_chain, power_chain
 from ..serving import Server, run_server
@@ -342,3 +346,45 @@ def test_a_second_signal_ends_the_drain_at_once(tmp_path: Path) -> None:
             time.sleep(0.05)
         s.proc.terminate()
         assert s.proc.wait(timeout=10) == 0
+
+
+def test_a_cancelled_caller_does_not_strand_the_others_waiting_on_the_same_load(tmp_path: Path) -> None:
+    """Dynamic loading coalesces concurrent loads of a version; the first caller giving up (a client that
+    disconnects) must not leave the others waiting forever, and the finished load is kept."""
+    repo = tmp_path / "repo"
+    binary_op(repo / "m" / "1" / "model.onnx")
+    binary_op(repo / "m" / "2" / "model.onnx", op="Mul")
+    (repo / "m" / "config.yaml").write_text("warmup:\n  runs: 200\n")
+
+    async def scenario() -> None:
+        plane = DataPlane(repo, ServerMetrics(), mode="dynamic")
+        await plane.start()
+        try:
+            first = asyncio.create_task(plane.acquire("m", "1"))
+            await asyncio.sleep(0)  # the first caller starts the load
+            second = asyncio.create_task(plane.acquire("m", "1"))
+            await asyncio.sleep(0)  # the second waits on the same load
+            assert {r["version"]: r["state"] for r in plane.index()} == {"1": "LOADING", "2": "UNAVAILABLE"}
+            first.cancel()
+            model = await asyncio.wait_for(second, timeout=30)
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            outputs = await plane.infer(model, {"A": A, "B": B}, {"A": "FP32", "B": "FP32"}, None)
+            np.testing.assert_array_equal(outputs["OUT0"], A + B)
+            await plane.release(model)
+
+            only = asyncio.create_task(plane.acquire("m", "2"))
+            await asyncio.sleep(0)
+            only.cancel()  # nobody waits any more: the load still finishes and the version is kept
+            with pytest.raises(asyncio.CancelledError):
+                await only
+            for _ in range(300):
+                if plane.is_ready("m", "2"):
+                    break
+                await asyncio.sleep(0.05)
+            assert plane.is_ready("m", "2")
+            assert {r["version"]: r["state"] for r in plane.index()} == {"1": "READY", "2": "READY"}
+        finally:
+            await plane.close()
+
+    asyncio.run(scenario())

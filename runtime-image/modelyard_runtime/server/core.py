@@ -5,7 +5,7 @@ HTTP and gRPC are thin adapters over :class:`DataPlane`; errors are :mod:`modely
 Everything here runs on the event loop except session creation, warm-up and inference, which run in
 thread pools (ONNX Runtime holds the GIL while it creates a session, so that never blocks requests).
 Because the bookkeeping is single-threaded, no locks are needed: concurrent loads of one version share
-one future, reference counts keep a version alive while a request uses it, and eviction only considers
+one task, reference counts keep a version alive while a request uses it, and eviction only considers
 versions nobody holds.
 """
 
@@ -250,7 +250,7 @@ class DataPlane:
         self.draining = False  # shutting down: requests are still accepted, readiness checks fail
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
         self._load_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
-        self._loading: dict[tuple[str, str], asyncio.Future[LoadedModel]] = {}
+        self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self._failures: dict[tuple[str, str], str] = {}
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
         self._scan: tuple[float, dict[str, dict[str, Path]]] = (-1e9, {})
@@ -358,18 +358,20 @@ class DataPlane:
         if loaded is not None:
             return loaded
         key = (name, version)
-        pending = self._loading.get(key)
-        if pending is None:  # the first caller loads; concurrent callers wait on the same future
-            pending = asyncio.get_running_loop().create_future()
-            self._loading[key] = pending
-            try:
-                pending.set_result(await self._do_load(name, version))
-            except Exception as exc:
-                pending.set_exception(exc)
-                pending.exception()  # retrieved here so an unwaited future does not warn
-            finally:
-                del self._loading[key]
-        return await asyncio.shield(pending)
+        task = self._loading.get(key)
+        if task is None:  # one load per version, owned by _loading: no caller's cancellation stops it for the others
+            task = asyncio.create_task(self._owned_load(key), name=f"load {name} version {version}")
+            task.add_done_callback(_retrieve)
+            self._loading[key] = task
+        return await asyncio.shield(task)
+
+    async def _owned_load(self, key: tuple[str, str]) -> LoadedModel:
+        """A finished load registers its version even if every caller gave up waiting: it is served (or evicted)
+        like any other loaded version."""
+        try:
+            return await self._do_load(*key)
+        finally:
+            del self._loading[key]
 
     async def _do_load(self, name: str, version: str) -> LoadedModel:
         path = self.available(fresh=True).get(name, {}).get(version)
@@ -653,6 +655,12 @@ class DataPlane:
                 await self._close(model)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._load_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _retrieve(task: asyncio.Task[LoadedModel]) -> None:
+    """Mark a load's failure as seen: when every caller was cancelled, nobody else retrieves it."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _run_timed(backend: Backend, inputs: dict[str, npt.NDArray[Any]], names: list[str]) -> tuple[Outputs, Timing]:
