@@ -294,3 +294,21 @@ def test_credentials_stay_with_the_registry_when_a_blob_redirects(tmp_path: Path
         assert any(headers.get("Range", "").startswith("bytes=") for _, _, headers in storage.requests)
         assert _authorized(storage.requests) == []
     assert (tmp_path / "d" / "model.onnx").read_bytes() == PLAIN_ONNX
+
+
+def test_basic_credentials_do_not_follow_a_token_realm_redirect(tmp_path: Path) -> None:
+    """The token realm redirects to another host:port: the basic credentials stay with the realm's origin."""
+    (tmp_path / "root").mkdir()
+    (tmp_path / "pw").write_text("realm-pw")
+    with serve(tmp_path / "root") as elsewhere, serve(tmp_path / "root") as realm:
+        realm.redirects["/token"] = f"{elsewhere.url}/token"
+        challenge = f'Bearer realm="{realm.url}/token",service="svc"'
+        with _front(challenge, _one_layer_manifest(PLAIN_ONNX), elsewhere.url) as front:
+            p = run_loader("fetch", "--uri", f"oci://{front.host}/models/m@{sha256(b'm')}",
+                           "--dest", str(tmp_path / "d"), *NET, "--oci-username", "dave",
+                           "--oci-password-file", str(tmp_path / "pw"))  # fmt: skip
+    assert p.returncode == 3, p.stderr
+    assert "token service answered HTTP 404" in p.stderr
+    assert _authorized(realm.requests) == ["/token?service=svc&scope=repository%3Amodels%2Fm%3Apull"]
+    assert [path for _, path, _ in elsewhere.requests] == ["/token"]
+    assert _authorized(elsewhere.requests) == []

@@ -15,10 +15,11 @@ from urllib.parse import urljoin, urlsplit
 
 from modelyard_runtime.loader import ssrf
 from modelyard_runtime.loader.errors import BlockedAddressError, FetchError
-from modelyard_runtime.loader.uri import redact
+from modelyard_runtime.loader.uri import origin, redact
 
 USER_AGENT = "modelyard-loader/0.1"
 REDIRECTS = (301, 302, 303, 307, 308)
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 
 # signs a request: (method, url, headers) -> headers to send (S3 SigV4, OCI bearer tokens)
 Signer = Callable[[str, str, dict[str, str]], dict[str, str]]
@@ -123,11 +124,12 @@ def open_url(
 ) -> Response:
     """Send one request, following redirects (each target checked by the SSRF guard).
 
-    ``signer`` signs requests to the original host only: credentials never follow a redirect to another
-    host (pre-signed blob URLs carry their own). Raises ``FetchError`` on network errors; the caller
-    decides what a status code means.
+    Credentials never follow a redirect to another origin (scheme, host and port; pre-signed blob URLs
+    carry their own): ``signer`` signs requests to the original origin only, and credential headers among
+    ``headers`` (``Authorization``, ``Proxy-Authorization``, ``Cookie``) are dropped elsewhere. Raises
+    ``FetchError`` on network errors; the caller decides what a status code means.
     """
-    origin = urlsplit(url).netloc
+    home = origin(url)
     current = url
     for _ in range(policy.max_redirects + 1):
         parts = urlsplit(current)
@@ -141,7 +143,9 @@ def open_url(
         else:
             conn = _PinnedHTTP(parts.hostname, port, addresses, policy.timeout)
         hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
-        if signer is not None and parts.netloc == origin:
+        if origin(current) != home:
+            hdrs = {k: v for k, v in hdrs.items() if k.lower() not in CREDENTIAL_HEADERS}
+        elif signer is not None:
             hdrs = signer(method, current, hdrs)
         target = parts.path or "/"
         if parts.query:
