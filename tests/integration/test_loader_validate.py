@@ -169,6 +169,20 @@ def test_sidecar_fetches_versions_on_request(site: FileServer, sidecar: tuple[st
     assert proc.wait(timeout=10) == 0
 
 
+@pytest.mark.parametrize("digest", [42, ["sha256:" + "0" * 64], {"sha256": "0" * 64}, True])
+def test_sidecar_refuses_a_digest_that_is_no_string(
+    site: FileServer, sidecar: tuple[str, Path, Any], digest: object
+) -> None:
+    address, repo, _ = sidecar
+    body = {"uri": site.url + "/model.onnx", "model": "fraud", "version": "4", "digest": digest}
+    status, r = call(address, "POST", "/fetch", body)
+    assert status == 400, r
+    assert r["reason"] == "InvalidArguments"
+    assert "digest" in r["message"]
+    assert not (repo / "fraud" / "4").exists()
+    assert call(address, "GET", "/healthz") == (200, {"ok": True})
+
+
 def test_sidecar_listens_on_loopback_only(tmp_path: Path) -> None:
     p = run("sidecar", "--repository", str(tmp_path), "--listen", "0.0.0.0:8090")
     assert p.returncode == 2

@@ -64,6 +64,8 @@ class Sidecar:
         if not isinstance(uri, str) or not uri:
             raise UsageError("uri is required")
         digest = body.get("digest")
+        if digest is not None and not isinstance(digest, str):
+            raise UsageError(f"digest must be a string (sha256:<64 hex>), not {type(digest).__name__}")
         req: FetchRequest = self._request_from_args(
             self.args, uri=uri, dest=self.repository / model / version, digest=digest if digest else ""
         )
