@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from ..models import ONNX_TYPES, binary_op, identity_all_types
@@ -182,3 +185,27 @@ def test_repository_index_load_unload(tmp_path: Path) -> None:
         with pytest.raises(InferenceServerException) as exc:
             client.load_model("missing")
         assert grpc_status(exc) == "StatusCode.NOT_FOUND"
+
+
+@pytest.mark.parametrize(
+    ("datatype", "field", "values", "fragment"),
+    [
+        ("UINT8", "uint_contents", [300], "does not fit datatype UINT8"),
+        ("INT8", "int_contents", [-200], "does not fit datatype INT8"),
+        ("UINT16", "uint_contents", [70000], "does not fit datatype UINT16"),
+        ("FP32", "fp32_contents", [1.0, 2.0], "needs 1 elements, data has 2"),
+    ],
+)
+def test_typed_contents_that_do_not_fit_are_invalid_argument(
+    server: Server, datatype: str, field: str, values: list[Any], fragment: str
+) -> None:
+    """Clients that send typed InferTensorContents instead of raw bytes (tritonclient always sends raw)."""
+    request = service_pb2.ModelInferRequest(model_name="types")
+    tensor = request.inputs.add(name=f"IN_{datatype}", datatype=datatype, shape=[1])
+    getattr(tensor.contents, field).extend(values)
+    with grpc.insecure_channel(server.grpc) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as exc:
+            stub.ModelInfer(request, timeout=10)
+    assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fragment in (exc.value.details() or "")

@@ -178,6 +178,34 @@ def test_missing_input_and_bad_json_are_400(server: str) -> None:
     assert "not valid JSON" in doc["error"]
 
 
+CALC = [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]} for n in ("A", "B")]
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "fragment"),
+    [
+        ("types", {"inputs": [{"name": "IN_UINT8", "datatype": "UINT8", "shape": [1], "data": [-1]}]},
+         "data does not fit datatype UINT8"),
+        ("types", {"inputs": [{"name": "IN_INT8", "datatype": "INT8", "shape": [1], "data": [300]}]},
+         "data does not fit datatype INT8"),
+        ("types", {"inputs": [{"name": "IN_BYTES", "datatype": "BYTES", "shape": [1], "data": [5]}]},
+         "BYTES element 0 is int"),
+        ("calc", {"inputs": [5]}, "input 0 must be a JSON object"),
+        ("calc", {"inputs": [{"name": "A", "datatype": "FP32", "shape": ["x"], "data": [1]}]},
+         "shape must be a list of integers"),
+        ("calc", {"inputs": [{**CALC[0], "parameters": {"binary_data_size": "a"}}]},
+         "binary_data_size must be a non-negative integer"),
+        ("calc", {"inputs": [{**CALC[0], "parameters": []}]}, "parameters of input 'A' must be a JSON object"),
+        ("calc", {"inputs": CALC, "outputs": [{}]}, "output 0 must be an object with a name"),
+        ("calc", {"inputs": CALC, "outputs": {"name": "OUT0"}}, "'outputs' must be a list"),
+        ("calc", {"inputs": CALC, "parameters": [1]}, "parameters must be a JSON object"),
+    ],
+)  # fmt: skip
+def test_malformed_requests_are_400_with_the_reason(server: str, model: str, body: Any, fragment: str) -> None:
+    status, doc = post(server, f"/v2/models/{model}/infer", json.dumps(body).encode())
+    assert (status, fragment in doc["error"]) == (400, True), doc
+
+
 def test_body_over_the_limit_is_413(server: str) -> None:
     status, doc = post(server, "/v2/models/calc/infer", b" " * (2 * 2**20))
     assert status == 413

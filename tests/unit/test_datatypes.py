@@ -9,6 +9,7 @@ import tritonclient.utils as tu
 from modelyard_runtime.protocol.datatypes import (
     DATATYPES,
     DatatypeError,
+    array_from_values,
     decode_tensor,
     encode_tensor,
     from_onnx_type,
@@ -77,3 +78,43 @@ def test_onnx_types() -> None:
     assert from_onnx_type("tensor(string)") == "BYTES"
     with pytest.raises(DatatypeError):
         from_onnx_type("tensor(complex64)")
+
+
+@pytest.mark.parametrize(
+    ("values", "datatype", "shape", "expected"),
+    [
+        ([[1, 2], [3, 4]], "UINT8", [2, 2], np.array([[1, 2], [3, 4]], dtype=np.uint8)),
+        ([1, 2, 3, 4], "FP32", [2, 2], np.array([[1, 2], [3, 4]], dtype=np.float32)),
+        ([True, False], "BOOL", [2], np.array([True, False])),
+        (["a", b"b\x00"], "BYTES", [2, 1], np.array([[b"a"], [b"b\x00"]], dtype=np.object_)),
+        ([], "INT64", [0, 3], np.zeros((0, 3), dtype=np.int64)),
+    ],
+)
+def test_array_from_values(values: list[object], datatype: str, shape: list[int], expected: np.ndarray) -> None:
+    array = array_from_values(values, datatype, shape)
+    assert array.dtype == expected.dtype
+    assert array.shape == expected.shape
+    assert array.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    ("values", "datatype", "shape", "message"),
+    [
+        ([-1], "UINT8", [1], "does not fit datatype UINT8"),
+        ([300], "UINT8", [1], "does not fit datatype UINT8"),
+        ([2**64], "UINT64", [1], "does not fit datatype UINT64"),
+        (["x"], "FP32", [1], "does not fit datatype FP32"),
+        ([{}], "INT32", [1], "does not fit datatype INT32"),
+        ([[1, 2], [3]], "FP32", [3], "does not fit datatype FP32"),
+        ([1, 2, 3], "FP32", [2, 2], r"shape \[2, 2\] needs 4 elements, data has 3"),
+        ([5], "BYTES", [1], "BYTES element 0 is int, not a string"),
+        ([["a", "b"], "c"], "BYTES", [2], "BYTES element 0 is list"),
+        ([1], "FP32", [-1], "negative dimension"),
+        ([1], "COMPLEX64", [1], "unsupported datatype"),
+    ],
+)
+def test_values_that_do_not_fit_are_client_errors(
+    values: list[object], datatype: str, shape: list[int], message: str
+) -> None:
+    with pytest.raises(DatatypeError, match=message):
+        array_from_values(values, datatype, shape)

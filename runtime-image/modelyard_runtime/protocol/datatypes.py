@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -77,6 +78,38 @@ def element_count(shape: Sequence[int]) -> int:
             raise DatatypeError(f"shape {list(shape)} has a negative dimension")
         count *= dim
     return count
+
+
+def array_from_values(values: Any, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
+    """Tensor values as a (possibly nested) list, row-major, → an array of ``shape`` and ``datatype``.
+
+    What JSON ``data`` and gRPC's typed contents carry. Values that do not fit the datatype (``-1`` or ``300`` as
+    UINT8, a string as FP32, a BYTES element that is not a string) and a count that does not fit the shape are
+    DatatypeError, a client error; BYTES elements are ``bytes`` or strings (stored as UTF-8).
+    """
+    count = element_count(shape)
+    if datatype == "BYTES":
+        try:
+            flat = np.asarray(values, dtype=np.object_).reshape(-1)
+        except ValueError as exc:
+            raise DatatypeError(f"data does not fit datatype BYTES: {exc}") from None
+        array = np.empty(len(flat), dtype=np.object_)
+        for i, item in enumerate(flat):
+            if isinstance(item, str):
+                array[i] = item.encode()
+            elif isinstance(item, bytes | bytearray):
+                array[i] = bytes(item)
+            else:
+                raise DatatypeError(f"BYTES element {i} is {type(item).__name__}, not a string")
+    else:
+        dtype = numpy_dtype(datatype)
+        try:
+            array = np.asarray(values, dtype=dtype).reshape(-1)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DatatypeError(f"data does not fit datatype {datatype}: {exc}") from None
+    if array.size != count:
+        raise DatatypeError(f"shape {list(shape)} needs {count} elements, data has {array.size}")
+    return array.reshape(shape)
 
 
 def decode_bytes(buffer: bytes | memoryview, count: int) -> npt.NDArray[np.object_]:

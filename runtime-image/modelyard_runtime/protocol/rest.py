@@ -17,10 +17,9 @@ import orjson
 from modelyard_runtime.errors import BadRequestError
 from modelyard_runtime.protocol.datatypes import (
     DatatypeError,
+    array_from_values,
     decode_tensor,
-    element_count,
     encode_tensor,
-    numpy_dtype,
     protocol_datatype,
 )
 
@@ -43,22 +42,36 @@ class InferRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
 
 
-def _json_data(data: Any, datatype: str, shape: list[int]) -> npt.NDArray[Any]:
-    flat = np.asarray(data, dtype=object).reshape(-1) if datatype == "BYTES" else None
-    if datatype == "BYTES":
-        assert flat is not None
-        out = np.empty(len(flat), dtype=np.object_)
-        for i, item in enumerate(flat):
-            out[i] = item.encode() if isinstance(item, str) else bytes(item)
-        array = out
-    else:
-        try:
-            array = np.asarray(data, dtype=numpy_dtype(datatype)).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            raise BadRequestError(f"data does not fit datatype {datatype}: {exc}") from None
-    if array.size != element_count(shape):
-        raise BadRequestError(f"shape {shape} needs {element_count(shape)} elements, data has {array.size}")
-    return array.reshape(shape)
+def _object(value: Any, what: str) -> dict[str, Any]:
+    """``value`` when it is a JSON object, ``{}`` when absent (null), else a bad request naming ``what``."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequestError(f"{what} must be a JSON object")
+    return value
+
+
+def _binary_size(item: dict[str, Any], name: str) -> int | None:
+    size = _object(item.get("parameters"), f"parameters of input {name!r}").get("binary_data_size")
+    if size is None:
+        return None
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise BadRequestError(f"input {name!r}: binary_data_size must be a non-negative integer, got {size!r}")
+    return size
+
+
+def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise BadRequestError("'outputs' must be a list")
+    outputs = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise BadRequestError(f"output {i} must be an object with a name")
+        params = _object(item.get("parameters"), f"parameters of output {item['name']!r}")
+        outputs.append(RequestedOutput(item["name"], bool(params.get("binary_data", False))))
+    return outputs
 
 
 def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
@@ -75,40 +88,38 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     inputs: dict[str, npt.NDArray[Any]] = {}
     datatypes: dict[str, str] = {}
     offset = 0
-    try:
-        for item in doc["inputs"]:
-            name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
-            if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
-                raise BadRequestError("each input needs name, datatype and shape")
-            if name in inputs:
-                raise BadRequestError(f"input {name!r} given twice")
-            size = (item.get("parameters") or {}).get("binary_data_size")
+    for i, item in enumerate(doc["inputs"]):
+        if not isinstance(item, dict):
+            raise BadRequestError(f"input {i} must be a JSON object")
+        name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
+        if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
+            raise BadRequestError("each input needs name, datatype and shape")
+        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+            raise BadRequestError(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+        if name in inputs:
+            raise BadRequestError(f"input {name!r} given twice")
+        try:
+            size = _binary_size(item, name)
             if size is not None:
-                if offset + int(size) > len(tail):
+                if offset + size > len(tail):
                     raise BadRequestError(f"input {name!r} claims {size} binary bytes beyond the body")
-                inputs[name] = decode_tensor(tail[offset : offset + int(size)], datatype, shape)
-                offset += int(size)
+                inputs[name] = decode_tensor(tail[offset : offset + size], datatype, shape)
+                offset += size
             elif "data" in item:
-                inputs[name] = _json_data(item["data"], datatype, shape)
+                inputs[name] = array_from_values(item["data"], datatype, shape)
             else:
                 raise BadRequestError(f"input {name!r} has neither data nor binary_data_size")
-            datatypes[name] = datatype
-    except DatatypeError as exc:
-        raise BadRequestError(str(exc)) from None
+        except DatatypeError as exc:
+            raise BadRequestError(str(exc)) from None
+        datatypes[name] = datatype
     if offset != len(tail):
         raise BadRequestError(f"{len(tail) - offset} binary bytes after the last input")
-    params = doc.get("parameters") or {}
-    outputs = None
-    if doc.get("outputs") is not None:
-        outputs = [
-            RequestedOutput(o["name"], bool((o.get("parameters") or {}).get("binary_data", False)))
-            for o in doc["outputs"]
-        ]
+    params = _object(doc.get("parameters"), "parameters")
     request_id = doc.get("id")
     return InferRequest(
         inputs=inputs,
         datatypes=datatypes,
-        outputs=outputs,
+        outputs=_requested_outputs(doc.get("outputs")),
         binary_output=bool(params.get("binary_data_output", False)),
         id=str(request_id) if request_id is not None else None,
         parameters=params,

@@ -14,14 +14,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
-import numpy as np
 import numpy.typing as npt
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import BadRequestError, Code, ServingError
-from modelyard_runtime.protocol.datatypes import DatatypeError, decode_tensor, element_count, encode_tensor, numpy_dtype
+from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, decode_tensor, encode_tensor
 from modelyard_runtime.server.core import DataPlane, LoadedModel, LoadError
 from modelyard_runtime.server.http import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS
 
@@ -50,15 +49,7 @@ def decode_inputs(request: service_pb2.ModelInferRequest) -> tuple[dict[str, npt
                 field = _CONTENTS.get(tensor.datatype)
                 if field is None:
                     raise BadRequestError(f"input {tensor.name!r}: {tensor.datatype} needs raw_input_contents")
-                values = list(getattr(tensor.contents, field))
-                if len(values) != element_count(shape):
-                    raise BadRequestError(
-                        f"input {tensor.name!r}: {len(values)} values for shape {shape} ({element_count(shape)})"
-                    )
-                if tensor.datatype == "BYTES":
-                    array = np.array(values, dtype=np.object_).reshape(shape)
-                else:
-                    array = np.array(values, dtype=numpy_dtype(tensor.datatype)).reshape(shape)
+                array = array_from_values(list(getattr(tensor.contents, field)), tensor.datatype, shape)
         except DatatypeError as exc:
             raise BadRequestError(f"input {tensor.name!r}: {exc}") from None
         inputs[tensor.name] = array
