@@ -145,14 +145,24 @@ def _pinned(mv: ModelVersion) -> bool:
     return bool(artifact.digest) or (artifact.uri.startswith("oci://") and "@sha256:" in artifact.uri)
 
 
-def loader_args(mv: ModelVersion, mode: str, config: OperatorConfig) -> list[str]:
-    """Arguments of ``modelyard-loader`` for this version (fetch for static, sidecar for dynamic)."""
+def loader_args(subcommand: str, mv: ModelVersion, dest: str, access_args: list[str]) -> list[str]:
+    """Arguments of ``modelyard-loader <subcommand>`` for ``mv``'s artifact, written to ``dest``.
+
+    ``access_args`` are the flags of :func:`artifact_access` for it, which the caller computes once per pod
+    (it needs the volumes and mounts too).
+    """
+    artifact = mv.spec.artifact
+    args = [subcommand, "--uri", artifact.uri, "--dest", dest]
+    if artifact.digest:
+        args += ["--digest", artifact.digest]
+    return args + access_args
+
+
+def serving_loader_args(mv: ModelVersion, mode: str, access_args: list[str]) -> list[str]:
+    """The model pod's loader: fetch for static loading, sidecar for dynamic, into the model repository."""
     spec = mv.spec
     dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
-    args = ["fetch" if mode == "static" else "sidecar", "--uri", spec.artifact.uri, "--dest", dest]
-    if spec.artifact.digest:
-        args += ["--digest", spec.artifact.digest]
-    return args + artifact_access(mv, config)[0]
+    return loader_args("fetch" if mode == "static" else "sidecar", mv, dest, access_args)
 
 
 def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
@@ -190,23 +200,26 @@ def _probe(path: str, *, period: int, failures: int) -> Obj:
     }
 
 
+def _work_mounts() -> list[Obj]:
+    """The model repository and /tmp (emptyDirs), which the loader and the server both mount."""
+    return [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108  (an emptyDir in the pod)
+
+
 def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig) -> Obj:
     s = md.spec
-    mounts = [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108  (an emptyDir in the pod)
+    mounts = _work_mounts()
+    access_args, access_volumes, access_mounts = artifact_access(mv, config)
     loader: Obj = {
         "name": "loader",
         "image": config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
-        "args": loader_args(mv, s.loading.mode, config),
-        "volumeMounts": [dict(m) for m in mounts],
+        "args": serving_loader_args(mv, s.loading.mode, access_args),
+        "volumeMounts": [*_work_mounts(), *access_mounts],
         "securityContext": _container_security(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
-    volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    _, access_volumes, access_mounts = artifact_access(mv, config)
-    volumes += access_volumes
-    loader["volumeMounts"] += access_mounts
+    volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *access_volumes]
     if s.loading.mode == "dynamic":
         loader["restartPolicy"] = "Always"  # native sidecar: keeps fetching versions on request
     server: Obj = {
@@ -368,13 +381,11 @@ def render_in_pod_deployment(
     if canary is not None:
         loader = copy.deepcopy(pod["initContainers"][0])
         loader["name"] = f"loader-{version_slug(canary.spec.version)}"[:63]
-        loader["args"] = loader_args(canary, md.spec.loading.mode, config)
-        pod["initContainers"].append(loader)
         # the canary's own credentials and trust material, beside the stable's
-        _, stable_volumes, _ = artifact_access(stable, config)
-        _, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
-        shared = {v["name"] for v in stable_volumes}
-        loader["volumeMounts"] = [m for m in loader["volumeMounts"] if m["name"] not in shared] + canary_mounts
+        canary_args, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
+        loader["args"] = serving_loader_args(canary, md.spec.loading.mode, canary_args)
+        loader["volumeMounts"] = [*_work_mounts(), *canary_mounts]
+        pod["initContainers"].append(loader)
         present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it
         pod["volumes"] += [v for v in canary_volumes if v["name"] not in present]
     pod["volumes"].append(

@@ -17,7 +17,7 @@ from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
 from modelyard_operator.render import _container_security as container_security
-from modelyard_operator.render import artifact_access, owner_reference, pod_security_context
+from modelyard_operator.render import artifact_access, loader_args, owner_reference, pod_security_context
 from modelyard_operator.status import set_condition
 
 Obj = dict[str, Any]
@@ -45,14 +45,6 @@ def job_name(mv_name: str) -> str:
     return versioned_name(mv_name, "validate")
 
 
-def validator_args(mv: ModelVersion, config: OperatorConfig) -> list[str]:
-    artifact = mv.spec.artifact
-    args = ["validate", "--uri", artifact.uri, "--dest", f"{WORK_DIR}/model"]
-    if artifact.digest:
-        args += ["--digest", artifact.digest]
-    return [*args, *artifact_access(mv, config)[0], "--termination-log", TERMINATION_LOG]
-
-
 def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
     """A one-shot Job, owned by the ModelVersion, that fetches, verifies, inspects and loads the artifact once."""
     meta, spec = mv.metadata, mv.spec
@@ -67,15 +59,16 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108  (an emptyDir in the pod)
     ]
     volumes: list[Obj] = [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}]
-    _, access_volumes, access_mounts = artifact_access(mv, config)
+    access_args, access_volumes, access_mounts = artifact_access(mv, config)
     volumes += access_volumes
     mounts += access_mounts
+    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--termination-log", TERMINATION_LOG]
     container: Obj = {
         "name": CONTAINER,
         "image": config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
-        "args": validator_args(mv, config),
+        "args": args,
         "volumeMounts": mounts,
         "securityContext": container_security(),
         "terminationMessagePath": TERMINATION_LOG,
