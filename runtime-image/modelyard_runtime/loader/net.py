@@ -31,9 +31,15 @@ class NetPolicy:
     timeout: float = 30.0
     ca_file: str | None = None
     max_redirects: int = 5
+    _ssl: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.ca_file or os.environ.get("MODELYARD_LOADER_CA_FILE") or None)
+        """Built once per policy (loading the CA bundle takes milliseconds, and every request and redirect
+        needs it); a context is safe to share between the download threads."""
+        if self._ssl is None:
+            cafile = self.ca_file or os.environ.get("MODELYARD_LOADER_CA_FILE") or None
+            self._ssl = ssl.create_default_context(cafile=cafile)
+        return self._ssl
 
 
 def resolve_checked(host: str, port: int, policy: NetPolicy) -> list[str]:
