@@ -26,13 +26,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from modelyard_runtime.loader.archive_rules import EntryKind, entry_problem
-from modelyard_runtime.loader.tree import fsync_dir, fsync_tree, hash_file, walk_files
+from modelyard_runtime.loader.tree import fsync_dir, fsync_tree, hash_file, link_or_copy, walk_files
 
 
 class Cache:
+    SUBDIRS = ("sha256", "locks", "tmp")
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        for sub in ("sha256", "locks", "tmp"):
+        for sub in self.SUBDIRS:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     @staticmethod
@@ -93,10 +95,7 @@ class Cache:
             for rel in walk_files(tree, label="staged artifact"):
                 target = work / "tree" / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(tree / rel, target)
-                except OSError:
-                    shutil.copyfile(tree / rel, target)
+                link_or_copy(tree / rel, target)
                 files[rel] = hash_file(target)
                 os.chmod(target, 0o444)
             (work / "tree").mkdir(exist_ok=True)
@@ -116,7 +115,4 @@ class Cache:
                 raise OSError(f"cache index names an unsafe path {rel!r}")
             target = tree / rel
             target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src / rel, target)
-            except OSError:
-                shutil.copyfile(src / rel, target)
+            link_or_copy(src / rel, target)

@@ -33,7 +33,7 @@ from modelyard_runtime.loader.download import download
 from modelyard_runtime.loader.errors import FetchError, IntegrityError, UnsafeContentError, UsageError
 from modelyard_runtime.loader.net import open_url, read_all
 from modelyard_runtime.loader.sources import Fetched, SourceOptions, download_options
-from modelyard_runtime.loader.uri import ArtifactURI
+from modelyard_runtime.loader.uri import DIGEST_RE, ArtifactURI
 
 MANIFEST_TYPES = (
     "application/vnd.oci.image.manifest.v1+json",
@@ -171,7 +171,7 @@ class Registry:
 
     def blob(self, descriptor: dict[str, Any], target: Path) -> None:
         digest = str(descriptor.get("digest", ""))
-        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+        if not DIGEST_RE.fullmatch(digest):
             raise UnsafeContentError(f"{self.label}: a layer has an unsupported digest {digest!r}")
         dopts = download_options(self.opts, f"{self.label} layer {digest[:19]}", self.signer)
         got = download(f"{self.base}/blobs/{digest}", str(target), dopts)

@@ -128,7 +128,7 @@ def _open_cache(root: Path) -> Cache | None:
     """
     try:
         cache = Cache(root)
-        for sub in ("sha256", "locks", "tmp"):
+        for sub in Cache.SUBDIRS:
             if not os.access(cache.root / sub, os.W_OK | os.X_OK):
                 raise PermissionError(f"{cache.root / sub} is not writable by uid {os.getuid()}")
     except OSError as e:

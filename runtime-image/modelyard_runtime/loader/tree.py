@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -92,6 +93,14 @@ def copy_tree_hashing(src: Path, dst: Path, *, max_bytes: int, label: str) -> tu
         total += size
         entries.append((rel, hexdigest))
     return tree_digest_of(entries), total
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` to ``dst``; copy it when a link cannot be made (another file system)."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def fsync_tree(root: Path) -> None:
