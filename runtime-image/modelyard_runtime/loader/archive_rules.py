@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import re
 
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 _DRIVE = re.compile(r"^[A-Za-z]:")
 
 

@@ -14,7 +14,6 @@ import http.client
 import os
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -256,7 +255,6 @@ def _fetch_part(
     progress: Progress | None,
     stop: threading.Event,
     written: _Written,
-    sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Fetch bytes [start, end) into ``fd``; resume from the last byte written when the connection drops."""
     pos = start
@@ -276,13 +274,13 @@ def _fetch_part(
             failures += 1
             if failures >= RETRIES:
                 raise
-            sleep(0.2 * 2**failures)
+            time.sleep(0.2 * 2**failures)
             continue
         try:
             if resp.status != 206:
                 if _retryable(resp.status) and failures < RETRIES - 1:
                     failures += 1
-                    sleep(0.2 * 2**failures)
+                    time.sleep(0.2 * 2**failures)
                     continue
                 if resp.status == 200:
                     raise FetchError(f"{redact(url)}: the object changed during the download (range ignored)")
@@ -303,6 +301,6 @@ def _fetch_part(
             failures = 1 if pos > attempt_start else failures + 1  # a drop after progress starts counting anew
             if failures >= RETRIES:
                 raise FetchError(f"{redact(url)}: connection broken {RETRIES} times at byte {pos}; giving up") from None
-            sleep(0.1 * 2**failures)
+            time.sleep(0.1 * 2**failures)
         finally:
             resp.close()

@@ -6,7 +6,6 @@ log line, a termination message or a status field through these errors.
 
 from __future__ import annotations
 
-EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_FETCH = 3
 EXIT_INTEGRITY = 4

@@ -35,9 +35,9 @@ class Progress:
                 self._last = now
                 self._emit(now)
 
-    def reset(self, done: int = 0) -> None:
+    def reset(self) -> None:
         with self._lock:
-            self.done = done
+            self.done = 0
 
     def finish(self) -> None:
         with self._lock:

@@ -32,7 +32,6 @@ class Staging:
         self.scratch = self.root / "scratch"
         self.tree.mkdir()
         self.scratch.mkdir()
-        self.published = False
 
     def publish(self) -> None:
         fsync_tree(self.tree)
@@ -41,7 +40,6 @@ class Staging:
             os.rename(self.dest, old)
         os.rename(self.tree, self.dest)
         fsync_dir(self.dest.parent)
-        self.published = True
 
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from modelyard_runtime.loader.cli import request_from_args
 from modelyard_runtime.loader.errors import (
     EXIT_USAGE,
     FetchError,
@@ -41,11 +42,8 @@ MAX_BODY = 64 << 10
 
 class Sidecar:
     def __init__(self, args: argparse.Namespace) -> None:
-        from modelyard_runtime.loader.cli import request_from_args
-
         self.args = args
         self.repository: Path = args.repository
-        self._request_from_args = request_from_args
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.published: dict[str, dict[str, Any]] = {}
@@ -66,7 +64,7 @@ class Sidecar:
         digest = body.get("digest")
         if digest is not None and not isinstance(digest, str):
             raise UsageError(f"digest must be a string (sha256:<64 hex>), not {type(digest).__name__}")
-        req: FetchRequest = self._request_from_args(
+        req = request_from_args(
             self.args, uri=uri, dest=self.repository / model / version, digest=digest if digest else ""
         )
         if not digest:
@@ -167,16 +165,14 @@ def run_sidecar(args: argparse.Namespace) -> int:
     if args.uri:
         if not args.dest:
             raise UsageError("--uri needs --dest")
-        result = run_fetch(sidecar._request_from_args(args))
+        result = run_fetch(request_from_args(args))
         log(f"initial version published ({result.digest})")
     elif args.dest:
         sys.stderr.write("modelyard-loader: sidecar: --dest needs --uri\n")
         return EXIT_USAGE
     server = _Server(address, sidecar)
-    stop = threading.Event()
 
     def _terminate(signum: int, frame: object) -> None:
-        stop.set()
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, _terminate)

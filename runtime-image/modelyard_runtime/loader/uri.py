@@ -11,7 +11,7 @@ from __future__ import annotations
 import posixpath
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from modelyard_runtime.loader.errors import UnsafeContentError, UsageError
 
@@ -139,12 +139,3 @@ def parse(uri: str, *, allow_file: bool = False, pvc_root: str = "/mnt/pvc") -> 
             raise UsageError(f"{redact(uri)}: file:// URIs name no host")
         return ArtifactURI("file", uri, path=posixpath.normpath(parts.path))
     raise UsageError(f"{redact(uri)}: unsupported scheme {scheme!r} (http, https, s3, oci, pvc, file)")
-
-
-def join_url(base: str, *segments: str) -> str:
-    """``base`` with percent-encoded ``segments`` appended to its path."""
-    parts = urlsplit(base)
-    path = parts.path.rstrip("/")
-    for s in segments:
-        path += "/" + quote(s, safe="/-_.~")
-    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
