@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from modelyard_runtime.config import parse_server_args
 from modelyard_runtime.server.preload import Preload
 
-log = logging.getLogger("modelyard.server")
-
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

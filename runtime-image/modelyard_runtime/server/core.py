@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from modelyard_runtime.backends import Backend, BackendUnavailableError
+from modelyard_runtime.backends import Backend, BackendUnavailableError, load_backend
+from modelyard_runtime.backends.options import parse_backend_options
 from modelyard_runtime.errors import (
     BadRequestError,
     Code,
@@ -53,6 +54,9 @@ MODEL_FILES = ("model.onnx", "model.plan")
 RESCAN_SECONDS = 1.0  # how stale the view of the repository and of config.yaml may be
 UNKNOWN_MODEL = "(unknown)"  # the model label of requests for models that do not exist
 INLINE_BELOW_NS = 100_000  # runs averaging less than a thread hop costs (~0.1 ms) stay on the loop thread
+INFER_THREADS = 4  # inference runs off the loop thread (ONNX Runtime releases the GIL while it runs)
+EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
 
 
 class LoadError(RuntimeError):
@@ -114,9 +118,6 @@ def _size_on_disk(model_file: Path) -> int:
 
 
 def _open_backend(path: Path, config: ModelConfig) -> Backend:
-    from modelyard_runtime.backends import load_backend  # heavy imports happen in there
-    from modelyard_runtime.backends.options import parse_backend_options
-
     return load_backend(path, parse_backend_options(config.backend, model_file=path))
 
 
@@ -233,7 +234,6 @@ class DataPlane:
         memory_budget: int | None = None,
         max_batch_size: int = 0,
         max_queue_delay_ms: float = 0.0,
-        threads: int = 4,
         config_dir: Path | None = None,
         preload: Preload | None = None,
     ) -> None:
@@ -248,7 +248,7 @@ class DataPlane:
         self.models: dict[str, dict[str, LoadedModel]] = {}
         self.ready = False  # loaded: requests are accepted
         self.draining = False  # shutting down: requests are still accepted, readiness checks fail
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="infer")
+        self._pool = ThreadPoolExecutor(max_workers=INFER_THREADS, thread_name_prefix="infer")
         self._load_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="load")
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self._failures: dict[tuple[str, str], str] = {}
@@ -337,13 +337,18 @@ class DataPlane:
                 await self._load_version(model, version)
 
     async def load_model(self, name: str) -> list[LoadedModel]:
-        """Repository API: load every version of a model found on disk (already loaded ones stay)."""
+        """Repository API: load every version of a model found on disk (already loaded ones stay).
+
+        A version that cannot load is the caller's bad request (BadRequestError with the reason)."""
         versions = self.available(fresh=True).get(name)
         if not versions:
             raise NotFoundError(f"no model {name!r} in the repository {self.repository}")
         self._unloaded.discard(name)
         self._configs.pop(name, None)
-        return [await self._load_version(name, v) for v in sorted(versions, key=version_key)]
+        try:
+            return [await self._load_version(name, v) for v in sorted(versions, key=version_key)]
+        except LoadError as exc:
+            raise BadRequestError(str(exc)) from None
 
     async def unload_model(self, name: str) -> None:
         """Repository API: no new requests reach the model; each version closes when its last request ends."""
@@ -396,11 +401,11 @@ class DataPlane:
                     self._load_pool, open_version, name, version, path, config
                 )
         except Exception as exc:
-            reason = exc.message if isinstance(exc, NotFoundError) else str(exc)
+            reason = str(exc)
             self._failures[(name, version)] = reason
             self.metrics.load_failures.labels(model=name, version=version).inc()
             log.error("cannot load %s version %s: %s", name, version, reason)
-            if isinstance(exc, BackendUnavailableError | LoadError | ModelConfigError | ValueError):
+            if isinstance(exc, BackendUnavailableError | LoadError | ValueError):
                 raise LoadError(f"cannot load {name} version {version}: {reason}") from exc
             raise LoadError(f"cannot load {name} version {version} from {path}: {reason}") from exc
         self._failures.pop((name, version), None)
@@ -464,6 +469,8 @@ class DataPlane:
         assert self.memory_budget is not None
         loaded = [m for versions in self.models.values() for m in versions.values()]
         used = sum(m.memory_bytes for m in loaded)
+        if used + needed <= self.memory_budget:
+            return
         for model in sorted((m for m in loaded if m.refs == 0), key=lambda m: m.last_used):
             if used + needed <= self.memory_budget:
                 return

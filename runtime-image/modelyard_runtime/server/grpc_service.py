@@ -21,8 +21,7 @@ from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import BadRequestError, Code, ServingError
 from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, decode_tensor, encode_tensor
-from modelyard_runtime.server.core import DataPlane, LoadedModel, LoadError
-from modelyard_runtime.server.http import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS
+from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS, DataPlane, LoadedModel
 
 T = TypeVar("T")
 
@@ -66,8 +65,6 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             return await work()
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
-        except LoadError as exc:
-            await context.abort(grpc.StatusCode[Code.BAD_REQUEST.grpc], str(exc))
         raise AssertionError("unreachable: abort raises")
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:

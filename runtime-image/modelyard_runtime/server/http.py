@@ -14,10 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import BadRequestError, Code, ServingError
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, parse_infer_request
-from modelyard_runtime.server.core import DataPlane, LoadedModel, LoadError
+from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS, DataPlane, LoadedModel
 
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
-CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
 log = logging.getLogger("modelyard.server")
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
 
@@ -105,10 +103,7 @@ async def repository_load(request: web.Request) -> web.Response:
     body = await _json_body(request)
     if "config" in (body.get("parameters") or {}):
         raise BadRequestError(CONFIG_OVERRIDE_UNSUPPORTED)
-    try:
-        await request.app[PLANE].load_model(request.match_info["model"])
-    except LoadError as exc:
-        raise BadRequestError(str(exc)) from None
+    await request.app[PLANE].load_model(request.match_info["model"])
     return web.json_response({})
 
 
