@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import mmap
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from modelyard_runtime.backends.options import (
     trt_cache_dirs,
 )
 from modelyard_runtime.errors import BadRequestError, UnavailableError
+from modelyard_runtime.loader.onnxscan import ProtobufError, external_locations
 from modelyard_runtime.protocol.datatypes import from_onnx_type
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ _LEVELS = {
 }
 _MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
 _EXTERNAL_DATA_SCAN_LIMIT = 64 << 20  # a model with external data keeps only the graph in the .onnx file
-_LOCATION_ENTRY = b"\x0a\x08location\x12"  # StringStringEntryProto{key: "location", value: <length-prefixed>}
 
 
 def _dims(shape: list[Any]) -> list[int]:
@@ -154,32 +153,21 @@ def _make_cache_dirs(providers: list[tuple[str, dict[str, str]]]) -> None:
 def model_bytes(path: Path) -> int:
     """Bytes on disk of the model: the .onnx file plus the external data files it names (weights kept outside).
 
-    External data files are found by scanning the graph for ONNX ``external_data`` ``location`` entries (only in
-    files up to 64 MiB: a graph with external weights is small); only existing files beside the model count.
+    External data files are found with the loader's scanner of ONNX ``external_data`` ``location`` entries
+    (only in files up to 64 MiB: a graph with external weights is small); only existing files beside the model
+    count. A file the scanner cannot parse counts alone (ONNX Runtime then says what is wrong with it).
     """
-    if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     size = path.stat().st_size
     if size == 0 or size > _EXTERNAL_DATA_SCAN_LIMIT:
         return size
-    locations: set[str] = set()
-    with path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        start = data.find(_LOCATION_ENTRY)
-        while start >= 0:
-            offset = start + len(_LOCATION_ENTRY)
-            length, shift = 0, 0
-            while offset < size and shift < 35:  # varint length of the location string
-                byte = data[offset]
-                offset += 1
-                length |= (byte & 0x7F) << shift
-                shift += 7
-                if not byte & 0x80:
-                    break
-            if 0 < length <= 4096:
-                locations.add(data[offset : offset + length].decode("utf-8", errors="replace"))
-            start = data.find(_LOCATION_ENTRY, offset)
+    try:
+        locations = {location for _, location in external_locations(path.read_bytes())}
+    except ProtobufError:
+        return size
     base = path.parent.resolve()
-    for location in sorted(locations):
+    for location in sorted(locations - {""}):
+        if "\x00" in location:
+            continue  # no file has that name; resolve() would raise
         candidate = (base / location).resolve()
         if candidate != path.resolve() and candidate.is_relative_to(base) and candidate.is_file():
             size += candidate.stat().st_size
