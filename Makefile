@@ -45,21 +45,24 @@ lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, he
 test-unit: $(STAMP) ## unit tier: pure code, seconds
 	$(PYTEST) -m unit tests/unit
 
+# $(call apt_tool,NAME): install Debian's package NAME unless a command NAME is already on PATH
+define apt_tool
+@command -v $(1) >/dev/null || { echo "installing $(1)"; apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; }
+endef
+
 oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cache) for the loader's OCI tests
-	@command -v docker-registry >/dev/null || { echo "installing docker-registry"; apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-registry >/dev/null; }
+	$(call apt_tool,docker-registry)
 	bash hack/build-oras.sh >/dev/null
 
 test-integration: $(STAMP) controlplane perf-analyzer oci-test-tools localnode-tools ## integration tier: real control plane, real operator
 	$(PYTEST) -m integration tests/integration
 
 localnode-tools: ## iptables for kube-proxy on the local node (hack/localnode; Services get virtual IPs)
-	@command -v iptables >/dev/null || { echo "installing iptables"; apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iptables >/dev/null; }
+	$(call apt_tool,iptables)
 
 prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
-	@command -v prometheus >/dev/null || { echo "installing prometheus"; apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	$(call apt_tool,prometheus)
 
 test-e2e: $(STAMP) controlplane prometheus localnode-tools ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e

@@ -37,7 +37,7 @@ from devcluster import REPO, ClusterError, DevCluster, dev_analysis
 from fileserver import serve_directory
 from localnode import GATEWAY, PLACEMENT
 from localnode.kube import Kube
-from traffic import Traffic
+from traffic import Traffic, infer_inputs
 
 sys.path.insert(0, str(REPO / "tests"))
 from models import binary_op, failing_model  # the tests' ONNX generators (no downloads)
@@ -110,10 +110,8 @@ class Demo:
         return elapsed
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
-        out = subprocess.run([str(self.cluster.bin / "kubectl"), "--kubeconfig", str(self.cluster.kubeconfig),
-                              "get", kind, name, "-n", NAMESPACE, "-o", "json"],
-                             capture_output=True, text=True, check=False)  # fmt: skip
-        return dict(json.loads(out.stdout)) if out.returncode == 0 else {}
+        out = self.cluster.kubectl("get", kind, name, "-n", NAMESPACE, "-o", "json", check=False, capture=True)
+        return dict(json.loads(out)) if out else {}
 
     def progress(self, status: dict[str, Any]) -> str:
         weights = status.get("weights") or {}
@@ -283,10 +281,7 @@ class Demo:
         """One request to the Service's virtual IP, as any in-cluster client would send it (kube-proxy routes it)."""
         vip = json.loads(self.kubectl("get", "service", "adder", "-n", NAMESPACE, "-o", "json"))["spec"]["clusterIP"]
         client = triton.InferenceServerClient(f"{vip}:8080", connection_timeout=5, network_timeout=10)
-        inputs = []
-        for name, array in (("A", A), ("B", B)):
-            inputs.append(triton.InferInput(name, list(array.shape), "FP32"))
-            inputs[-1].set_data_from_numpy(array)
+        inputs = infer_inputs({"A": A, "B": B})
         deadline = time.monotonic() + 20
         while True:
             try:

@@ -33,14 +33,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localnode import CIDR as LOCAL_NODE_CIDR  # hack/ is on the path: this file's folder
+from localnode import NODE as LOCAL_NODE
+
 HACK = Path(__file__).resolve().parent
 REPO = HACK.parent
 DEFAULT_DIR = REPO / ".devcluster"
 SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
-LOCAL_NODE = "local-0"
-LOCAL_NODE_CIDR = "10.244.100.0/24"  # hack/localnode's default pod CIDR
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
 PROMETHEUS_USER = "system:modelyard-prometheus"  # read-only identity for Prometheus's service discovery
 PROMETHEUS_SCRAPE_INTERVAL = "2s"  # short, so a new pod's series appear within seconds in development

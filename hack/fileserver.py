@@ -6,10 +6,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import http.server
+import socketserver
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 class _QuietFiles(http.server.SimpleHTTPRequestHandler):
@@ -17,14 +18,24 @@ class _QuietFiles(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+ServerT = TypeVar("ServerT", bound=socketserver.BaseServer)
+
+
+@contextlib.contextmanager
+def serving(server: ServerT) -> Iterator[ServerT]:
+    """Run ``server`` in a background thread for the length of a ``with`` block, then shut it down and close it."""
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @contextlib.contextmanager
 def serve_directory(root: Path) -> Iterator[int]:
     """Serve ``root`` for the length of a ``with`` block; yields the port."""
     server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), functools.partial(_QuietFiles, directory=str(root)))
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
+    with serving(server):
         yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import tritonclient.http as triton
+from tritonclient.utils import np_to_triton_dtype
 
 from localnode.kube import Kube
 
@@ -107,13 +108,8 @@ class Traffic:
             self._endpoints.stop()
 
     def _request(self, client: triton.InferenceServerClient) -> tuple[str, bool, str]:
-        tensors = []
-        for name, array in self.inputs.items():
-            tensor = triton.InferInput(name, list(array.shape), triton_dtype(array))
-            tensor.set_data_from_numpy(array)
-            tensors.append(tensor)
         try:
-            result = client.infer(self.model, tensors)
+            result = client.infer(self.model, infer_inputs(self.inputs))
         except Exception as exc:  # tritonclient raises its own and the transport's exceptions
             return "", False, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         response = result.get_response()
@@ -156,8 +152,14 @@ class Traffic:
         return counts
 
 
-def triton_dtype(array: np.ndarray) -> str:
-    return {"float32": "FP32", "float64": "FP64", "int64": "INT64", "int32": "INT32"}[str(array.dtype)]
+def infer_inputs(arrays: dict[str, np.ndarray]) -> list[triton.InferInput]:
+    """tritonclient's HTTP inputs for named arrays."""
+    tensors = []
+    for name, array in arrays.items():
+        tensor = triton.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        tensors.append(tensor)
+    return tensors
 
 
 @contextlib.contextmanager

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from fileserver import serve_directory  # noqa: F401  (hack/fileserver.py; re-exported for the tests)
+from fileserver import serve_directory
+
+from .support.processes import stop
 
 REPO = Path(__file__).resolve().parent.parent
 TIERS = ("unit", "integration", "e2e")
@@ -121,13 +123,21 @@ def running_operator(kubeconfig: Path, log: Path, *args: str) -> Iterator[subpro
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 15)
         if proc.returncode not in (0, -15) or os.environ.get("MODELYARD_SHOW_OPERATOR_LOG"):
             print(log.read_text()[-20000:])
+
+
+@contextlib.contextmanager
+def model_over_http(root: Path) -> Iterator[str]:
+    """An Add model served over HTTP from this host: yields its URL as the local node's pods reach it."""
+    from localnode import GATEWAY
+
+    from .models import binary_op
+
+    binary_op(root / "model.onnx")
+    with serve_directory(root) as port:
+        yield f"http://{GATEWAY}:{port}/model.onnx"
 
 
 @pytest.fixture(scope="session")

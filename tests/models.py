@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
@@ -86,3 +87,20 @@ def failing_model(path: Path) -> Path:
     nodes = [helper.make_node("Add", ["A", "B"], ["S"]), helper.make_node("Reshape", ["S", "shape"], ["OUT0"]),
              helper.make_node("Sub", ["A", "B"], ["OUT1"])]  # fmt: skip
     return _save(helper.make_graph(nodes, "failing", [a, b], [out0, out1], initializer=[shape]), path)
+
+
+def slow_model(path: Path, layers: int = 24, width: int = 768) -> Path:
+    """Correct but slow: OUT0 is A pushed through ``layers`` dense [width x width] MatMuls; OUT1 = A - B."""
+    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["batch", 4])
+    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["batch", 4])
+    out0 = helper.make_tensor_value_info("OUT0", TensorProto.FLOAT, ["batch", width])
+    out1 = helper.make_tensor_value_info("OUT1", TensorProto.FLOAT, ["batch", 4])
+    rng = np.random.default_rng(0)
+    inits = [helper.make_tensor("W0", TensorProto.FLOAT, [4, width], rng.random((4, width), np.float32).ravel())]
+    nodes = [helper.make_node("MatMul", ["A", "W0"], ["H0"])]
+    for i in range(1, layers + 1):
+        w = rng.random((width, width), np.float32).ravel() / width
+        inits.append(helper.make_tensor(f"W{i}", TensorProto.FLOAT, [width, width], w))
+        nodes.append(helper.make_node("MatMul", [f"H{i - 1}", f"W{i}"], [f"H{i}"]))
+    nodes += [helper.make_node("Identity", [f"H{layers}"], ["OUT0"]), helper.make_node("Sub", ["A", "B"], ["OUT1"])]
+    return _save(helper.make_graph(nodes, "slow", [a, b], [out0, out1], initializer=inits), path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .support.processes import stop
+from devcluster import free_port
+
+from .support.processes import stop, wait_port
 
 SERVER = str(Path(sys.executable).parent / "modelyard-server")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -53,14 +48,7 @@ class Server:
 
 
 def wait_listening(server: Server, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.proc.poll() is not None:
-            raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.output()}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", server.http_port), timeout=1):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"server not listening after {timeout}s:\n{server.output()}")
+    wait_port(server.proc, server.http_port, lambda: "\n" + server.output(), timeout)
 
 
 def wait_ready(server: Server, timeout: float = 60) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path[:0] = [str(REPO / "tests"), str(REPO / "hack")]  # the tests' support servers, which use hack/devcluster
 
 from support.httpserver import serve  # noqa: E402  (the tests' range-capable server)
 from support.s3server import moto_server  # noqa: E402

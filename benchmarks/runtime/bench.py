@@ -24,7 +24,6 @@ import platform
 import shlex
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,12 +39,13 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE), str(ROOT / "hack")]
 
 import loadgen  # noqa: E402
 import report  # noqa: E402
 
 import models  # noqa: E402
+from devcluster import free_port  # noqa: E402
 
 CACHE = Path(os.environ.get("MODELYARD_BENCH_CACHE", Path.home() / ".cache" / "modelyard" / "bench"))
 VENV_PY = Path(sys.executable)
@@ -131,12 +131,6 @@ def package_versions(python: Path, names: list[str]) -> dict[str, str]:
 
 
 # --- servers ------------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from localnode import net
+from localnode import CIDR as DEFAULT_CIDR
+from localnode import LABEL, net
+from localnode import NODE as DEFAULT_NODE
 from localnode.kube import ApiError, Kube
 from localnode.pods import STAGE, PodRunner
 
-LABEL = "modelyard.dev/local-node"
-DEFAULT_NODE = "local-0"
-DEFAULT_CIDR = "10.244.100.0/24"  # kwok's fake nodes use 10.244.0-5.0/24
 LEASE_SECONDS = 40
 SHUTDOWN_GRACE = 5.0
 MOUNTPOINTS = "mountpoints.txt"

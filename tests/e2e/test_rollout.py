@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
+
+from devcluster import free_port
 
 from ..conftest import REPO, Kubectl, wait_for
-from ..models import binary_op, failing_model
+from ..models import binary_op, failing_model, slow_model
+from ..support.processes import stop
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,57 +43,12 @@ ANALYSIS = {"interval": f"{INTERVAL_S}s", "window": "5s", "scrapeInterval": "1s"
 ERRORS = {"name": "error-rate", "template": "errorRate", "max": 0.05, "critical": True}
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> None:
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-
-
-def _io() -> tuple[list[onnx.ValueInfoProto], onnx.ValueInfoProto]:
-    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["batch", 4])
-    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["batch", 4])
-    return [a, b], helper.make_tensor_value_info("OUT1", TensorProto.FLOAT, ["batch", 4])
-
-
-def slow_model(path: Path, layers: int = 24, width: int = 768) -> None:
-    """Correct but slow: OUT0 is A pushed through ``layers`` dense [width x width] MatMuls."""
-    inputs, out1 = _io()
-    rng = np.random.default_rng(0)
-    inits = [helper.make_tensor("W0", TensorProto.FLOAT, [4, width], rng.random((4, width), np.float32).ravel())]
-    nodes = [helper.make_node("MatMul", ["A", "W0"], ["H0"])]
-    for i in range(1, layers + 1):
-        w = rng.random((width, width), np.float32).ravel() / width
-        inits.append(helper.make_tensor(f"W{i}", TensorProto.FLOAT, [width, width], w))
-        nodes.append(helper.make_node("MatMul", [f"H{i - 1}", f"W{i}"], [f"H{i}"]))
-    nodes += [helper.make_node("Identity", [f"H{layers}"], ["OUT0"]), helper.make_node("Sub", ["A", "B"], ["OUT1"])]
-    out0 = helper.make_tensor_value_info("OUT0", TensorProto.FLOAT, ["batch", width])
-    _save(helper.make_graph(nodes, "slow", inputs, [out0, out1], initializer=inits), path)
-
-
-def free_port() -> int:
-    from devcluster import free_port as fp
-
-    port: int = fp()
-    return port
-
-
 def http_ok(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             return bool(resp.status == 200)
     except OSError:
         return False
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 class PrometheusProcess:
@@ -136,7 +92,7 @@ class PrometheusProcess:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop(self.proc)
+            stop(self.proc, 15)
             self.proc = None
 
 
@@ -210,11 +166,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield world
     finally:
         if world is not None and world.operator is not None:
-            stop(world.operator)
+            stop(world.operator, 15)
         prom.stop()
         cluster.down()
         for proc in procs:
-            stop(proc)
+            stop(proc, 15)
 
 
 @dataclass
@@ -556,7 +512,7 @@ def test_in_pod_router_weights_split_a_real_servers_requests(world: World, tmp_p
             assert abs(split["2"] - weight) <= 1, split
             assert abs(split["1"] - (100 - weight)) <= 1, split
     finally:
-        stop(server)
+        stop(server, 15)
         world.kubectl.run("delete", "md", name, "-n", NS, "--wait=false", check=False)
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from devcluster import PROMETHEUS_USER, DevCluster, main
+from localnode import GATEWAY, PLACEMENT
 
-from ..conftest import Kubectl, dev_cluster, serve_directory, wait_for
-from ..models import binary_op
+from ..conftest import Kubectl, dev_cluster, model_over_http, wait_for
 
 IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
 
@@ -43,10 +43,8 @@ def kube(prom_cluster: DevCluster) -> Kubectl:
 @pytest.fixture(scope="module")
 def artifact_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The model over HTTP from the host: pods reach it through the local node's bridge gateway."""
-    root = tmp_path_factory.mktemp("prom-artifacts")
-    binary_op(root / "model.onnx")
-    with serve_directory(root) as port:
-        yield f"http://10.244.100.1:{port}/model.onnx"
+    with model_over_http(tmp_path_factory.mktemp("prom-artifacts")) as url:
+        yield url
 
 
 def server_pod(name: str, artifact: str, *, app: str) -> dict[str, Any]:
@@ -55,7 +53,7 @@ def server_pod(name: str, artifact: str, *, app: str) -> dict[str, Any]:
         "name": "loader",
         "image": IMAGE,
         "command": ["modelyard-loader"],
-        "args": ["fetch", "--uri", artifact, "--dest", "/models/add/1", "--allow-hosts", "10.244.100.1"],
+        "args": ["fetch", "--uri", artifact, "--dest", "/models/add/1", "--allow-hosts", GATEWAY],
         "volumeMounts": mounts,
     }
     server = {
@@ -72,8 +70,7 @@ def server_pod(name: str, artifact: str, *, app: str) -> dict[str, Any]:
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app.kubernetes.io/name": app}},
         "spec": {
-            "nodeSelector": {"modelyard.dev/local-node": "true"},
-            "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
+            **PLACEMENT,
             "automountServiceAccountToken": False,
             "initContainers": [loader],
             "containers": [server],

@@ -24,18 +24,14 @@ import pytest
 import tritonclient.http as httpclient
 
 from devcluster import DevCluster
+from localnode import GATEWAY, PLACEMENT
 from localnode.agent import LOCK
 from localnode.net import BRIDGE, NETNS_PREFIX
 
-from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
-from ..models import binary_op
+from ..conftest import Kubectl, dev_cluster, model_over_http, temp_namespace, wait_for
 
 IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
-TOLERATE = {
-    "nodeSelector": {"modelyard.dev/local-node": "true"},
-    "tolerations": [{"key": "modelyard.dev/local-node", "operator": "Exists", "effect": "NoSchedule"}],
-    "automountServiceAccountToken": False,
-}
+TOLERATE = {**PLACEMENT, "automountServiceAccountToken": False}
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +54,8 @@ def ns(kube: Kubectl) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def artifact_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The model over HTTP from the host, on all addresses: pods reach it through the bridge's gateway."""
-    root = tmp_path_factory.mktemp("artifacts")
-    binary_op(root / "model.onnx")
-    with serve_directory(root) as port:
-        yield f"http://10.244.100.1:{port}/model.onnx"
+    with model_over_http(tmp_path_factory.mktemp("artifacts")) as url:
+        yield url
 
 
 def pod(name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
@@ -133,7 +127,7 @@ def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
         "name": "loader",
         "image": IMAGE,
         "command": ["modelyard-loader"],
-        "args": ["fetch", "--uri", artifact_server, "--dest", "/models/add/1", "--allow-hosts", "10.244.100.1"],
+        "args": ["fetch", "--uri", artifact_server, "--dest", "/models/add/1", "--allow-hosts", GATEWAY],
         "volumeMounts": mounts,
         "securityContext": restricted,
     }
@@ -186,13 +180,14 @@ def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
         return bool(np.array_equal(result.as_numpy("OUT0"), a + b))
 
     wait_for(through_service, timeout=20, interval=0.3, what=f"an answer through the Service IP {vip}")
-    probe = (
-        f"import urllib.request; assert urllib.request.urlopen('http://{vip}/v2/health/ready', timeout=5).status == 200"
-    )
-    kube.apply(pod("client", [sh("c", f'python3 -c "{probe}"')], restartPolicy="Never"), ns)
-    done = wait_for(lambda: status(kube, "client", ns).get("phase") in ("Succeeded", "Failed"), timeout=30,
-                    what="the client pod done")  # fmt: skip
-    assert status(kube, "client", ns)["phase"] == "Succeeded", done
+    ready_url = f"http://{vip}/v2/health/ready"
+    probe = f"import urllib.request; assert urllib.request.urlopen('{ready_url}', timeout=3).status == 200"
+    retrying = f'for i in $(seq 20); do python3 -c "{probe}" && exit 0; sleep 0.5; done; exit 1'  # SYN may race ARP
+    kube.apply(pod("client", [sh("c", retrying)], restartPolicy="Never"), ns)
+    wait_for(lambda: status(kube, "client", ns).get("phase") in ("Succeeded", "Failed"), timeout=90,
+             what="the client pod done")  # fmt: skip
+    client_status = status(kube, "client", ns)
+    assert client_status["phase"] == "Succeeded", client_status.get("containerStatuses")
 
     pid = container_pid(st["containerStatuses"][0])
     assert running(pid)
@@ -351,14 +346,14 @@ def test_operator_rendered_validation_job_and_deployment_run_for_real(
 
     from ..unit.samples import model_deployment, model_version
 
-    data = urllib.request.urlopen(artifact_server.replace("10.244.100.1", "127.0.0.1"), timeout=5).read()
+    data = urllib.request.urlopen(artifact_server.replace(GATEWAY, "127.0.0.1"), timeout=5).read()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     mv = ModelVersion.model_validate(model_version(artifact={"uri": artifact_server, "digest": digest}))
-    placement = {"nodeSelector": TOLERATE["nodeSelector"], "tolerations": TOLERATE["tolerations"]}
+    placement = PLACEMENT
     md = ModelDeployment.model_validate(
         model_deployment(placement=placement, replicas=1, resources={"requests": {"cpu": "100m"}})
     )
-    allow = {"name": "MODELYARD_LOADER_ALLOW_HOSTS", "value": "10.244.100.1"}
+    allow = {"name": "MODELYARD_LOADER_ALLOW_HOSTS", "value": GATEWAY}
 
     job = render_validation_job(mv, OperatorConfig())
     pod_spec = job["spec"]["template"]["spec"]

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fileserver import serving
+
 _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 
 
@@ -113,11 +115,5 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve(root: Path, host: str = "127.0.0.1") -> Iterator[FileServer]:
-    srv = FileServer(root, host)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(FileServer(root, host)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()

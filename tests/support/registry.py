@@ -4,23 +4,22 @@ with plain registry API calls for image-style manifests."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import bcrypt
 
-from support.s3server import free_port
+from devcluster import free_port
 
-from .processes import stop
+from .processes import stop, wait_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,6 +31,7 @@ def registry_binary() -> str:
     return found
 
 
+@functools.cache
 def oras_binary() -> str:
     if os.environ.get("ORAS"):
         return os.environ["ORAS"]
@@ -143,17 +143,7 @@ def registry(root: Path, auth: tuple[str, str] | None = None, auth_yaml: str | N
     log = open(root / "registry.log", "wb")  # noqa: SIM115  (closed below, after the process)
     proc = subprocess.Popen([registry_binary(), "serve", str(root / "config.yml")], stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"docker-registry did not start: {(root / 'registry.log').read_text()}"
-                    ) from None
-                time.sleep(0.1)
+        wait_port(proc, port, lambda: f"docker-registry did not start: {(root / 'registry.log').read_text()}")
         yield Registry(port, auth)
     finally:
         stop(proc, 10)

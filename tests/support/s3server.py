@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import http.client
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from .processes import stop
+from devcluster import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from .processes import stop, wait_port
 
 
 class S3Server:
@@ -51,15 +45,7 @@ def moto_server() -> Iterator[S3Server]:
         [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto_server did not start") from None
-                time.sleep(0.1)
+        wait_port(proc, port, lambda: "moto_server did not start")
         yield S3Server(port)
     finally:
         stop(proc, 10)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from fileserver import serving
 
 SERVICE = "modelyard-test-registry"
 ISSUER = "modelyard-test-issuer"
@@ -96,11 +97,5 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def token_server(root: Path, user: str, password: str) -> Iterator[TokenServer]:
-    srv = TokenServer(root, user, password)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(TokenServer(root, user, password)) as srv:
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
