@@ -37,7 +37,7 @@ from modelyard_operator.reconcile import (
     rollout_active,
     uses_rollout,
 )
-from modelyard_operator.rollout.decide import measurement_due
+from modelyard_operator.rollout.decide import format_time, measurement_due, parse_time
 from modelyard_operator.status import Problem, Reason, degraded_status
 
 MD = (GROUP, VERSION, "modeldeployments")
@@ -46,7 +46,7 @@ log = logging.getLogger("modelyard.operator")
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.now(UTC))
 
 
 @kopf.on.startup()
@@ -252,11 +252,12 @@ async def record_validation(namespace: str, mv_name: str, pods: list[dict[str, A
     status, generation = mv.get("status") or {}, int(mv["metadata"].get("generation") or 0)
     if validation.decided(status, generation):
         return
-    now = time.time()
+    now = datetime.now(UTC)
     for pod in pods:
         finished = validation.finished_at(pod)
-        finished_epoch = datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() if finished else None
-        outcome = validation.outcome_from_pod(pod, now, finished_epoch)
+        # an unreadable finishedAt counts as just now: the result gets its grace period rather than none
+        finished_epoch = parse_time(finished, now).timestamp() if finished else None
+        outcome = validation.outcome_from_pod(pod, now.timestamp(), finished_epoch)
         if outcome is None:
             continue
         await memo.kube.patch_status(

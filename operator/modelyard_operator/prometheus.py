@@ -49,11 +49,9 @@ class Prometheus:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         return self._session
 
-    async def query(self, promql: str, *, at: float | None = None) -> float | None:
-        """The single value of an instant query; None for an empty result or NaN."""
+    async def query(self, promql: str) -> float | None:
+        """The single value of an instant query (evaluated now); None for an empty result or NaN."""
         params = {"query": promql}
-        if at is not None:
-            params["time"] = f"{at:.3f}"
         try:
             async with self._client().post(f"{self.url}/api/v1/query", data=params) as resp:
                 text = await resp.text()

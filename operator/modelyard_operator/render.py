@@ -62,7 +62,8 @@ def pod_security_context() -> Obj:
     }
 
 
-def _container_security() -> Obj:
+def container_security() -> Obj:
+    """Every container the operator renders: no privilege escalation, read-only root, no capabilities."""
     return {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -216,7 +217,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "command": ["modelyard-loader"],
         "args": serving_loader_args(mv, s.loading.mode, access_args),
         "volumeMounts": [*_work_mounts(), *access_mounts],
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
     volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *access_volumes]
@@ -241,7 +242,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         # the root filesystem is read-only: engine and timing caches (TensorRT) need a writable place
         "env": [{"name": "MODELYARD_CACHE_DIR", "value": CACHE_DIR}],
         "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_DIR}],
-        "securityContext": _container_security(),
+        "securityContext": container_security(),
     }
     volumes.append({"name": "cache", "emptyDir": {}})
     resources = {

@@ -12,7 +12,7 @@ from typing import Any
 
 from modelyard_operator.api.common import Condition, ConditionStatus, ObjectMeta
 from modelyard_operator.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
-from modelyard_operator.rollout.decide import Decision
+from modelyard_operator.rollout.decide import Decision, Kind
 
 
 class Reason(enum.StrEnum):
@@ -247,7 +247,7 @@ def _patch_form(value: Any, *, in_list: bool = False) -> Any:
 
 
 # Decisions that are Events every time; the others only when their reason changes.
-_ALWAYS_EVENT = {"Start", "Advance", "Promote", "RollBack"}
+_ALWAYS_EVENT = {Kind.START, Kind.ADVANCE, Kind.PROMOTE, Kind.ROLLBACK}
 
 
 def rollout_status(
@@ -295,11 +295,11 @@ def rollout_status(
         conditions = set_condition(conditions, type_, st, reason, msg, now=now, generation=gen)  # type: ignore[arg-type]
     status.update(observedGeneration=gen, phase=phase, endpoints=endpoints(md, cluster_domain), conditions=conditions)
     events: list[tuple[str, str, str]] = []
-    kind = str(decision.kind)
+    kind = decision.kind
     kept = decision.status.last_decision == previous  # a hold that leaves the last decision standing
     changed = not kept and (previous is None or previous.verdict != kind or previous.reason != str(decision.reason))
-    if kind in _ALWAYS_EVENT or (changed and kind != "Steady"):
-        warn = kind == "RollBack" or decision.analysis_healthy[0] == "False"
+    if kind in _ALWAYS_EVENT or (changed and kind != Kind.STEADY):
+        warn = kind == Kind.ROLLBACK or decision.analysis_healthy[0] == "False"
         events.append(("Warning" if warn else "Normal", f"Rollout{kind}", f"{decision.reason}: {message}"[:1024]))
     for action, result in decision.actions:
         events.append(("Normal", "RolloutAction", f"{action.type} (nonce {action.nonce}, {action.source}): {result}"))

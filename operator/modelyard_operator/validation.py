@@ -16,8 +16,13 @@ from modelyard_operator.api.common import ConditionStatus
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
-from modelyard_operator.render import _container_security as container_security
-from modelyard_operator.render import artifact_access, loader_args, owner_reference, pod_security_context
+from modelyard_operator.render import (
+    artifact_access,
+    container_security,
+    loader_args,
+    owner_reference,
+    pod_security_context,
+)
 from modelyard_operator.status import set_condition
 
 Obj = dict[str, Any]
