@@ -93,7 +93,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--validation-placement",
         type=_placement,
-        default=_placement(_env("VALIDATION_PLACEMENT", "{}")),
+        # a string default goes through type= too: a bad value in the environment is a usage error, like the flag's
+        default=_env("VALIDATION_PLACEMENT", "{}"),
         help='JSON {"nodeSelector": {...}, "tolerations": [...]} for validation pods',
     )
     p.add_argument(

@@ -198,6 +198,25 @@ def test_a_bad_placement_flag_is_refused(value: str, message: str, capsys: pytes
     assert message in capsys.readouterr().err
 
 
+def test_a_bad_placement_variable_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """MODELYARD_VALIDATION_PLACEMENT goes through the same check as the flag: a usage error, not a traceback."""
+    from modelyard_operator.main import parse_args
+
+    monkeypatch.setenv("MODELYARD_VALIDATION_PLACEMENT", '{"affinity": {}}')
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args([])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: modelyard-operator" in err
+    assert "--validation-placement: expected" in err
+    # the flag still wins over the variable, and a good variable is parsed into the placement
+    assert parse_args(["--validation-placement", "{}"]).validation_placement == {}
+    monkeypatch.setenv("MODELYARD_VALIDATION_PLACEMENT", '{"nodeSelector": {"pool": "cpu"}}')
+    assert parse_args([]).validation_placement == {"nodeSelector": {"pool": "cpu"}}
+
+
 def test_the_validator_fills_the_node_cache_model_pods_read() -> None:
     config = OperatorConfig(artifact_cache_dir="/var/cache/modelyard/artifacts")
     pod_spec = render_validation_job(mv(), config)["spec"]["template"]["spec"]
