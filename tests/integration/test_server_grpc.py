@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -209,3 +210,22 @@ def test_typed_contents_that_do_not_fit_are_invalid_argument(
             stub.ModelInfer(request, timeout=10)
     assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fragment in (exc.value.details() or "")
+
+
+def test_a_failed_request_is_counted_before_the_client_sees_the_status(
+    server: Server, client: grpcclient.InferenceServerClient
+) -> None:
+    """abort() sends the status at once: counting after it let a client read /metrics before its own request."""
+
+    def count() -> float:
+        text = urllib.request.urlopen(f"http://{server.http}/metrics", timeout=5).read().decode()
+        prefix = 'modelyard_inference_requests_total{code="400",model="calc",protocol="grpc",version="2"} '
+        return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)
+
+    before = count()
+    seen = []
+    for i in range(1, 61):
+        with pytest.raises(InferenceServerException):
+            client.infer("calc", calc_inputs(A, B)[:1], model_version="2")  # missing input B: 400
+        seen.append(count() - before == i)
+    assert all(seen), f"{seen.count(False)} of {len(seen)} requests not yet counted when the client had its status"

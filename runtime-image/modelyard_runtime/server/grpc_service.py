@@ -140,7 +140,14 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         plane = self.plane
         started = time.perf_counter()
         model: LoadedModel | None = None
-        status: Code | None = Code.INTERNAL
+        counted = False
+
+        def count(code: int) -> None:
+            nonlocal counted
+            counted = True
+            version = model.version if model is not None else request.model_version or ""
+            plane.count_request(request.model_name, version, model, "grpc", code, time.perf_counter() - started)
+
         try:
             async with plane.use(request.model_name, request.model_version or None) as model:
                 inputs, datatypes = decode_inputs(request)
@@ -158,16 +165,15 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             for name, array in outputs.items():
                 response.outputs.add(name=name, datatype=types[name], shape=list(array.shape))
                 response.raw_output_contents.append(encode_tensor(array))
-            status = None
+            count(200)
             return response
         except ServingError as exc:
-            status = exc.code
+            count(exc.code.http)  # before abort: it sends the status at once, and the client may read /metrics next
             await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
             raise
         finally:
-            code = 200 if status is None else status.http
-            version = model.version if model is not None else request.model_version or ""
-            plane.count_request(request.model_name, version, model, "grpc", code, time.perf_counter() - started)
+            if not counted:
+                count(Code.INTERNAL.http)
 
     async def ModelStreamInfer(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming inference is not supported; use ModelInfer")
