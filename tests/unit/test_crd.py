@@ -82,6 +82,17 @@ def test_model_deployment_crd_names_and_rules() -> None:
     assert spec["rollout"]["properties"]["strategy"]["enum"] == ["canary", "blueGreen", "immediate"]
 
 
+def test_failure_policy_total_is_documented_as_counting_over_the_whole_rollout() -> None:
+    """``kubectl explain`` must say what decide does (and docs/rollouts.md says): failures add up across steps."""
+    schema = model_deployment_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    policies = [node for path, node in walk(schema) if path.endswith(".failurePolicy")]
+    assert policies
+    for policy in policies:
+        total = policy["properties"]["total"]["description"]
+        assert "whole rollout" in total
+        assert "in the step" not in total
+
+
 def test_committed_files_match_the_models() -> None:
     for crd in all_crds():
         committed = yaml.safe_load((REPO / "crds" / f"{crd['metadata']['name']}.yaml").read_text())

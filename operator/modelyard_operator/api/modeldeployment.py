@@ -163,7 +163,11 @@ class FailurePolicy(ApiModel):
     }
 
     consecutive: int | None = Field(default=None, ge=1, description="Fail after this many failures in a row.")
-    total: int | None = Field(default=None, ge=1, description="Fail after this many failures in the step.")
+    total: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fail after this many failures in the whole rollout, counted across its steps (flapping adds up).",
+    )
 
 
 class MetricSpec(ApiModel):
