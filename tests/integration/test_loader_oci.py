@@ -4,16 +4,16 @@ escaping layers refused, anonymous, basic and bearer-token auth."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from fileserver import serving
 from support.httpserver import serve
 from support.loader import PLAIN_ONNX, file_digest, result, run_loader, sha256, tar_bytes
 from support.registry import Registry, registry
@@ -254,15 +254,8 @@ class _FrontHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-@contextmanager
-def _front(challenge: str, manifest: bytes, blob_base: str) -> Iterator[_Front]:
-    srv = _Front(challenge, manifest, blob_base)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
+def _front(challenge: str, manifest: bytes, blob_base: str) -> contextlib.AbstractContextManager[_Front]:
+    return serving(_Front(challenge, manifest, blob_base))
 
 
 def _one_layer_manifest(blob: bytes) -> bytes:
