@@ -233,10 +233,14 @@ def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str) -> 
         cond("Validated", False, outcome.reason, outcome.message)
         cond("Ready", False, outcome.reason, outcome.message)
     artifact = result.get("artifact")
-    if isinstance(artifact, dict) and (artifact.get("digest") or artifact.get("sizeBytes") is not None):
-        out["artifact"] = {
-            k: v for k, v in (("digest", artifact.get("digest")), ("sizeBytes", artifact.get("sizeBytes"))) if v
-        }
+    if isinstance(artifact, dict):
+        found: Obj = {}
+        if artifact.get("digest"):
+            found["digest"] = artifact["digest"]
+        if artifact.get("sizeBytes") is not None:  # 0 is a size (an empty file), not a missing one
+            found["sizeBytes"] = artifact["sizeBytes"]
+        if found:
+            out["artifact"] = found
     if result.get("inputs") is not None or result.get("outputs") is not None:
         out["signature"] = {"inputs": _tensors(result.get("inputs")), "outputs": _tensors(result.get("outputs"))}
     if isinstance(result.get("loadSeconds"), int | float):

@@ -114,6 +114,21 @@ def test_a_good_result_makes_the_version_ready_with_what_was_found() -> None:
     assert "signature verified" in conditions["ArtifactVerified"]["message"]
 
 
+def test_an_empty_artifact_keeps_its_size_of_zero() -> None:
+    """sizeBytes 0 is a size (an empty file), not a missing value: it must not vanish from the status."""
+    for artifact, expected in (
+        ({"sizeBytes": 0}, {"sizeBytes": 0}),
+        ({"digest": DIGEST, "sizeBytes": 0}, {"digest": DIGEST, "sizeBytes": 0}),
+        ({"digest": DIGEST}, {"digest": DIGEST}),
+    ):
+        outcome = outcome_from_pod(pod(0, json.dumps({**GOOD, "artifact": artifact})), 100.0, 99.0)
+        assert outcome is not None
+        assert outcome_status({}, outcome, 1, NOW)["artifact"] == expected
+    outcome = outcome_from_pod(pod(0, json.dumps({**GOOD, "artifact": {"digest": ""}})), 100.0, 99.0)
+    assert outcome is not None
+    assert "artifact" not in outcome_status({}, outcome, 1, NOW)
+
+
 def failure(reason: str, message: str, **extra: Any) -> str:
     return json.dumps({"ok": False, "reason": reason, "message": message, **extra})
 
