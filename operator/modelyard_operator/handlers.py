@@ -138,12 +138,12 @@ async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list
     """The plain plan, or a rollout decision (measuring first when an analysis interval has passed)."""
     parsed = ModelDeployment.model_validate(md)
     if not uses_rollout(parsed):
-        return plan(md, mvs, deployments, memo.config, _now())
+        return plan(parsed, mvs, deployments, memo.config, _now())
     now = datetime.now(UTC)
     measurement = None
     if measurement_due(parsed.spec, parsed.status, now):
         measurement = await measure(memo.get("prometheus"), parsed, now)
-    return plan_rollout(md, mvs, deployments, memo.config, now, measurement)
+    return plan_rollout(parsed, mvs, deployments, memo.config, now, measurement)
 
 
 def _count(metrics: OperatorMetrics, todo: RolloutPlan) -> None:

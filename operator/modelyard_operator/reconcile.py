@@ -66,17 +66,42 @@ def parse_errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def find_model_version(md: ModelDeployment, candidates: list[Obj], config: OperatorConfig) -> ModelVersion | Problem:
-    """The ModelVersion that ``md.spec.version`` names, or the reason there is none to serve."""
-    model, version = md.spec.model, md.spec.version
-    same_version: list[ModelVersion] = []
+VersionMap = dict[str, list[ModelVersion]]
+
+
+def version_map(candidates: list[Obj]) -> VersionMap:
+    """The namespace's ModelVersions by ``spec.version``, each parsed once per reconcile, in listing order."""
+    versions: VersionMap = {}
     for obj in candidates:
         try:
             mv = ModelVersion.model_validate(obj)
         except ValidationError:
             continue  # an object the CRD schema let through but we cannot read: not a candidate
-        if mv.spec.version == version:
-            same_version.append(mv)
+        versions.setdefault(mv.spec.version, []).append(mv)
+    return versions
+
+
+@dataclass(frozen=True)
+class ObservedDeployment:
+    """An owned Deployment as health sees it, read once per reconcile, with the versions its pods load."""
+
+    observation: DeploymentObservation
+    loads: tuple[str, ...]  # the inPod router's versions annotation
+
+    @classmethod
+    def from_object(cls, obj: Obj) -> ObservedDeployment:
+        loaded = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS, "")
+        return cls(DeploymentObservation.from_object(obj, LABEL_VERSION), tuple(loaded.split(",")))
+
+
+def _parsed(md_obj: Obj | ModelDeployment) -> ModelDeployment:
+    return md_obj if isinstance(md_obj, ModelDeployment) else ModelDeployment.model_validate(md_obj)
+
+
+def find_model_version(md: ModelDeployment, versions: VersionMap, config: OperatorConfig) -> ModelVersion | Problem:
+    """The ModelVersion that ``md.spec.version`` names, or the reason there is none to serve."""
+    model, version = md.spec.model, md.spec.version
+    same_version = versions.get(version, [])
     matches = [mv for mv in same_version if mv.spec.model == model]
     if not matches:
         if same_version:
@@ -124,15 +149,18 @@ def problem_status(md: ModelDeployment, problem: Problem, now: str) -> StatusUpd
 
 
 def plan(
-    md_obj: Obj,
+    md_obj: Obj | ModelDeployment,
     model_versions: list[Obj],
     deployments: list[Obj],
     config: OperatorConfig,
     now: str,
 ) -> Plan:
-    """Decide what to apply, delete and report for one ModelDeployment (strategy ``immediate``)."""
-    md = ModelDeployment.model_validate(md_obj)
-    found = find_model_version(md, model_versions, config)
+    """Decide what to apply, delete and report for one ModelDeployment (strategy ``immediate``).
+
+    ``md_obj`` may come parsed already (the handler parses it to choose between this and a rollout).
+    """
+    md = _parsed(md_obj)
+    found = find_model_version(md, version_map(model_versions), config)
     if isinstance(found, Problem):
         return Plan(status=problem_status(md, found, now))
     observed = [DeploymentObservation.from_object(d, LABEL_VERSION) for d in deployments]
@@ -194,7 +222,7 @@ def rollout_active(md_obj: Obj) -> bool:
     return pending
 
 
-def ready_replicas(deployments: list[Obj], version: str | None, *, in_pod: bool = False) -> int:
+def ready_replicas(deployments: list[ObservedDeployment], version: str | None, *, in_pod: bool = False) -> int:
     """Available replicas of the Deployment that serves ``version`` (0 when there is none).
 
     With the inPod router a version counts in pods that load it, once that pod template is rolled out.
@@ -203,27 +231,18 @@ def ready_replicas(deployments: list[Obj], version: str | None, *, in_pod: bool 
         return 0
     if in_pod:
         for d in deployments:
-            loaded = ((d.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS, "")
-            obs = DeploymentObservation.from_object(d, LABEL_VERSION)
-            if version in loaded.split(",") and obs.rolled_out:
-                return obs.available_replicas
+            if version in d.loads and d.observation.rolled_out:
+                return d.observation.available_replicas
         return 0
     for d in deployments:
-        obs = DeploymentObservation.from_object(d, LABEL_VERSION)
+        obs = d.observation
         if obs.version == version:
             return min(obs.available_replicas, obs.ready_replicas) if obs.generation <= obs.observed_generation else 0
     return 0
 
 
-def _model_version(md: ModelDeployment, candidates: list[Obj], version: str) -> ModelVersion | None:
-    for obj in candidates:
-        try:
-            mv = ModelVersion.model_validate(obj)
-        except ValidationError:
-            continue
-        if mv.spec.model == md.spec.model and mv.spec.version == version:
-            return mv
-    return None
+def _model_version(md: ModelDeployment, versions: VersionMap, version: str) -> ModelVersion | None:
+    return next((mv for mv in versions.get(version, []) if mv.spec.model == md.spec.model), None)
 
 
 @dataclass
@@ -232,7 +251,10 @@ class RolloutPlan(Plan):
 
 
 def observations(
-    md: ModelDeployment, deployments: list[Obj], measurement: Measurement | None, actions: tuple[Action, ...]
+    md: ModelDeployment,
+    deployments: list[ObservedDeployment],
+    measurement: Measurement | None,
+    actions: tuple[Action, ...],
 ) -> Observations:
     """The decision core's input from what the controller saw and measured this tick."""
     in_pod = md.spec.rollout.traffic_router == "inPod"
@@ -253,26 +275,32 @@ def observations(
 
 
 def plan_rollout(
-    md_obj: Obj,
+    md_obj: Obj | ModelDeployment,
     model_versions: list[Obj],
     deployments: list[Obj],
     config: OperatorConfig,
     now: datetime,
     measurement: Measurement | None,
 ) -> RolloutPlan:
-    """Decide (pure core), then render what the decision's target needs and the status to write."""
-    md = ModelDeployment.model_validate(md_obj)
+    """Decide (pure core), then render what the decision's target needs and the status to write.
+
+    Runs every second during a rollout: the ModelDeployment may come parsed already, and the ModelVersions
+    and Deployments are each read once.
+    """
+    md = _parsed(md_obj)
     stamp = format_time(now)
-    found = find_model_version(md, model_versions, config)
+    versions = version_map(model_versions)
+    found = find_model_version(md, versions, config)
     if isinstance(found, Problem):
         return RolloutPlan(status=problem_status(md, found, stamp))
+    observed = [ObservedDeployment.from_object(d) for d in deployments]
     actions, action_errors = collect_actions(md.spec.rollout.action, md.metadata.annotations)
-    decision = decide(md.spec, md.status, observations(md, deployments, measurement, tuple(actions)), now)
+    decision = decide(md.spec, md.status, observations(md, observed, measurement, tuple(actions)), now)
     target = decision.target
     replicas = md.spec.replicas
     router = md.spec.rollout.traffic_router
-    stable_ready = ready_replicas(deployments, target.stable)
-    canary_ready = ready_replicas(deployments, target.canary, in_pod=router == "inPod")
+    stable_ready = ready_replicas(observed, target.stable)
+    canary_ready = ready_replicas(observed, target.canary, in_pod=router == "inPod")
     if target.canary is None:
         stable_n, canary_n = replicas, 0
     elif router == "replicas":
@@ -284,15 +312,15 @@ def plan_rollout(
         canary_n = canary_replicas(replicas, target.provision_weight, full=target.full)
     result = RolloutPlan(decision=decision)
     name = md.metadata.name
-    stable_mv = _model_version(md, model_versions, target.stable) if target.stable else None
+    stable_mv = _model_version(md, versions, target.stable) if target.stable else None
     canary_mv = None
     if target.canary is not None:
-        canary_mv = found if found.spec.version == target.canary else _model_version(md, model_versions, target.canary)
+        canary_mv = found if found.spec.version == target.canary else _model_version(md, versions, target.canary)
     if router == "inPod" and stable_mv is not None and target.stable is not None:
         weights = version_weights(target.stable, target.canary if canary_mv else None, target.weight)
         result.apply.append(render_version_weights(md, weights))
         result.apply.append(render_in_pod_deployment(md, stable_mv, canary_mv, config, replicas=replicas))
-        canary_ready, stable_ready = 0, ready_replicas(deployments, target.stable)
+        canary_ready, stable_ready = 0, ready_replicas(observed, target.stable)
     else:
         if stable_mv is not None:
             result.apply.append(render_deployment(md, stable_mv, config, replicas=stable_n))
@@ -308,11 +336,7 @@ def plan_rollout(
     keep = {target.stable, target.canary}
     if stable_ready + canary_ready >= replicas:
         # Versions that left the target go only once the remaining ones carry the requested capacity.
-        result.delete_deployments = sorted(
-            d["metadata"]["name"]
-            for d in deployments
-            if DeploymentObservation.from_object(d, LABEL_VERSION).version not in keep
-        )
+        result.delete_deployments = sorted(d.observation.name for d in observed if d.observation.version not in keep)
     result.status = rollout_status(
         md, decision, stable_ready=stable_ready, now=stamp, cluster_domain=config.cluster_domain,
         action_errors=action_errors,
