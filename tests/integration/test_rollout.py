@@ -7,9 +7,11 @@ analysis when no Prometheus is configured, and the HTTPRoute of the gatewayAPI r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ..conftest import REPO, Kubectl, wait_for
 from .test_operator import condition, md, mv
@@ -106,11 +108,23 @@ def test_analysis_without_prometheus_holds_then_abort_and_retry(kubectl: Kubectl
     assert status_of(kubectl, namespace)["rolledBackVersions"] == []
 
 
+def install_crd(kubectl: Kubectl, crd: Path) -> None:
+    """Apply a CRD and wait until it is Established (polled: right after a re-apply the CRD may have no
+    conditions yet, which ``kubectl wait`` reports as an error instead of waiting)."""
+    kubectl.run("apply", "--server-side", "-f", str(crd))
+    name = yaml.safe_load(crd.read_text())["metadata"]["name"]
+
+    def established() -> bool:
+        conditions = ((kubectl.get("crd", name) or {}).get("status") or {}).get("conditions") or []
+        return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+    wait_for(established, timeout=30, what=f"CRD {name} Established")
+
+
 def test_gateway_api_route_weights(kubectl: Kubectl, namespace: str, cluster: Any) -> None:
     crd = next(cluster.bin.parent.glob("gateway-api/gateway.networking.k8s.io_httproutes.yaml"), None)
     assert crd is not None, f"Gateway API CRDs missing next to {cluster.bin}"
-    kubectl.run("apply", "--server-side", "-f", str(crd))
-    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    install_crd(kubectl, crd)
     spec = {"rollout": rollout({"setWeight": 30}, {"pause": {}}, trafficRouter="gatewayAPI",
                                gatewayAPI={"parentRefs": [{"name": "gw"}], "mirrorPercent": 10,
                                            "canaryHeaders": [{"name": "x-canary", "value": "1"}]})}  # fmt: skip
@@ -210,8 +224,7 @@ def test_gateway_api_missing_is_degraded_until_the_crds_appear(kubectl: Kubectl,
     events = kubectl.get("events", namespace=namespace)["items"]
     assert [e["reason"] for e in events if e["reason"] == "GatewayAPIMissing"] == ["GatewayAPIMissing"]
 
-    kubectl.run("apply", "--server-side", "-f", str(crd))
-    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    install_crd(kubectl, crd)
     wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Healthy", timeout=60, what="recovered")
     route = kubectl.get("httproute", "fraud", namespace)
     assert [(b["name"], b["weight"]) for b in route["spec"]["rules"][0]["backendRefs"]] == [("fraud-stable", 100)]
@@ -225,8 +238,7 @@ def test_gateway_api_missing_is_degraded_until_the_crds_appear(kubectl: Kubectl,
     assert c["reason"] == "GatewayAPIMissing"
     held = status_of(kubectl, namespace)
     assert (held["stableVersion"], held["canaryVersion"], held["weights"]) == ("1", "2", {"stable": 70, "canary": 30})
-    kubectl.run("apply", "--server-side", "-f", str(crd))
-    kubectl.run("wait", "--for=condition=Established", "crd/httproutes.gateway.networking.k8s.io", "--timeout=30s")
+    install_crd(kubectl, crd)
     wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Paused", timeout=60, what="back at the gate")
 
     def route_weights() -> list[Any] | None:
