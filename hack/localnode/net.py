@@ -53,10 +53,15 @@ def netns_name(uid: str) -> str:
     return NETNS_PREFIX + uid.replace("-", "")[:8]
 
 
+def host_interface(ns: str) -> str:
+    """The host side of the pod's veth pair."""
+    return "mdyv" + ns.removeprefix(NETNS_PREFIX)
+
+
 def setup_pod(uid: str, pod_ip: str, cidr: str) -> str:
     """Create the pod's namespace and wire it to the bridge; returns the namespace name."""
     ns = netns_name(uid)
-    host_if = "mdyv" + uid.replace("-", "")[:8]
+    host_if = host_interface(ns)
     prefix = ipaddress.ip_network(cidr).prefixlen
     ip("netns", "add", ns)
     ip("link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", ns)
@@ -74,14 +79,15 @@ def netns_pids(ns: str) -> list[int]:
 
 
 def teardown_pod(ns: str) -> None:
-    """Kill whatever still runs in the namespace, then delete it (its veth pair goes with it)."""
-    for sig in (signal.SIGKILL,):
-        for pid in netns_pids(ns):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+    """Kill whatever still runs in the namespace, delete its veth pair (at once: the kernel would only drop it
+    when it gets round to destroying the namespace, seconds later on a busy machine), then the namespace."""
+    for pid in netns_pids(ns):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while netns_pids(ns) and time.monotonic() < deadline:
         time.sleep(0.05)
+    ip("link", "delete", host_interface(ns), check=False)
     ip("netns", "delete", ns, check=False)
 
 

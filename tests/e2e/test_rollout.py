@@ -58,7 +58,7 @@ class PrometheusProcess:
         binary = shutil.which("prometheus")
         assert binary, "prometheus not installed: run `make prometheus`"
         self.binary = binary
-        self.port = free_port()
+        self.port = 0  # chosen at the first start, right before binding
         self.dir = workdir
         groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {"__meta_pod": pod, "__meta_namespace": NS}}
                   for pod, port in targets.items()]  # fmt: skip
@@ -82,13 +82,27 @@ class PrometheusProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115  (handed to the process)
-        self.proc = subprocess.Popen(
-            [self.binary, f"--config.file={self.dir / 'prometheus.yml'}", f"--storage.tsdb.path={self.dir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        wait_for(lambda: http_ok(f"{self.url}/-/ready"), timeout=30, what="Prometheus ready")
+        """Start it; the first start takes a free port (again, should another socket take it meanwhile), a restart
+        keeps the port the operator already knows."""
+        for _ in range(3):
+            first = not self.port
+            if first:
+                self.port = free_port()
+            log = open(self.dir / "prometheus.log", "ab")  # noqa: SIM115  (handed to the process)
+            self.proc = proc = subprocess.Popen(
+                [self.binary, f"--config.file={self.dir / 'prometheus.yml'}",
+                 f"--storage.tsdb.path={self.dir / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+                 "--log.level=warn"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            wait_for(lambda p=proc: http_ok(f"{self.url}/-/ready") or p.poll() is not None, timeout=30,
+                     what="Prometheus ready")  # fmt: skip
+            if proc.poll() is None:
+                return
+            if not first or "address already in use" not in (self.dir / "prometheus.log").read_text():
+                break
+            self.port = 0
+        pytest.fail(f"Prometheus did not start: {(self.dir / 'prometheus.log').read_text()[-2000:]}")
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -26,7 +26,7 @@ import tritonclient.http as httpclient
 from devcluster import DevCluster
 from localnode import GATEWAY, PLACEMENT
 from localnode.agent import LOCK
-from localnode.net import BRIDGE, NETNS_PREFIX
+from localnode.net import BRIDGE, NETNS_PREFIX, host_interface
 
 from ..conftest import Kubectl, dev_cluster, model_over_http, temp_namespace, wait_for
 
@@ -193,12 +193,12 @@ def test_server_pod_becomes_ready_and_answers_tritonclient_then_stops_on_delete(
     assert running(pid)
     netns = pod_netns(kube, "srv", ns)
     assert netns in netns_names()
-    assert Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}").exists()
+    assert Path(f"/sys/class/net/{host_interface(netns)}").exists()
     kube.run("delete", "pod", "srv", "-n", ns, "--wait=false")
     wait_for(lambda: kube.get("pod", "srv", ns) is None, timeout=40, what="the pod object removed")
     assert not running(pid)
     assert netns not in netns_names()
-    veth = Path(f"/sys/class/net/mdyv{netns.removeprefix(NETNS_PREFIX)}")
+    veth = Path(f"/sys/class/net/{host_interface(netns)}")
     wait_for(lambda: not veth.exists(), timeout=10, what=f"{veth.name} gone")  # the kernel drops it with the netns
     with pytest.raises(OSError, match=r"timed out|[Nn]o route|refused|unreachable"):  # its address went with its netns
         socket.create_connection((ip, 8080), timeout=1).close()
