@@ -70,6 +70,9 @@ def setup_pod(uid: str, pod_ip: str, cidr: str) -> str:
     ip("-n", ns, "link", "set", "lo", "up")
     ip("-n", ns, "link", "set", "eth0", "up")
     ip("-n", ns, "route", "add", "default", "via", gateway(cidr))
+    # Pod IPs are reused: the host may still have the previous pod's MAC for this address, and would send the
+    # first packets into the void until that entry times out (seconds). Forget it.
+    ip("neigh", "flush", "to", pod_ip, "dev", BRIDGE, check=False)
     return ns
 
 
