@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with the project and its dev tools
 
-controlplane: ## build (or reuse from the cache) etcd, kube-*, kubectl, kwok, helm
+controlplane: ## build (or reuse from the cache) etcd, kube-* (kubelet too), kubectl, kwok, helm
 	bash hack/build-controlplane.sh
+
+node: controlplane node-tools ## build (or reuse) the real node's containerd, CNI plugins, CoreDNS and pause
+	bash hack/build-node.sh >/dev/null
 
 perf-analyzer: $(STAMP) ## install NVIDIA's perf_analyzer into the cache (compatibility tests)
 	bash hack/install-perf-analyzer.sh >/dev/null
@@ -55,22 +58,25 @@ oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cac
 	$(call apt_tool,docker-registry)
 	bash hack/build-oras.sh >/dev/null
 
-test-integration: $(STAMP) controlplane perf-analyzer oci-test-tools localnode-tools ## integration tier: real control plane, real operator
+test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools ## integration tier: real control plane, real node, real operator
 	$(PYTEST) -m integration tests/integration
 
-localnode-tools: ## iptables for kube-proxy on the local node (hack/localnode; Services get virtual IPs)
+node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real node (docs/real-node.md)
+	$(call apt_tool,runc)
 	$(call apt_tool,iptables)
+	$(call apt_tool,docker-registry)
+	$(call apt_tool,skopeo)
 
 prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
 	$(call apt_tool,prometheus)
 
-test-e2e: $(STAMP) controlplane prometheus localnode-tools ## end-to-end tier: whole flows (the demo included)
+test-e2e: $(STAMP) controlplane node images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane perf-analyzer prometheus oci-test-tools localnode-tools check-generated lint ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
-demo: $(STAMP) controlplane prometheus localnode-tools ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
+demo: $(STAMP) controlplane node images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
 	$(PY) hack/demo.py
 
 BENCH_ARGS ?=
@@ -90,5 +96,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane perf-analyzer prometheus localnode-tools oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader cluster-up cluster-down clean

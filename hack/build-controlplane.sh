@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubectl, kwok and helm from
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kube-proxy, kubelet, kubectl, kwok and helm from
 # their Go modules into a cache folder outside the clone, keyed by the versions in hack/versions.env.
 # A warm run finds the finished folder and returns at once.
 #
@@ -15,7 +15,7 @@ cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
 key="k8s-${KUBERNETES_VERSION}_etcd-${ETCD_VERSION}_kwok-${KWOK_VERSION}_helm-${HELM_VERSION}_gw-${GATEWAY_API_VERSION}"
 out="$cache_root/controlplane/$key"
 bin="$out/bin"
-k8s_tools=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubectl)
+k8s_tools=(kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubelet kubectl)
 tools=(etcd "${k8s_tools[@]}" kwok helm)
 
 log() { printf '[build-controlplane] %s\n' "$*" >&2; }

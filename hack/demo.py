@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """``make demo``: Modelyard serving real inference on this machine, without Docker, then everything stopped.
 
-1. build (or reuse) and start the control plane with the process-backed node ``local-0`` (pods are real
-   processes in their own network namespaces, Services get virtual IPs from kube-proxy) and Prometheus;
-2. ``helm install`` the chart: CRDs and the operator's RBAC (the operator Deployment is scaled to 0: there is no
-   container runtime here, so the operator runs as a local process with the chart's ServiceAccount token);
+1. build (or reuse) and start the control plane with the real node ``node-0`` (kubelet, containerd and runc run
+   the project's images, pulled from the dev cluster's registry; Services get virtual IPs from kube-proxy, names
+   from CoreDNS) and Prometheus; push the images ``make images`` built into the registry;
+2. ``helm install`` the chart with those images: CRDs, RBAC and the operator's Deployment, which runs on the node;
 3. generate a small ONNX model (OUT0 = A + B, OUT1 = A - B) in four versions and serve the files over HTTP;
 4. version 1: a ModelVersion validated by a Job, a ModelDeployment of two pods; one request through the Service's
    virtual IP, then steady traffic balanced per request over the Service's ready endpoints, every answer checked;
@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
 import os
@@ -26,7 +25,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +34,8 @@ import tritonclient.http as triton
 
 from devcluster import REPO, ClusterError, DevCluster, dev_analysis
 from fileserver import serve_directory
-from localnode import GATEWAY, PLACEMENT
-from localnode.kube import Kube
+from kubeapi import Kube
+from realnode import GATEWAY, NODE, PLACEMENT
 from traffic import Traffic, infer_inputs
 
 sys.path.insert(0, str(REPO / "tests"))
@@ -90,7 +89,6 @@ def sha256(path: Path) -> str:
 class Demo:
     def __init__(self, cluster: DevCluster) -> None:
         self.cluster = cluster
-        self.operator: subprocess.Popen[bytes] | None = None
         self.timings: list[tuple[str, float]] = []
         self.users: Traffic | None = None
         self.previews: Traffic | None = None
@@ -141,58 +139,37 @@ class Demo:
                 shown, last_print = key, time.monotonic()
             if check(status):
                 return obj
-            if self.operator is not None and self.operator.poll() is not None:
-                raise ClusterError(f"the operator exited with code {self.operator.returncode}")
             time.sleep(0.5)
         raise ClusterError(f"timed out after {timeout:.0f} s waiting for {what}")
 
-    @contextlib.contextmanager
-    def operator_running(self, log_path: Path, cache: Path) -> Iterator[None]:
-        token = self.kubectl("create", "token", "modelyard-operator", "-n", SYSTEM_NAMESPACE, "--duration=2h").strip()
-        state = self.cluster.state()
-        assert state is not None
-        kubeconfig = self.cluster.dir / "operator.kubeconfig"
-        ca = str(self.cluster.dir / "pki" / "ca.crt")
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "operator",
-            "clusters": [{"name": "dev", "cluster": {"server": state.apiserver, "certificate-authority": ca}}],
-            "users": [{"name": "operator", "user": {"token": token}}],
-            "contexts": [{"name": "operator", "context": {"cluster": "dev", "user": "operator"}}],
-        }))  # fmt: skip
-        url = self.cluster.prometheus_url()
-        assert url is not None
-        args = ["--prometheus-url", url, "--validation-placement", json.dumps(PLACEMENT),
-                "--loader-allow-hosts", GATEWAY, "--artifact-cache-dir", str(cache)]  # fmt: skip
-        with open(log_path, "wb") as log:
-            self.operator = subprocess.Popen(
-                [str(Path(sys.executable).parent / "modelyard-operator"), *args],
-                env={**os.environ, "KUBECONFIG": str(kubeconfig), "MODELYARD_LOG_LEVEL": "WARNING"},
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        print(f"    operator pid {self.operator.pid}, log {log_path}")
-        print(f"    flags: {' '.join(args)}")
-        try:
-            yield
-        finally:
-            self.stop_operator()
-
     def run(self, folder: Path) -> None:
-        step("Starting the control plane, the local node local-0 (pods as processes) and Prometheus")
+        step(f"Starting the control plane, the real node {NODE} (kubelet + containerd + runc) and Prometheus")
         t = time.monotonic()
-        self.cluster.up(nodes=False, local_node=True, prometheus=True)
-        self.timed("control plane + local node + Prometheus up", t)
+        self.cluster.up(nodes=False, real_node=True, prometheus=True)
+        self.timed("control plane + real node + Prometheus up", t)
+        t = time.monotonic()
+        for ref in self.cluster.push_images():
+            print(f"    pushed {ref}")
+        self.timed("images pushed to the dev registry", t)
 
-        step("Installing the Helm chart (CRDs + operator RBAC)")
+        step("Installing the Helm chart: CRDs, RBAC and the operator's Deployment, from the images just pushed")
         t = time.monotonic()
-        env = {**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)}
-        subprocess.run(
-            [str(self.cluster.bin / "helm"), "install", "modelyard", str(REPO / "charts" / "modelyard"),
-             "--namespace", SYSTEM_NAMESPACE, "--create-namespace", "--set", "operator.replicas=0",
-             "--wait", "--timeout", "60s"],
-            env=env, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        self.timed("helm install", t)
+        cache = folder / "node-cache"  # the node's artifact cache: a hostPath the loaders (UID 65532) own
+        cache.mkdir(parents=True, exist_ok=True)
+        os.chown(cache, 65532, 65532)
+        cache.chmod(0o700)
+        values = {
+            "operator.prometheusURL": str(self.cluster.prometheus_url()),
+            "operator.loaderAllowHosts": "{" + GATEWAY + "}",
+            "operator.artifactCache.hostPath": str(cache),
+            "operator.logLevel": "WARNING",
+        }
+        self.cluster.install_chart(values, namespace=SYSTEM_NAMESPACE)
+        self.timed("helm install (operator Ready)", t)
+        print("    " + " ".join(f"--set {key}={value}" for key, value in values.items()))
+        print(
+            "    " + self.kubectl("get", "pods", "-n", SYSTEM_NAMESPACE, "-o", "wide").strip().replace("\n", "\n    ")
+        )
 
         step("Generating the model (OUT0 = A + B, OUT1 = A - B) in four versions, served over HTTP from this machine")
         models = folder / "artifacts"
@@ -208,13 +185,20 @@ class Demo:
         with serve_directory(models) as port:
             base = f"http://{GATEWAY}:{port}"
             print(f"    artifact store: {base}/ (the pods' loader fetches from here and checks the pinned digest)")
-            step("Starting modelyard-operator as the chart's ServiceAccount")
-            with self.operator_running(folder / "operator.log", folder / "node-cache"):
-                self.kubectl("create", "namespace", NAMESPACE)
+            self.kubectl("create", "namespace", NAMESPACE)
+            try:
                 self.story(base, models, pinned_v4)
+            finally:
+                self.save_operator_log(folder / "operator.log")
+
+    def save_operator_log(self, path: Path) -> None:
+        log = self.cluster.kubectl("logs", "-n", SYSTEM_NAMESPACE, "deploy/modelyard-operator", check=False,
+                                   capture=True)  # fmt: skip
+        path.write_text(log)
+        print(f"    operator log (kubectl logs -n {SYSTEM_NAMESPACE} deploy/modelyard-operator): {path}")
 
     def story(self, base: str, models: Path, pinned_v4: str) -> None:
-        step("Version 1: apply a ModelVersion (validated by a Job) and a ModelDeployment of 2 pods on local-0")
+        step(f"Version 1: apply a ModelVersion (validated by a Job) and a ModelDeployment of 2 pods on {NODE}")
         t = time.monotonic()
         self.apply(model_version("1", f"{base}/adder-v1.onnx", sha256(models / "adder-v1.onnx")),
                    model_deployment("1", CANARY))  # fmt: skip
@@ -293,17 +277,10 @@ class Demo:
                 time.sleep(0.3)  # kube-proxy programs a new Service within a second or so
         print(f"    through the Service adder ({vip}:8080): A + B = {out[0].tolist()} ... (tritonclient over HTTP)")
 
-    def stop_operator(self) -> None:
+    def stop_traffic(self) -> None:
         for load in (self.users, self.previews):
             if load is not None:
                 load.stop()
-        if self.operator is not None and self.operator.poll() is None:
-            self.operator.send_signal(signal.SIGINT)
-            try:
-                self.operator.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.operator.kill()
-                self.operator.wait()
 
     def summary(self) -> None:
         step("Summary")
@@ -343,11 +320,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         code = 1
     finally:
-        demo.stop_operator()
+        demo.stop_traffic()
         t = time.monotonic()
         stopped = cluster.down()
-        print(f"\nStopped the operator and {len(stopped)} cluster processes in {time.monotonic() - t:.1f} s "
-              f"(pods, network namespaces and the bridge removed); nothing is left running.")  # fmt: skip
+        print(f"\nStopped {len(stopped)} cluster processes in {time.monotonic() - t:.1f} s (the operator and the "
+              "model pods drained first; pods, network namespaces, the bridge and the node's host settings given "
+              "back); nothing is left running.")  # fmt: skip
     return code
 
 

@@ -4,7 +4,8 @@ kube-controller-manager, kube-scheduler and kwok run as local processes from bin
 ``hack/build-controlplane.sh``; kwok fakes the nodes and turns their pods Running/Ready.
 
     hack/devcluster up [--dir DIR]      start; the last line printed is ``export KUBECONFIG=...``
-    hack/devcluster up --local-node     also run node local-0 whose pods are real processes (hack/localnode)
+    hack/devcluster up --real-node      also run node node-0: kubelet, containerd, runc, CNI, kube-proxy, CoreDNS
+                                        and a local image registry (hack/realnode.py, docs/real-node.md)
     hack/devcluster up --prometheus     also run Prometheus, discovering and scraping model pods through the API
     hack/devcluster env [--dir DIR]     print the KUBECONFIG and PATH exports
     hack/devcluster status [--dir DIR]  report each component
@@ -27,14 +28,14 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from localnode import CIDR as LOCAL_NODE_CIDR  # hack/ is on the path: this file's folder
-from localnode import NODE as LOCAL_NODE
+import realnode  # hack/ is on the path: this file's folder
 
 HACK = Path(__file__).resolve().parent
 REPO = HACK.parent
@@ -43,7 +44,10 @@ SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
+# What make images writes to dist/images (the CPU ones; the GPU image is not pushed: no GPU here)
+PROJECT_IMAGES = ("modelyard-operator", "modelyard-runtime")
 PROMETHEUS_USER = "system:modelyard-prometheus"  # read-only identity for Prometheus's service discovery
+COREDNS_USER = "system:modelyard-coredns"  # read-only identity of the real node's CoreDNS
 PROMETHEUS_SCRAPE_INTERVAL = "2s"  # short, so a new pod's series appear within seconds in development
 
 
@@ -75,6 +79,24 @@ def versions() -> dict[str, str]:
     return out
 
 
+def project_version() -> str:
+    """The one version of the package, the chart and the images: pyproject.toml's."""
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return str(tomllib.load(f)["project"]["version"])
+
+
+def ensure_node_binaries() -> Path:
+    """Build (cold) or find (warm) containerd, the CNI plugins, CoreDNS and pause; returns their bin folder."""
+    proc = subprocess.run(["bash", str(HACK / "build-node.sh")], stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        raise ClusterError("building the real node's binaries failed (the reason is printed above)")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def realnode_record_name() -> str:
+    return "realnode-host.json"  # the host settings found at up, written back at down
+
+
 def ensure_binaries() -> Path:
     """Build (cold) or find (warm) the binaries; returns their bin folder."""
     proc = subprocess.run(["bash", str(HACK / "build-controlplane.sh")], stdout=subprocess.PIPE, text=True, check=False)
@@ -93,7 +115,8 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def make_pki(pki: Path) -> None:
-    """A CA, the apiserver's serving certificate, client certificates and the service-account keys."""
+    """A CA, the apiserver's and the real node's serving certificates, client certificates and the
+    service-account keys."""
     pki.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     _openssl(
@@ -112,7 +135,7 @@ def make_pki(pki: Path) -> None:
     )
     sans = (
         "DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,"
-        "DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1"
+        f"DNS:kubernetes.default.svc.cluster.local,IP:127.0.0.1,IP:10.96.0.1,IP:{realnode.GATEWAY}"
     )
     certs = {
         "apiserver": ("/CN=kube-apiserver", f"subjectAltName={sans}\nextendedKeyUsage=serverAuth"),
@@ -120,9 +143,20 @@ def make_pki(pki: Path) -> None:
         "controller-manager": ("/CN=system:kube-controller-manager", "extendedKeyUsage=clientAuth"),
         "scheduler": ("/CN=system:kube-scheduler", "extendedKeyUsage=clientAuth"),
         "kwok": ("/O=system:masters/CN=kwok-controller", "extendedKeyUsage=clientAuth"),
-        "localnode": ("/O=system:masters/CN=modelyard-localnode", "extendedKeyUsage=clientAuth"),
         "kube-proxy": ("/CN=system:kube-proxy", "extendedKeyUsage=clientAuth"),  # bound to system:node-proxier
         "prometheus": (f"/CN={PROMETHEUS_USER}", "extendedKeyUsage=clientAuth"),  # no group: RBAC grants reads only
+        # the real node: its kubelet's identity (Node authorizer), its serving certificate for logs/exec, the API
+        # server's client certificate towards it, and CoreDNS's read-only identity
+        "kubelet": (f"/O=system:nodes/CN=system:node:{realnode.NODE}", "extendedKeyUsage=clientAuth"),
+        "kubelet-serving": (
+            f"/CN={realnode.NODE}",
+            f"subjectAltName=DNS:{realnode.NODE},IP:{realnode.GATEWAY}\nextendedKeyUsage=serverAuth",
+        ),
+        "apiserver-kubelet-client": (
+            "/O=system:masters/CN=kube-apiserver-kubelet-client",
+            "extendedKeyUsage=clientAuth",
+        ),
+        "coredns": (f"/CN={COREDNS_USER}", "extendedKeyUsage=clientAuth"),
     }
     for name, (subject, ext) in certs.items():
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
@@ -291,6 +325,8 @@ class State:
     kubeconfig: str
     apiserver: str
     components: list[Component] = field(default_factory=list)
+    real_node: bool = False
+    registry: str = ""  # host:port of the dev registry the real node pulls from
 
     def save(self) -> None:
         path = Path(self.dir) / STATE_FILE
@@ -341,13 +377,25 @@ class DevCluster:
     # -- up --
 
     def up(
-        self, *, nodes: bool = True, local_node: bool = False, prometheus: bool = False, timeout: float = 120.0
+        self,
+        *,
+        nodes: bool = True,
+        real_node: bool = False,
+        prometheus: bool = False,
+        timeout: float = 120.0,
     ) -> State:
         existing = self.state()
         if existing is not None and any(c.alive() for c in existing.components):
             raise ClusterError(f"a cluster is already running from {self.dir} (hack/devcluster down first)")
         started = time.monotonic()
         bin_dir = self.bin
+        node_bin = None
+        if real_node:
+            try:
+                realnode.check_host()
+            except realnode.NodeError as exc:
+                raise ClusterError(str(exc)) from None
+            node_bin = ensure_node_binaries()
         prometheus_binary = shutil.which("prometheus") if prometheus else None
         if prometheus and prometheus_binary is None:
             raise ClusterError("--prometheus needs the prometheus binary on PATH (make prometheus installs Debian's)")
@@ -359,12 +407,16 @@ class DevCluster:
         pki = self.dir / "pki"
         make_pki(pki)
         ports = {name: free_port() for name in ("etcd", "etcd-peer", "apiserver", "kcm", "sched", "kwok")}
-        server = f"https://127.0.0.1:{ports['apiserver']}"
+        state = State(dir=str(self.dir), bin=str(bin_dir), kubeconfig=str(self.kubeconfig), apiserver="")
+        if real_node:  # the bridge first: the API server listens on the node's address, so pods reach it too
+            realnode.prepare_host(self.dir / realnode_record_name(), owner_pid=os.getpid())
+            state.real_node = True
+        host = realnode.GATEWAY if real_node else "127.0.0.1"
+        server = state.apiserver = f"https://{host}:{ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, pki, server, "admin")
-        for user in ("controller-manager", "scheduler", "kwok", "localnode", "kube-proxy"):
+        for user in ("controller-manager", "scheduler", "kwok", "kube-proxy", "kubelet", "coredns"):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", pki, server, user)
         stages = self._kwok_stages()
-        state = State(dir=str(self.dir), bin=str(bin_dir), kubeconfig=str(self.kubeconfig), apiserver=server)
         logs = self.dir / "logs"
         etcd_url = f"http://127.0.0.1:{ports['etcd']}"
         peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
@@ -392,8 +444,8 @@ class DevCluster:
                 str(bin_dir / "kube-apiserver"),
                 [
                     f"--etcd-servers={etcd_url}",
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
+                    f"--bind-address={host}",
+                    f"--advertise-address={host}",
                     f"--secure-port={ports['apiserver']}",
                     f"--tls-cert-file={pki / 'apiserver.crt'}",
                     f"--tls-private-key-file={pki / 'apiserver.key'}",
@@ -404,10 +456,16 @@ class DevCluster:
                     f"--service-cluster-ip-range={SERVICE_CIDR}",
                     "--authorization-mode=Node,RBAC",
                     "--allow-privileged=true",
-                    "--endpoint-reconciler-type=none",
+                    # with a real node, Service kubernetes points at this API server for the pods
+                    f"--endpoint-reconciler-type={'lease' if real_node else 'none'}",
                     "--profiling=false",
                     "--watch-cache=true",
                     "--v=1",
+                    # kubectl logs/exec/port-forward go through the real node's kubelet
+                    f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+                    f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+                    f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+                    "--kubelet-preferred-address-types=InternalIP,Hostname",
                 ],
                 str(logs / "kube-apiserver.log"),
                 f"{server}/readyz",
@@ -481,54 +539,114 @@ class DevCluster:
                     "apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": fake_nodes()})
                 )
                 self.kubectl("wait", "--for=condition=Ready", "node", "-l", KWOK_SELECTOR, f"--timeout={int(timeout)}s")
-            if local_node:
-                self._start_local_node(state, deadline=time.monotonic() + timeout)
+            if node_bin is not None:
+                self._start_real_node(node_bin, state, deadline=time.monotonic() + timeout)
             if prometheus_binary is not None:
                 self._start_prometheus(prometheus_binary, state, deadline=time.monotonic() + timeout)
         except BaseException:
             self._stop_all(state)
+            if real_node:
+                realnode.cleanup(self.dir / realnode_record_name())
             raise
         version = json.loads(self.kubectl("get", "--raw", "/version", capture=True))["gitVersion"]
         log(f"cluster up in {time.monotonic() - started:.1f}s: Kubernetes {version} at {server}")
         return state
 
-    def _start_local_node(self, state: State, *, deadline: float) -> None:
-        """The process-backed node ``local-0`` (hack/localnode): real pods as local processes."""
-        port = free_port()
-        comp = Component(
-            "localnode",
-            str(Path(sys.executable).resolve()),
-            [
-                str(HACK / "localnode"),
-                "run",
-                f"--kubeconfig={self.dir / 'localnode.kubeconfig'}",
-                f"--state-dir={self.dir / 'localnode'}",
-                f"--health-port={port}",
-            ],
-            str(self.dir / "logs" / "localnode.log"),
-            f"http://127.0.0.1:{port}/healthz",
+    def _start_real_node(self, node_bin: Path, state: State, *, deadline: float) -> None:
+        """Node ``node-0`` run by kubelet with containerd and runc (hack/realnode.py): a registry for its images,
+        containerd, kubelet, kube-proxy and CoreDNS, in that order."""
+        run, logs = realnode.RUN, self.dir / "logs"
+        reg_port = free_port()
+        (self.dir / "registry.yml").write_text(
+            realnode.registry_config(port=reg_port, storage=realnode.cache_root() / realnode.REGISTRY_STORE)
         )
-        self._start(comp, state, deadline=deadline)
+        registry = Component(
+            "registry",
+            shutil.which("docker-registry") or "docker-registry",
+            ["serve", str(self.dir / "registry.yml")],
+            str(logs / "registry.log"),
+            f"http://127.0.0.1:{reg_port}/v2/",
+        )
+        self._start(registry, state, deadline=deadline)
+        state.registry = f"127.0.0.1:{reg_port}"
+        state.save()
+        layout = realnode.pause_layout(node_bin / "pause", self.dir / "pause-image")
+        realnode.push_layout(layout, f"{state.registry}/{realnode.PAUSE_IMAGE}")
+        for upstream in (state.registry, realnode.MIRRORED_REGISTRY):
+            hosts = run / "certs.d" / upstream / "hosts.toml"
+            hosts.parent.mkdir(parents=True, exist_ok=True)
+            hosts.write_text(realnode.registry_hosts(state.registry, upstream=upstream))
+        (run / "cni" / "10-modelyard.conflist").write_text(json.dumps(realnode.cni_config(), indent=2) + "\n")
+        metrics = free_port()
+        (self.dir / "containerd.toml").write_text(
+            realnode.containerd_config(bin_dir=node_bin, registry=state.registry, metrics_port=metrics)
+        )
+        containerd = Component(
+            "containerd",
+            str(node_bin / "containerd"),
+            [f"--config={self.dir / 'containerd.toml'}", "--log-level=warn"],
+            str(logs / "containerd.log"),
+            f"http://127.0.0.1:{metrics}/v1/metrics",
+        )
+        # the shim is found on PATH; it outlives containerd on purpose and down kills it
+        os.environ["PATH"] = f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+        self._start(containerd, state, deadline=deadline)
+        realnode.LOCK.write_text(f"{containerd.pid}\n")
+        healthz = free_port()
+        (self.dir / "kubelet.yaml").write_text(
+            json.dumps(realnode.kubelet_config(pki=self.dir / "pki", healthz_port=healthz), indent=2) + "\n"
+        )
+        kubelet = Component(
+            "kubelet",
+            str(self.bin / "kubelet"),
+            [
+                f"--config={self.dir / 'kubelet.yaml'}",
+                f"--kubeconfig={self.dir / 'kubelet.kubeconfig'}",
+                f"--root-dir={realnode.STATE / 'kubelet'}",
+                f"--hostname-override={realnode.NODE}",
+                f"--node-ip={realnode.GATEWAY}",
+                f"--node-labels={realnode.LABEL}=true",
+                "--v=1",
+            ],
+            str(logs / "kubelet.log"),
+            f"http://127.0.0.1:{healthz}/healthz",
+        )
+        self._start(kubelet, state, deadline=deadline)
         remaining = max(1, int(deadline - time.monotonic()))
-        self.kubectl("wait", "--for=condition=Ready", f"node/{LOCAL_NODE}", f"--timeout={remaining}s")
+        self.kubectl("wait", "--for=condition=Ready", f"node/{realnode.NODE}", f"--timeout={remaining}s")
         self._start_kube_proxy(state, deadline=deadline)
+        items = realnode.coredns_rbac(COREDNS_USER) + realnode.dns_objects()
+        self.kubectl("apply", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+        health, ready = free_port(), free_port()
+        (self.dir / "Corefile").write_text(
+            realnode.corefile(kubeconfig=self.dir / "coredns.kubeconfig", health_port=health, ready_port=ready)
+        )
+        coredns = Component(
+            "coredns",
+            str(node_bin / "coredns"),
+            ["-conf", str(self.dir / "Corefile")],
+            str(logs / "coredns.log"),
+            f"http://127.0.0.1:{ready}/ready",
+        )
+        self._start(coredns, state, deadline=deadline)
+        log(f"real node {realnode.NODE} ready; registry {state.registry}")
 
     def _start_kube_proxy(self, state: State, *, deadline: float) -> None:
-        """kube-proxy for local-0 (iptables mode, in this host's network namespace): Services get their virtual
-        IPs, reachable from this host and from the pods. ``--masquerade-all`` because the pods share one bridge
-        without br_netfilter: a pod's request to a Service IP answered by a pod on the same bridge must come back
-        through the host to be un-NATed."""
+        """kube-proxy for the real node (iptables mode, in this host's network namespace): Services
+        get their virtual IPs, reachable from this host and from the pods. ``--masquerade-all`` because the pods
+        share one bridge without br_netfilter: a pod's request to a Service IP answered by a pod on the same bridge
+        must come back through the host to be un-NATed."""
         if shutil.which("iptables") is None:
-            raise ClusterError("--local-node needs iptables for kube-proxy (make localnode-tools installs it)")
+            raise ClusterError("the real node needs iptables for kube-proxy (make node-tools installs it)")
         health, metrics = free_port(), free_port()
         comp = Component(
             "kube-proxy",
             str(self.bin / "kube-proxy"),
             [
                 f"--kubeconfig={self.dir / 'kube-proxy.kubeconfig'}",
-                f"--hostname-override={LOCAL_NODE}",
+                f"--hostname-override={realnode.NODE}",
                 "--proxy-mode=iptables",
-                f"--cluster-cidr={LOCAL_NODE_CIDR}",
+                f"--cluster-cidr={realnode.CIDR}",
                 "--masquerade-all",
                 "--conntrack-max-per-core=0",  # leave this machine's conntrack settings alone
                 "--nodeport-addresses=primary",
@@ -567,18 +685,19 @@ class DevCluster:
         config = prometheus_config(f"http://127.0.0.1:{sd_port}/targets")
         (self.dir / "prometheus.yml").write_text(json.dumps(config, indent=2) + "\n")  # JSON is valid YAML
         port = free_port()
+        host = realnode.GATEWAY if state.real_node else "127.0.0.1"  # an operator in a pod queries it too
         comp = Component(
             "prometheus",
             binary,
             [
                 f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'prometheus-data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
+                f"--web.listen-address={host}:{port}",
                 "--storage.tsdb.retention.time=1d",
                 "--log.level=warn",
             ],
             str(self.dir / "logs" / "prometheus.log"),
-            f"http://127.0.0.1:{port}/-/ready",
+            f"http://{host}:{port}/-/ready",
         )
         self._start(comp, state, deadline=deadline)
         log(f"prometheus at {prometheus_url(comp)}")
@@ -640,17 +759,50 @@ class DevCluster:
         state = self.state()
         if state is None:
             return []
-        stopped = self._stop_all(state)
-        if any(c.name == "localnode" for c in state.components):
-            from localnode.agent import cleanup  # hack/ is on the path: this file's folder
-
-            removed = cleanup(self.dir / "localnode")  # whatever a crashed agent left: namespaces, bridge, folders
+        drained = self._drain_real_node(state) if state.real_node else []
+        stopped = drained + self._stop_all(state)
+        if state.real_node:
+            removed = realnode.cleanup(self.dir / realnode_record_name())
             if removed:
-                log(f"local node leftovers removed: {', '.join(removed)}")
+                log(f"real node: removed {', '.join(removed)}")
         if any(c.name == "kube-proxy" for c in state.components):  # its iptables rules stay after it stops
             subprocess.run([state.bin + "/kube-proxy", "--cleanup"], capture_output=True, check=False)
         for sub in ("etcd-data", "prometheus-data", STATE_FILE):
             subprocess.run(["rm", "-rf", str(self.dir / sub)], check=False)
+        return stopped
+
+    def _drain_real_node(self, state: State, grace: int = 30) -> list[str]:
+        """Stop the pods of the real node through the API while kubelet runs, so they end as Kubernetes ends
+        them (their grace periods, preStop, sandboxes torn down by the CNI plugins, containerd's records
+        removed). The controllers stop first: nothing is re-created meanwhile. What outlives ``grace`` is
+        killed by the cleanup."""
+        by_name = {c.name: c for c in state.components}
+        if not all(name in by_name and by_name[name].alive() for name in ("kube-apiserver", "kubelet", "containerd")):
+            return []
+        stopped = []
+        for name in ("kube-controller-manager", "kube-scheduler"):
+            comp = by_name.get(name)
+            if comp is not None and comp.alive():
+                os.kill(comp.pid, signal.SIGTERM)
+                stopped.append(f"{comp.name} (pid {comp.pid})")
+                self._wait_gone(comp, time.monotonic() + 10)
+        selector = f"spec.nodeName={realnode.NODE}"
+        self.kubectl("delete", "pods", "-A", "--field-selector", selector, "--wait=false", check=False, capture=True)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            left = self.kubectl(
+                "get", "pods", "-A", "--field-selector", selector, "-o", "name", check=False, capture=True
+            )
+            if not left.strip():
+                break
+            time.sleep(0.5)
+        else:
+            self.kubectl("delete", "pods", "-A", "--field-selector", selector, "--force", "--grace-period=0",
+                         check=False, capture=True)  # fmt: skip
+        # kubelet removes the sandboxes (and their network) shortly after the pods are gone
+        kubelet_dir = realnode.STATE / "kubelet" / "pods"
+        while time.monotonic() < deadline + 10 and kubelet_dir.exists() and any(kubelet_dir.iterdir()):
+            time.sleep(0.5)
         return stopped
 
     def _stop_all(self, state: State, grace: float = 10.0) -> list[str]:
@@ -700,7 +852,64 @@ class DevCluster:
         env = {"KUBECONFIG": str(self.kubeconfig), "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}"}
         if url := self.prometheus_url():
             env["MODELYARD_PROMETHEUS_URL"] = url  # the operator's default Prometheus
+        state = self.state()
+        if state is not None and state.registry:
+            env["MODELYARD_REGISTRY"] = state.registry  # where the real node pulls the project's images from
         return env
+
+    def image(self, name: str) -> str:
+        """The reference the real node pulls the project's image ``name`` by (pushed by :meth:`push_images`)."""
+        state = self.state()
+        if state is None or not state.registry:
+            raise ClusterError("no registry: start the cluster with --real-node")
+        return f"{state.registry}/{name}:{project_version()}"
+
+    def push_images(self, names: list[str] | None = None) -> list[str]:
+        """Push the project's images (``make images`` writes them to dist/images) into the dev registry; blobs
+        the registry holds already are skipped, so a push of an unchanged image takes a moment."""
+        skopeo = shutil.which("skopeo")
+        if skopeo is None:
+            raise ClusterError("skopeo is missing (make node-tools installs Debian's)")
+        pushed = []
+        for name in names or list(PROJECT_IMAGES):
+            archive = REPO / "dist" / "images" / f"{name}.tar"
+            if not archive.exists():
+                raise ClusterError(f"{archive} is missing: run make images first")
+            # as <registry>/<name>:<version>, and under the chart's default registry's path, which the node mirrors
+            ref = self.image(name)
+            mirrored = f"{self.image(realnode.MIRRORED_PATH + '/' + name)}"
+            for target in (ref, mirrored):
+                proc = subprocess.run(
+                    [
+                        skopeo,
+                        "copy",
+                        "--quiet",
+                        "--dest-tls-verify=false",
+                        f"oci-archive:{archive}",
+                        f"docker://{target}",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if proc.returncode != 0:
+                    raise ClusterError(f"pushing {archive.name} to {target} failed: {proc.stderr.strip()[-500:]}")
+            pushed.append(ref)
+        return pushed
+
+    def install_chart(self, values: dict[str, str], *, namespace: str = "modelyard-system", timeout: int = 180) -> None:
+        """``helm install modelyard charts/modelyard`` with the images pushed to the dev registry and ``values``
+        (``--set`` pairs); returns once the operator's Deployment is Ready."""
+        sets = {"imageRegistry": self.env()["MODELYARD_REGISTRY"], **values}
+        args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
+        proc = subprocess.run(
+            [str(self.bin / "helm"), "install", "modelyard", str(REPO / "charts" / "modelyard"), "--namespace",
+             namespace, "--create-namespace", *args, "--wait", "--timeout", f"{timeout}s"],
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)}, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False, capture=True)
+            raise ClusterError(f"helm install failed: {proc.stderr.strip()[-1500:]}\n{pods}")
 
     def prometheus_url(self) -> str | None:
         """The URL of the Prometheus ``up --prometheus`` started, or None."""
@@ -792,9 +1001,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-nodes", action="store_true", help="do not create the kwok nodes")
     parser.add_argument(
-        "--local-node",
+        "--real-node",
         action="store_true",
-        help="also run node local-0 (hack/localnode): its pods run as local processes; needs root",
+        help="also run node node-0: kubelet, containerd, runc, CNI, kube-proxy, CoreDNS, a local registry; needs root",
     )
     parser.add_argument(
         "--prometheus",
@@ -807,9 +1016,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             print(cluster.bin)
         elif args.command == "up":
-            cluster.up(nodes=not args.no_nodes, local_node=args.local_node, prometheus=args.prometheus)
+            cluster.up(
+                nodes=not args.no_nodes,
+                real_node=args.real_node,
+                prometheus=args.prometheus,
+            )
+            if args.real_node:
+                present = [n for n in PROJECT_IMAGES if (REPO / "dist" / "images" / f"{n}.tar").exists()]
+                for ref in cluster.push_images(present) if present else []:
+                    log(f"pushed {ref}")
+                if not present:
+                    log("no images in dist/images to push (make images builds them)")
             if url := cluster.prometheus_url():
                 print(f"export MODELYARD_PROMETHEUS_URL={url}")
+            if registry := cluster.env().get("MODELYARD_REGISTRY"):
+                print(f"export MODELYARD_REGISTRY={registry}")
             print(f"export KUBECONFIG={cluster.kubeconfig}")
         elif args.command == "down":
             stopped = cluster.down()
@@ -826,8 +1047,9 @@ def main(argv: list[str] | None = None) -> int:
             env = cluster.env()
             print(f"export KUBECONFIG={env['KUBECONFIG']}")
             print(f"export PATH={cluster.bin}:$PATH")
-            if "MODELYARD_PROMETHEUS_URL" in env:
-                print(f"export MODELYARD_PROMETHEUS_URL={env['MODELYARD_PROMETHEUS_URL']}")
+            for key in ("MODELYARD_PROMETHEUS_URL", "MODELYARD_REGISTRY"):
+                if key in env:
+                    print(f"export {key}={env[key]}")
     except ClusterError as exc:
         log(f"error: {exc}")
         return 1

@@ -1,4 +1,4 @@
-"""A plain HTTP file server for a folder, on all of this host's addresses: the local node's pods reach it through
+"""A plain HTTP file server for a folder, on all of this host's addresses: the real node's pods reach it through
 the bridge's gateway (10.244.100.1), as they would reach an artifact store. Used by ``make demo`` and the tests."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Steady inference traffic to a Service, balanced per request over its ready endpoints.
 
-kube-proxy gives the local node's Services virtual IPs, but a client that keeps its HTTP connections alive stays
+kube-proxy gives the real node's Services virtual IPs, but a client that keeps its HTTP connections alive stays
 on whichever pod its connection reached, and a request that races the pod's shutdown on such a connection fails.
 So this client does what gRPC and service-mesh clients do: it follows the Service's EndpointSlices (read from the
 API server every 0.25 s) and spreads requests round robin over the endpoints that are ``ready``. A pod being
@@ -25,7 +25,7 @@ import numpy as np
 import tritonclient.http as triton
 from tritonclient.utils import np_to_triton_dtype
 
-from localnode.kube import Kube
+from kubeapi import Kube
 
 Check = Callable[[dict[str, np.ndarray], dict[str, np.ndarray]], bool]
 

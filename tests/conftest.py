@@ -130,8 +130,8 @@ def running_operator(kubeconfig: Path, log: Path, *args: str) -> Iterator[subpro
 
 @contextlib.contextmanager
 def model_over_http(root: Path) -> Iterator[str]:
-    """An Add model served over HTTP from this host: yields its URL as the local node's pods reach it."""
-    from localnode import GATEWAY
+    """An Add model served over HTTP from this host: yields its URL as the real node's pods reach it."""
+    from realnode import GATEWAY
 
     from .models import binary_op
 

@@ -41,11 +41,12 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in status
 
 
-def no_local_node_left() -> bool:
-    """No bridge and no pod network namespace of the local node remain."""
+def no_node_left() -> bool:
+    """No bridge, no pod network namespace, no container and no state folder of the real node remain."""
     bridge = subprocess.run(["ip", "link", "show", "mdy0"], capture_output=True, check=False).returncode != 0
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
-    return bridge and "mdy-" not in namespaces
+    shims = subprocess.run(["pgrep", "-f", "containerd-shim"], capture_output=True, text=True, check=False).stdout
+    return bridge and "cni-" not in namespaces and not shims and not Path("/var/lib/modelyard-node").exists()
 
 
 def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
@@ -65,15 +66,16 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     assert "ModelVersion adder-4: DigestMismatch" in out
     assert re.search(r"modeldeployment.modelyard.dev/adder +adder +2 +0 +Degraded", out), out
     assert re.search(r"modelversion.modelyard.dev/adder-4 +adder +4 +onnx +Failed", out), out
-    for label in ("control plane + local node + Prometheus up", "helm install", "v1: kubectl apply -> first correct "
+    for label in ("control plane + real node + Prometheus up", "images pushed to the dev registry",
+                  "helm install (operator Ready)", "v1: kubectl apply -> first correct "
                   "inference", "v2: canary -> analysis -> promoted", "v3: apply -> rolled back automatically",
                   "v4: apply -> rejected by validation", "demo wall time"):  # fmt: skip
         assert label in out
-    assert "Stopped the operator and 9 cluster processes" in out
+    assert "Stopped 12 cluster processes" in out
     vip_answer = r"through the Service adder \(10\.96\.[0-9.]+:8080\): A \+ B = \[10\.0, 11\.0, 12\.0, 13\.0\]"
     assert re.search(vip_answer, out), out
     assert not (tmp_path / "state.json").exists()
-    assert no_local_node_left()
+    assert no_node_left()
     operator_log = (tmp_path / "operator.log").read_text()
     assert "Forbidden" not in operator_log, operator_log[-3000:]
 
@@ -88,10 +90,11 @@ def test_demo_interrupted_stops_everything(tmp_path: Path) -> None:
         if "first answer from pod" in line or time.monotonic() > deadline:  # pods and traffic running
             break
     pids = started_pids(tmp_path)
-    assert len(pids) == 9, "".join(seen)  # control plane, kwok, local node, kube-proxy, Prometheus + discovery
+    # control plane, kwok, registry, containerd, kubelet, kube-proxy, CoreDNS, Prometheus and its discovery
+    assert len(pids) == 12, "".join(seen)
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, "".join(seen) + out
     assert "nothing is left running" in out
     assert not any(alive(pid) for pid in pids)
-    assert no_local_node_left()
+    assert no_node_left()

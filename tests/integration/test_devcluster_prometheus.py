@@ -1,4 +1,4 @@
-"""``hack/devcluster up --local-node --prometheus``: Debian's Prometheus discovers pods through the local API
+"""``hack/devcluster up --real-node --prometheus``: Debian's Prometheus discovers pods through the local API
 server (Kubernetes service discovery, its own read-only client certificate) and scrapes model pods with the
 relabelling the chart documents; ``env`` points the operator at it, and ``down`` stops it.
 
@@ -20,18 +20,17 @@ from typing import Any
 import pytest
 
 from devcluster import PROMETHEUS_USER, DevCluster, main
-from localnode import GATEWAY, PLACEMENT
+from realnode import GATEWAY, PLACEMENT
 
 from ..conftest import Kubectl, dev_cluster, model_over_http, wait_for
-
-IMAGE = "ghcr.io/modelyard/runtime:0.1.0"
 
 
 @pytest.fixture(scope="module")
 def prom_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     assert shutil.which("prometheus"), "prometheus not installed: run `make prometheus`"
     folder = tmp_path_factory.mktemp("prometheus-cluster")
-    with dev_cluster(folder, crds=False, nodes=False, local_node=True, prometheus=True) as cl:
+    with dev_cluster(folder, crds=False, nodes=False, real_node=True, prometheus=True) as cl:
+        cl.push_images(["modelyard-runtime"])
         yield cl
 
 
@@ -42,23 +41,23 @@ def kube(prom_cluster: DevCluster) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def artifact_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The model over HTTP from the host: pods reach it through the local node's bridge gateway."""
+    """The model over HTTP from the host: pods reach it at the node's address."""
     with model_over_http(tmp_path_factory.mktemp("prom-artifacts")) as url:
         yield url
 
 
-def server_pod(name: str, artifact: str, *, app: str) -> dict[str, Any]:
+def server_pod(name: str, artifact: str, *, app: str, image: str) -> dict[str, Any]:
     mounts = [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": "/tmp"}]
     loader = {
         "name": "loader",
-        "image": IMAGE,
+        "image": image,
         "command": ["modelyard-loader"],
         "args": ["fetch", "--uri", artifact, "--dest", "/models/add/1", "--allow-hosts", GATEWAY],
         "volumeMounts": mounts,
     }
     server = {
         "name": "server",
-        "image": IMAGE,
+        "image": image,
         "command": ["modelyard-server"],
         "args": ["--model-repository", "/models", "--http-port", "8080", "--grpc-port", "8081"],
         "ports": [{"name": "http", "containerPort": 8080}, {"name": "grpc", "containerPort": 8081}],
@@ -94,7 +93,7 @@ def ready(kube: Kubectl, name: str, ns: str) -> bool:
 def test_env_and_status_point_at_prometheus(prom_cluster: DevCluster, capsys: pytest.CaptureFixture[str]) -> None:
     url = prom_cluster.prometheus_url()
     assert url is not None
-    assert url.startswith("http://127.0.0.1:")
+    assert url.startswith(f"http://{GATEWAY}:")  # where pods (an operator in the cluster) reach it too
     assert prom_cluster.env()["MODELYARD_PROMETHEUS_URL"] == url
     assert main(["env", "--dir", str(prom_cluster.dir)]) == 0
     assert f"export MODELYARD_PROMETHEUS_URL={url}\n" in capsys.readouterr().out
@@ -111,8 +110,9 @@ def test_model_pod_is_discovered_and_scraped_with_namespace_and_pod_labels(
     ns = f"prom-{uuid.uuid4().hex[:8]}"
     kube.run("create", "namespace", ns)
     wait_for(lambda: kube.get("serviceaccount", "default", ns), what=f"default service account in {ns}")
-    kube.apply(server_pod("model", artifact_url, app="modelyard-server"), ns)
-    kube.apply(server_pod("other", artifact_url, app="something-else"), ns)  # not a model pod: never scraped
+    image = prom_cluster.image("modelyard-runtime")
+    kube.apply(server_pod("model", artifact_url, app="modelyard-server", image=image), ns)
+    kube.apply(server_pod("other", artifact_url, app="something-else", image=image), ns)  # not a model: not scraped
     wait_for(lambda: ready(kube, "model", ns), timeout=60, interval=0.5, what="the model pod Ready")
     became_ready = time.monotonic()
     promql = f'modelyard_model_loaded{{namespace="{ns}",pod="model"}}'

@@ -1,4 +1,5 @@
-"""The whole loop on the process-backed local node, with Prometheus: the real operator validates a ModelVersion
+"""The whole loop on the real node (kubelet and containerd), with Prometheus: the operator, installed by the chart
+as a Deployment from the built images, validates a ModelVersion
 with a Job that really runs (loader fetch over HTTP from this host, digest check, model load), serves it from
 Deployments whose pods really answer tritonclient, and rolls versions out on the metrics Prometheus scrapes from
 those pods, while a client sends steady traffic over the Service's ready endpoints (hack/traffic.py, client-side
@@ -11,16 +12,16 @@ balancing per request):
 4. version 4, a model that fails at run time: a blue/green copy analysed on preview traffic, rolled back;
 and through all of it not one user request fails.
 
-Its own cluster with the local node and Prometheus (one local node per machine: modules that use one run one
-after the other) and its own operator subprocess, placed on ``local-0`` with ``--validation-placement`` and
-allowed to fetch from the bridge's gateway with ``--loader-allow-hosts``.
+Its own cluster with the real node and Prometheus (one real node per machine: modules that use one run one after
+the other) and its own operator, installed with the chart, watching the test's namespace and allowed to fetch from
+the node's address (where this host serves the artifacts) with ``operator.loaderAllowHosts``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -33,10 +34,10 @@ import pytest
 import tritonclient.http as httpclient
 
 from devcluster import DevCluster, dev_analysis
-from localnode import GATEWAY, PLACEMENT
+from realnode import GATEWAY, NODE, PLACEMENT
 from traffic import Traffic, traffic
 
-from ..conftest import REPO, Kubectl, dev_cluster, running_operator, serve_directory, temp_namespace, wait_for
+from ..conftest import REPO, Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
 from ..models import binary_op, failing_model
 
 pytestmark = pytest.mark.timeout(420)  # four versions, each through real pods, in one story
@@ -55,7 +56,8 @@ B = np.full((2, 4), 10, dtype=np.float32)
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     folder = tmp_path_factory.mktemp("full-loop-cluster")
-    with dev_cluster(folder, nodes=False, local_node=True, prometheus=True) as cl:
+    with dev_cluster(folder, nodes=False, real_node=True, prometheus=True) as cl:
+        cl.push_images()
         yield cl
 
 
@@ -72,23 +74,26 @@ def ns(kube: Kubectl) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The node's artifact cache (a hostPath the loaders of validation and model pods share)."""
-    return tmp_path_factory.mktemp("full-loop-node") / "artifact-cache"
+    """The node's artifact cache (a hostPath the loaders of validation and model pods share, as UID 65532)."""
+    cache = tmp_path_factory.mktemp("full-loop-node") / "artifact-cache"
+    cache.mkdir()
+    os.chown(cache, 65532, 65532)
+    return cache
 
 
 @pytest.fixture(scope="module")
-def operator(
-    local_cluster: DevCluster, ns: str, artifact_cache: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The real operator, watching the test's namespace, placing validation pods on local-0, measuring in the
-    cluster's Prometheus, with the node's artifact cache."""
-    log = tmp_path_factory.mktemp("full-loop-operator") / "operator.log"
+def operator(local_cluster: DevCluster, ns: str, artifact_cache: Path) -> Iterator[None]:
+    """The operator as the chart installs it, watching the test's namespace, measuring in the cluster's
+    Prometheus, with the node's artifact cache."""
     url = local_cluster.prometheus_url()
     assert url, "the cluster has no Prometheus"
-    args = ["--namespace", ns, "--validation-placement", json.dumps(PLACEMENT), "--loader-allow-hosts", GATEWAY,
-            "--prometheus-url", url, "--artifact-cache-dir", str(artifact_cache)]  # fmt: skip
-    with running_operator(local_cluster.kubeconfig, log, *args) as proc:
-        yield proc
+    values = {"operator.watchNamespaces": "{" + ns + "}", "operator.loaderAllowHosts": "{" + GATEWAY + "}",
+              "operator.prometheusURL": url, "operator.artifactCache.hostPath": str(artifact_cache)}  # fmt: skip
+    local_cluster.install_chart(values)
+    yield
+    logs = local_cluster.kubectl("logs", "-n", "modelyard-system", "deploy/modelyard-operator", check=False,
+                                 capture=True)  # fmt: skip
+    assert "Forbidden" not in logs, logs[-3000:]
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +213,7 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     local_cluster: DevCluster,
     kube: Kubectl,
     ns: str,
-    operator: subprocess.Popen[bytes],
+    operator: None,
     artifacts: tuple[str, Path],
     artifact_cache: Path,
 ) -> None:
@@ -229,14 +234,14 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     assert [(t["name"], t["datatype"]) for t in status["signature"]["outputs"]] == [("OUT0", "FP32"), ("OUT1", "FP32")]
     assert status["loadSeconds"] >= 0
     assert condition(mv, "ArtifactVerified")["status"] == "True"
-    # the validation Job really ran on local-0 and finished (the operator reads its pod, so the Job's own status
+    # the validation Job really ran on the node and finished (the operator reads its pod, so the Job's own status
     # may follow a moment later)
     jobs = kube.get("jobs", namespace=ns)["items"]
     assert len(jobs) == 1
     job = jobs[0]["metadata"]["name"]
     wait_for(lambda: kube.get("job", job, ns)["status"].get("succeeded") == 1, timeout=15, what=f"job {job} done")
     job_pods = kube.get("pods", namespace=ns, labels=f"job-name={job}")["items"]
-    assert [p["spec"]["nodeName"] for p in job_pods] == ["local-0"]
+    assert [p["spec"]["nodeName"] for p in job_pods] == [NODE]
     assert job_pods[0]["status"]["phase"] == "Succeeded"
 
     def first_answer(version: str = "1", md: str = "adder") -> str | None:
@@ -252,9 +257,9 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     timings["apply -> first correct answer (cold)"] = time.monotonic() - started
     assert ip.startswith("10.244.100.")
     wait_for(lambda: len(ready_pods(kube, ns, "1")) == 2, timeout=60, what="both version-1 pods Ready")
-    assert {p["spec"]["nodeName"] for p in ready_pods(kube, ns, "1")} == {"local-0"}
+    assert {p["spec"]["nodeName"] for p in ready_pods(kube, ns, "1")} == {NODE}
     until_status(kube, ns, lambda s: s.get("phase") == "Healthy", timeout=30, what="adder Healthy")
-    # through the Service's virtual IP (kube-proxy on the local node)
+    # through the Service's virtual IP (kube-proxy on the node)
     vip = kube.get("service", "adder", ns)["spec"]["clusterIP"]
     wait_for(lambda: answers(vip), timeout=20, interval=0.3, what=f"a correct answer through the Service IP {vip}")
 
@@ -331,8 +336,8 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     wait_for(lambda: first_answer("2", "adder-b"), timeout=60, interval=0.1, what="a correct answer from adder-b")
     timings["apply -> first correct answer (validated, cached artifact)"] = time.monotonic() - started
     pod = ready_pods(kube, ns, "2", "adder-b")[0]
-    loader_log = local_cluster.dir / "localnode" / "pods" / pod["metadata"]["uid"] / "logs" / "loader.log"
-    outcome = json.loads(loader_log.read_text().strip().splitlines()[-1])
+    loader_log = kube.run("logs", pod["metadata"]["name"], "-n", ns, "-c", "loader").stdout
+    outcome = json.loads(loader_log.strip().splitlines()[-1])
     assert outcome["cacheHit"] is True
 
     # not one user request failed or got a wrong answer, through four versions

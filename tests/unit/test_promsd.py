@@ -15,7 +15,7 @@ def pod(name: str, ip: str = "10.244.100.7", **spec: Any) -> dict[str, Any]:
             "uid": "u-1",
             "labels": {"app.kubernetes.io/name": "modelyard-server"},
         },
-        "spec": {"nodeName": "local-0", **spec},
+        "spec": {"nodeName": "node-0", **spec},
         "status": {"podIP": ip, "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
     }
 

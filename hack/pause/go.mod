@@ -1,0 +1,3 @@
+module modelyard.dev/hack/pause
+
+go 1.25.0
