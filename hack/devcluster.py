@@ -612,6 +612,10 @@ class DevCluster:
             f"http://127.0.0.1:{healthz}/healthz",
         )
         self._start(kubelet, state, deadline=deadline)
+        while not self.kubectl("get", "node", realnode.NODE, check=False, capture=True):  # registers in a moment
+            if time.monotonic() > deadline:
+                raise ClusterError(f"kubelet never registered {realnode.NODE}:\n{kubelet.tail()}")
+            time.sleep(0.2)
         remaining = max(1, int(deadline - time.monotonic()))
         self.kubectl("wait", "--for=condition=Ready", f"node/{realnode.NODE}", f"--timeout={remaining}s")
         self._start_kube_proxy(state, deadline=deadline)

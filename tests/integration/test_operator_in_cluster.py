@@ -47,8 +47,8 @@ def test_the_operator_runs_as_the_charts_deployment_from_the_built_image(
     print(f"helm install --wait: {took:.1f}s")
     pod = operator_pod(kube)
     assert pod["spec"]["nodeName"] == realnode.NODE
+    assert pod["spec"]["containers"][0]["image"] == cl.image("modelyard-operator")
     container = pod["status"]["containerStatuses"][0]
-    assert container["image"] == cl.image("modelyard-operator")
     assert container["ready"] is True
     assert pod["spec"]["serviceAccountName"] == "modelyard-operator"
     uid = kube.run("exec", "-n", SYSTEM, pod["metadata"]["name"], "--", "id", "-u").stdout.strip()
