@@ -56,7 +56,7 @@ B = np.full((2, 4), 10, dtype=np.float32)
 @pytest.fixture(scope="module")
 def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
     folder = tmp_path_factory.mktemp("full-loop-cluster")
-    with dev_cluster(folder, nodes=False, real_node=True, prometheus=True) as cl:
+    with dev_cluster(folder, crds=False, nodes=False, real_node=True, prometheus=True) as cl:  # the chart has them
         cl.push_images()
         yield cl
 
