@@ -556,6 +556,7 @@ class DevCluster:
         """Node ``node-0`` run by kubelet with containerd and runc (hack/realnode.py): a registry for its images,
         containerd, kubelet, kube-proxy and CoreDNS, in that order."""
         run, logs = realnode.RUN, self.dir / "logs"
+        started = time.monotonic()
         reg_port = free_port()
         (self.dir / "registry.yml").write_text(
             realnode.registry_config(port=reg_port, storage=realnode.cache_root() / realnode.REGISTRY_STORE)
@@ -633,7 +634,7 @@ class DevCluster:
             f"http://127.0.0.1:{ready}/ready",
         )
         self._start(coredns, state, deadline=deadline)
-        log(f"real node {realnode.NODE} ready; registry {state.registry}")
+        log(f"real node {realnode.NODE} ready in {time.monotonic() - started:.1f}s; registry {state.registry}")
 
     def _start_kube_proxy(self, state: State, *, deadline: float) -> None:
         """kube-proxy for the real node (iptables mode, in this host's network namespace): Services
