@@ -67,16 +67,33 @@ node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real 
 	$(call apt_tool,docker-registry)
 	$(call apt_tool,skopeo)
 
+IMAGES ?=
+image-tools: ## Debian's buildah, mmdebstrap, skopeo and runc for the images (no Docker daemon)
+	$(call apt_tool,buildah)
+	$(call apt_tool,mmdebstrap)
+	$(call apt_tool,skopeo)
+	$(call apt_tool,runc)
+
+images: image-tools ## build the images with buildah into dist/images/*.tar (cached; IMAGES=name,... for some; docs/images.md)
+	$(if $(GPU_EXTRAS),MODELYARD_GPU_EXTRAS=$(GPU_EXTRAS)) $(PYTHON) hack/images.py build $(if $(IMAGES),--only $(IMAGES))
+
+cpu-images: image-tools ## only the CPU images (operator, runtime): what the demo and the real node run
+	$(PYTHON) hack/images.py build --only modelyard-operator --only modelyard-runtime
+
+push: images ## push the images to REGISTRY=host[:port][/prefix] with skopeo (INSECURE=1: plain HTTP)
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port][/prefix] [INSECURE=1] [IMAGES=name,...]"; exit 1; }
+	$(PYTHON) hack/images.py push $(REGISTRY) $(if $(filter 1 yes true,$(INSECURE)),--insecure) $(if $(IMAGES),--only $(IMAGES))
+
 prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
 	$(call apt_tool,prometheus)
 
-test-e2e: $(STAMP) controlplane node images prometheus ## end-to-end tier: whole flows (the demo included)
+test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
 test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
-demo: $(STAMP) controlplane node images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
+demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
 	$(PY) hack/demo.py
 
 BENCH_ARGS ?=
@@ -96,5 +113,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader cluster-up cluster-down clean

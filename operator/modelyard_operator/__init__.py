@@ -9,4 +9,9 @@ Layers (kept honest by the import-linter contracts in pyproject.toml):
 - ``handlers`` kopf handlers: parse, observe, call pure code, apply, return status
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:  # the one version number is pyproject.toml's [project].version (images and chart carry the same)
+    __version__ = _metadata.version("modelyard")
+except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0.0.0+unknown"

@@ -8,7 +8,7 @@ from typing import Any
 from modelyard_operator import __version__
 
 FIELD_MANAGER = "modelyard-operator"
-DEFAULT_IMAGE = f"ghcr.io/modelyard/runtime:{__version__}"
+DEFAULT_IMAGE = f"ghcr.io/modelyard/modelyard-runtime:{__version__}"  # the chart's default too (make images)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* An image reference: (dict "image" .Values.<x>.image "root" $); <imageRegistry>/<repository>:<tag or appVersion>. */}}
 {{- define "modelyard.image" -}}
-{{ .image.repository }}:{{ .image.tag | default .appVersion }}
+{{- $registry := .root.Values.imageRegistry | default "" | trimSuffix "/" -}}
+{{- if $registry }}{{ $registry }}/{{ end }}{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
 {{- end -}}
