@@ -945,28 +945,13 @@ def prometheus_url(comp: Component) -> str:
 
 def prometheus_rbac() -> dict[str, Any]:
     """Read access to what Kubernetes service discovery watches, for Prometheus's own client certificate."""
-    name = "modelyard-dev-prometheus"
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name},
-        "rules": [
-            {
-                "apiGroups": [""],
-                "resources": ["pods", "endpoints", "services", "nodes"],
-                "verbs": ["get", "list", "watch"],
-            },
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]},
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding",
-        "metadata": {"name": name},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": PROMETHEUS_USER}],
-    }
-    return {"apiVersion": "v1", "kind": "List", "items": [role, binding]}
+    read = ["get", "list", "watch"]
+    rules = [
+        {"apiGroups": [""], "resources": ["pods", "endpoints", "services", "nodes"], "verbs": read},
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
+    ]
+    items = realnode.user_role("modelyard-dev-prometheus", PROMETHEUS_USER, rules)
+    return {"apiVersion": "v1", "kind": "List", "items": items}
 
 
 def prometheus_config(sd_url: str) -> dict[str, Any]:

@@ -240,18 +240,10 @@ def dns_objects() -> list[dict[str, Any]]:
     return [service, endpoints]
 
 
-def coredns_rbac(user: str) -> list[dict[str, Any]]:
-    """What CoreDNS's kubernetes plugin reads, for its own client certificate."""
-    name = "modelyard-dev-coredns"
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name},
-        "rules": [
-            {"apiGroups": [""], "resources": ["services", "pods", "namespaces"], "verbs": ["list", "watch"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
-        ],
-    }
+def user_role(name: str, user: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A ClusterRole with ``rules`` and its binding to the client certificate's ``user``."""
+    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": name},
+            "rules": rules}  # fmt: skip
     binding = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
@@ -260,6 +252,18 @@ def coredns_rbac(user: str) -> list[dict[str, Any]]:
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
     }
     return [role, binding]
+
+
+def coredns_rbac(user: str) -> list[dict[str, Any]]:
+    """What CoreDNS's kubernetes plugin reads, for its own client certificate."""
+    return user_role(
+        "modelyard-dev-coredns",
+        user,
+        [
+            {"apiGroups": [""], "resources": ["services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ],
+    )
 
 
 def registry_config(*, port: int, storage: Path) -> str:
