@@ -413,6 +413,14 @@ def _processes_matching(pattern: re.Pattern[str]) -> list[int]:
     return pids
 
 
+def _live(pid: int) -> bool:
+    """Running, not a zombie waiting for a parent that may never reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def _kill_all(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(OSError):
@@ -472,12 +480,18 @@ def cleanup(record: Path | None) -> list[str]:
     kubelet's iptables chains and cgroups, its folders; write back the recorded sysctls. Safe after a crash and
     when run twice. Runs after kubelet and containerd were stopped."""
     done: list[str] = []
-    shims = _processes_matching(re.compile(rf"containerd-shim-runc-v2 .*-address {re.escape(str(RUN))}"))
-    leftovers = _pods_cgroup_pids()
-    if shims or leftovers:
-        _kill_all(shims + leftovers)
-        time.sleep(0.5)
-        done.append(f"{len(shims)} shims, {len(leftovers)} container processes killed")
+    shim = re.compile(rf"containerd-shim-runc-v2 .*-address {re.escape(str(RUN))}")
+    killed: set[int] = set()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # a shim may still be starting a container: kill until none is left
+        alive = {pid for pid in {*_processes_matching(shim), *_pods_cgroup_pids()} if _live(pid)}
+        if not alive:
+            break
+        _kill_all(sorted(alive))
+        killed |= alive
+        time.sleep(0.2)
+    if killed:
+        done.append(f"{len(killed)} container processes and shims killed")
     unmounted = _unmount_under((str(STATE), str(RUN), str(cache_root() / IMAGE_STORE), "/run/netns/cni-"))
     if unmounted:
         done.append(f"{unmounted} mounts")

@@ -362,8 +362,10 @@ def test_down_gives_back_every_host_setting(real_cluster: DevCluster, kube: Kube
     assert not realnode.RUN.exists()
     assert not realnode.LOCK.exists()
     assert not Path("/sys/fs/cgroup/memory/kubepods").exists()
-    left = subprocess.run(["pgrep", "-f", "containerd-shim-runc-v2|kubelet|coredns"], capture_output=True, text=True)
-    assert left.stdout == ""
+    for pgrep in (["-x", "kubelet|containerd|coredns"], ["-f", f"containerd-shim-runc-v2 .*-address {realnode.RUN}"]):
+        left = subprocess.run(["pgrep", *pgrep], capture_output=True, text=True)
+        assert left.stdout == "", subprocess.run(["ps", "-o", "pid,args", "-p", ",".join(left.stdout.split())],
+                                                 capture_output=True, text=True).stdout  # fmt: skip
     for table in ("filter", "nat"):
         rules = subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True, check=True).stdout
         assert "KUBE-" not in rules, rules
