@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -285,10 +286,23 @@ def fake_nodes() -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ processes
 
 
+# Listening ports come from below the kernel's ephemeral range (ip_local_port_range, 32768-60999 by default): a port
+# the kernel hands out for bind(0) may be handed out again, before the component that was meant to listen on it
+# starts, to one of the many outgoing connections the control plane opens meanwhile ("address already in use").
+_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nothing listens on now, outside the ephemeral range."""
+    for _ in range(200):
+        port = random.choice(_PORTS)  # noqa: S311  (not cryptography: spreading tries over the range)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise ClusterError("no free port between 20000 and 32767")
 
 
 @dataclass
