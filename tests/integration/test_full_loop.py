@@ -337,8 +337,10 @@ def test_validate_serve_canary_promote_then_broken_versions_never_reach_users(
     timings["apply -> first correct answer (validated, cached artifact)"] = time.monotonic() - started
     pod = ready_pods(kube, ns, "2", "adder-b")[0]
     loader_log = kube.run("logs", pod["metadata"]["name"], "-n", ns, "-c", "loader").stdout
-    outcome = json.loads(loader_log.strip().splitlines()[-1])
-    assert outcome["cacheHit"] is True
+    # its result is a JSON line on stdout; kubectl logs interleaves it with the log lines of stderr
+    outcomes = [json.loads(line) for line in loader_log.splitlines() if line.startswith("{")]
+    assert outcomes, loader_log
+    assert outcomes[-1]["cacheHit"] is True, loader_log
 
     # not one user request failed or got a wrong answer, through four versions
     assert users.results

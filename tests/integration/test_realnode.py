@@ -362,7 +362,8 @@ def test_down_gives_back_every_host_setting(real_cluster: DevCluster, kube: Kube
     assert not realnode.RUN.exists()
     assert not realnode.LOCK.exists()
     assert not Path("/sys/fs/cgroup/memory/kubepods").exists()
-    for pgrep in (["-x", "kubelet|containerd|coredns"], ["-f", f"containerd-shim-runc-v2 .*-address {realnode.RUN}"]):
+    names = [["-x", name] for name in ("kubelet", "containerd", "coredns", "kube-proxy")]  # 15 characters at most
+    for pgrep in [*names, ["-f", f"containerd-shim-runc-v2 .*-address {realnode.RUN}"]]:
         left = subprocess.run(["pgrep", *pgrep], capture_output=True, text=True)
         assert left.stdout == "", subprocess.run(["ps", "-o", "pid,args", "-p", ",".join(left.stdout.split())],
                                                  capture_output=True, text=True).stdout  # fmt: skip
