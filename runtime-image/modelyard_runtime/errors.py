@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 
 
 class Code(enum.Enum):
@@ -11,6 +12,8 @@ class Code(enum.Enum):
     BAD_REQUEST = (400, "INVALID_ARGUMENT")
     NOT_FOUND = (404, "NOT_FOUND")
     TOO_LARGE = (413, "RESOURCE_EXHAUSTED")
+    UNSUPPORTED_ENCODING = (415, "UNIMPLEMENTED")  # a Content-Encoding the server does not decode (HTTP only)
+    CANCELLED = (499, "CANCELLED")  # the client gave up (deadline, disconnect): counted, never answered
     UNAVAILABLE = (503, "UNAVAILABLE")
     INTERNAL = (500, "INTERNAL")
 
@@ -39,6 +42,14 @@ class NotFoundError(ServingError):
     code = Code.NOT_FOUND
 
 
+class TooLargeError(ServingError):
+    code = Code.TOO_LARGE
+
+
+class UnsupportedEncodingError(ServingError):
+    code = Code.UNSUPPORTED_ENCODING
+
+
 class UnavailableError(ServingError):
     code = Code.UNAVAILABLE
 
@@ -47,3 +58,23 @@ class InferenceFailedError(ServingError):
     """The model raised while running a valid request (a broken model, not a bad request)."""
 
     code = Code.INTERNAL
+
+
+# Internal names that third-party messages (ONNX Runtime's above all) carry and clients must not see: source paths
+# with line numbers, C++ signatures and qualified names, Python exception class names.
+_SCRUB = [
+    re.compile(r"\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*"),
+    re.compile(r"<class '[\w.]+'>:?\s*"),
+    re.compile(r"(?:[A-Za-z]:)?(?:[\\/][\w.+@~-]+){2,}(?::\d+)*\s*"),  # /src/core/x.h:91, C:\src\x.cc
+    re.compile(r"(?:\b(?:void|bool|int|size_t|auto|Status)\s+)?(?:\w+::)+~?\w+\([^()]*\)(?:\s*const)?\s*"),
+    re.compile(r"\b[\w.]*\w(?:Error|Exception|Exit|Interrupt)\b:?\s*"),  # ValueError:, onnxruntime.Fail
+    re.compile(r"(?:\w+::)+"),  # what is left of qualified names: onnxruntime::TensorShape -> TensorShape
+]
+
+
+def public_message(message: str) -> str:
+    """``message`` without internal names (file paths, C++ and Python class names), for a client to read; the log
+    keeps the original. Messages the server composes itself pass unchanged."""
+    for pattern in _SCRUB:
+        message = pattern.sub("", message)
+    return message.strip() or "internal error (the server log has the details)"

@@ -189,7 +189,7 @@ CALC = [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]} f
         ("types", {"inputs": [{"name": "IN_INT8", "datatype": "INT8", "shape": [1], "data": [300]}]},
          "data does not fit datatype INT8"),
         ("types", {"inputs": [{"name": "IN_BYTES", "datatype": "BYTES", "shape": [1], "data": [5]}]},
-         "BYTES element 0 is int"),
+         "BYTES data must be strings: element 0 is an integer"),
         ("calc", {"inputs": [5]}, "input 0 must be a JSON object"),
         ("calc", {"inputs": [{"name": "A", "datatype": "FP32", "shape": ["x"], "data": [1]}]},
          "shape must be a list of integers"),

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from modelyard_runtime.protocol.checks import MAX_DIMS, ShapeError, checked_count
+
 _TO_NUMPY: dict[str, npt.DTypeLike] = {
     "BOOL": np.bool_,
     "UINT8": np.uint8,
@@ -72,49 +74,77 @@ def from_onnx_type(onnx_type: str) -> str:
 
 
 def element_count(shape: Sequence[int]) -> int:
-    count = 1
-    for dim in shape:
-        if dim < 0:
-            raise DatatypeError(f"shape {list(shape)} has a negative dimension")
-        count *= dim
-    return count
+    """The element count of a shape a client declared, checked (:func:`~.checks.checked_count`)."""
+    try:
+        return checked_count(shape)
+    except ShapeError as exc:
+        raise DatatypeError(str(exc)) from None
+
+
+# What JSON ``data`` may hold per datatype, as Triton has it: integers for the integer types (not 1.5, "1" or true),
+# numbers for the floating-point types (not strings or booleans), booleans for BOOL, strings for BYTES (bytes from
+# gRPC's bytes_contents).
+_ALLOWED: dict[str, tuple[frozenset[type], str]] = {
+    "BOOL": (frozenset({bool}), "true or false"),
+    "BYTES": (frozenset({str, bytes}), "strings"),
+    **{t: (frozenset({int}), "integers") for t in ("UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32",
+                                                    "INT64")},
+    **{t: (frozenset({int, float}), "numbers") for t in ("FP16", "FP32", "FP64")},
+}  # fmt: skip
+_JSON_KIND = {bool: "a boolean", int: "an integer", float: "a number with a fraction", str: "a string",
+              bytes: "bytes", dict: "an object", list: "a list", type(None): "null"}  # fmt: skip
+
+
+def _flatten(values: Any, datatype: str) -> list[Any]:
+    """Row-major values from a flat or nested list (no deeper than a tensor's rank: no recursion on client input)."""
+    if not isinstance(values, list):
+        raise DatatypeError(f"{datatype} data must be a list, got {_JSON_KIND.get(type(values), 'something else')}")
+    flat: list[Any] = values
+    for _ in range(MAX_DIMS + 1):
+        if not flat or not isinstance(flat[0], list):
+            return flat
+        if not all(isinstance(item, list) for item in flat):
+            raise DatatypeError(f"{datatype} data mixes lists and values at one level of nesting")
+        if len(set(map(len, flat))) > 1:
+            raise DatatypeError(f"{datatype} data is ragged: nested lists of one level differ in length")
+        flat = [item for row in flat for item in row]
+    raise DatatypeError(f"{datatype} data is nested deeper than {MAX_DIMS} levels")
 
 
 def array_from_values(values: Any, datatype: str, shape: Sequence[int]) -> npt.NDArray[Any]:
     """Tensor values as a (possibly nested) list, row-major, → an array of ``shape`` and ``datatype``.
 
-    What JSON ``data`` and gRPC's typed contents carry. Values that do not fit the datatype (``-1`` or ``300`` as
-    UINT8, a string as FP32, a BYTES element that is not a string) and a count that does not fit the shape are
-    DatatypeError, a client error; BYTES elements are ``bytes`` or strings (stored as UTF-8).
+    What JSON ``data`` and gRPC's typed contents carry. The shape is checked first, then the count of values against
+    it, then each value's type (Triton's rules: ``1.5`` or ``"1"`` is no INT32, ``"1"`` or ``true`` no FP32, ``1``
+    no BOOL), then the range (``-1`` or ``300`` as UINT8); any of these is a DatatypeError, a client error. BYTES
+    elements are strings (stored as UTF-8) or ``bytes``.
     """
     count = element_count(shape)
+    dtype = numpy_dtype(datatype)
+    flat = _flatten(values, datatype)
+    if len(flat) != count:
+        raise DatatypeError(f"shape {list(shape)} needs {count} elements, data has {len(flat)}")
+    allowed, noun = _ALLOWED.get(datatype, (frozenset(), "values"))
+    if not allowed.issuperset(map(type, flat)):
+        i, item = next((i, v) for i, v in enumerate(flat) if type(v) not in allowed)
+        raise DatatypeError(
+            f"{datatype} data must be {noun}: element {i} is {_JSON_KIND.get(type(item), 'something else')}"
+        )
     if datatype == "BYTES":
-        try:
-            flat = np.asarray(values, dtype=np.object_).reshape(-1)
-        except ValueError as exc:
-            raise DatatypeError(f"data does not fit datatype BYTES: {exc}") from None
-        array = np.empty(len(flat), dtype=np.object_)
-        for i, item in enumerate(flat):
-            if isinstance(item, str):
-                array[i] = item.encode()
-            elif isinstance(item, bytes | bytearray):
-                array[i] = bytes(item)
-            else:
-                raise DatatypeError(f"BYTES element {i} is {type(item).__name__}, not a string")
-    else:
-        dtype = numpy_dtype(datatype)
-        try:
-            array = np.asarray(values, dtype=dtype).reshape(-1)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise DatatypeError(f"data does not fit datatype {datatype}: {exc}") from None
-    if array.size != count:
-        raise DatatypeError(f"shape {list(shape)} needs {count} elements, data has {array.size}")
-    return array.reshape(shape)
+        array = np.empty(count, dtype=np.object_)
+        array[:] = [v.encode() if isinstance(v, str) else v for v in flat]
+        return array.reshape(shape)
+    try:
+        return np.asarray(flat, dtype=dtype).reshape(shape)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DatatypeError(f"data does not fit datatype {datatype}: {exc}") from None
 
 
 def decode_bytes(buffer: bytes | memoryview, count: int) -> npt.NDArray[np.object_]:
     """``count`` length-prefixed BYTES elements → a 1-D object array of ``bytes``."""
     view = memoryview(buffer)
+    if 4 * count > len(view):  # before allocating: every element costs at least its 4-byte length
+        raise DatatypeError(f"BYTES tensor of {count} elements needs at least {4 * count} bytes, got {len(view)}")
     out = np.empty(count, dtype=np.object_)
     offset = 0
     for i in range(count):

@@ -75,6 +75,9 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
 
 
 def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+    """A request body → its inputs (decoded, checked against their declared shapes) and what it asks back.
+
+    ``header_length`` is the parsed ``Inference-Header-Content-Length`` (:func:`~.checks.check_header_length`)."""
     if header_length is not None and not 0 <= header_length <= len(body):
         raise BadRequestError(f"{HEADER_LENGTH} {header_length} does not fit a body of {len(body)} bytes")
     head = body if header_length is None else body[:header_length]
@@ -93,9 +96,7 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
             raise BadRequestError(f"input {i} must be a JSON object")
         name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
         if not isinstance(name, str) or not isinstance(datatype, str) or not isinstance(shape, list):
-            raise BadRequestError("each input needs name, datatype and shape")
-        if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-            raise BadRequestError(f"input {name!r}: shape must be a list of integers, got {shape!r}")
+            raise BadRequestError(f"input {i} needs a name, a datatype and a shape")
         if name in inputs:
             raise BadRequestError(f"input {name!r} given twice")
         try:
@@ -110,7 +111,7 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
             else:
                 raise BadRequestError(f"input {name!r} has neither data nor binary_data_size")
         except DatatypeError as exc:
-            raise BadRequestError(str(exc)) from None
+            raise BadRequestError(f"input {name!r}: {exc}") from None
         datatypes[name] = datatype
     if offset != len(tail):
         raise BadRequestError(f"{len(tail) - offset} binary bytes after the last input")
