@@ -10,7 +10,7 @@ import pytest
 from modelyard_runtime.loader.errors import ValidationError
 from modelyard_runtime.loader.validate import find_onnx
 from modelyard_runtime.modelfile import ModelFileError, choose_onnx
-from modelyard_runtime.server.core import scan_repository
+from modelyard_runtime.server.repository import scan_repository
 
 
 def touch(path: Path) -> Path:

@@ -32,6 +32,7 @@ class TensorMeta:
     name: str
     datatype: str
     shape: list[int]  # -1 marks a variable dimension
+    dim_names: tuple[str | None, ...] = ()  # the model's names of its dimensions ("batch"), None where unnamed
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": self.shape}

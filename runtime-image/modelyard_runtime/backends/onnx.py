@@ -50,6 +50,11 @@ def _dims(shape: list[Any]) -> list[int]:
     return [d if isinstance(d, int) and d >= 0 else -1 for d in shape]
 
 
+def _dim_names(shape: list[Any]) -> tuple[str | None, ...]:
+    """The model's symbolic dimensions (``batch``): inputs that share one must agree on its size."""
+    return tuple(d if isinstance(d, str) and d else None for d in shape)
+
+
 def import_onnxruntime() -> Any:
     try:
         return importlib.import_module("onnxruntime")  # lazily: the import costs ~0.3 s and GPU builds are large
@@ -185,7 +190,10 @@ class OnnxBackend:
         self.options = options
         self.session: Any = create_session(ort, path, options)
         self.providers: list[str] = list(self.session.get_providers())
-        self.inputs = [TensorMeta(i.name, from_onnx_type(i.type), _dims(i.shape)) for i in self.session.get_inputs()]
+        self.inputs = [
+            TensorMeta(i.name, from_onnx_type(i.type), _dims(i.shape), _dim_names(i.shape))
+            for i in self.session.get_inputs()
+        ]
         self.outputs = [TensorMeta(o.name, from_onnx_type(o.type), _dims(o.shape)) for o in self.session.get_outputs()]
         self.memory_bytes = model_bytes(path)
 

@@ -14,214 +14,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
-from modelyard_runtime.backends import Backend, BackendUnavailableError, load_backend
-from modelyard_runtime.backends.options import parse_backend_options
-from modelyard_runtime.errors import (
-    BadRequestError,
-    Code,
-    InferenceFailedError,
-    NotFoundError,
-    ServingError,
-    UnavailableError,
-)
-from modelyard_runtime.metrics import ServerMetrics, VersionMetrics
-from modelyard_runtime.modelconfig import (
-    CONFIG_FILE,
-    ModelConfig,
-    ModelConfigError,
-    WeightedPicker,
-    read_model_config,
-)
-from modelyard_runtime.modelfile import ModelFileError, choose_onnx
-from modelyard_runtime.protocol.datatypes import numpy_dtype
-from modelyard_runtime.server.batcher import Batcher, Outputs, Timing
+from modelyard_runtime.backends import Backend
+from modelyard_runtime.errors import BadRequestError, NotFoundError, UnavailableError, public_message
+from modelyard_runtime.metrics import ServerMetrics
+from modelyard_runtime.modelconfig import CONFIG_FILE, ModelConfig, ModelConfigError, WeightedPicker, read_model_config
+from modelyard_runtime.server.batcher import Batcher, Outputs
+from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
-from modelyard_runtime.server.stats import ModelStats
+from modelyard_runtime.server.repository import mtime, scan_repository, size_on_disk, version_key
+from modelyard_runtime.server.versions import LoadedModel, LoadError, batchable, open_version
+
+__all__ = ["DataPlane", "LoadError", "LoadedModel", "open_version", "scan_repository", "version_key"]
 
 log = logging.getLogger("modelyard.server")
-MODEL_FILES = ("model.onnx", "model.plan")
 RESCAN_SECONDS = 1.0  # how stale the view of the repository and of config.yaml may be
-UNKNOWN_MODEL = "(unknown)"  # the model label of requests for models that do not exist
-INLINE_BELOW_NS = 100_000  # runs averaging less than a thread hop costs (~0.1 ms) stay on the loop thread
+UNKNOWN_MODEL = "(unknown)"  # the model (or version) label of requests for ones that do not exist
 INFER_THREADS = 4  # inference runs off the loop thread (ONNX Runtime releases the GIL while it runs)
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
 CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
-
-
-class LoadError(RuntimeError):
-    """A version could not be loaded; the message says which and why."""
-
-
-def version_key(version: str) -> tuple[int, int | str]:
-    """Numeric versions sort numerically and above names: "10" > "9" > "beta"."""
-    return (1, int(version)) if version.isdigit() else (0, version)
-
-
-def _onnx_files(version_dir: Path) -> list[str]:
-    """Relative paths of the ``.onnx`` files (any case) below ``version_dir``; hidden folders are not entered."""
-    found: list[str] = []
-    for folder, dirs, files in os.walk(version_dir):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        here = Path(folder)
-        rel = here.relative_to(version_dir)
-        found.extend((rel / f).as_posix() for f in files if f.lower().endswith(".onnx") and (here / f).is_file())
-    return found
-
-
-def model_file(version_dir: Path) -> Path | None:
-    """``model.onnx`` or ``model.plan``, else what the validator (``modelyard-loader validate``) loads, by the
-    same function (:func:`modelyard_runtime.modelfile.choose_onnx`). The loader publishes a single-file artifact
-    under its URI's file name (``.../adder-v1.onnx``) and extracts archives as they are laid out, so the server
-    must find exactly the file that passed validation."""
-    for name in MODEL_FILES:
-        if (version_dir / name).is_file():
-            return version_dir / name
-    try:
-        return version_dir / choose_onnx(_onnx_files(version_dir))
-    except ModelFileError:
-        return None
-
-
-def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
-    """``root/<model>/<version>/model.onnx`` (or ``model.plan``, or one other ``.onnx``) → {model: {version: path}}."""
-    found: dict[str, dict[str, Path]] = {}
-    if not root.is_dir():
-        return found
-    for model_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for version_dir in sorted(p for p in model_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if (path := model_file(version_dir)) is not None:
-                found.setdefault(model_dir.name, {})[version_dir.name] = path
-    return found
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime  # follows the symlinks a ConfigMap volume swaps on update
-    except OSError:
-        return 0.0
-
-
-def _size_on_disk(model_file: Path) -> int:
-    """The model file and anything beside it (external data), as the estimate before loading."""
-    return sum(p.stat().st_size for p in model_file.parent.rglob("*") if p.is_file())
-
-
-def _open_backend(path: Path, config: ModelConfig) -> Backend:
-    return load_backend(path, parse_backend_options(config.backend, model_file=path))
-
-
-def _batchable(backend: Backend) -> bool:
-    """Batching needs a variable leading dimension on every input and output."""
-    tensors = [*backend.inputs, *backend.outputs]
-    return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
-
-
-def _warmup_inputs(backend: Backend) -> dict[str, npt.NDArray[Any]]:
-    inputs: dict[str, npt.NDArray[Any]] = {}
-    for t in backend.inputs:
-        shape = [d if d >= 0 else 1 for d in t.shape]
-        if t.datatype == "BYTES":
-            inputs[t.name] = np.full(shape, b"", dtype=np.object_)
-        else:
-            inputs[t.name] = np.zeros(shape, dtype=numpy_dtype(t.datatype))
-    return inputs
-
-
-def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float]:
-    """Open a version's backend and warm it up (blocking: run it off the event loop); returns it and the seconds."""
-    started = time.perf_counter()
-    backend = _open_backend(path, config)
-    if config.warmup_runs:
-        inputs = _warmup_inputs(backend)
-        names = [o.name for o in backend.outputs]
-        try:
-            for _ in range(config.warmup_runs):
-                backend.run(inputs, names)
-        except Exception as exc:  # a model may reject zero-filled inputs; serving can still work
-            log.warning("warm-up of %s version %s failed (set warmup: false to skip it): %s", name, version, exc)
-    return backend, time.perf_counter() - started
-
-
-@dataclass(eq=False)
-class LoadedModel:
-    name: str
-    version: str
-    path: Path
-    backend: Backend
-    config: ModelConfig
-    load_seconds: float
-    max_batch_size: int = 0  # > 0: the first dimension is the batch (as in Triton's model configuration)
-    max_queue_delay_ms: float = 0.0
-    batcher: Batcher | None = None
-    refs: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-    retired: bool = False  # unloaded or evicted: no new requests; closed when refs reach 0
-    stats: ModelStats = field(default_factory=ModelStats)
-    metrics: VersionMetrics | None = None  # bound when the data plane wraps the version
-    compute_ewma_ns: int = INLINE_BELOW_NS  # starts in the pool until a few runs show the model is small
-
-    @property
-    def memory_bytes(self) -> int:
-        return int(self.backend.memory_bytes)
-
-    def metadata(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "versions": [self.version],
-            "platform": self.backend.platform,
-            "inputs": [t.to_json() for t in self.backend.inputs],
-            "outputs": [t.to_json() for t in self.backend.outputs],
-        }
-
-    def model_config(self) -> dict[str, Any]:
-        """Triton's model configuration (JSON form); with batching the batch dimension is implicit."""
-
-        def tensor(t: Any) -> dict[str, Any]:
-            dims = t.shape[1:] if self.max_batch_size > 0 else t.shape
-            return {"name": t.name, "data_type": f"TYPE_{t.datatype}", "dims": dims}
-
-        config: dict[str, Any] = {
-            "name": self.name,
-            "platform": self.backend.platform,
-            "backend": "tensorrt" if self.backend.platform.startswith("tensorrt") else "onnxruntime",
-            "max_batch_size": self.max_batch_size,
-            "input": [tensor(t) for t in self.backend.inputs],
-            "output": [tensor(t) for t in self.backend.outputs],
-        }
-        if self.batcher is not None:
-            config["dynamic_batching"] = {"max_queue_delay_microseconds": int(self.max_queue_delay_ms * 1000)}
-        return config
-
-    def validate(self, inputs: dict[str, npt.NDArray[Any]], datatypes: dict[str, str]) -> None:
-        expected = {t.name: t for t in self.backend.inputs}
-        for name in inputs:
-            if name not in expected:
-                raise BadRequestError(f"model {self.name} has no input {name!r}; inputs: {', '.join(expected)}")
-        for name, meta in expected.items():
-            if name not in inputs:
-                raise BadRequestError(f"missing input {name!r} for model {self.name}")
-            if datatypes[name] != meta.datatype:
-                raise BadRequestError(f"input {name!r} must be {meta.datatype}, got {datatypes[name]}")
-            shape = list(inputs[name].shape)
-            if len(shape) != len(meta.shape) or any(e not in (-1, s) for e, s in zip(meta.shape, shape, strict=True)):
-                raise BadRequestError(f"input {name!r} must have shape {meta.shape}, got {shape}")
-        if self.max_batch_size > 0:
-            rows = {arr.shape[0] for arr in inputs.values()}
-            if len(rows) > 1:
-                raise BadRequestError(f"inputs of model {self.name} disagree on the batch size: {sorted(rows)}")
-            if rows and (n := rows.pop()) > self.max_batch_size:
-                raise BadRequestError(f"batch size {n} is above the model's max_batch_size {self.max_batch_size}")
 
 
 class DataPlane:
@@ -275,7 +93,7 @@ class DataPlane:
         dirs = [self.repository / name]
         if self.config_dir is not None:
             dirs.append(self.config_dir / name)
-        mtimes = tuple(_mtime(d / CONFIG_FILE) for d in dirs)
+        mtimes = tuple(mtime(d / CONFIG_FILE) for d in dirs)
         if cached is not None and cached[1] == mtimes:
             self._configs[name] = (now, mtimes, cached[2])
             return cached[2]
@@ -342,7 +160,7 @@ class DataPlane:
         A version that cannot load is the caller's bad request (BadRequestError with the reason)."""
         versions = self.available(fresh=True).get(name)
         if not versions:
-            raise NotFoundError(f"no model {name!r} in the repository {self.repository}")
+            raise NotFoundError(f"no model {name!r} in the repository")
         self._unloaded.discard(name)
         self._configs.pop(name, None)
         try:
@@ -385,7 +203,7 @@ class DataPlane:
         try:
             config = self.model_config(name)
             if self.memory_budget is not None:
-                needed = _size_on_disk(path)
+                needed = size_on_disk(path)
                 if needed > self.memory_budget:
                     raise LoadError(
                         f"{name} version {version} needs about {needed} bytes, "
@@ -404,10 +222,8 @@ class DataPlane:
             reason = str(exc)
             self._failures[(name, version)] = reason
             self.metrics.load_failures.labels(model=name, version=version).inc()
-            log.error("cannot load %s version %s: %s", name, version, reason)
-            if isinstance(exc, BackendUnavailableError | LoadError | ValueError):
-                raise LoadError(f"cannot load {name} version {version}: {reason}") from exc
-            raise LoadError(f"cannot load {name} version {version} from {path}: {reason}") from exc
+            log.error("cannot load %s version %s from %s: %s", name, version, path, reason)
+            raise LoadError(f"cannot load {name} version {version}: {public_message(reason)}") from exc
         self._failures.pop((name, version), None)
         model = self._wrap(name, version, path, backend, config, seconds)
         self.models.setdefault(name, {})[version] = model
@@ -427,7 +243,7 @@ class DataPlane:
         delay_ms = (
             config.max_queue_delay_ms if config.max_queue_delay_ms is not None else self.default_max_queue_delay_ms
         )
-        if wanted > 0 and not _batchable(backend):
+        if wanted > 0 and not batchable(backend):
             log.warning(
                 "%s version %s has no variable leading dimension on all inputs and outputs: batching is off",
                 name,
@@ -596,53 +412,29 @@ class DataPlane:
         datatypes: dict[str, str],
         output_names: list[str] | None,
     ) -> Outputs:
-        """Validate and run one request; statistics and the compute/queue/batch metrics are recorded here."""
-        started = time.perf_counter_ns()
-        try:
-            model.validate(inputs, datatypes)
-            known = [o.name for o in model.backend.outputs]
-            names = output_names or known
-            for name in names:
-                if name not in known:
-                    raise BadRequestError(f"model {model.name} has no output {name!r}; outputs: {', '.join(known)}")
-            if model.batcher is not None:
-                outputs, timing = await model.batcher.submit(inputs)
-                outputs = {n: outputs[n] for n in names}
-            elif model.compute_ewma_ns < INLINE_BELOW_NS:
-                # a thread hop costs more than a small model's run: do it here, the loop is busy only briefly
-                outputs, timing = _run_timed(model.backend, inputs, names)
-            else:
-                loop = asyncio.get_running_loop()
-                outputs, timing = await loop.run_in_executor(self._pool, _run_timed, model.backend, inputs, names)
-            model.compute_ewma_ns += (timing.infer_ns - model.compute_ewma_ns) // 8
-        except ServingError:
-            model.stats.record_failure(time.perf_counter_ns() - started)
-            raise
-        except Exception as exc:  # the model itself failed: say so through the error table, not as a crash
-            model.stats.record_failure(time.perf_counter_ns() - started)
-            log.warning("inference of %s version %s failed: %s", model.name, model.version, exc)
-            raise InferenceFailedError(f"model {model.name} version {model.version} failed: {exc}") from exc
-        rows = next(iter(inputs.values())).shape[0] if model.max_batch_size > 0 and inputs else 1
-        model.stats.record_success(time.perf_counter_ns() - started, int(rows), timing)
-        bound = model.metrics or self.metrics.version(model.name, model.version)
-        bound.compute.observe(timing.infer_ns / 1e9)
-        bound.queue.observe(timing.queue_ns / 1e9)
-        if timing.leader:
-            bound.batch_size.observe(timing.batch_size)
-        return outputs
+        """Validate and run one request (:func:`~modelyard_runtime.server.inference.run_inference`)."""
+        return await run_inference(model, inputs, datatypes, output_names, self._pool)
 
     def count_request(
         self, name: str, version: str, model: LoadedModel | None, protocol: str, code: int, seconds: float
     ) -> None:
         """One finished inference request, for both bindings (``code`` is the HTTP status, also for gRPC)."""
         if model is None or model.metrics is None:
-            if code == Code.NOT_FOUND.http:  # names nobody serves must not grow the label set without bound
-                name, version = UNKNOWN_MODEL, ""
-            self.metrics.count_request(name, version, protocol, str(code))
+            self.metrics.count_request(*self.label_values(name, version), protocol, str(code))
             return
         model.metrics.request(protocol, str(code)).inc()
         if code == 200:
             model.metrics.duration.observe(seconds)
+
+    def label_values(self, name: str, version: str) -> tuple[str, str]:
+        """The metric labels of a request that reached no loaded version: names and versions the repository does
+        not have collapse into one series each (clients choose them: every random name must not add series)."""
+        known = self.models.get(name, {}).keys() | self.available().get(name, {}).keys()
+        if not known and name not in self.models:
+            return UNKNOWN_MODEL, ""
+        if version and version not in known:
+            return name, UNKNOWN_MODEL
+        return name, version
 
     def statistics(self, name: str | None = None, version: str | None = None) -> list[dict[str, Any]]:
         if name is None:
@@ -668,9 +460,3 @@ def _retrieve(task: asyncio.Task[LoadedModel]) -> None:
     """Mark a load's failure as seen: when every caller was cancelled, nobody else retrieves it."""
     if not task.cancelled():
         task.exception()
-
-
-def _run_timed(backend: Backend, inputs: dict[str, npt.NDArray[Any]], names: list[str]) -> tuple[Outputs, Timing]:
-    t0 = time.perf_counter_ns()
-    outputs = backend.run(inputs, names)
-    return outputs, Timing(infer_ns=time.perf_counter_ns() - t0)

@@ -9,6 +9,8 @@ table in :mod:`modelyard_runtime.errors`.
 # ruff: noqa: N802  (method names are the service's RPC names)
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
@@ -19,11 +21,20 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import BadRequestError, Code, ServingError
+from modelyard_runtime.errors import BadRequestError, Code, ServingError, public_message
 from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, decode_tensor, encode_tensor
 from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS, DataPlane, LoadedModel
 
 T = TypeVar("T")
+log = logging.getLogger("modelyard.server")
+INTERNAL_MESSAGE = "internal error (the server log has the details)"
+# why each RPC of Triton's service that is not served here is not; each answers UNIMPLEMENTED, logged once
+_UNSERVED = {
+    "SystemSharedMemory": "shared-memory tensors are not supported; send tensors in the request",
+    "CudaSharedMemory": "CUDA shared-memory tensors are not supported; send tensors in the request",
+    "TraceSetting": "trace settings are not supported",
+    "LogSettings": "log settings are not supported over gRPC",
+}
 
 # typed ``InferTensorContents`` fields, for clients that do not send raw_input_contents
 _CONTENTS = {
@@ -40,6 +51,8 @@ def decode_inputs(request: service_pb2.ModelInferRequest) -> tuple[dict[str, npt
     inputs: dict[str, npt.NDArray[Any]] = {}
     datatypes: dict[str, str] = {}
     for i, tensor in enumerate(request.inputs):
+        if tensor.name in inputs:
+            raise BadRequestError(f"input {tensor.name!r} given twice")
         shape = list(tensor.shape)
         try:
             if raw:
@@ -59,13 +72,25 @@ def decode_inputs(request: service_pb2.ModelInferRequest) -> tuple[dict[str, npt
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
+        self._told: set[str] = set()  # unimplemented RPCs already logged
 
     async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
+        """``work()``, with its errors answered through the code table; nothing internal reaches the client."""
         try:
             return await work()
         except ServingError as exc:
-            await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
+            await context.abort(grpc.StatusCode[exc.code.grpc], public_message(exc.message))
+        except Exception:
+            log.exception("unexpected error serving gRPC %s", type(self).__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         raise AssertionError("unreachable: abort raises")
+
+    async def unimplemented(self, method: str, context: grpc.aio.ServicerContext) -> Any:
+        reason = next((why for prefix, why in _UNSERVED.items() if method.startswith(prefix)), "not supported")
+        if method not in self._told:
+            self._told.add(method)
+            log.info("gRPC %s answered UNIMPLEMENTED: %s (logged once)", method, reason)
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, f"{method}: {reason}")
 
     async def ServerLive(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.ServerLiveResponse(live=True)
@@ -115,10 +140,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return await self._call(context, work)
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        rows = self.plane.index(ready_only=request.ready)
-        return service_pb2.RepositoryIndexResponse(
-            models=[service_pb2.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
-        )
+        async def work() -> Any:
+            rows = self.plane.index(ready_only=request.ready)
+            return service_pb2.RepositoryIndexResponse(
+                models=[service_pb2.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
+            )
+
+        return await self._call(context, work)
 
     async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
@@ -169,7 +197,15 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             return response
         except ServingError as exc:
             count(exc.code.http)  # before abort: it sends the status at once, and the client may read /metrics next
-            await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
+            await context.abort(grpc.StatusCode[exc.code.grpc], public_message(exc.message))
+            raise
+        except asyncio.CancelledError:  # the client's deadline passed or it cancelled: not a server error
+            count(Code.CANCELLED.http)
+            raise
+        except Exception:
+            log.exception("unexpected error serving gRPC ModelInfer for %s", request.model_name[:200])
+            count(Code.INTERNAL.http)
+            await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             raise
         finally:
             if not counted:
@@ -178,6 +214,21 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming inference is not supported; use ModelInfer")
         yield  # pragma: no cover  (makes this an async generator, as the streaming method must be)
+
+
+def _unimplemented(method: str) -> Callable[[InferenceService, Any, grpc.aio.ServicerContext], Awaitable[Any]]:
+    async def handler(self: InferenceService, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await self.unimplemented(method, context)
+
+    handler.__name__ = method
+    return handler
+
+
+# Every other RPC of the service: the generated base would raise NotImplementedError, which the library logs as an
+# ERROR with a traceback on every call.
+for _method in dir(service_pb2_grpc.GRPCInferenceServiceServicer):
+    if _method[:1].isupper() and _method not in vars(InferenceService):
+        setattr(InferenceService, _method, _unimplemented(_method))
 
 
 def build_server(plane: DataPlane, *, max_receive_bytes: int) -> grpc.aio.Server:

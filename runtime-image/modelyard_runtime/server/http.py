@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import BadRequestError, Code, ServingError
+from modelyard_runtime.errors import BadRequestError, Code, ServingError, public_message
+from modelyard_runtime.protocol.checks import check_header_length
+from modelyard_runtime.protocol.encoding import decode_body
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, parse_infer_request
 from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS, DataPlane, LoadedModel
 
 log = logging.getLogger("modelyard.server")
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
+MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 
 
 def error(code: Code, message: str) -> web.Response:
@@ -31,7 +35,7 @@ async def errors(
     try:
         return await handler(request)
     except ServingError as exc:
-        return error(exc.code, exc.message)
+        return error(exc.code, public_message(exc.message))
     except web.HTTPRequestEntityTooLarge as exc:
         return error(Code.TOO_LARGE, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
@@ -81,14 +85,21 @@ async def model_stats(request: web.Request) -> web.Response:
     return web.json_response({"model_stats": request.app[PLANE].statistics(name, request.match_info.get("version"))})
 
 
+async def read_body(request: web.Request) -> bytes:
+    """The body, decoded by its Content-Encoding (:func:`~modelyard_runtime.protocol.encoding.decode_body`): the
+    library's own decoding is off, so a bad body is a 400, an unknown coding a 415 and a bomb a 413."""
+    body = await request.read()  # bounded by client_max_size: a 413 above it
+    return decode_body(body, request.headers.get("Content-Encoding"), request.app[MAX_BODY])
+
+
 async def _json_body(request: web.Request) -> dict[str, Any]:
-    body = await request.read()
+    body = await read_body(request)
     if not body.strip():
         return {}
     try:
-        parsed = json.loads(body)
-    except ValueError as exc:
-        raise BadRequestError(f"request body is not JSON: {exc}") from None
+        parsed = orjson.loads(body)  # no recursion in Python: nesting beyond 1024 levels is a JSONDecodeError
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
         raise BadRequestError("request body must be a JSON object")
     return parsed
@@ -120,10 +131,10 @@ async def infer(request: web.Request) -> web.Response:
     model: LoadedModel | None = None
     status = Code.INTERNAL.http
     try:
-        body = await request.read()
-        header = request.headers.get(HEADER_LENGTH)
+        header_length = check_header_length(request.headers.get(HEADER_LENGTH))
+        body = await read_body(request)
         async with plane.use(model_name, version) as model:
-            parsed = parse_infer_request(body, int(header) if header is not None and header.isdigit() else None)
+            parsed = parse_infer_request(body, header_length)
             inflight = model.metrics.inflight if model.metrics else None
             if inflight is not None:
                 inflight.inc()
@@ -145,6 +156,9 @@ async def infer(request: web.Request) -> web.Response:
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except asyncio.CancelledError:  # the client went away: not the server's failure
+        status = Code.CANCELLED.http
+        raise
     finally:
         label_version = model.version if model is not None else version or ""
         plane.count_request(model_name, label_version, model, "http", status, time.perf_counter() - started)
@@ -156,8 +170,10 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 def build_app(plane: DataPlane, *, max_body_bytes: int = 64 * 2**20) -> web.Application:
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors])
+    # auto_decompress off: read_body decodes, with its own errors and the size limit applied after decoding
+    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors], handler_args={"auto_decompress": False})
     app[PLANE] = plane
+    app[MAX_BODY] = max_body_bytes
     r = app.router
     r.add_get("/v2/health/live", live)
     r.add_get("/v2/health/ready", ready)

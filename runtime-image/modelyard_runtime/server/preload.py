@@ -33,7 +33,8 @@ class Preload:
     def _run(self) -> None:
         try:
             from modelyard_runtime.modelconfig import read_model_config
-            from modelyard_runtime.server.core import open_version, scan_repository
+            from modelyard_runtime.server.repository import scan_repository
+            from modelyard_runtime.server.versions import open_version
 
             found = scan_repository(self.repository)
             for model, versions in found.items():

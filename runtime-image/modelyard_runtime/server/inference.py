@@ -1,0 +1,63 @@
+"""One inference on a loaded version: the request checked against the model, run inline, in the pool or through
+the batcher, and its statistics and compute/queue/batch metrics recorded."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import Executor
+from typing import Any
+
+import numpy.typing as npt
+
+from modelyard_runtime.errors import BadRequestError, InferenceFailedError, ServingError, public_message
+from modelyard_runtime.server.batcher import Outputs
+from modelyard_runtime.server.versions import INLINE_BELOW_NS, LoadedModel, run_timed
+
+log = logging.getLogger("modelyard.server")
+
+
+async def run_inference(
+    model: LoadedModel,
+    inputs: dict[str, npt.NDArray[Any]],
+    datatypes: dict[str, str],
+    output_names: list[str] | None,
+    pool: Executor,
+) -> Outputs:
+    """Validate and run one request. A client's mistake is a BadRequestError before the model sees anything; a
+    model that fails on valid inputs is an InferenceFailedError (500) whose reason keeps no internal names."""
+    started = time.perf_counter_ns()
+    try:
+        model.validate(inputs, datatypes)
+        known = [o.name for o in model.backend.outputs]
+        names = output_names or known
+        for name in names:
+            if name not in known:
+                raise BadRequestError(f"model {model.name} has no output {name!r}; outputs: {', '.join(known)}")
+        if model.batcher is not None:
+            outputs, timing = await model.batcher.submit(inputs)
+            outputs = {n: outputs[n] for n in names}
+        elif model.compute_ewma_ns < INLINE_BELOW_NS:
+            # a thread hop costs more than a small model's run: do it here, the loop is busy only briefly
+            outputs, timing = run_timed(model.backend, inputs, names)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs, timing = await loop.run_in_executor(pool, run_timed, model.backend, inputs, names)
+        model.compute_ewma_ns += (timing.infer_ns - model.compute_ewma_ns) // 8
+    except ServingError:
+        model.stats.record_failure(time.perf_counter_ns() - started)
+        raise
+    except Exception as exc:  # the model itself failed: say so through the error table, not as a crash
+        model.stats.record_failure(time.perf_counter_ns() - started)
+        log.warning("inference of %s version %s failed: %s", model.name, model.version, exc)
+        reason = public_message(str(exc))
+        raise InferenceFailedError(f"model {model.name} version {model.version} failed: {reason}") from exc
+    rows = next(iter(inputs.values())).shape[0] if model.max_batch_size > 0 and inputs else 1
+    model.stats.record_success(time.perf_counter_ns() - started, int(rows), timing)
+    if model.metrics is not None:
+        model.metrics.compute.observe(timing.infer_ns / 1e9)
+        model.metrics.queue.observe(timing.queue_ns / 1e9)
+        if timing.leader:
+            model.metrics.batch_size.observe(timing.batch_size)
+    return outputs

@@ -1,0 +1,127 @@
+"""A loaded model version: opening and warming up its backend, what it tells clients about itself, and the check
+of a request's inputs against its signature."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from modelyard_runtime.backends import Backend, load_backend
+from modelyard_runtime.backends.options import parse_backend_options
+from modelyard_runtime.metrics import VersionMetrics
+from modelyard_runtime.modelconfig import ModelConfig
+from modelyard_runtime.protocol.checks import check_inputs
+from modelyard_runtime.protocol.datatypes import numpy_dtype
+from modelyard_runtime.server.batcher import Batcher, Outputs, Timing
+from modelyard_runtime.server.stats import ModelStats
+
+log = logging.getLogger("modelyard.server")
+INLINE_BELOW_NS = 100_000  # runs averaging less than a thread hop costs (~0.1 ms) stay on the loop thread
+
+
+class LoadError(RuntimeError):
+    """A version could not be loaded; the message says which and why."""
+
+
+def _open_backend(path: Path, config: ModelConfig) -> Backend:
+    return load_backend(path, parse_backend_options(config.backend, model_file=path))
+
+
+def batchable(backend: Backend) -> bool:
+    """Batching needs a variable leading dimension on every input and output."""
+    tensors = [*backend.inputs, *backend.outputs]
+    return bool(tensors) and all(t.shape and t.shape[0] == -1 for t in tensors)
+
+
+def _warmup_inputs(backend: Backend) -> dict[str, npt.NDArray[Any]]:
+    inputs: dict[str, npt.NDArray[Any]] = {}
+    for t in backend.inputs:
+        shape = [d if d >= 0 else 1 for d in t.shape]
+        if t.datatype == "BYTES":
+            inputs[t.name] = np.full(shape, b"", dtype=np.object_)
+        else:
+            inputs[t.name] = np.zeros(shape, dtype=numpy_dtype(t.datatype))
+    return inputs
+
+
+def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float]:
+    """Open a version's backend and warm it up (blocking: run it off the event loop); returns it and the seconds."""
+    started = time.perf_counter()
+    backend = _open_backend(path, config)
+    if config.warmup_runs:
+        inputs = _warmup_inputs(backend)
+        names = [o.name for o in backend.outputs]
+        try:
+            for _ in range(config.warmup_runs):
+                backend.run(inputs, names)
+        except Exception as exc:  # a model may reject zero-filled inputs; serving can still work
+            log.warning("warm-up of %s version %s failed (set warmup: false to skip it): %s", name, version, exc)
+    return backend, time.perf_counter() - started
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    name: str
+    version: str
+    path: Path
+    backend: Backend
+    config: ModelConfig
+    load_seconds: float
+    max_batch_size: int = 0  # > 0: the first dimension is the batch (as in Triton's model configuration)
+    max_queue_delay_ms: float = 0.0
+    batcher: Batcher | None = None
+    refs: int = 0
+    last_used: float = field(default_factory=time.monotonic)
+    retired: bool = False  # unloaded or evicted: no new requests; closed when refs reach 0
+    stats: ModelStats = field(default_factory=ModelStats)
+    metrics: VersionMetrics | None = None  # bound when the data plane wraps the version
+    compute_ewma_ns: int = INLINE_BELOW_NS  # starts in the pool until a few runs show the model is small
+
+    @property
+    def memory_bytes(self) -> int:
+        return int(self.backend.memory_bytes)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "versions": [self.version],
+            "platform": self.backend.platform,
+            "inputs": [t.to_json() for t in self.backend.inputs],
+            "outputs": [t.to_json() for t in self.backend.outputs],
+        }
+
+    def model_config(self) -> dict[str, Any]:
+        """Triton's model configuration (JSON form); with batching the batch dimension is implicit."""
+
+        def tensor(t: Any) -> dict[str, Any]:
+            dims = t.shape[1:] if self.max_batch_size > 0 else t.shape
+            return {"name": t.name, "data_type": f"TYPE_{t.datatype}", "dims": dims}
+
+        config: dict[str, Any] = {
+            "name": self.name,
+            "platform": self.backend.platform,
+            "backend": "tensorrt" if self.backend.platform.startswith("tensorrt") else "onnxruntime",
+            "max_batch_size": self.max_batch_size,
+            "input": [tensor(t) for t in self.backend.inputs],
+            "output": [tensor(t) for t in self.backend.outputs],
+        }
+        if self.batcher is not None:
+            config["dynamic_batching"] = {"max_queue_delay_microseconds": int(self.max_queue_delay_ms * 1000)}
+        return config
+
+    def validate(self, inputs: dict[str, npt.NDArray[Any]], datatypes: dict[str, str]) -> None:
+        """BadRequestError unless the inputs are exactly the model's, with its datatypes, shapes and batch size."""
+        shapes = {name: array.shape for name, array in inputs.items()}
+        check_inputs(self.name, self.backend.inputs, shapes, datatypes, self.max_batch_size)
+
+
+def run_timed(backend: Backend, inputs: dict[str, npt.NDArray[Any]], names: list[str]) -> tuple[Outputs, Timing]:
+    t0 = time.perf_counter_ns()
+    outputs = backend.run(inputs, names)
+    return outputs, Timing(infer_ns=time.perf_counter_ns() - t0)
