@@ -34,7 +34,8 @@ def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
         except zlib.error as exc:
             if i + 1 < len(attempts):
                 continue
-            raise BadRequestError(f"request body is not valid {coding} data: {exc}") from None
+            reason = str(exc).rpartition(": ")[2]  # zlib's "Error -3 while decompressing data: <reason>"
+            raise BadRequestError(f"request body is not valid {coding} data: {reason}") from None
         if len(out) > limit or decoder.unconsumed_tail:
             raise TooLargeError(f"request body too large: above {limit} bytes once {coding}-decoded")
         if not decoder.eof:
