@@ -104,3 +104,10 @@ def slow_model(path: Path, layers: int = 24, width: int = 768) -> Path:
         nodes.append(helper.make_node("MatMul", [f"H{i - 1}", f"W{i}"], [f"H{i}"]))
     nodes += [helper.make_node("Identity", [f"H{layers}"], ["OUT0"]), helper.make_node("Sub", ["A", "B"], ["OUT1"])]
     return _save(helper.make_graph(nodes, "slow", [a, b], [out0, out1], initializer=inits), path)
+
+
+def identity(path: Path, datatype: str) -> Path:
+    """Y = IN_<datatype>, shape [-1, -1]: one input of one datatype (for checking what its JSON data may hold)."""
+    x = helper.make_tensor_value_info(f"IN_{datatype}", ONNX_TYPES[datatype], ["n", "m"])
+    y = helper.make_tensor_value_info("Y", ONNX_TYPES[datatype], ["n", "m"])
+    return _save(helper.make_graph([helper.make_node("Identity", [x.name], ["Y"])], "identity", [x], [y]), path)
