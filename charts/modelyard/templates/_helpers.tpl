@@ -19,3 +19,48 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- $registry := .root.Values.imageRegistry | default "" | trimSuffix "/" -}}
 {{- if $registry }}{{ $registry }}/{{ end }}{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
 {{- end -}}
+
+{{/*
+The operator's namespaced permissions: exactly the calls it makes (operator/modelyard_operator/kube.py through
+lightkube, and kopf's own), reviewed against the golden lists in tests/integration/golden/. No wildcards, no
+Secrets, no pods/exec, no get/update where a patch or list is all it does. Server-side apply is a PATCH that
+creates a missing object, which the API server authorizes as "create" too.
+*/}}
+{{- define "modelyard.operatorRules" -}}
+# kopf: list+watch its resources, merge-patch their annotations (progress, diff base); the operator reads them
+- apiGroups: ["modelyard.dev"]
+  resources: ["modelversions", "modeldeployments"]
+  verbs: ["get", "list", "watch", "patch"]
+# status is written with merge patches on the status subresource (kopf and the operator)
+- apiGroups: ["modelyard.dev"]
+  resources: ["modelversions/status", "modeldeployments/status"]
+  verbs: ["patch"]
+# children carry ownerReferences with blockOwnerDeletion: clusters with the OwnerReferencesPermissionEnforcement
+# admission plugin (OpenShift) require update on the owner's finalizers subresource for that
+- apiGroups: ["modelyard.dev"]
+  resources: ["modelversions/finalizers", "modeldeployments/finalizers"]
+  verbs: ["update"]
+# the model's Deployments: server-side apply, list and watch its own, delete the replaced version's
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# Services and the inPod router's weights ConfigMap: server-side apply only (the garbage collector deletes them)
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["create", "patch"]
+# the gatewayAPI router's HTTPRoute: applied, and deleted when the router changes
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["create", "patch", "delete"]
+# ModelVersion validation: one Job per version, applied; its result is read from the pod's termination message
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch"]
+# kopf.event posts core/v1 Events
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
