@@ -45,6 +45,9 @@ lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, he
 	$(VENV)/bin/lint-imports
 	"$$(bash hack/build-controlplane.sh)/helm" lint --strict charts/modelyard
 
+check-manifests: $(STAMP) controlplane ## the chart rendered with several value sets through kubeconform -strict and checkov
+	$(PY) hack/check_manifests.py
+
 test-unit: $(STAMP) ## unit tier: pure code, seconds
 	$(PYTEST) -m unit tests/unit
 
@@ -90,7 +93,7 @@ prometheus: ## install Debian's prometheus package (the rollout e2e tests start 
 test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint check-manifests ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -113,5 +116,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint check-manifests test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader cluster-up cluster-down clean
