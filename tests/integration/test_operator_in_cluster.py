@@ -69,6 +69,8 @@ def test_readme_quickstart_serves_the_shipped_model_through_its_service(
     logs = kube.run("logs", "-n", SYSTEM, "deploy/modelyard-operator", "--tail=60", check=False).stdout
     assert wait.returncode == 0, f"{wait.stderr}\n{kube.run('get', 'md,mv,pods', '-o', 'wide').stdout}\n{logs}"
     print(f"kubectl apply -f examples/quickstart.yaml -> md/fraud Ready: {time.monotonic() - began:.1f}s")
+    # ... through the chart's admission policy, which was active all along (test_chart_rbac.py tests what it denies)
+    assert kube.get("validatingadmissionpolicybinding", "modelyard-operator-workloads") is not None
     mv = kube.get("mv", "fraud-1", "default")
     assert mv["status"]["phase"] == "Ready"
     docs = {d["kind"]: d for d in yaml.safe_load_all((REPO / "examples" / "quickstart.yaml").read_text()) if d}
