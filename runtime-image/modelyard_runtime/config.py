@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelyard_runtime.server.readiness import parse_serve
+
 _SUFFIXES = {
     "": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
     "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40,
@@ -27,6 +29,13 @@ def parse_bytes(text: str) -> int:
     return int(float(number) * _SUFFIXES[suffix])
 
 
+def _serve_flag(text: str) -> tuple[str, str | None]:
+    try:
+        return parse_serve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     model_repository: Path
@@ -40,6 +49,14 @@ class ServerConfig:
     max_body_bytes: int = 64 * 2**20
     model_config_dir: Path | None = None
     drain_seconds: float = 0.0
+    serve: tuple[tuple[str, str | None], ...] = ()  # versions readiness requires (see server.readiness)
+    admin_host: str = "127.0.0.1"
+    admin_port: int = 8082  # 0: no admin API at all
+    admin_token_file: Path | None = None
+    max_inflight_requests: int = 256
+    max_buffered_bytes: int = 256 * 2**20
+    body_timeout_seconds: float = 60.0
+    idle_timeout_seconds: float = 30.0
 
 
 def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -69,16 +86,68 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         default=default("drain-seconds", "0"),
         help="on SIGTERM, report not ready but keep serving this long before stopping (a second signal ends it)",
     )
+    p.add_argument(
+        "--serve",
+        action="append",
+        type=_serve_flag,
+        default=None,
+        metavar="MODEL[:VERSION]",
+        help="readiness is false while this version is not servable (repeatable; MODELYARD_SERVE: comma-separated; "
+        "default in static mode: every version loaded at start)",
+    )
+    p.add_argument("--admin-host", default=default("admin-host", "127.0.0.1"), help="the admin API's address")
+    p.add_argument(
+        "--admin-port", type=int, default=default("admin-port", "8082"), help="repository load/unload; 0: none"
+    )
+    p.add_argument(
+        "--admin-token-file", default=default("admin-token-file", None), help="bearer token of the admin API"
+    )
+    p.add_argument(
+        "--max-inflight-requests", type=int, default=default("max-inflight-requests", "256"), help="429 above"
+    )
+    p.add_argument(
+        "--max-buffered-bytes", type=parse_bytes, default=default("max-buffered-bytes", "256Mi"), help="429 above"
+    )
+    p.add_argument(
+        "--body-timeout-seconds", type=float, default=default("body-timeout-seconds", "60"), help="408 after"
+    )
+    p.add_argument(
+        "--idle-timeout-seconds",
+        type=float,
+        default=default("idle-timeout-seconds", "30"),
+        help="close a connection that has not completed a request's headers this long after it opened or after "
+        "its last response",
+    )
     args = p.parse_args(argv)
     if not args.model_repository:
         p.error("--model-repository (or MODELYARD_MODEL_REPOSITORY) is required")
     if args.load_mode not in ("static", "dynamic"):
         p.error(f"--load-mode must be static or dynamic, not {args.load_mode!r}")
-    for name, port in (("--http-port", args.http_port), ("--grpc-port", args.grpc_port)):
+    for name, port in (
+        ("--http-port", args.http_port),
+        ("--grpc-port", args.grpc_port),
+        ("--admin-port", args.admin_port),
+    ):
         if not 0 <= port <= 65535:
             p.error(f"{name} {port} is not a port number")
     if not 0 <= args.drain_seconds <= 3600:
         p.error(f"--drain-seconds {args.drain_seconds} must be between 0 and 3600")
+    if args.serve is None:  # flags win over the variable, not add to it
+        try:
+            args.serve = [parse_serve(v) for v in (default("serve", "") or "").split(",") if v.strip()]
+        except ValueError as exc:
+            p.error(f"MODELYARD_SERVE: {exc}")
+    if args.max_inflight_requests < 1:
+        p.error(f"--max-inflight-requests {args.max_inflight_requests} must be at least 1")
+    if args.max_buffered_bytes < args.max_body_bytes:
+        p.error(
+            f"--max-buffered-bytes {args.max_buffered_bytes} is below --max-body-bytes {args.max_body_bytes}: "
+            "a body of the allowed size could never be read"
+        )
+    for name, seconds in (("--body-timeout-seconds", args.body_timeout_seconds),
+                          ("--idle-timeout-seconds", args.idle_timeout_seconds)):  # fmt: skip
+        if not 0 < seconds <= 3600:
+            p.error(f"{name} {seconds} must be above 0 and at most 3600")
     return ServerConfig(
         model_repository=Path(args.model_repository),
         host=args.host,
@@ -91,4 +160,12 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         max_body_bytes=args.max_body_bytes,
         model_config_dir=Path(args.model_config_dir) if args.model_config_dir else None,
         drain_seconds=float(args.drain_seconds),
+        serve=tuple(args.serve),
+        admin_host=args.admin_host,
+        admin_port=int(args.admin_port),
+        admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
+        max_inflight_requests=int(args.max_inflight_requests),
+        max_buffered_bytes=args.max_buffered_bytes,
+        body_timeout_seconds=float(args.body_timeout_seconds),
+        idle_timeout_seconds=float(args.idle_timeout_seconds),
     )

@@ -10,9 +10,13 @@ class Code(enum.Enum):
     """(HTTP status, gRPC status code name) for each kind of failure."""
 
     BAD_REQUEST = (400, "INVALID_ARGUMENT")
+    UNAUTHENTICATED = (401, "UNAUTHENTICATED")  # the admin API without its bearer token
+    FORBIDDEN = (403, "PERMISSION_DENIED")  # the repository API's load/unload on an inference port
     NOT_FOUND = (404, "NOT_FOUND")
+    REQUEST_TIMEOUT = (408, "DEADLINE_EXCEEDED")  # the body did not arrive within the deadline (HTTP only)
     TOO_LARGE = (413, "RESOURCE_EXHAUSTED")
     UNSUPPORTED_ENCODING = (415, "UNIMPLEMENTED")  # a Content-Encoding the server does not decode (HTTP only)
+    TOO_MANY_REQUESTS = (429, "RESOURCE_EXHAUSTED")  # beyond the in-flight or buffered-bytes cap: retry later
     CANCELLED = (499, "CANCELLED")  # the client gave up (deadline, disconnect): counted, never answered
     UNAVAILABLE = (503, "UNAVAILABLE")
     INTERNAL = (500, "INTERNAL")
@@ -44,6 +48,28 @@ class NotFoundError(ServingError):
 
 class TooLargeError(ServingError):
     code = Code.TOO_LARGE
+
+
+class UnauthenticatedError(ServingError):
+    code = Code.UNAUTHENTICATED
+
+
+class ForbiddenError(ServingError):
+    code = Code.FORBIDDEN
+
+
+class RequestTimeoutError(ServingError):
+    code = Code.REQUEST_TIMEOUT
+
+
+class TooManyRequestsError(ServingError):
+    code = Code.TOO_MANY_REQUESTS
+
+
+class ClientGoneError(ServingError):
+    """The client closed its connection before its request was read: counted as 499, answered to nobody."""
+
+    code = Code.CANCELLED
 
 
 class UnsupportedEncodingError(ServingError):

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from modelyard_runtime.modelconfig import CONFIG_FILE, ModelConfig, ModelConfigE
 from modelyard_runtime.server.batcher import Batcher, Outputs
 from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
+from modelyard_runtime.server.readiness import Required, unserved
 from modelyard_runtime.server.repository import mtime, scan_repository, size_on_disk, version_key
 from modelyard_runtime.server.versions import LoadedModel, LoadError, batchable, open_version
 
@@ -54,10 +55,12 @@ class DataPlane:
         max_queue_delay_ms: float = 0.0,
         config_dir: Path | None = None,
         preload: Preload | None = None,
+        required: Sequence[Required] = (),
     ) -> None:
         self.repository = repository
         self.config_dir = config_dir
         self._preload = preload
+        self.required = list(required)  # what readiness needs (server.readiness); static: all loaded at start
         self.metrics = metrics
         self.mode = mode
         self.memory_budget = memory_budget
@@ -141,6 +144,8 @@ class DataPlane:
             while not self.models:
                 await asyncio.sleep(RESCAN_SECONDS)
                 await self.load_all(quiet=True)
+            if not self.required:
+                self.required = [(name, v) for name, versions in self.models.items() for v in versions]
         self.ready = True
 
     async def load_all(self, *, quiet: bool = False) -> None:
@@ -326,8 +331,15 @@ class DataPlane:
 
     @property
     def reports_ready(self) -> bool:
-        """What health checks answer: loaded and not draining."""
-        return self.ready and not self.draining
+        """What health checks answer: loaded, not draining, and every required version servable."""
+        return self.ready and not self.draining and not self.unserved()
+
+    def unserved(self) -> list[str]:
+        """The required versions this server cannot serve now (unloaded, or not published yet)."""
+        on_demand: dict[str, dict[str, Path]] = {}
+        if self.mode == "dynamic":
+            on_demand = {name: vs for name, vs in self.available().items() if name not in self._unloaded}
+        return unserved(self.required, self.models, on_demand)
 
     async def acquire(self, name: str, version: str | None = None) -> LoadedModel:
         """The version for a request, loaded on demand in dynamic mode; pair with :meth:`release`."""

@@ -21,9 +21,11 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import BadRequestError, Code, ServingError, public_message
+from modelyard_runtime.errors import BadRequestError, Code, ServingError, TooManyRequestsError, public_message
 from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, decode_tensor, encode_tensor
-from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS, DataPlane, LoadedModel
+from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
+from modelyard_runtime.server.http import ADMIN_ONLY
+from modelyard_runtime.server.limits import Admission, Ticket
 
 T = TypeVar("T")
 log = logging.getLogger("modelyard.server")
@@ -70,14 +72,31 @@ def decode_inputs(request: service_pb2.ModelInferRequest) -> tuple[dict[str, npt
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, admission: Admission) -> None:
         self.plane = plane
+        self.admission = admission
         self._told: set[str] = set()  # unimplemented RPCs already logged
 
-    async def _call(self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]]) -> T:
-        """``work()``, with its errors answered through the code table; nothing internal reaches the client."""
+    def _admit(self, request: Any) -> Ticket:
+        """A ticket holding the request's bytes (server.limits, shared with HTTP); TooManyRequestsError beyond."""
+        ticket = self.admission.enter()
         try:
-            return await work()
+            ticket.reserve(request.ByteSize())
+        except TooManyRequestsError:
+            ticket.close()
+            raise
+        return ticket
+
+    async def _call(
+        self, context: grpc.aio.ServicerContext, work: Callable[[], Awaitable[T]], request: Any = None
+    ) -> T:
+        """``work()``, with its errors answered through the code table; nothing internal reaches the client.
+        With ``request``, the call holds a ticket of the server's limits while it runs."""
+        try:
+            if request is None:
+                return await work()
+            with self._admit(request):
+                return await work()
         except ServingError as exc:
             await context.abort(grpc.StatusCode[exc.code.grpc], public_message(exc.message))
         except Exception:
@@ -103,7 +122,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             ready = self.plane.reports_ready and self.plane.is_ready(request.name, request.version or None)
             return service_pb2.ModelReadyResponse(ready=ready)
 
-        return await self._call(context, work)
+        return await self._call(context, work, request)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         return service_pb2.ServerMetadataResponse(name="modelyard", version=__version__, extensions=EXTENSIONS)
@@ -120,7 +139,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 outputs=[service_pb2.ModelMetadataResponse.TensorMetadata(**t) for t in meta["outputs"]],
             )
 
-        return await self._call(context, work)
+        return await self._call(context, work, request)
 
     async def ModelConfig(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
@@ -128,7 +147,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             config = json_format.ParseDict(model.model_config(), model_config_pb2.ModelConfig())
             return service_pb2.ModelConfigResponse(config=config)
 
-        return await self._call(context, work)
+        return await self._call(context, work, request)
 
     async def ModelStatistics(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
@@ -137,7 +156,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 {"model_stats": stats}, service_pb2.ModelStatisticsResponse(), ignore_unknown_fields=True
             )
 
-        return await self._call(context, work)
+        return await self._call(context, work, request)
 
     async def RepositoryIndex(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
@@ -146,23 +165,13 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 models=[service_pb2.RepositoryIndexResponse.ModelIndex(**row) for row in rows]
             )
 
-        return await self._call(context, work)
+        return await self._call(context, work, request)
 
     async def RepositoryModelLoad(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def work() -> Any:
-            if "config" in request.parameters:
-                raise BadRequestError(CONFIG_OVERRIDE_UNSUPPORTED)
-            await self.plane.load_model(request.model_name)
-            return service_pb2.RepositoryModelLoadResponse()
-
-        return await self._call(context, work)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, ADMIN_ONLY)
 
     async def RepositoryModelUnload(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async def work() -> Any:
-            await self.plane.unload_model(request.model_name)
-            return service_pb2.RepositoryModelUnloadResponse()
-
-        return await self._call(context, work)
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, ADMIN_ONLY)
 
     async def ModelInfer(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         plane = self.plane
@@ -176,6 +185,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             version = model.version if model is not None else request.model_version or ""
             plane.count_request(request.model_name, version, model, "grpc", code, time.perf_counter() - started)
 
+        try:
+            ticket = self._admit(request)
+        except TooManyRequestsError as exc:  # refused before any work, like HTTP's 429: not counted as a request
+            await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
+            raise
         try:
             async with plane.use(request.model_name, request.model_version or None) as model:
                 inputs, datatypes = decode_inputs(request)
@@ -208,6 +222,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
             raise
         finally:
+            ticket.close()
             if not counted:
                 count(Code.INTERNAL.http)
 
@@ -231,13 +246,21 @@ for _method in dir(service_pb2_grpc.GRPCInferenceServiceServicer):
         setattr(InferenceService, _method, _unimplemented(_method))
 
 
-def build_server(plane: DataPlane, *, max_receive_bytes: int) -> grpc.aio.Server:
-    """A gRPC server with raised message limits (the library's default receive limit is 4 MiB)."""
+def build_server(
+    plane: DataPlane, admission: Admission, *, max_receive_bytes: int, handshake_seconds: float = 30.0
+) -> grpc.aio.Server:
+    """A gRPC server with raised message limits (the library's default receive limit is 4 MiB).
+
+    The library itself refuses calls beyond ``admission.max_requests`` (RESOURCE_EXHAUSTED) before it buffers
+    their messages, and closes connections that do not finish their handshake within ``handshake_seconds``;
+    the shared cap with HTTP and the buffered bytes are :class:`Admission`'s."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", 2**31 - 1),
-        ]
+            ("grpc.server_handshake_timeout_ms", int(handshake_seconds * 1000)),
+        ],
+        maximum_concurrent_rpcs=admission.max_requests,
     )
-    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(plane), server)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(plane, admission), server)
     return server

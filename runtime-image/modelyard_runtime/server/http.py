@@ -6,36 +6,60 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
 
-import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import BadRequestError, Code, ServingError, public_message
+from modelyard_runtime.errors import Code, ForbiddenError, ServingError, public_message
 from modelyard_runtime.protocol.checks import check_header_length
-from modelyard_runtime.protocol.encoding import decode_body
-from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, parse_infer_request
-from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, EXTENSIONS, DataPlane, LoadedModel
+from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, json_object, parse_infer_request
+from modelyard_runtime.server import body
+from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
+from modelyard_runtime.server.limits import Admission, Ticket
 
 log = logging.getLogger("modelyard.server")
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
-MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+TICKET: web.RequestKey[Ticket] = web.RequestKey("ticket", Ticket)  # the request's share of the server's limits
+UNLIMITED = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})  # probes must answer under load too
+ADMIN_ONLY = (
+    "the repository API's load and unload are not served on the inference ports; "
+    "use the admin API (modelyard-server --admin-port, on loopback by default)"
+)
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    admission: Admission
+    max_body_bytes: int = 64 * 2**20
+    body_timeout_seconds: float = 60.0
+
+
+SETTINGS: web.AppKey[HttpSettings] = web.AppKey("settings", HttpSettings)
 
 
 def error(code: Code, message: str) -> web.Response:
     return web.json_response({"error": message}, status=code.http)
 
 
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
 @web.middleware
-async def errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ServingError as exc:
-        return error(exc.code, public_message(exc.message))
+        response = error(exc.code, public_message(exc.message))
+        if exc.code is Code.REQUEST_TIMEOUT:  # the rest of a trickled body is not worth reading (lingering on)
+            response.force_close()
+            await response.prepare(request)
+            await response.write_eof()
+            request.protocol.force_close()  # closes once the answer is written
+        elif exc.code is Code.TOO_MANY_REQUESTS:
+            response.headers["Retry-After"] = "1"
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error(Code.TOO_LARGE, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
@@ -45,6 +69,17 @@ async def errors(
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
         return error(Code.INTERNAL, "internal error (the server log has the details)")
+
+
+@web.middleware
+async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request but health checks and metrics takes a ticket (server.limits) before its body is read: 429
+    beyond the server's caps, and its bytes given back however it ends."""
+    if request.path in UNLIMITED:
+        return await handler(request)
+    with request.app[SETTINGS].admission.enter() as ticket:
+        request[TICKET] = ticket
+        return await handler(request)
 
 
 def _name(request: web.Request) -> tuple[str, str | None]:
@@ -86,42 +121,22 @@ async def model_stats(request: web.Request) -> web.Response:
 
 
 async def read_body(request: web.Request) -> bytes:
-    """The body, decoded by its Content-Encoding (:func:`~modelyard_runtime.protocol.encoding.decode_body`): the
-    library's own decoding is off, so a bad body is a 400, an unknown coding a 415 and a bomb a 413."""
-    body = await request.read()  # bounded by client_max_size: a 413 above it
-    return decode_body(body, request.headers.get("Content-Encoding"), request.app[MAX_BODY])
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    body = await read_body(request)
-    if not body.strip():
-        return {}
-    try:
-        parsed = orjson.loads(body)  # no recursion in Python: nesting beyond 1024 levels is a JSONDecodeError
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request body is not valid JSON: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise BadRequestError("request body must be a JSON object")
-    return parsed
+    """The decoded body, within the deadline, the size limit and the server's buffered-bytes cap
+    (:func:`~modelyard_runtime.server.body.read_body`)."""
+    settings = request.app[SETTINGS]
+    return await body.read_body(
+        request, request[TICKET], limit=settings.max_body_bytes, seconds=settings.body_timeout_seconds
+    )
 
 
 async def repository_index(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    return web.json_response(request.app[PLANE].index(ready_only=bool(body.get("ready", False))))
+    doc = json_object(await read_body(request))
+    return web.json_response(request.app[PLANE].index(ready_only=bool(doc.get("ready", False))))
 
 
-async def repository_load(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    if "config" in (body.get("parameters") or {}):
-        raise BadRequestError(CONFIG_OVERRIDE_UNSUPPORTED)
-    await request.app[PLANE].load_model(request.match_info["model"])
-    return web.json_response({})
-
-
-async def repository_unload(request: web.Request) -> web.Response:
-    await _json_body(request)
-    await request.app[PLANE].unload_model(request.match_info["model"])
-    return web.json_response({})
+async def admin_only(request: web.Request) -> web.Response:
+    """Load and unload on an inference port: whoever reaches the Service must not be able to take a model offline."""
+    raise ForbiddenError(ADMIN_ONLY)
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -169,11 +184,15 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def build_app(plane: DataPlane, *, max_body_bytes: int = 64 * 2**20) -> web.Application:
+def build_app(plane: DataPlane, settings: HttpSettings) -> web.Application:
     # auto_decompress off: read_body decodes, with its own errors and the size limit applied after decoding
-    app = web.Application(client_max_size=max_body_bytes, middlewares=[errors], handler_args={"auto_decompress": False})
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[errors, admit],
+        handler_args={"auto_decompress": False},
+    )
     app[PLANE] = plane
-    app[MAX_BODY] = max_body_bytes
+    app[SETTINGS] = settings
     r = app.router
     r.add_get("/v2/health/live", live)
     r.add_get("/v2/health/ready", ready)
@@ -187,6 +206,6 @@ def build_app(plane: DataPlane, *, max_body_bytes: int = 64 * 2**20) -> web.Appl
         r.add_post(prefix + "/infer", infer)
         r.add_get(prefix + "/stats", model_stats)
     r.add_post("/v2/repository/index", repository_index)
-    r.add_post("/v2/repository/models/{model}/load", repository_load)
-    r.add_post("/v2/repository/models/{model}/unload", repository_unload)
+    r.add_post("/v2/repository/models/{model}/load", admin_only)
+    r.add_post("/v2/repository/models/{model}/unload", admin_only)
     return app
