@@ -26,6 +26,11 @@ class Server:
     http_port: int
     grpc_port: int
     log: Path
+    admin_port: int = 0
+
+    @property
+    def admin(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
 
     @property
     def http(self) -> str:
@@ -67,14 +72,14 @@ def wait_ready(server: Server, timeout: float = 60) -> None:
 def run_server(repo: Path, *args: str, env: dict[str, str] | None = None, ready: bool = True) -> Iterator[Server]:
     """``modelyard-server`` on free ports over ``repo``; waits until ready unless ``ready=False``."""
     log = repo.parent / f"server-{repo.name}-{time.monotonic_ns()}.log"
-    http_port, grpc_port = free_port(), free_port()
+    http_port, grpc_port, admin_port = free_port(), free_port(), free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [SERVER, "--model-repository", str(repo), "--host", "127.0.0.1",
-             "--http-port", str(http_port), "--grpc-port", str(grpc_port), *args],
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--admin-port", str(admin_port), *args],
             stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
-    server = Server(proc, http_port, grpc_port, log)
+    server = Server(proc, http_port, grpc_port, log, admin_port)
     try:
         if ready:
             wait_ready(server)

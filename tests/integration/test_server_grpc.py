@@ -11,6 +11,7 @@ import grpc
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -166,26 +167,37 @@ def test_statistics_count_known_traffic(tmp_path: Path) -> None:
 
 
 def test_repository_index_load_unload(tmp_path: Path) -> None:
+    """Load and unload are refused on the gRPC port (PERMISSION_DENIED) and served by the admin API; gRPC sees the
+    outcome: the model not ready, UNAVAILABLE, the index's reason, readiness of the server false until reloaded."""
     repo = tmp_path / "repo"
     binary_op(repo / "calc" / "1" / "model.onnx", "Add")
     binary_op(repo / "other" / "1" / "model.onnx", "Mul")
     with run_server(repo) as s:
         client = grpcclient.InferenceServerClient(s.grpc)
+        admin = httpclient.InferenceServerClient(s.admin)
         index = client.get_model_repository_index(as_json=True)["models"]
         assert {(m["name"], m["state"]) for m in index} == {("calc", "READY"), ("other", "READY")}
-        client.unload_model("other")
+        for call in (client.unload_model, client.load_model):
+            with pytest.raises(InferenceServerException) as exc:
+                call("other")
+            assert grpc_status(exc) == "StatusCode.PERMISSION_DENIED"
+            assert "admin API" in exc.value.message()
+        assert client.is_model_ready("other")
+        admin.unload_model("other")
         assert not client.is_model_ready("other")
+        assert not client.is_server_ready()  # a version it must serve is unloaded: out of the endpoints
         with pytest.raises(InferenceServerException) as exc:
             client.infer("other", calc_inputs(A, B))
         assert grpc_status(exc) == "StatusCode.UNAVAILABLE"
         index = {m["name"]: m for m in client.get_model_repository_index(as_json=True)["models"]}
         assert index["other"]["state"] == "UNAVAILABLE"
         assert index["other"]["reason"] == "unloaded"
-        client.load_model("other")
+        admin.load_model("other")
+        assert client.is_server_ready()
         np.testing.assert_array_equal(client.infer("other", calc_inputs(A, B)).as_numpy("OUT0"), A * B)
-        with pytest.raises(InferenceServerException) as exc:
-            client.load_model("missing")
-        assert grpc_status(exc) == "StatusCode.NOT_FOUND"
+        with pytest.raises(InferenceServerException) as http_exc:
+            admin.load_model("missing")
+        assert http_exc.value.status() == "404"
 
 
 @pytest.mark.parametrize(

@@ -14,18 +14,28 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from ..models import ONNX_TYPES, binary_op, identity_all_types
-from ..serving import run_server
+from ..serving import Server, run_server
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     repo = tmp_path_factory.mktemp("repo")
     binary_op(repo / "calc" / "1" / "model.onnx", "Add")
     binary_op(repo / "calc" / "2" / "model.onnx", "Mul")
     identity_all_types(repo / "types" / "1" / "model.onnx")
     with run_server(repo, env={"MODELYARD_MAX_BODY_BYTES": "1Mi"}) as s:
-        yield s.http
+        yield s
         assert "ready: 3 model version(s)" in s.output()
+
+
+@pytest.fixture(scope="module")
+def server(running: Server) -> str:
+    return running.http
+
+
+@pytest.fixture(scope="module")
+def admin(running: Server) -> str:
+    return running.admin
 
 
 @pytest.fixture
@@ -232,7 +242,9 @@ def test_metrics_count_known_traffic(server: str, client: httpclient.InferenceSe
     assert 'modelyard_model_memory_bytes{model="calc",version="2"}' in text
 
 
-def test_statistics_and_repository_index_over_http(server: str, client: httpclient.InferenceServerClient) -> None:
+def test_statistics_and_repository_index_over_http(
+    server: str, admin: str, client: httpclient.InferenceServerClient
+) -> None:
     before = client.get_inference_statistics("calc", "1")["model_stats"][0]["inference_stats"]["success"]["count"]
     for _ in range(2):
         client.infer("calc", calc_inputs(A, B), model_version="1")
@@ -245,7 +257,7 @@ def test_statistics_and_repository_index_over_http(server: str, client: httpclie
     assert {(m["name"], m["version"], m["state"]) for m in index} == {
         ("calc", "1", "READY"), ("calc", "2", "READY"), ("types", "1", "READY"),
     }  # fmt: skip
-    status, doc = post(server, "/v2/repository/models/ghost/load", b"")
+    status, doc = post(admin, "/v2/repository/models/ghost/load", b"")
     assert status == 404
     assert "no model 'ghost'" in doc["error"]
     status, doc = post(server, "/v2/repository/index", b"[1]")
@@ -253,9 +265,9 @@ def test_statistics_and_repository_index_over_http(server: str, client: httpclie
     assert "JSON object" in doc["error"]
 
 
-def test_a_config_override_on_load_is_refused_clearly(server: str) -> None:
+def test_a_config_override_on_load_is_refused_clearly(admin: str) -> None:
     body = json.dumps({"parameters": {"config": '{"max_batch_size": 4}'}}).encode()
-    status, doc = post(server, "/v2/repository/models/calc/load", body)
+    status, doc = post(admin, "/v2/repository/models/calc/load", body)
     assert status == 400
     assert "config.yaml" in doc["error"]
 

@@ -157,7 +157,7 @@ def test_unload_waits_for_requests_in_flight(tmp_path: Path) -> None:
         while metric(s, "modelyard_inference_inflight_requests", model="slow", version="1") < 1:
             assert time.monotonic() < deadline, "the slow request never started"
             time.sleep(0.01)
-        client.unload_model("slow")
+        httpclient.InferenceServerClient(s.admin).unload_model("slow")
         assert not client.is_model_ready("slow")
         with pytest.raises(InferenceServerException) as exc:
             client.infer("slow", [x])
