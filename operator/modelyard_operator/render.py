@@ -36,6 +36,10 @@ ARTIFACT_CACHE_VOLUME = "artifact-cache"
 RUN_AS = 65532
 HTTP_PORT_NAME = "http"
 GRPC_PORT_NAME = "grpc"
+# The server's admin API (repository load/unload) listens on the pod's loopback only: never a containerPort, never
+# in a Service. The loader sidecar's API (8090) is on loopback too, so neither may take the other's port.
+ADMIN_PORTS = (8082, 8083, 8084)
+LOADER_API_PORT = 8090
 
 Obj = dict[str, Any]
 
@@ -166,6 +170,18 @@ def serving_loader_args(mv: ModelVersion, mode: str, access_args: list[str]) -> 
     return loader_args("fetch" if mode == "static" else "sidecar", mv, dest, access_args)
 
 
+def admin_port(md: ModelDeployment) -> int:
+    """The admin API's loopback port: the first of ADMIN_PORTS that the inference ports leave free."""
+    taken = {md.spec.serving.http_port, md.spec.serving.grpc_port, LOADER_API_PORT}
+    return next(p for p in ADMIN_PORTS if p not in taken)  # two inference ports cannot take all three
+
+
+def serve_arg(mv: ModelVersion) -> list[str]:
+    """``--serve model:version``: the server reports not ready while this version is unloaded or not published, so
+    a pod that cannot serve it leaves the Service's endpoints."""
+    return ["--serve", f"{mv.spec.model}:{mv.spec.version}"]
+
+
 def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
     s = md.spec
     args = [
@@ -179,6 +195,11 @@ def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
         s.loading.mode,
         "--drain-seconds",  # on deletion: fail readiness, keep answering while endpoints drop the pod
         str(DRAIN_SECONDS),
+        "--admin-host",  # load/unload: the pod's own containers only (the inference ports answer 403)
+        "127.0.0.1",
+        "--admin-port",
+        str(admin_port(md)),
+        *serve_arg(mv),
     ]
     if s.loading.memory_budget is not None:
         args += ["--memory-budget", str(s.loading.memory_budget)]
@@ -400,6 +421,8 @@ def render_in_pod_deployment(
     )
     server = pod["containers"][0]
     server["args"] += ["--model-config-dir", MODEL_CONFIG_DIR]
+    if canary is not None:
+        server["args"] += serve_arg(canary)  # both versions: a pod missing either leaves the endpoints
     server["volumeMounts"].append({"name": "model-config", "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
     annotations = {ANNOTATION_VERSIONS: ",".join(versions)}
     deployment["metadata"]["annotations"] = dict(annotations)

@@ -94,6 +94,43 @@ def test_server_contract() -> None:
     assert "startupProbe" in server
 
 
+def flag(args: list[str], name: str) -> list[str]:
+    return [args[i + 1] for i, a in enumerate(args) if a == name]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_admin_api_stays_on_loopback_and_out_of_the_service(case: str) -> None:
+    deployment, *services = rendered(case)
+    (server,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert flag(server["args"], "--admin-host") == ["127.0.0.1"]
+    (port,) = flag(server["args"], "--admin-port")
+    assert int(port) not in {p["containerPort"] for p in server["ports"]}
+    assert {p["name"] for p in server["ports"]} == {"http", "grpc"}
+    for service in services:
+        assert {p["targetPort"] for p in service["spec"]["ports"]} == {"http", "grpc"}
+
+
+def test_the_admin_port_avoids_the_inference_ports() -> None:
+    md, mv = CASES["static-cpu"]
+    md = model_deployment(serving={"httpPort": 8082, "grpcPort": 8083})
+    (deployment, *_) = render_children(ModelDeployment.model_validate(md), ModelVersion.model_validate(mv), CONFIG)
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert flag(args, "--admin-port") == ["8084"]
+
+
+def test_readiness_requires_the_versions_the_pod_is_for() -> None:
+    for case in CASES:
+        server = rendered(case)[0]["spec"]["template"]["spec"]["containers"][0]
+        assert flag(server["args"], "--serve") == ["fraud:42"]
+    md = ModelDeployment.model_validate(model_deployment())
+    stable = ModelVersion.model_validate(model_version())
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    pod = render_in_pod_deployment(md, stable, canary, CONFIG, replicas=1)["spec"]["template"]["spec"]
+    assert flag(pod["containers"][0]["args"], "--serve") == ["fraud:42", "fraud:43"]
+    alone = render_in_pod_deployment(md, stable, None, CONFIG, replicas=1)["spec"]["template"]["spec"]
+    assert flag(alone["containers"][0]["args"], "--serve") == ["fraud:42"]
+
+
 def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> None:
     (static_loader,) = rendered("static-cpu")[0]["spec"]["template"]["spec"]["initContainers"]
     assert "restartPolicy" not in static_loader
