@@ -375,17 +375,21 @@ def with_policy(cluster: tuple[DevCluster, Kubectl]) -> tuple[DevCluster, Kubect
     cl, kube = cluster
     install(cl, {"operator": {"watchNamespaces": [WATCHED], "artifactCache": {"hostPath": CACHE}}})
     kube.run("wait", "--for=create", "validatingadmissionpolicybinding/modelyard-operator-workloads", "--timeout=30s")
+    # The API server's policy informer sees a new or changed policy within a moment. Until then the previous one
+    # (no cache directory) may still refuse the node cache, or none may deny yet: wait until this one decides.
+    good = rendered_objects()["Deployment (static)"]
+    bad = _broken(good, _privileged)
+
+    def active() -> bool:
+        return as_operator(kube, good, dry_run=True).returncode == 0 and as_operator(kube, bad, dry_run=True).returncode
+
+    wait_for(active, timeout=30, what="the policy with the cache directory to be active")
     return cl, kube
 
 
 def test_policy_admits_what_the_operator_renders(with_policy: tuple[DevCluster, Kubectl]) -> None:
     _, kube = with_policy
     objects = rendered_objects()
-    # the policy's informer sees a new binding within a moment: until it denies, it may not be active yet
-    wait_for(
-        lambda: as_operator(kube, _broken(objects["Deployment (static)"], _privileged), dry_run=True).returncode,
-        timeout=20, what="the admission policy to be active",
-    )  # fmt: skip
     for what, obj in objects.items():
         proc = as_operator(kube, obj)
         assert proc.returncode == 0, f"{what} refused:\n{proc.stderr}"
