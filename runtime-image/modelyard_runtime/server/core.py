@@ -25,18 +25,18 @@ import numpy.typing as npt
 from modelyard_runtime.backends import Backend
 from modelyard_runtime.errors import BadRequestError, NotFoundError, UnavailableError, public_message
 from modelyard_runtime.metrics import ServerMetrics
-from modelyard_runtime.modelconfig import CONFIG_FILE, ModelConfig, ModelConfigError, WeightedPicker, read_model_config
+from modelyard_runtime.modelconfig import ModelConfig, WeightedPicker
 from modelyard_runtime.server.batcher import Batcher, Outputs
 from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required, unserved
-from modelyard_runtime.server.repository import mtime, scan_repository, size_on_disk, version_key
+from modelyard_runtime.server.repository import scan_repository, size_on_disk, version_key
 from modelyard_runtime.server.versions import LoadedModel, LoadError, batchable, open_version
+from modelyard_runtime.server.view import RESCAN_SECONDS, RepositoryView
 
 __all__ = ["DataPlane", "LoadError", "LoadedModel", "open_version", "scan_repository", "version_key"]
 
 log = logging.getLogger("modelyard.server")
-RESCAN_SECONDS = 1.0  # how stale the view of the repository and of config.yaml may be
 UNKNOWN_MODEL = "(unknown)"  # the model (or version) label of requests for ones that do not exist
 INFER_THREADS = 4  # inference runs off the loop thread (ONNX Runtime releases the GIL while it runs)
 EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
@@ -74,43 +74,16 @@ class DataPlane:
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self._failures: dict[tuple[str, str], str] = {}
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
-        self._scan: tuple[float, dict[str, dict[str, Path]]] = (-1e9, {})
-        self._configs: dict[str, tuple[float, tuple[float, ...], ModelConfig]] = {}  # model → (checked, mtimes, config)
+        self.view = RepositoryView(repository, config_dir)
         self._pickers: dict[str, WeightedPicker] = {}
 
-    # --- repository view -------------------------------------------------------------------------
+    # --- repository view (server.view) ----------------------------------------------------------------
 
     def available(self, *, fresh: bool = False) -> dict[str, dict[str, Path]]:
-        checked, found = self._scan
-        if fresh or time.monotonic() - checked > RESCAN_SECONDS:
-            found = scan_repository(self.repository)
-            self._scan = (time.monotonic(), found)
-        return found
+        return self.view.available(fresh=fresh)
 
     def model_config(self, name: str) -> ModelConfig:
-        """config.yaml of a model, re-read when it changed (checked at most once per RESCAN_SECONDS)."""
-        now = time.monotonic()
-        cached = self._configs.get(name)
-        if cached is not None and now - cached[0] <= RESCAN_SECONDS:
-            return cached[2]
-        dirs = [self.repository / name]
-        if self.config_dir is not None:
-            dirs.append(self.config_dir / name)
-        mtimes = tuple(mtime(d / CONFIG_FILE) for d in dirs)
-        if cached is not None and cached[1] == mtimes:
-            self._configs[name] = (now, mtimes, cached[2])
-            return cached[2]
-        try:
-            config = read_model_config(*dirs)
-        except ModelConfigError as exc:
-            if cached is None:
-                raise
-            log.error("keeping the previous settings of %s: %s", name, exc)  # a bad edit must not stop serving
-            config = cached[2]
-        if cached is not None and cached[2].version_weights != config.version_weights:
-            log.info("version weights of %s are now %s", name, config.version_weights or "highest version")
-        self._configs[name] = (now, mtimes, config)
-        return config
+        return self.view.model_config(name)
 
     def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = []
@@ -167,7 +140,7 @@ class DataPlane:
         if not versions:
             raise NotFoundError(f"no model {name!r} in the repository")
         self._unloaded.discard(name)
-        self._configs.pop(name, None)
+        self.view.forget_config(name)
         try:
             return [await self._load_version(name, v) for v in sorted(versions, key=version_key)]
         except LoadError as exc:
