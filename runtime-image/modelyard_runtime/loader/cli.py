@@ -85,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(side, uri_required=False)
     side.add_argument("--repository", type=Path, default=Path("/models"), help="the server's model repository")
     side.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT of the local API (loopback only)")
+    side.add_argument("--server-admin", help="http://127.0.0.1:PORT: the server's admin API, to load what is fetched")
+    side.add_argument("--server-admin-token-file", type=Path, help="the bearer token of the server's admin API")
     val = sub.add_parser("validate", help="fetch, verify, inspect and load once; write a JSON result")
     _add_common(val, uri_required=True)
     val.add_argument("--termination-log", default="/dev/termination-log")

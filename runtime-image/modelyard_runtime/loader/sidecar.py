@@ -10,6 +10,10 @@ small JSON API on a loopback address only (other containers of the pod can reach
   version already published with the same digest is answered without fetching again.
 - ``GET /versions`` → what was published, ``GET /healthz`` → ``{"ok": true}``.
 
+With ``--server-admin http://127.0.0.1:PORT`` (the server's admin API; ``--server-admin-token-file`` for its bearer
+token), each version published on request is then loaded by the server: the answer carries ``"loaded": true``, or
+is a 502 ``{"ok": false, "reason": "ServerLoadFailed", ...}`` with the server's reason (the files stay published).
+
 Trust material (public key, certificate chain, sigstore identity) and allowlists come from the sidecar's
 own flags, never from a request.
 """
@@ -34,6 +38,7 @@ from modelyard_runtime.loader.errors import (
     UsageError,
 )
 from modelyard_runtime.loader.pipeline import FetchRequest, log, run_fetch
+from modelyard_runtime.loader.serveradmin import ServerAdmin
 
 MODEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
@@ -47,6 +52,9 @@ class Sidecar:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.published: dict[str, dict[str, Any]] = {}
+        self.server: ServerAdmin | None = None
+        if getattr(args, "server_admin", None):
+            self.server = ServerAdmin.parse(args.server_admin, args.server_admin_token_file)
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
@@ -82,17 +90,29 @@ class Sidecar:
         with self._lock(key):
             done = self.published.get(key)
             if done and req.digest and done.get("digest") == req.digest and req.dest.exists():
-                return {**done, "alreadyPublished": True}
-            result = run_fetch(req).as_dict()
-            result.update(ok=True, model=body["model"], version=body["version"])
-            self.published[key] = result
-            return result
+                result = {**done, "alreadyPublished": True}
+            else:
+                result = run_fetch(req).as_dict()
+                result.update(ok=True, model=body["model"], version=body["version"])
+                self.published[key] = result
+        if self.server is not None:  # also when already published: a version unloaded since is loaded again
+            status, message = self.server.load(body["model"])
+            if status != 200:
+                raise ServerLoadError(
+                    f"published, but the server did not load {key} ({status or 'no answer'}): {message}"
+                )
+            result = {**result, "loaded": True}
+        return result
+
+
+class ServerLoadError(LoaderError):
+    reason = "ServerLoadFailed"
 
 
 def _status(e: LoaderError) -> int:
     if isinstance(e, UsageError):
         return 400
-    if isinstance(e, FetchError):
+    if isinstance(e, (FetchError, ServerLoadError)):
         return 502
     return 409
 
