@@ -163,11 +163,14 @@ def loader_args(subcommand: str, mv: ModelVersion, dest: str, access_args: list[
     return args + access_args
 
 
-def serving_loader_args(mv: ModelVersion, mode: str, access_args: list[str]) -> list[str]:
-    """The model pod's loader: fetch for static loading, sidecar for dynamic, into the model repository."""
+def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list[str]) -> list[str]:
+    """The model pod's loader: fetch for static loading, sidecar for dynamic, into the model repository. The sidecar
+    has the server load what it publishes on request, through the server's admin API on the pod's loopback."""
     spec = mv.spec
     dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
-    return loader_args("fetch" if mode == "static" else "sidecar", mv, dest, access_args)
+    if md.spec.loading.mode == "static":
+        return loader_args("fetch", mv, dest, access_args)
+    return [*loader_args("sidecar", mv, dest, access_args), "--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
 
 
 def admin_port(md: ModelDeployment) -> int:
@@ -236,7 +239,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "image": config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
-        "args": serving_loader_args(mv, s.loading.mode, access_args),
+        "args": serving_loader_args(md, mv, access_args),
         "volumeMounts": [*_work_mounts(), *access_mounts],
         "securityContext": container_security(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
@@ -405,7 +408,7 @@ def render_in_pod_deployment(
         loader["name"] = f"loader-{version_slug(canary.spec.version)}"[:63]
         # the canary's own credentials and trust material, beside the stable's
         canary_args, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
-        loader["args"] = serving_loader_args(canary, md.spec.loading.mode, canary_args)
+        loader["args"] = serving_loader_args(md, canary, canary_args)
         loader["volumeMounts"] = [*_work_mounts(), *canary_mounts]
         pod["initContainers"].append(loader)
         present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it

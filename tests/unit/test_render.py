@@ -145,6 +145,12 @@ def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> No
     (dynamic_loader,) = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]["initContainers"]
     assert dynamic_loader["restartPolicy"] == "Always"
     assert dynamic_loader["args"][0] == "sidecar"
+    # the sidecar has the server load what it publishes, on the server's admin port (loopback), never the Service's
+    (server,) = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]["containers"]
+    assert flag(dynamic_loader["args"], "--server-admin") == [
+        f"http://127.0.0.1:{flag(server['args'], '--admin-port')[0]}"
+    ]
+    assert "--server-admin" not in static_loader["args"]
 
 
 def test_labels_and_selectors() -> None:
