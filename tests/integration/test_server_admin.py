@@ -173,3 +173,15 @@ def test_no_admin_api_at_all_with_port_0(repo: Path) -> None:
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", s.admin_port), timeout=2).close()
         assert request(s.http, "/v2/repository/models/calc/unload")[0] == 403
+
+
+def test_an_admin_port_in_use_stops_the_server_with_the_reason(repo: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        with (
+            pytest.raises(RuntimeError, match=f"cannot listen for the admin API on 127.0.0.1:{port}"),
+            run_server(repo, "--admin-port", port, ready=False),
+        ):
+            pass

@@ -51,7 +51,14 @@ class AdminListener:
     async def start(self) -> None:
         if self.runner is not None:
             await self.runner.setup()
-            await web.TCPSite(self.runner, self.config.admin_host, self.config.admin_port, reuse_address=True).start()
+            host, port = self.config.admin_host, self.config.admin_port
+            try:
+                await web.TCPSite(self.runner, host, port, reuse_address=True).start()
+            except OSError as exc:  # most likely a second server on one host: say which flag to change
+                raise RuntimeError(
+                    f"cannot listen for the admin API on {host}:{port}: {exc.strerror or exc} "
+                    "(another server on this host? choose --admin-port, or 0 for no admin API)"
+                ) from None
 
     async def stop(self) -> None:
         if self.runner is not None:
