@@ -251,9 +251,9 @@ def build_server(
 ) -> grpc.aio.Server:
     """A gRPC server with raised message limits (the library's default receive limit is 4 MiB).
 
-    The library itself refuses calls beyond ``admission.max_requests`` (RESOURCE_EXHAUSTED) before it buffers
-    their messages, and closes connections that do not finish their handshake within ``handshake_seconds``;
-    the shared cap with HTTP and the buffered bytes are :class:`Admission`'s."""
+    The library itself refuses calls beyond ``admission.max_requests`` (RESOURCE_EXHAUSTED) and closes connections
+    that do not finish their handshake within ``handshake_seconds``; the cap shared with HTTP and the buffered bytes
+    are :class:`Admission`'s, applied once a message has arrived."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
