@@ -19,6 +19,7 @@ only, so it runs before the project's virtual environment exists.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import random
@@ -44,6 +45,7 @@ DEFAULT_DIR = REPO / ".devcluster"
 SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
+OPERATOR_USER = "modelyard-operator"  # the identity of operator.kubeconfig (up writes it next to the admin's)
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
 # What make images writes to dist/images (the CPU ones; the GPU image is not pushed: no GPU here)
 PROJECT_IMAGES = ("modelyard-operator", "modelyard-runtime")
@@ -158,6 +160,8 @@ def make_pki(pki: Path) -> None:
             "extendedKeyUsage=clientAuth",
         ),
         "coredns": (f"/CN={COREDNS_USER}", "extendedKeyUsage=clientAuth"),
+        # an operator run from this host under its own name, so the audit log tells its requests apart
+        "operator": (f"/O=system:masters/CN={OPERATOR_USER}", "extendedKeyUsage=clientAuth"),
     }
     for name, (subject, ext) in certs.items():
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
@@ -396,8 +400,11 @@ class DevCluster:
         nodes: bool = True,
         real_node: bool = False,
         prometheus: bool = False,
+        audit: bool = False,
         timeout: float = 120.0,
     ) -> State:
+        """Start the control plane (and kwok's nodes, the real node, Prometheus as asked). ``audit``: the API server
+        logs every request of :data:`OPERATOR_USER` (operator.kubeconfig) to ``logs/audit.log``, one JSON line each."""
         existing = self.state()
         if existing is not None and any(c.alive() for c in existing.components):
             raise ClusterError(f"a cluster is already running from {self.dir} (hack/devcluster down first)")
@@ -428,7 +435,7 @@ class DevCluster:
         host = realnode.GATEWAY if real_node else "127.0.0.1"
         server = state.apiserver = f"https://{host}:{ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, pki, server, "admin")
-        for user in ("controller-manager", "scheduler", "kwok", "kube-proxy", "kubelet", "coredns"):
+        for user in ("controller-manager", "scheduler", "kwok", "kube-proxy", "kubelet", "coredns", "operator"):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", pki, server, user)
         stages = self._kwok_stages()
         logs = self.dir / "logs"
@@ -480,6 +487,7 @@ class DevCluster:
                     f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                     f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                     "--kubelet-preferred-address-types=InternalIP,Hostname",
+                    *(self._audit_flags(logs) if audit else []),
                 ],
                 str(logs / "kube-apiserver.log"),
                 f"{server}/readyz",
@@ -565,6 +573,18 @@ class DevCluster:
         version = json.loads(self.kubectl("get", "--raw", "/version", capture=True))["gitVersion"]
         log(f"cluster up in {time.monotonic() - started:.1f}s: Kubernetes {version} at {server}")
         return state
+
+    def _audit_flags(self, logs: Path) -> list[str]:
+        policy = {
+            "apiVersion": "audit.k8s.io/v1",
+            "kind": "Policy",
+            "omitStages": ["RequestReceived"],  # one line per request: when its answer is complete (or started)
+            "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+        }
+        path = self.dir / "audit-policy.yaml"
+        path.write_text(json.dumps(policy, indent=2) + "\n")
+        (logs / "audit.log").unlink(missing_ok=True)
+        return [f"--audit-policy-file={path}", f"--audit-log-path={logs / 'audit.log'}", "--audit-log-maxsize=0"]
 
     def _start_real_node(self, node_bin: Path, state: State, *, deadline: float) -> None:
         """Node ``node-0`` run by kubelet with containerd and runc (hack/realnode.py): a registry for its images,
@@ -929,6 +949,23 @@ class DevCluster:
         if proc.returncode != 0:
             pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False, capture=True)
             raise ClusterError(f"helm install failed: {proc.stderr.strip()[-1500:]}\n{pods}")
+
+    def audit_events(self, since: float, until: float) -> list[dict[str, Any]]:
+        """The operator identity's requests (``up(audit=True)``) that completed between two wall-clock times (epoch
+        seconds), one audit event each; a watch counts once, when it started."""
+        events = []
+        with open(self.dir / "logs" / "audit.log", encoding="utf-8") as fh:
+            for line in fh:
+                event = json.loads(line)
+                if event.get("user", {}).get("username") != OPERATOR_USER:
+                    continue
+                wanted = "ResponseStarted" if event.get("verb") == "watch" else "ResponseComplete"
+                if event.get("stage") != wanted:
+                    continue
+                stamp = datetime.datetime.fromisoformat(event["stageTimestamp"].replace("Z", "+00:00")).timestamp()
+                if since <= stamp < until:
+                    events.append(event)
+        return events
 
     def prometheus_url(self) -> str | None:
         """The URL of the Prometheus ``up --prometheus`` started, or None."""

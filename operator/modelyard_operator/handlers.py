@@ -11,7 +11,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.api.modeldeployment import ModelDeployment
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
+from modelyard_operator.indexes import View
 from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
 from modelyard_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY
@@ -38,7 +39,7 @@ from modelyard_operator.reconcile import (
     uses_rollout,
 )
 from modelyard_operator.rollout.decide import format_time, measurement_due, parse_time
-from modelyard_operator.status import Problem, Reason, degraded_status
+from modelyard_operator.status import Problem, Reason, degraded_status, status_differs
 
 MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
@@ -65,37 +66,48 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         Prometheus(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
     )
     memo.locks = collections.defaultdict(asyncio.Lock)
+    memo.lag_watch = asyncio.create_task(memo.metrics.watch_event_loop_lag())
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    if memo.get("lag_watch") is not None:
+        memo.lag_watch.cancel()
     await memo.kube.close()
     if memo.get("prometheus") is not None:
         await memo.prometheus.close()
 
 
-async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
-    """Bring one ModelDeployment's children and status in line with its spec."""
+async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> None:
+    """Bring one ModelDeployment's children and status in line with its spec.
+
+    Reads come from the watch-fed indexes (``view``); writes go out only where something differs.
+    """
     kube: Kube = memo.kube
     started = time.perf_counter()
     async with memo.locks[(namespace, name)]:
         try:
-            md = await kube.get_model_deployment(namespace, name)
+            md = await _current(view.model_deployment, "ModelDeployment", namespace, name, kube)
             if md is None or md["metadata"].get("deletionTimestamp"):
+                kube.forget_owner(namespace, name)
                 return
-            mvs = await kube.list_model_versions(namespace)
-            deployments = await kube.list_owned_deployments(namespace, name)
+            spec, status = md.get("spec") or {}, md.get("status") or {}
+            wanted = (spec.get("version"), status.get("stableVersion"), status.get("canaryVersion"))
+            mvs = view.model_versions(namespace, spec.get("model"), wanted)
+            deployments = view.owned_deployments(namespace, name)
             try:
                 todo = await _plan(md, mvs, deployments, memo)
             except ValidationError as exc:
                 update = invalid_status(md, exc, _now())
                 if update is not None:
-                    await kube.patch_status("ModelDeployment", namespace, name, update.status)
+                    await _write_status(kube, md, update.status)
                     _emit(md, update.events)
                 return
+            children = [*deployments, *view.owned_services(namespace, name)]
+            observed = {(o["kind"], o["metadata"]["name"]): o for o in children}
             try:
                 for obj in todo.apply:
-                    await kube.apply(obj)
+                    await kube.apply_child(obj, name, observed.get((obj["kind"], obj["metadata"]["name"])))
             except KubeError as exc:
                 if not exc.api_missing:
                     raise
@@ -106,7 +118,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
                 log.info("deleting Deployment %s/%s: replaced by %s", namespace, dep, md["spec"]["version"])
                 await kube.delete_deployment(namespace, dep)
             if todo.status is not None:
-                await kube.patch_status("ModelDeployment", namespace, name, todo.status.status)
+                await _write_status(kube, md, todo.status.status)
                 _emit(md, todo.status.events)
             if isinstance(todo, RolloutPlan):
                 _count(memo.metrics, todo)
@@ -116,6 +128,28 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo) -> None:
             raise kopf.PermanentError(str(exc)) from exc
         finally:
             memo.metrics.reconcile_duration.labels(kind="ModelDeployment").observe(time.perf_counter() - started)
+
+
+async def _current(
+    cached: Callable[[str, str], dict[str, Any] | None], kind: str, namespace: str, name: str, kube: Kube
+) -> dict[str, Any] | None:
+    """The object from the index, once the index holds our own last status write (its watch event is usually
+    milliseconds behind); read from the API if it does not within half a second."""
+    for _ in range(10):
+        obj = cached(namespace, name)
+        if obj is None or not kube.stale(kind, obj):
+            return obj
+        await asyncio.sleep(0.05)
+    if kind == "ModelDeployment":
+        return await kube.get_model_deployment(namespace, name)
+    return await kube.get_model_version(namespace, name)
+
+
+async def _write_status(kube: Kube, md: dict[str, Any], status: dict[str, Any]) -> None:
+    """Patch the ModelDeployment's status, unless the patch would change nothing."""
+    if status_differs(md.get("status") or {}, status):
+        meta = md["metadata"]
+        await kube.patch_status("ModelDeployment", meta["namespace"], meta["name"], status)
 
 
 GATEWAY_API_RETRY_SECONDS = 5.0
@@ -130,7 +164,7 @@ async def _report_gateway_api_missing(md: dict[str, Any], exc: KubeError, kube: 
         f"which this cluster does not serve ({exc}); install them, or use trafficRouter replicas or inPod",
     )
     update = degraded_status(parsed.metadata, parsed.status, problem, _now())
-    await kube.patch_status("ModelDeployment", parsed.metadata.namespace, parsed.metadata.name, update.status)
+    await _write_status(kube, md, update.status)
     _emit(md, update.events)
 
 
@@ -167,8 +201,8 @@ def _emit(obj: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
 @kopf.on.resume(*MD)
 @kopf.on.create(*MD)
 @kopf.on.update(*MD, field="spec")
-async def model_deployment_changed(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    await reconcile(namespace or "default", name, memo)
+async def model_deployment_changed(namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
+    await reconcile(namespace or "default", name, memo, View.of(kw))
 
 
 @kopf.on.update(*MD, field="spec.rollout.trafficRouter")
@@ -189,8 +223,8 @@ async def traffic_router_changed(namespace: str | None, name: str, old: Any, mem
 
 
 @kopf.timer(*MD, interval=30.0, initial_delay=30.0)
-async def model_deployment_resync(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    await reconcile(namespace or "default", name, memo)
+async def model_deployment_resync(namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
+    await reconcile(namespace or "default", name, memo, View.of(kw))
 
 
 def _rolling_out(body: kopf.Body, **_: Any) -> bool:
@@ -199,18 +233,18 @@ def _rolling_out(body: kopf.Body, **_: Any) -> bool:
 
 # kopf re-evaluates ``when`` on every change of the object: only rollouts in progress have a running timer.
 @kopf.timer(*MD, interval=1.0, initial_delay=1.0, when=_rolling_out)
-async def rollout_tick(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+async def rollout_tick(namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
     """Drives rollouts between cluster events: measures when due, decides, applies."""
-    await reconcile(namespace or "default", name, memo)
+    await reconcile(namespace or "default", name, memo, View.of(kw))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
 async def child_deployment_event(
-    type: str, namespace: str | None, labels: Mapping[str, str], memo: Any, **_: Any
+    type: str, namespace: str | None, labels: Mapping[str, str], memo: Any, **kw: Any
 ) -> None:
     owner = labels.get(LABEL_INSTANCE)
     if owner and type is not None:  # None: the initial listing, covered by resume
-        await reconcile(namespace or "default", owner, memo)
+        await reconcile(namespace or "default", owner, memo, View.of(kw))
 
 
 @kopf.on.resume(*MV)
@@ -244,25 +278,34 @@ async def model_version_created(
         patch.status.update(validation.validating_status(current, generation, _now()))
 
 
-async def record_validation(namespace: str, mv_name: str, pods: list[dict[str, Any]], memo: Any) -> None:
-    """Write a finished validation's result into the ModelVersion's status, once per generation."""
-    mv = await memo.kube.get_model_version(namespace, mv_name)
+async def record_validation(namespace: str, mv_name: str, memo: Any, view: View) -> None:
+    """Write a finished validation's result into the ModelVersion's status, once per generation.
+
+    Only a pod of the operator's own Job counts (:func:`validation.trusted_pods`): labels can be copied by anyone
+    who may create pods in the namespace, owner UIDs cannot be made to match.
+    """
+    mv = await _current(view.model_version, "ModelVersion", namespace, mv_name, memo.kube)
     if mv is None:
         return
     status, generation = mv.get("status") or {}, int(mv["metadata"].get("generation") or 0)
-    if validation.decided(status, generation):
+    job = view.validation_job(namespace, mv_name)
+    if validation.decided(status, generation) or job is None or not validation.job_finished(job):
         return
+    pods = validation.trusted_pods(mv, job, await memo.kube.list_pods(namespace, {validation.LABEL_VALIDATES: mv_name}))
     now = datetime.now(UTC)
+    outcomes = []
     for pod in pods:
         finished = validation.finished_at(pod)
         # an unreadable finishedAt counts as just now: the result gets its grace period rather than none
         finished_epoch = parse_time(finished, now).timestamp() if finished else None
-        outcome = validation.outcome_from_pod(pod, now.timestamp(), finished_epoch)
+        outcomes.append(validation.outcome_from_pod(pod, now.timestamp(), finished_epoch))
+    if not pods:
+        outcomes.append(validation.outcome_from_failed_job(job))
+    for outcome in outcomes:
         if outcome is None:
             continue
-        await memo.kube.patch_status(
-            "ModelVersion", namespace, mv_name, validation.outcome_status(status, outcome, generation, _now())
-        )
+        new_status = validation.outcome_status(status, outcome, generation, _now(), job)
+        await memo.kube.patch_status("ModelVersion", namespace, mv_name, new_status)
         memo.metrics.validations.labels(outcome="Ready" if outcome.ok else outcome.reason).inc()
         event_type = "Normal" if outcome.ok else "Warning"
         kopf.event(cast(kopf.Body, mv), type=event_type, reason=outcome.reason, message=outcome.message)
@@ -270,15 +313,15 @@ async def record_validation(namespace: str, mv_name: str, pods: list[dict[str, A
         return
 
 
-@kopf.on.event("", "v1", "pods", labels={validation.LABEL_VALIDATES: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
-async def validation_pod_event(type: str | None, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
-    if type == "DELETED":
+@kopf.on.event("batch", "v1", "jobs", labels={validation.LABEL_VALIDATES: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
+async def validation_job_event(type: str | None, body: kopf.Body, namespace: str | None, memo: Any, **kw: Any) -> None:
+    if type == "DELETED" or not validation.job_finished(dict(body)):
         return
-    labels = body.get("metadata", {}).get("labels") or {}
+    mv_name = (body.get("metadata", {}).get("labels") or {})[validation.LABEL_VALIDATES]
     try:
-        await record_validation(namespace or "default", labels[validation.LABEL_VALIDATES], [dict(body)], memo)
+        await record_validation(namespace or "default", mv_name, memo, View.of(kw))
     except KubeError as exc:
-        log.warning("cannot record the validation of %s: %s", labels.get(validation.LABEL_VALIDATES), exc)
+        log.warning("cannot record the validation of %s: %s", mv_name, exc)
 
 
 def _validating(status: kopf.Status, **_: Any) -> bool:
@@ -286,27 +329,24 @@ def _validating(status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.timer(*MV, interval=10.0, initial_delay=10.0, when=_validating)
-async def model_version_validating(body: kopf.Body, namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    """A safety net for missed pod events and for results whose message never came (NoResult)."""
-    ns = namespace or "default"
-    pods = await memo.kube.list_pods(ns, {validation.LABEL_VALIDATES: name})
-    if pods:
-        await record_validation(ns, name, pods, memo)
+async def model_version_validating(body: kopf.Body, namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
+    """A safety net for missed Job events and for results whose message came late (or never: NoResult)."""
+    ns, view = namespace or "default", View.of(kw)
+    if view.validation_job(ns, name) is not None:
+        await record_validation(ns, name, memo, view)
         return
-    try:  # no pod: the Job is gone (deleted by hand) or not scheduled yet; applying it again is harmless
+    try:  # no Job: deleted by hand, or not created yet; applying it again is harmless
         await memo.kube.apply(validation.render_validation_job(ModelVersion.model_validate(dict(body)), memo.config))
     except (KubeError, ValidationError) as exc:
         log.warning("cannot re-create the validation Job of %s/%s: %s", ns, name, exc)
 
 
 @kopf.on.event(*MV)
-async def model_version_event(type: str, namespace: str | None, spec: kopf.Spec, memo: Any, **_: Any) -> None:
+async def model_version_event(type: str, namespace: str | None, spec: kopf.Spec, memo: Any, **kw: Any) -> None:
     """A version appeared, changed phase or went away: deployments that name its model or its version
     re-evaluate (the latter to report a version of the wrong model as a mismatch)."""
     if type is None:
         return
-    ns = namespace or "default"
-    for md in await memo.kube.list_model_deployments(ns):
-        md_spec = md.get("spec", {})
-        if md_spec.get("model") == spec.get("model") or md_spec.get("version") == spec.get("version"):
-            await reconcile(ns, md["metadata"]["name"], memo)
+    ns, view = namespace or "default", View.of(kw)
+    for name in sorted(view.model_deployments_naming(ns, spec.get("model"), spec.get("version"))):
+        await reconcile(ns, name, memo, view)

@@ -6,8 +6,13 @@ handlers turn into kopf's temporary errors.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterator
 from typing import Any, cast
 
+import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -38,6 +43,19 @@ def _dict(obj: Any) -> Obj:
     return cast(Obj, obj.to_dict())
 
 
+def _revision(obj: Obj) -> int:
+    """resourceVersion as a number: etcd's revision, which only grows (0 when it is not a number)."""
+    raw = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+    return int(raw) if raw.isdigit() else 0
+
+
+def _version_of(obj: Obj) -> str:
+    """What changes when anyone changes an object's desired state: its generation where it has one (status
+    updates leave it alone), else its resourceVersion."""
+    meta = obj.get("metadata") or {}
+    return f"g{meta['generation']}" if meta.get("generation") else f"r{meta.get('resourceVersion', '')}"
+
+
 class KubeError(Exception):
     """An API call failed; ``transient`` says whether retrying may help."""
 
@@ -56,6 +74,15 @@ class KubeError(Exception):
         return self.status == 0 or self.status == 409 or self.status == 429 or self.status >= 500
 
 
+@contextlib.contextmanager
+def _transport(what: str) -> Iterator[None]:
+    """A connection that failed or timed out is a transient KubeError (retried), not a handler crash."""
+    try:
+        yield
+    except httpx2.TransportError as exc:
+        raise KubeError(f"{what}: {type(exc).__name__} talking to the API server: {exc}", status=0) from exc
+
+
 def _translate(exc: ApiError, what: str, *, kind: str = "") -> KubeError:
     return KubeError(f"{what}: {exc.status.message}", status=exc.status.code or 0, kind=kind)
 
@@ -64,7 +91,14 @@ class Kube:
     """Thin async facade over the API calls the operator makes."""
 
     def __init__(self, client: AsyncClient | None = None) -> None:
-        self._client = client or AsyncClient(field_manager=FIELD_MANAGER)
+        # No limit on waiting for a pooled connection: at scale hundreds of reconciles queue for the pool's 100
+        # connections, and the wait is the queue, not a failure (connect, read and write keep their 10 s).
+        self._client = client or AsyncClient(field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(10.0, pool=None))
+        # what each apply sent (a digest) and the generation (or resourceVersion) the object had afterwards, by
+        # the ModelDeployment (namespace, name) the object belongs to: an unchanged object is not sent again
+        self._applied: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
+        # the resourceVersion each status write returned, so a cached object older than our own write is re-read
+        self._written: dict[tuple[str, str, str], int] = {}
 
     async def close(self) -> None:
         await self._client.close()
@@ -72,17 +106,19 @@ class Kube:
     async def _list(self, resource: Any, what: str, namespace: str, labels: dict[str, str] | None = None) -> list[Obj]:
         """Every object of ``resource`` in ``namespace`` (matching ``labels``); ``what`` names them in errors."""
         try:
-            return [
-                _dict(o)
-                async for o in self._client.list(resource, namespace=namespace, labels=labels)  # type: ignore[arg-type]
-            ]
+            with _transport(f"listing {what}"):
+                return [
+                    _dict(o)
+                    async for o in self._client.list(resource, namespace=namespace, labels=labels)  # type: ignore[arg-type]
+                ]
         except ApiError as exc:
             raise _translate(exc, f"listing {what}") from exc
 
     async def _get(self, resource: Any, kind: str, namespace: str, name: str) -> Obj | None:
         """One object, or None when it does not exist."""
         try:
-            obj = await self._client.get(resource, name, namespace=namespace)
+            with _transport(f"reading {kind} {namespace}/{name}"):
+                obj = await self._client.get(resource, name, namespace=namespace)
         except ApiError as exc:
             if exc.status.code == 404:
                 return None
@@ -108,21 +144,46 @@ class Kube:
         labels = {LABEL_INSTANCE: md_name, LABEL_MANAGED_BY: MANAGED_BY}
         return await self._list(Deployment, f"Deployments of {namespace}/{md_name}", namespace, labels)
 
-    async def apply(self, obj: Obj) -> None:
+    async def apply_child(self, obj: Obj, owner: str, observed: Obj | None) -> bool:
+        """Apply ``obj`` (a child of ModelDeployment ``owner``) unless this operator applied the very same
+        object before and ``observed`` (the cached copy) shows nobody changed it since; True when sent."""
+        meta = obj["metadata"]
+        key, slot = (meta["namespace"], owner), (obj["kind"], meta["name"])
+        digest = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        seen = self._applied.get(key, {}).get(slot)
+        if observed is not None and seen is not None and seen == (digest, _version_of(observed)):
+            return False
+        result = await self.apply(obj)
+        self._applied.setdefault(key, {})[slot] = (digest, _version_of(result))
+        return True
+
+    def forget_owner(self, namespace: str, owner: str) -> None:
+        """The ModelDeployment is gone: its children go with it (garbage collection), and so do our records."""
+        self._applied.pop((namespace, owner), None)
+        self._written.pop(("ModelDeployment", namespace, owner), None)
+
+    def stale(self, kind: str, cached: Obj) -> bool:
+        """Whether ``cached`` is older than the last status this operator wrote to that object."""
+        meta = cached.get("metadata") or {}
+        written = self._written.get((kind, meta.get("namespace", ""), meta.get("name", "")), 0)
+        return _revision(cached) < written
+
+    async def apply(self, obj: Obj) -> Obj:
         """Server-side apply under the operator's field manager, taking over conflicting fields."""
         resource = _KINDS[(obj["apiVersion"], obj["kind"])]
         meta = obj["metadata"]
         what = f"applying {obj['kind']} {meta['namespace']}/{meta['name']}"
         try:
-            await self._client.patch(
-                resource,
-                meta["name"],
-                obj,
-                namespace=meta["namespace"],
-                patch_type=PatchType.APPLY,
-                field_manager=FIELD_MANAGER,
-                force=True,
-            )
+            with _transport(what):
+                result = await self._client.patch(
+                    resource,
+                    meta["name"],
+                    obj,
+                    namespace=meta["namespace"],
+                    patch_type=PatchType.APPLY,
+                    field_manager=FIELD_MANAGER,
+                    force=True,
+                )
         except ApiError as exc:
             raise _translate(exc, what, kind=obj["kind"]) from exc
         except Exception as exc:
@@ -132,11 +193,13 @@ class Kube:
             if not isinstance(code, int):
                 raise
             raise KubeError(f"{what}: HTTP {code} from the API server", status=code, kind=obj["kind"]) from exc
+        return _dict(result)
 
     async def _delete(self, resource: Any, kind: str, namespace: str, name: str) -> None:
         """Delete one object; one that is gone already, or a kind the API server does not serve, is fine."""
         try:
-            await self._client.delete(resource, name, namespace=namespace)
+            with _transport(f"deleting {kind} {namespace}/{name}"):
+                await self._client.delete(resource, name, namespace=namespace)
         except ApiError as exc:
             if exc.status.code != 404:
                 raise _translate(exc, f"deleting {kind} {namespace}/{name}", kind=kind) from exc
@@ -154,9 +217,12 @@ class Kube:
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         resource = ModelDeploymentResource if kind == "ModelDeployment" else ModelVersionResource
         try:
-            await self._client.patch(
-                resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
-            )
+            with _transport(f"writing the status of {kind} {namespace}/{name}"):
+                result = await self._client.patch(
+                    resource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
+                )
         except ApiError as exc:
             if exc.status.code != 404:
                 raise _translate(exc, f"writing the status of {kind} {namespace}/{name}") from exc
+            return
+        self._written[(kind, namespace, name)] = _revision(_dict(result))

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+LAG_INTERVAL_SECONDS = 0.25
 
 
 class OperatorMetrics:
@@ -33,3 +37,17 @@ class OperatorMetrics:
             ["metric", "verdict"],
             registry=self.registry,
         )
+        self.event_loop_lag = Histogram(
+            "modelyard_operator_event_loop_lag_seconds",
+            f"How late the event loop ran a callback scheduled every {LAG_INTERVAL_SECONDS} s.",
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+    async def watch_event_loop_lag(self) -> None:
+        """Sleep a fixed interval, forever, and observe how much later than asked the loop woke us up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time() + LAG_INTERVAL_SECONDS
+            await asyncio.sleep(LAG_INTERVAL_SECONDS)
+            self.event_loop_lag.observe(max(0.0, loop.time() - asked))

@@ -306,3 +306,20 @@ def rollout_status(
     for error in action_errors or []:
         events.append(("Warning", "InvalidAction", error))
     return StatusUpdate(status=status, events=events)
+
+
+def status_differs(current: dict[str, Any], patch: dict[str, Any]) -> bool:
+    """Whether a JSON merge patch of ``patch`` onto ``current`` would change anything (RFC 7386: null deletes a
+    key, objects merge key by key, everything else, lists included, replaces)."""
+    for key, value in patch.items():
+        if value is None:
+            if key in current:
+                return True
+        elif isinstance(value, dict) and isinstance(current.get(key), dict):
+            if status_differs(current[key], value):
+                return True
+        elif isinstance(value, dict):
+            return True  # merged onto a non-object: it becomes the object (even an empty one)
+        elif key not in current or current[key] != value:
+            return True
+    return False

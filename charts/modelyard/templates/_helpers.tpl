@@ -44,21 +44,27 @@ creates a missing object, which the API server authorizes as "create" too.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["list", "watch", "create", "patch", "delete"]
-# Services and the inPod router's weights ConfigMap: server-side apply only (the garbage collector deletes them)
+# Services: watched (an in-memory index tells which ones need writing) and server-side applied; the garbage
+# collector deletes them
 - apiGroups: [""]
-  resources: ["services", "configmaps"]
+  resources: ["services"]
+  verbs: ["list", "watch", "create", "patch"]
+# the inPod router's weights ConfigMap: server-side apply only
+- apiGroups: [""]
+  resources: ["configmaps"]
   verbs: ["create", "patch"]
 # the gatewayAPI router's HTTPRoute: applied, and deleted when the router changes
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]
   verbs: ["create", "patch", "delete"]
-# ModelVersion validation: one Job per version, applied; its result is read from the pod's termination message
+# ModelVersion validation: one Job per version, applied and watched; once it finished, its pods are listed and
+# the result read from the termination message of the one the Job created (no watch on pods)
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["create", "patch"]
+  verbs: ["list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch"]
+  verbs: ["list"]
 # kopf.event posts core/v1 Events
 - apiGroups: [""]
   resources: ["events"]
