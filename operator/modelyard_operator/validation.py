@@ -169,6 +169,57 @@ def outcome_from_pod(pod: Obj, now_epoch: float, finished_epoch: float | None) -
     return Outcome(False, reason, message[:1024], result)
 
 
+def _controlled_by(obj: Obj, kind: str, uid: str | None) -> bool:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return bool(uid) and any(r.get("controller") and r.get("kind") == kind and r.get("uid") == uid for r in refs)
+
+
+def _containers(pod_spec: Obj) -> list[tuple[Any, ...]]:
+    """What a container runs: image, command and arguments (what a look-alike would have to copy exactly)."""
+    return [(c.get("name"), c.get("image"), c.get("command"), c.get("args")) for c in pod_spec.get("containers") or []]
+
+
+def job_finished(job: Obj) -> bool:
+    status = job.get("status") or {}
+    done = {c.get("type") for c in status.get("conditions") or [] if c.get("status") == "True"}
+    return bool(status.get("succeeded") or status.get("failed") or done & {"Complete", "Failed", "SuccessCriteriaMet"})
+
+
+def outcome_from_failed_job(job: Obj) -> Outcome | None:
+    """A Job that failed with no pod left to read (its deadline passed and its pod was killed, say)."""
+    failed = next(
+        (
+            c
+            for c in (job.get("status") or {}).get("conditions") or []
+            if c.get("type") == "Failed" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if failed is None:
+        return None
+    if failed.get("reason") == "DeadlineExceeded":
+        return Outcome(False, "ValidationTimedOut", "the validation Job ran past --validation-timeout")
+    return Outcome(False, "ValidationJobFailed", str(failed.get("message") or failed.get("reason") or "the Job failed"))
+
+
+def trusted_pods(mv: Obj, job: Obj | None, pods: list[Obj]) -> list[Obj]:
+    """The pods whose result may count for ``mv``: those its own validation Job created.
+
+    The chain is checked by UID: the Job has the name the operator gives it and is controlled by this very
+    ModelVersion, and each pod is controlled by that Job and runs exactly the Job's containers. A pod that only
+    carries the right labels (anyone who may create pods in the namespace can make one, with any termination
+    message) never counts, nor does a Job left over from a ModelVersion of the same name that was deleted.
+    """
+    meta = mv.get("metadata") or {}
+    if job is None or (job.get("metadata") or {}).get("name") != job_name(meta.get("name", "")):
+        return []
+    if not _controlled_by(job, "ModelVersion", meta.get("uid")):
+        return []
+    template = _containers(((job.get("spec") or {}).get("template") or {}).get("spec") or {})
+    job_uid = job["metadata"].get("uid")
+    return [p for p in pods if _controlled_by(p, "Job", job_uid) and _containers(p.get("spec") or {}) == template]
+
+
 def _tensors(items: Any) -> list[Obj]:
     out = []
     for item in items if isinstance(items, list) else []:
@@ -210,11 +261,14 @@ def finished_at(pod: Obj) -> str | None:
     return terminated.get("finishedAt") if terminated else None
 
 
-def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str) -> Obj:
-    """The ModelVersion status an outcome leads to: Ready with what was found, or Failed with the reason."""
+def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str, job: Obj | None = None) -> Obj:
+    """The ModelVersion status an outcome leads to: Ready with what was found, or Failed with the reason; ``job``
+    is the validation Job whose pod reported it."""
     conditions = list(status.get("conditions") or [])
     result = outcome.result
     out: Obj = {"observedGeneration": generation, "phase": "Ready" if outcome.ok else "Failed"}
+    if job is not None:
+        out["validationJob"] = {"name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
 
     def cond(type_: str, ok: bool | None, reason: str, message: str) -> None:
         nonlocal conditions

@@ -180,7 +180,9 @@ def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: 
     assert set(loaders) == {"loader", "loader-2"}
     assert "/models/fraud/2" in loaders["loader-2"]
     server = pod["containers"][0]
-    assert server["args"][-2:] == ["--model-config-dir", "/etc/modelyard/model-config"]
+    args = server["args"]
+    assert args[args.index("--model-config-dir") + 1] == "/etc/modelyard/model-config"
+    assert args[args.index("--serve") :][:2] == ["--serve", "fraud:1"]  # readiness: the stable version at least
     assert {"name": "model-config", "mountPath": "/etc/modelyard/model-config", "readOnly": True} in (
         server["volumeMounts"]
     )

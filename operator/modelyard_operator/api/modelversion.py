@@ -166,6 +166,13 @@ class ArtifactStatus(ApiModel):
     size_bytes: int | None = Field(default=None, ge=0)
 
 
+class ValidationJobRef(ApiModel):
+    """The operator's validation Job whose pod produced the recorded result."""
+
+    name: str = Field(max_length=253)
+    uid: str = Field(max_length=64)
+
+
 class ModelVersionStatus(ApiModel):
     """What the operator found out about the artifact."""
 
@@ -175,6 +182,9 @@ class ModelVersionStatus(ApiModel):
     artifact: ArtifactStatus | None = None
     signature: ModelSignatureStatus | None = None
     load_seconds: float | None = Field(default=None, ge=0)
+    validation_job: ValidationJobRef | None = Field(
+        default=None, description="The Job whose pod produced this result (only the operator's own Job counts)."
+    )
 
 
 class ModelVersion(ApiModel):
