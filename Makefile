@@ -106,6 +106,9 @@ bench-runtime: $(STAMP) ## benchmark the server vs ORT in-process, KServe, MLSer
 bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)
 	$(PY) benchmarks/loader/bench.py $(BENCH_ARGS)
 
+bench-operator: $(STAMP) controlplane ## benchmark the operator at 1,000 ModelDeployments vs raw API writes (~15 min; not part of test)
+	$(PY) benchmarks/operator/bench.py $(BENCH_ARGS)
+
 cluster-up: controlplane ## start the local control plane (.devcluster/)
 	hack/devcluster up
 
@@ -117,4 +120,4 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
 .PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint check-manifests test-unit test-integration test-e2e test demo \
-	bench-runtime bench-loader cluster-up cluster-down clean
+	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

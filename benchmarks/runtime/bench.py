@@ -22,7 +22,6 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import signal
 import statistics
 import subprocess
@@ -39,17 +38,17 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path[:0] = [str(HERE), str(ROOT / "hack")]
+sys.path[:0] = [str(HERE), str(HERE.parent), str(ROOT / "hack")]
 
 import loadgen  # noqa: E402
 import report  # noqa: E402
+from venvs import PY_SPY_VERSION, ensure_venv  # noqa: E402
 
 import models  # noqa: E402
 from devcluster import free_port  # noqa: E402
 
 CACHE = Path(os.environ.get("MODELYARD_BENCH_CACHE", Path.home() / ".cache" / "modelyard" / "bench"))
 VENV_PY = Path(sys.executable)
-PY_SPY_VERSION = "0.4.3"
 
 
 @dataclass(frozen=True)
@@ -97,24 +96,6 @@ def log(message: str) -> None:
 
 
 # --- environments -------------------------------------------------------------------------------------------------
-
-
-def ensure_venv(directory: Path, requirements: list[str]) -> Path:
-    """Create ``directory`` as a venv with exactly ``requirements`` (pinned); reuse it when the stamp matches."""
-    stamp = directory / ".modelyard-bench-installed"
-    wanted = "\n".join(requirements) + "\n"
-    if stamp.is_file() and stamp.read_text() == wanted:
-        return directory
-    log(f"creating {directory} with {' '.join(requirements)} (one-off, a few minutes)")
-    if directory.exists():
-        shutil.rmtree(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", str(directory)], check=True)
-    pip = [str(directory / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, *requirements], check=True)
-    stamp.write_text(wanted)
-    return directory
 
 
 def package_versions(python: Path, names: list[str]) -> dict[str, str]:
