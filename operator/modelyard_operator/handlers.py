@@ -35,11 +35,11 @@ from modelyard_operator.reconcile import (
     parse_errors,
     plan,
     plan_rollout,
-    rollout_active,
     uses_rollout,
 )
 from modelyard_operator.rollout.decide import format_time, measurement_due, parse_time
 from modelyard_operator.status import Problem, Reason, degraded_status, status_differs
+from modelyard_operator.sweeper import Sweeper
 
 MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
@@ -51,7 +51,7 @@ def _now() -> str:
 
 
 @kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -> None:
     # Progress and diff-base in annotations: status stays ours and matches the CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelyard.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelyard.dev")
@@ -67,12 +67,18 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     )
     memo.locks = collections.defaultdict(asyncio.Lock)
     memo.lag_watch = asyncio.create_task(memo.metrics.watch_event_loop_lag())
+    # rollout ticks, resyncs and validation checks: one task over the indexes, no kopf timers (no finalizers)
+    memo.sweeper = Sweeper(memo, View.of(kw), reconcile, check_validation)
+    memo.sweep = asyncio.create_task(memo.sweeper.run())
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     if memo.get("lag_watch") is not None:
         memo.lag_watch.cancel()
+    if memo.get("sweep") is not None:
+        memo.sweep.cancel()
+        await memo.sweeper.stop()
     await memo.kube.close()
     if memo.get("prometheus") is not None:
         await memo.prometheus.close()
@@ -85,6 +91,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
     """
     kube: Kube = memo.kube
     started = time.perf_counter()
+    memo.sweeper.ready()
     async with memo.locks[(namespace, name)]:
         try:
             md = await _current(view.model_deployment, "ModelDeployment", namespace, name, kube)
@@ -222,22 +229,6 @@ async def traffic_router_changed(namespace: str | None, name: str, old: Any, mem
             raise kopf.TemporaryError(str(exc), delay=5) from exc
 
 
-@kopf.timer(*MD, interval=30.0, initial_delay=30.0)
-async def model_deployment_resync(namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
-    await reconcile(namespace or "default", name, memo, View.of(kw))
-
-
-def _rolling_out(body: kopf.Body, **_: Any) -> bool:
-    return rollout_active(dict(body))
-
-
-# kopf re-evaluates ``when`` on every change of the object: only rollouts in progress have a running timer.
-@kopf.timer(*MD, interval=1.0, initial_delay=1.0, when=_rolling_out)
-async def rollout_tick(namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
-    """Drives rollouts between cluster events: measures when due, decides, applies."""
-    await reconcile(namespace or "default", name, memo, View.of(kw))
-
-
 @kopf.on.event("apps", "v1", "deployments", labels={LABEL_MANAGED_BY: MANAGED_BY})
 async def child_deployment_event(
     type: str, namespace: str | None, labels: Mapping[str, str], memo: Any, **kw: Any
@@ -253,6 +244,7 @@ async def model_version_created(
     body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: Any, **_: Any
 ) -> None:
     """Label the version (``kubectl get mv -l modelyard.dev/model=...``) and start its validation Job."""
+    memo.sweeper.ready()
     labels = meta.get("labels") or {}
     if labels.get(LABEL_MODEL) != spec["model"] or labels.get(LABEL_VERSION) != spec["version"]:
         patch.metadata["labels"] = {LABEL_MODEL: spec["model"], LABEL_VERSION: spec["version"]}
@@ -324,21 +316,16 @@ async def validation_job_event(type: str | None, body: kopf.Body, namespace: str
         log.warning("cannot record the validation of %s: %s", mv_name, exc)
 
 
-def _validating(status: kopf.Status, **_: Any) -> bool:
-    return status.get("phase") == "Validating"
-
-
-@kopf.timer(*MV, interval=10.0, initial_delay=10.0, when=_validating)
-async def model_version_validating(body: kopf.Body, namespace: str | None, name: str, memo: Any, **kw: Any) -> None:
-    """A safety net for missed Job events and for results whose message came late (or never: NoResult)."""
-    ns, view = namespace or "default", View.of(kw)
-    if view.validation_job(ns, name) is not None:
-        await record_validation(ns, name, memo, view)
+async def check_validation(namespace: str, name: str, mv: dict[str, Any], memo: Any, view: View) -> None:
+    """The sweeper's safety net for a version still Validating: a missed Job event, a result whose message came
+    late (or never: NoResult), a Job deleted by hand or not created yet (applying it again is harmless)."""
+    if view.validation_job(namespace, name) is not None:
+        await record_validation(namespace, name, memo, view)
         return
-    try:  # no Job: deleted by hand, or not created yet; applying it again is harmless
-        await memo.kube.apply(validation.render_validation_job(ModelVersion.model_validate(dict(body)), memo.config))
+    try:
+        await memo.kube.apply(validation.render_validation_job(ModelVersion.model_validate(mv), memo.config))
     except (KubeError, ValidationError) as exc:
-        log.warning("cannot re-create the validation Job of %s/%s: %s", ns, name, exc)
+        log.warning("cannot re-create the validation Job of %s/%s: %s", namespace, name, exc)
 
 
 @kopf.on.event(*MV)

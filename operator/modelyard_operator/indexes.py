@@ -110,6 +110,14 @@ class View:
         found = _all(self.mds, ("name", namespace, name))
         return found[0] if found else None
 
+    def all_model_deployments(self) -> list[tuple[tuple[str, str], Obj]]:
+        """((namespace, name), object) of every ModelDeployment."""
+        return [((k[1], k[2]), objs[0]) for k in list(self.mds) if k[0] == "name" and (objs := _all(self.mds, k))]
+
+    def all_model_versions(self) -> list[tuple[tuple[str, str], Obj]]:
+        """((namespace, name), object) of every ModelVersion."""
+        return [((k[1], k[2]), objs[0]) for k in list(self.mvs) if k[0] == "name" and (objs := _all(self.mvs, k))]
+
     def model_deployments_naming(self, namespace: str, model: str | None, version: str | None) -> set[str]:
         """Names of the ModelDeployments that ask for ``model``, and of those without a version of their own model
         that ask for ``version``."""
