@@ -433,8 +433,7 @@ def run_applies(cl: DevCluster, client: Client, applies: int, timeout: float, wo
     return result
 
 
-def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout: float) -> Obj:
-    ns = "bench-scale"
+def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout: float, ns: str = "bench-scale") -> Obj:
     create_namespace(client, ns)
     objs = [o for i in range(count) for o in (model_version(i, ns), model_deployment(i, ns))]
     watch, versions, deployments = Watch(client, MDR, ns), Watch(client, MVR, ns), Watch(client, Deployment, ns)
@@ -551,7 +550,14 @@ def section(res: Obj, command: str) -> str:
                   f"| raw floor: the rendered Deployments + Services | {f['objects']} | {f['apply_seconds']:.1f} s | "
                   f"{f['available_seconds']:.1f} s |",
                   f"| operator: ModelVersions + ModelDeployments (validation Jobs included) | {2 * s['count']} | "
-                  f"{s['apply_seconds']:.1f} s | {s['ready_seconds']:.1f} s |", ""]  # fmt: skip
+                  f"{s['apply_seconds']:.1f} s | {s['ready_seconds']:.1f} s |"]  # fmt: skip
+        if "scale_no_validation" in res:
+            n = res["scale_no_validation"]
+            lines += [f"| operator with `--model-validation off` (no Jobs) | {2 * n['count']} | "
+                      f"{n['apply_seconds']:.1f} s | {n['ready_seconds']:.1f} s |"]  # fmt: skip
+            ratio_off = n["ready_seconds"] / f["available_seconds"]
+            targets.append(("… with `--model-validation off`", "≤ 2×", f"{ratio_off:.2f}×", ratio_off <= 2))
+        lines.append("")
     if "scale" in res:
         s = res["scale"]
         if s.get("validated_seconds") is not None:
@@ -618,7 +624,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=60.0, help="seconds of idle API traffic counted (default 60)")
     p.add_argument("--settle", type=float, default=15.0, help="seconds after all Ready before counting idle traffic")
     p.add_argument("--timeout", type=float, default=1800.0, help="limit for each phase to finish (seconds)")
-    p.add_argument("--only", default="floor,apply,scale,idle", help="phases to run (comma-separated)")
+    p.add_argument(
+        "--only", default="floor,apply,scale,idle,scale-no-validation", help="phases to run (comma-separated)"
+    )
     p.add_argument(
         "--profile", action="store_true", help="py-spy the operator for the whole run (summary in the table)"
     )
@@ -656,8 +664,20 @@ def main(argv: list[str] | None = None) -> int:
                 res["lag"] = {"count": hist["count"], "p50": bucket_quantile(hist, 0.5),
                               "p99": bucket_quantile(hist, 0.99), "max": bucket_quantile(hist, 1.0),
                               "buckets": hist["buckets"]}  # fmt: skip
+            if "scale-no-validation" in phases and "scale" in phases:
+                # kopf's finalizers (its timers) on the objects: they go only while the operator runs
+                log(f"scale: namespace deleted in {delete_namespace(client, 'bench-scale', args.timeout):.1f}s")
         finally:
             op.stop()
+        if "scale-no-validation" in phases:
+            # the same, with --model-validation off: what the validation Jobs cost
+            log("scale: again with --model-validation off")
+            op = Operator(cl, args.workdir, [*op_args, "--model-validation=off"])
+            try:
+                op.wait_up()
+                res["scale_no_validation"] = run_scale(cl, client, op, args.count, args.timeout, "bench-scale-2")
+            finally:
+                op.stop()
         if args.profile and raw.is_file():
             res["profile"] = report.summarize_profile(raw.read_text())
             res["profile"]["file"] = str(raw)
