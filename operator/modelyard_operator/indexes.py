@@ -29,8 +29,31 @@ MV = (GROUP, VERSION, "modelversions")
 OWNED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
+def _meta(body: kopf.Body) -> Obj:
+    """Metadata without managedFields (often the largest part of an object, and never read here)."""
+    return {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+
+
 def _copy(body: kopf.Body) -> Obj:
-    return {key: body[key] for key in ("apiVersion", "kind", "metadata", "spec", "status") if key in body}
+    obj = {key: body[key] for key in ("apiVersion", "kind", "spec", "status") if key in body}
+    obj["metadata"] = _meta(body)
+    return obj
+
+
+def _observed_deployment(body: kopf.Body) -> Obj:
+    """What health and the write check read of a Deployment: metadata, desired replicas, status."""
+    replicas = (body.get("spec") or {}).get("replicas")
+    return {"kind": "Deployment", "metadata": _meta(body), "spec": {"replicas": replicas},
+            "status": body.get("status") or {}}  # fmt: skip
+
+
+def _observed_job(body: kopf.Body) -> Obj:
+    """What the trust check and completion read of a validation Job: metadata, its pod's containers, status."""
+    pod_spec = (((body.get("spec") or {}).get("template") or {}).get("spec")) or {}
+    keep = ("name", "image", "command", "args")
+    containers = [{k: c[k] for k in keep if k in c} for c in pod_spec.get("containers") or []]
+    return {"kind": "Job", "metadata": _meta(body), "spec": {"template": {"spec": {"containers": containers}}},
+            "status": body.get("status") or {}}  # fmt: skip
 
 
 @kopf.index(*MD)
@@ -64,19 +87,19 @@ def mv_index(namespace: str | None, name: str, body: kopf.Body, spec: kopf.Spec,
 @kopf.index("apps", "v1", "deployments", labels={**OWNED, LABEL_INSTANCE: kopf.PRESENT})
 def deployment_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The operator's Deployments by the ModelDeployment they belong to."""
-    return {(namespace or "default", labels[LABEL_INSTANCE]): _copy(body)}
+    return {(namespace or "default", labels[LABEL_INSTANCE]): _observed_deployment(body)}
 
 
 @kopf.index("", "v1", "services", labels={**OWNED, LABEL_INSTANCE: kopf.PRESENT})
 def service_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The operator's Services by the ModelDeployment they belong to (metadata only: enough to skip writes)."""
-    return {(namespace or "default", labels[LABEL_INSTANCE]): {"metadata": dict(body["metadata"]), "kind": "Service"}}
+    return {(namespace or "default", labels[LABEL_INSTANCE]): {"metadata": _meta(body), "kind": "Service"}}
 
 
 @kopf.index("batch", "v1", "jobs", labels={**OWNED, LABEL_VALIDATES: kopf.PRESENT})
 def validation_job_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """Validation Jobs by the ModelVersion they validate (Jobs, not their pods: the operator watches no pods)."""
-    return {(namespace or "default", labels[LABEL_VALIDATES]): _copy(body)}
+    return {(namespace or "default", labels[LABEL_VALIDATES]): _observed_job(body)}
 
 
 def _all(index: Any, key: Any) -> list[Any]:

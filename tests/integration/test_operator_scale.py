@@ -5,6 +5,8 @@ something differs, and an idle operator sends (almost) nothing. ``make bench-ope
 from __future__ import annotations
 
 import collections
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from ..conftest import Kubectl, dev_cluster, running_operator, wait_for
 
 COUNT = 30
+Audited = tuple[Any, Kubectl, "subprocess.Popen[bytes]"]  # the cluster, its kubectl, the operator
 DIGEST = "sha256:" + "5f" * 32
 
 
@@ -37,13 +40,13 @@ def objects(namespace: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Kubectl]]:
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Audited]:
     """A cluster whose API server audits the operator's identity, and the operator running under it."""
     folder = tmp_path_factory.mktemp("audited")
     with dev_cluster(folder / "cluster", audit=True) as cl:
         log = folder / "operator.log"
-        with running_operator(cl.dir / "operator.kubeconfig", log):
-            yield cl, Kubectl(cl.bin / "kubectl", cl.kubeconfig)
+        with running_operator(cl.dir / "operator.kubeconfig", log) as proc:
+            yield cl, Kubectl(cl.bin / "kubectl", cl.kubeconfig), proc
 
 
 def ready_count(kubectl: Kubectl, namespace: str) -> int:
@@ -64,8 +67,8 @@ def breakdown(events: list[dict[str, Any]]) -> dict[str, int]:
     return dict(counts)
 
 
-def test_idle_operator_sends_no_requests_per_object(audited: tuple[Any, Kubectl], tmp_path: Path) -> None:
-    cl, kubectl = audited
+def test_idle_operator_sends_no_requests_per_object(audited: Audited, tmp_path: Path) -> None:
+    cl, kubectl, _ = audited
     kubectl.run("create", "namespace", "scale")
     started = time.time()
     kubectl.apply(objects("scale"))
@@ -102,7 +105,7 @@ def test_idle_operator_sends_no_requests_per_object(audited: tuple[Any, Kubectl]
     ]
 
 
-def test_a_scaled_deployment_is_restored_from_its_watch_event(audited: tuple[Any, Kubectl]) -> None:
+def test_a_scaled_deployment_is_restored_from_its_watch_event(audited: Audited) -> None:
     """No write when nothing differs must not mean no write when someone else changed a child."""
     kubectl = audited[1]
     kubectl.run("create", "namespace", "drift")
@@ -114,3 +117,19 @@ def test_a_scaled_deployment_is_restored_from_its_watch_event(audited: tuple[Any
         timeout=15,
         what="replicas restored to the spec's 1",
     )
+
+
+def test_a_model_deployment_deleted_while_the_operator_is_down_goes_with_its_children(
+    audited: Audited,
+) -> None:
+    """security-checklist item 16: no finalizer of the operator's holds the deletion (runs last: kills it)."""
+    _, kubectl, operator = audited
+    kubectl.run("create", "namespace", "orphan")
+    kubectl.apply(objects("orphan")[:2])
+    wait_for(lambda: ready_count(kubectl, "orphan") == 1, timeout=60, what="d0 Ready")
+    operator.send_signal(signal.SIGKILL)
+    operator.wait(10)
+    started = time.monotonic()
+    kubectl.run("delete", "modeldeployment", "d0", "-n", "orphan", "--timeout=30s")
+    wait_for(lambda: not kubectl.get("deployments", namespace="orphan")["items"], timeout=60, what="children collected")
+    print(f"deleted with the operator down: gone with its children in {time.monotonic() - started:.1f}s")
