@@ -358,6 +358,32 @@ def request_breakdown(events: list[Obj]) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------ phases
 
 
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a process used so far (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds each control-plane component (and the operator, and this benchmark) uses over a phase."""
+
+    def __init__(self, cl: DevCluster, op: Operator | None = None) -> None:
+        state = cl.state()
+        self.pids = {c.name: c.pid for c in (state.components if state else [])}
+        if op is not None:
+            self.pids["modelyard-operator"] = op.proc.pid
+        self.pids["benchmark client"] = os.getpid()
+        self.start = {name: process_cpu(pid) for name, pid in self.pids.items()}
+        self.wall = time.monotonic()
+
+    def stop(self) -> Obj:
+        used = {name: round(process_cpu(pid) - self.start[name], 1) for name, pid in self.pids.items()}
+        return {"wall_seconds": round(time.monotonic() - self.wall, 1), "cpu_seconds": used}
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
@@ -369,16 +395,18 @@ def run_floor(cl: DevCluster, client: Client, count: int, timeout: float) -> Obj
     create_namespace(client, ns)
     objs = [o for i in range(count) for o in floor_objects(i, ns)]
     watch = Watch(client, Deployment, ns)
+    meter = CpuMeter(cl)
     started = time.monotonic()
     created = asyncio.run(apply_all(cl.kubeconfig, objs))
     log(f"floor: {len(objs)} objects applied in {created:.1f}s")
     watch.wait(lambda o: sum(map(available, o.values())) >= count, timeout, f"{count} Deployments available")
     elapsed = time.monotonic() - started
+    cpu = meter.stop()
     watch.stop()
     log(f"floor: {count} Deployments available after {elapsed:.1f}s")
     gone = delete_namespace(client, ns, timeout)
     log(f"floor: namespace deleted in {gone:.1f}s")
-    return {"objects": len(objs), "apply_seconds": created, "available_seconds": elapsed}
+    return {"objects": len(objs), "apply_seconds": created, "available_seconds": elapsed, "cpu": cpu}
 
 
 def run_applies(cl: DevCluster, client: Client, applies: int, timeout: float, workdir: Path) -> Obj:
@@ -438,6 +466,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
     objs = [o for i in range(count) for o in (model_version(i, ns), model_deployment(i, ns))]
     watch, versions, deployments = Watch(client, MDR, ns), Watch(client, MVR, ns), Watch(client, Deployment, ns)
     rss_before = op.rss()
+    meter = CpuMeter(cl, op)
     started = time.monotonic()
     last_report = [started]
     validated: dict[str, float] = {}
@@ -458,6 +487,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
     log(f"scale: {len(objs)} objects applied in {created:.1f}s")
     watch.wait(all_ready, timeout, f"{count} ModelDeployments Ready")
     elapsed = time.monotonic() - started
+    cpu = meter.stop()
     for w in (watch, versions, deployments):
         w.stop()
     window = [rss for t, rss in op.rss_samples if t >= started]
@@ -472,6 +502,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
         "rss_before_bytes": rss_before,
         "rss_peak_bytes": max(window or [op.rss()]),
         "rss_after_bytes": op.rss(),
+        "cpu": cpu,
     }
 
 
@@ -560,6 +591,22 @@ def section(res: Obj, command: str) -> str:
         lines.append("")
     if "scale" in res:
         s = res["scale"]
+        runs = (
+            ([("raw floor", res["floor"])] if "floor" in res else [])
+            + [("operator", s)]
+            + ([("operator, validation off", res["scale_no_validation"])] if "scale_no_validation" in res else [])
+        )
+        if all("cpu" in r for _, r in runs):
+            names = list(runs[-1][1]["cpu"]["cpu_seconds"])
+            lines += ["Where the time goes: CPU seconds each process used during each run (2 cores: at most "
+                      "2 × the wall time)", "", "| process | " + " | ".join(label for label, _ in runs) + " |",
+                      "|---|" + "---:|" * len(runs)]  # fmt: skip
+            for name in names:
+                cells = [f"{r['cpu']['cpu_seconds'].get(name, 0):.1f}" for _, r in runs]
+                lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            totals = [f"**{sum(r['cpu']['cpu_seconds'].values()):.0f} of {2 * r['cpu']['wall_seconds']:.0f}**"
+                      for _, r in runs]  # fmt: skip
+            lines += ["| all (of the 2 cores' capacity) | " + " | ".join(totals) + " |", ""]
         if s.get("validated_seconds") is not None:
             lines += [f"In the operator's run the last ModelVersion was validated after {s['validated_seconds']:.1f} s"
                       f" and the last Deployment created after {s['deployments_created_seconds']:.1f} s.",
@@ -581,8 +628,11 @@ def section(res: Obj, command: str) -> str:
     if "profile" in res:
         prof = res["profile"]
         lines += ["", f"Profile (py-spy `--gil`, {prof.get('samples', 0)} samples, raw stacks in `{prof['file']}`), "
-                  "inclusive share by function:", ""]  # fmt: skip
-        lines += [f"- {share:.1%} {name}" for name, share in prof.get("inclusive", [])[:15]]
+                  "shares of the samples:", ""]  # fmt: skip
+        lines += ["by package of the innermost frame: "
+                  + ", ".join(f"{name} {share:.0%}" for name, share in prof.get("packages", [])[:10]), "",
+                  "innermost functions: "
+                  + ", ".join(f"{name} {share:.1%}" for name, share in prof.get("self", [])[:8])]  # fmt: skip
     lines += ["", "| target | limit | measured | met |", "|---|---|---:|---|"]
     lines += [f"| {t} | {lim} | {m} | {'yes' if ok else '**no**'} |" for t, lim, m, ok in targets]
     lines += ["", END]

@@ -151,7 +151,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         log = open(tmp / f"{pod}.log", "wb")  # noqa: SIM115  (handed to the process)
         procs.append(subprocess.Popen(
             [str(server), "--model-repository", str(repo), "--host", "127.0.0.1", "--http-port", str(ports[pod]),
-             "--grpc-port", str(free_port())], stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
+             "--grpc-port", str(free_port()), "--admin-port", "0"],  # three servers on one host: no admin API
+            stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
     cluster = DevCluster(tmp / "cluster")
     prom = PrometheusProcess(tmp, ports)
     world: World | None = None

@@ -282,7 +282,7 @@ def requests_total(server: Server, labels: str) -> float:
 def test_a_grpc_request_abandoned_at_its_deadline_counts_as_cancelled(server: Server) -> None:
     labels = 'code="{}",model="slow",protocol="grpc",version="1"'
     before = {code: requests_total(server, labels.format(code)) for code in ("499", "500")}
-    rows = 512  # a second or more of compute for this model on two cores; the deadline is a tenth of a second
+    rows = 8192  # ~230 GFLOP: seconds of compute for this model on any two cores; the deadline is a tenth of one
     client = grpcclient.InferenceServerClient(server.grpc)
     inputs = []
     for name in "AB":
