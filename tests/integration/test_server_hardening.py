@@ -27,6 +27,7 @@ from tritonclient.utils import InferenceServerException
 
 from ..models import binary_op, failing_model, identity, identity_all_types, slow_model
 from ..serving import Server, run_server
+from ..support.processes import memory_mib
 
 MAX_BODY = 2**20
 INTERNAL_NAMES = re.compile(
@@ -139,17 +140,6 @@ def test_impossible_shapes_are_client_errors(
     server: Server, datatype: str, shape: list[int], raw: bytes, fragment: str
 ) -> None:
     assert_bad_request(both(server, "types", [(f"IN_{datatype}", datatype, shape, raw)]), fragment)
-
-
-def memory_mib(pid: int) -> dict[str, float]:
-    """VmRSS (now) and VmHWM (the peak) of a process, in MiB."""
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) / 1024
-    return fields
 
 
 def test_a_bytes_tensor_declaring_1e8_elements_with_4_bytes_costs_no_memory(server: Server) -> None:

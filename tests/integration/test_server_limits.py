@@ -25,6 +25,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 
 from ..models import binary_op, identity, identity_all_types
 from ..serving import Server, run_server
+from ..support.processes import memory_mib
 
 GOOD = {"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]} for n in "AB"]}
 
@@ -240,16 +241,6 @@ def test_a_grpc_connection_that_never_completes_its_handshake_is_closed(server: 
 # --- memory after many bad requests ----------------------------------------------------------------------------------
 
 
-def rss_mib(pid: int) -> dict[str, float]:
-    fields = {}
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = int(value.split()[0]) / 1024
-    return fields
-
-
 def bad_http_requests() -> list[tuple[str, bytes, dict[str, str]]]:
     """(path, body, headers) of each kind of bad input of issue 12's deliverable 2, over HTTP."""
 
@@ -344,14 +335,14 @@ def test_rss_after_10000_bad_requests_stays_within_10_percent(tmp_path: Path) ->
 
         for i in range(1000):  # what the first requests of each kind cost (allocator arenas, caches) is paid here
             send(i)
-        before = rss_mib(s.proc.pid)
+        before = memory_mib(s.proc.pid)
         statuses.clear()
         started = time.monotonic()
         for i in range(10_000):
             send(i)
         seconds = time.monotonic() - started
         conn.close()
-        after = rss_mib(s.proc.pid)
+        after = memory_mib(s.proc.pid)
         print(
             f"\nRSS of modelyard-server: {before['VmRSS']:.1f} MiB before, {after['VmRSS']:.1f} MiB after 10,000 bad "
             f"requests ({after['VmRSS'] / before['VmRSS'] - 1:+.1%}); peak {before['VmHWM']:.1f} -> "
