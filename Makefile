@@ -106,7 +106,7 @@ bench-runtime: $(STAMP) ## benchmark the server vs ORT in-process, KServe, MLSer
 bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)
 	$(PY) benchmarks/loader/bench.py $(BENCH_ARGS)
 
-bench-operator: $(STAMP) controlplane ## benchmark the operator at 1,000 ModelDeployments vs raw API writes (~15 min; not part of test)
+bench-operator: $(STAMP) controlplane ## benchmark the operator at 1,000 ModelDeployments vs raw API writes (~11 min; not part of test)
 	$(PY) benchmarks/operator/bench.py $(BENCH_ARGS)
 
 cluster-up: controlplane ## start the local control plane (.devcluster/)
