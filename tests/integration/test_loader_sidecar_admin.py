@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +17,7 @@ from onnx import TensorProto, helper
 from support.httpserver import FileServer, serve
 from support.loader import LOADER, sha256
 from support.loader import run_loader as run
+from support.processes import sidecar_address
 
 from ..serving import Server, run_server, wait_ready
 
@@ -47,15 +47,7 @@ def sidecar(repo: Path, *args: str) -> Iterator[str]:
         [LOADER, "sidecar", "--repository", str(repo), "--listen", "127.0.0.1:0", "--allow-hosts", "127.0.0.1", *args],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stderr is not None
-    address = ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not address:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "sidecar API on http://" in line:
-            address = line.split("http://", 1)[1].split(" ", 1)[0]
+    address = sidecar_address(proc)
     try:
         assert address, "the sidecar did not start"
         yield address

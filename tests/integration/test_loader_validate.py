@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from modelyard_runtime.loader.validate import TERMINATION_LOG_LIMIT, compact
 from support.httpserver import FileServer, serve
 from support.loader import LOADER, sha256, tar_bytes
 from support.loader import run_loader as run
+from support.processes import sidecar_address
 
 
 def _model(op: str = "Add") -> bytes:
@@ -116,15 +116,7 @@ def sidecar(site: FileServer, tmp_path: Path) -> Iterator[tuple[str, Path, subpr
          "--uri", site.url + "/model.onnx", "--dest", str(repo / "fraud" / "1"), "--digest", sha256(GOOD)],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert proc.stderr is not None
-    address = ""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not address:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        if "sidecar API on http://" in line:
-            address = line.split("http://", 1)[1].split(" ", 1)[0]
+    address = sidecar_address(proc)
     assert address, "the sidecar did not start"
     try:
         yield address, repo, proc

@@ -43,3 +43,17 @@ def memory_mib(pid: int) -> dict[str, float]:
             if key in ("VmRSS", "VmHWM"):
                 fields[key] = int(value.split()[0]) / 1024
     return fields
+
+
+def sidecar_address(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+    """The host:port a ``modelyard-loader sidecar`` started with ``--listen 127.0.0.1:0`` announced on stderr
+    (empty when it exited or said nothing in time)."""
+    assert proc.stderr is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            return ""
+        if "sidecar API on http://" in line:
+            return line.split("http://", 1)[1].split(" ", 1)[0]
+    return ""
