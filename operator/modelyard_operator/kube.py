@@ -22,7 +22,6 @@ from lightkube.types import PatchType
 
 from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.config import FIELD_MANAGER
-from modelyard_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 
 Obj = dict[str, Any]
 
@@ -125,12 +124,6 @@ class Kube:
             raise _translate(exc, f"reading {kind} {namespace}/{name}") from exc
         return _dict(obj)
 
-    async def list_model_versions(self, namespace: str) -> list[Obj]:
-        return await self._list(ModelVersionResource, f"ModelVersions in {namespace}", namespace)
-
-    async def list_model_deployments(self, namespace: str) -> list[Obj]:
-        return await self._list(ModelDeploymentResource, f"ModelDeployments in {namespace}", namespace)
-
     async def get_model_deployment(self, namespace: str, name: str) -> Obj | None:
         return await self._get(ModelDeploymentResource, "ModelDeployment", namespace, name)
 
@@ -139,10 +132,6 @@ class Kube:
 
     async def get_model_version(self, namespace: str, name: str) -> Obj | None:
         return await self._get(ModelVersionResource, "ModelVersion", namespace, name)
-
-    async def list_owned_deployments(self, namespace: str, md_name: str) -> list[Obj]:
-        labels = {LABEL_INSTANCE: md_name, LABEL_MANAGED_BY: MANAGED_BY}
-        return await self._list(Deployment, f"Deployments of {namespace}/{md_name}", namespace, labels)
 
     async def apply_child(self, obj: Obj, owner: str, observed: Obj | None) -> bool:
         """Apply ``obj`` (a child of ModelDeployment ``owner``) unless this operator applied the very same
