@@ -939,7 +939,14 @@ class DevCluster:
     def install_chart(self, values: dict[str, str], *, namespace: str = "modelyard-system", timeout: int = 180) -> None:
         """``helm install modelyard charts/modelyard`` with the images pushed to the dev registry and ``values``
         (``--set`` pairs); returns once the operator's Deployment is Ready."""
-        sets = {"imageRegistry": self.env()["MODELYARD_REGISTRY"], **values}
+        # Always: the node's containerd store outlives clusters, and a tag it holds from an earlier build would
+        # otherwise win over the image just pushed (IfNotPresent); pulls from the local registry cost a manifest
+        sets = {
+            "imageRegistry": self.env()["MODELYARD_REGISTRY"],
+            "operator.image.pullPolicy": "Always",
+            "runtime.image.pullPolicy": "Always",
+            **values,
+        }
         args = [arg for key, value in sets.items() for arg in ("--set", f"{key}={value}")]
         proc = subprocess.run(
             [str(self.bin / "helm"), "install", "modelyard", str(REPO / "charts" / "modelyard"), "--namespace",
