@@ -48,6 +48,9 @@ lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, he
 check-manifests: $(STAMP) controlplane ## the chart rendered with several value sets through kubeconform -strict and checkov
 	$(PY) hack/check_manifests.py
 
+docs: ## build the documentation site from docs/ with mkdocs --strict into site/ (MkDocs Material, cached)
+	bash hack/build-docs.sh
+
 test-unit: $(STAMP) ## unit tier: pure code, seconds
 	$(PYTEST) -m unit tests/unit
 
@@ -93,7 +96,7 @@ prometheus: ## install Debian's prometheus package (the rollout e2e tests start 
 test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint check-manifests ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -119,5 +122,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint check-manifests test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint check-manifests docs test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

@@ -97,3 +97,18 @@ def test_runtime_imports_are_core_and_runtime_dependencies() -> None:
 def test_dev_extra_installs_both_sides() -> None:
     dev = PROJECT["optional-dependencies"]["dev"]
     assert any(re.fullmatch(r"modelyard\[(operator,runtime|runtime,operator)\]", r.split(";")[0].strip()) for r in dev)
+
+
+def test_one_license_for_the_repository_the_package_and_the_chart() -> None:
+    text = (REPO / "LICENSE").read_text()
+    assert "Apache License" in text
+    assert "Version 2.0, January 2004" in text
+    assert PROJECT["license"] == {"text": "Apache-2.0"}
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["annotations"]["artifacthub.io/license"] == "Apache-2.0"
+
+
+def test_changelog_has_an_unreleased_section_and_the_current_version() -> None:
+    text = (REPO / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in text
+    assert f"## [{PROJECT['version']}]" in text
