@@ -291,8 +291,10 @@ def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str, job
         found: Obj = {}
         if artifact.get("digest"):
             found["digest"] = artifact["digest"]
-        if artifact.get("sizeBytes") is not None:  # 0 is a size (an empty file), not a missing one
+            found["shortDigest"] = short_digest(artifact["digest"])
+        if isinstance(artifact.get("sizeBytes"), int):  # 0 is a size (an empty file), not a missing one
             found["sizeBytes"] = artifact["sizeBytes"]
+            found["size"] = human_size(artifact["sizeBytes"])
         if found:
             out["artifact"] = found
     if result.get("inputs") is not None or result.get("outputs") is not None:
@@ -301,6 +303,22 @@ def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str, job
         out["loadSeconds"] = round(float(result["loadSeconds"]), 3)
     out["conditions"] = conditions
     return out
+
+
+def short_digest(digest: str) -> str:
+    """``sha256:<64 hex>`` as ``sha256:<first 12>``, the length ``docker images`` and ``crictl`` show."""
+    algorithm, _, hex_ = digest.partition(":")
+    return f"{algorithm}:{hex_[:12]}" if hex_ else digest[:19]
+
+
+def human_size(n: int) -> str:
+    """Bytes in binary units with one decimal (``kubectl``-style suffixes): 999B, 1.0KiB, 12.5MiB, 3.2GiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
 
 
 def _verified_message(result: Obj) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -146,11 +147,14 @@ def test_valid_manifest_is_accepted_with_defaults(
 
 
 def test_crds_are_established_with_names(kubectl: Kubectl) -> None:
-    for name, short in (("modelversions.modelyard.dev", "mv"), ("modeldeployments.modelyard.dev", "md")):
+    for name, short in (
+        ("modelversions.modelyard.dev", ["mv", "mver"]),
+        ("modeldeployments.modelyard.dev", ["md", "mdeploy"]),
+    ):
         crd = kubectl.get("crd", name)
         established = next(c for c in crd["status"]["conditions"] if c["type"] == "Established")
         assert established["status"] == "True"
-        assert crd["spec"]["names"]["shortNames"] == [short]
+        assert crd["spec"]["names"]["shortNames"] == short
     out = kubectl.run("api-resources", "--categories=modelyard", "-o", "name").stdout.split()
     assert sorted(out) == ["modeldeployments.modelyard.dev", "modelversions.modelyard.dev"]
 
@@ -175,12 +179,57 @@ def test_model_deployment_model_is_immutable_but_version_is_not(kubectl: Kubectl
     assert "model is immutable" in proc.stderr
 
 
+def _table(kubectl: Kubectl, *args: str) -> dict[str, str]:
+    """The first row of ``kubectl get`` as {COLUMN: value}, cut at the header's column offsets (kubectl aligns
+    columns with a tab writer, and an empty cell is blank)."""
+    lines = kubectl.run("get", *args).stdout.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", lines[0])]
+    ends = [*starts[1:], None]
+    return {lines[0][a:b].strip(): lines[1][a:b].strip() for a, b in zip(starts, ends, strict=True)}
+
+
 def test_printer_columns(kubectl: Kubectl, namespace: str) -> None:
     kubectl.apply([mv(), copy.deepcopy(md())], namespace)
-    header = kubectl.run("get", "mv", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "VERSION", "FORMAT", "PHASE", "AGE"]
-    header = kubectl.run("get", "md", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "PHASE", "AGE"]
+    # the status as the operator writes it (no operator runs in this module: the columns are the API server's)
+    mv_status = {
+        "phase": "Ready",
+        "artifact": {"digest": DIGEST, "shortDigest": DIGEST[:19], "sizeBytes": 13107200, "size": "12.5MiB"},
+        "loadSeconds": 0.25,
+        "conditions": [
+            {"type": t, "status": "True", "reason": r, "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+            for t, r in (("Validated", "Loaded"), ("Ready", "Validated"))
+        ],
+    }
+    kubectl.run(
+        "patch", "mv", "fraud-1", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": mv_status}),
+    )  # fmt: skip
+    row = _table(kubectl, "mv", "-n", namespace)
+    assert list(row) == ["NAME", "MODEL", "VERSION", "FORMAT", "PHASE", "DIGEST", "SIZE", "VALIDATED", "AGE"]
+    assert (row["DIGEST"], row["SIZE"], row["VALIDATED"]) == (DIGEST[:19], "12.5MiB", "True")
+    wide = _table(kubectl, "mver", "-n", namespace, "-o", "wide")
+    assert (wide["REASON"], wide["LOAD"]) == ("Validated", "0.25")
+    assert wide["URI"] == mv()["spec"]["artifact"]["uri"]
+
+    md_status = {
+        "phase": "Healthy",
+        "stableVersion": "1",
+        "endpoints": {"http": f"http://fraud.{namespace}.svc.cluster.local:8080", "grpc": "fraud:8081"},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Available", "message": "",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        ],
+    }  # fmt: skip
+    kubectl.run(
+        "patch", "md", "fraud", "-n", namespace, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": md_status}),
+    )  # fmt: skip
+    row = _table(kubectl, "mdeploy", "-n", namespace)
+    assert list(row) == ["NAME", "MODEL", "STABLE", "CANARY", "WEIGHT", "READY", "REASON", "PHASE", "URL", "AGE"]
+    assert (row["STABLE"], row["CANARY"], row["PHASE"]) == ("1", "", "Healthy")
+    assert (row["READY"], row["REASON"], row["URL"]) == ("True", "Available", md_status["endpoints"]["http"])
+    header = kubectl.run("get", "md", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
+    assert header[-3:] == ["STRATEGY", "REPLICAS", "GRPC"]
 
 
 ROLLOUT_INVALID: list[tuple[str, dict[str, Any], str]] = [

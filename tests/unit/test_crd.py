@@ -53,12 +53,16 @@ def rules(crd: dict[str, Any]) -> list[str]:
 def test_model_version_crd_names_and_rules() -> None:
     crd = model_version_crd()
     names = crd["spec"]["names"]
-    assert names["shortNames"] == ["mv"]
+    assert names["shortNames"] == ["mv", "mver"]
     assert names["categories"] == ["modelyard"]
     assert "self == oldSelf" in rules(crd)
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Model", "Version", "Format", "Phase", "Age"]
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if "priority" not in c] == [
+        "Model", "Version", "Format", "Phase", "Digest", "Size", "Validated", "Age",
+    ]  # fmt: skip
+    assert [c["name"] for c in columns if c.get("priority") == 1] == ["Reason", "Load", "URI"]
     digest = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["artifact"]["properties"][
         "digest"
     ]
@@ -67,11 +71,13 @@ def test_model_version_crd_names_and_rules() -> None:
 
 def test_model_deployment_crd_names_and_rules() -> None:
     crd = model_deployment_crd()
-    assert crd["spec"]["names"]["shortNames"] == ["md"]
+    assert crd["spec"]["names"]["shortNames"] == ["md", "mdeploy"]
     version = crd["spec"]["versions"][0]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Model", "Stable", "Canary", "Weight", "Phase", "Age",
+    columns = version["additionalPrinterColumns"]
+    assert [c["name"] for c in columns if "priority" not in c] == [
+        "Model", "Stable", "Canary", "Weight", "Ready", "Reason", "Phase", "URL", "Age",
     ]  # fmt: skip
+    assert [c["name"] for c in columns if c.get("priority") == 1] == ["Strategy", "Replicas", "gRPC"]
     all_rules = " ".join(rules(crd))
     assert "duration(self.maxDuration) >= duration(self.minDuration)" in all_rules
     assert "has(self.setWeight)" in all_rules

@@ -102,7 +102,7 @@ def test_a_good_result_makes_the_version_ready_with_what_was_found() -> None:
     assert outcome.ok
     status = outcome_status({}, outcome, 1, NOW)
     assert status["phase"] == "Ready"
-    assert status["artifact"] == {"digest": DIGEST, "sizeBytes": 1234}
+    assert status["artifact"] == {"digest": DIGEST, "shortDigest": DIGEST[:19], "sizeBytes": 1234, "size": "1.2KiB"}
     assert status["signature"]["inputs"] == [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}]
     assert status["loadSeconds"] == 0.457
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -117,9 +117,12 @@ def test_a_good_result_makes_the_version_ready_with_what_was_found() -> None:
 def test_an_empty_artifact_keeps_its_size_of_zero() -> None:
     """sizeBytes 0 is a size (an empty file), not a missing value: it must not vanish from the status."""
     for artifact, expected in (
-        ({"sizeBytes": 0}, {"sizeBytes": 0}),
-        ({"digest": DIGEST, "sizeBytes": 0}, {"digest": DIGEST, "sizeBytes": 0}),
-        ({"digest": DIGEST}, {"digest": DIGEST}),
+        ({"sizeBytes": 0}, {"sizeBytes": 0, "size": "0B"}),
+        (
+            {"digest": DIGEST, "sizeBytes": 0},
+            {"digest": DIGEST, "shortDigest": DIGEST[:19], "sizeBytes": 0, "size": "0B"},
+        ),
+        ({"digest": DIGEST}, {"digest": DIGEST, "shortDigest": DIGEST[:19]}),
     ):
         outcome = outcome_from_pod(pod(0, json.dumps({**GOOD, "artifact": artifact})), 100.0, 99.0)
         assert outcome is not None
@@ -302,3 +305,12 @@ def test_a_misspelt_boolean_variable_is_an_error_not_false(monkeypatch: pytest.M
     monkeypatch.setenv("MODELYARD_ARTIFACT_CACHE_VERIFY", "ture")
     with pytest.raises(SystemExit, match="MODELYARD_ARTIFACT_CACHE_VERIFY='ture' is not a boolean"):
         parse_args([])
+
+
+def test_short_digest_and_human_size_for_the_printer_columns() -> None:
+    from modelyard_operator.validation import human_size, short_digest
+
+    assert short_digest("sha256:" + "ab" * 32) == "sha256:abababababab"
+    assert [human_size(n) for n in (0, 999, 1024, 13107200, 3 * 1024**3 + 1)] == [
+        "0B", "999B", "1.0KiB", "12.5MiB", "3.0GiB",
+    ]  # fmt: skip

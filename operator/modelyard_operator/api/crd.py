@@ -73,7 +73,7 @@ def _crd(
     *,
     kind: str,
     plural: str,
-    short: str,
+    short: list[str],
     spec: type[BaseModel],
     status: type[BaseModel],
     description: str,
@@ -97,7 +97,7 @@ def _crd(
                 "listKind": f"{kind}List",
                 "plural": plural,
                 "singular": kind.lower(),
-                "shortNames": [short],
+                "shortNames": short,
                 "categories": ["modelyard"],
             },
             "versions": [
@@ -138,7 +138,7 @@ def model_version_crd() -> dict[str, Any]:
     return _crd(
         kind="ModelVersion",
         plural="modelversions",
-        short="mv",
+        short=["mv", "mver"],
         spec=ModelVersionSpec,
         status=ModelVersionStatus,
         description="One immutable, digest-pinned, optionally signed model artifact.",
@@ -147,7 +147,13 @@ def model_version_crd() -> dict[str, Any]:
             _col("Version", ".spec.version"),
             _col("Format", ".spec.format"),
             _col("Phase", ".status.phase"),
+            _col("Digest", ".status.artifact.shortDigest"),
+            _col("Size", ".status.artifact.size"),
+            _col("Validated", '.status.conditions[?(@.type=="Validated")].status'),
             _col("Age", ".metadata.creationTimestamp", "date"),
+            _col("Reason", '.status.conditions[?(@.type=="Ready")].reason', priority=1),
+            _col("Load", ".status.loadSeconds", "number", priority=1),
+            _col("URI", ".spec.artifact.uri", priority=1),
         ],
     )
 
@@ -156,7 +162,8 @@ def model_deployment_crd() -> dict[str, Any]:
     return _crd(
         kind="ModelDeployment",
         plural="modeldeployments",
-        short="md",
+        # `md` alone collides with Cluster API's MachineDeployment; `mdeploy` works in a cluster that has both
+        short=["md", "mdeploy"],
         spec=ModelDeploymentSpec,
         status=ModelDeploymentStatus,
         description="What should serve a model, where, and how a new version takes over.",
@@ -165,8 +172,14 @@ def model_deployment_crd() -> dict[str, Any]:
             _col("Stable", ".status.stableVersion"),
             _col("Canary", ".status.canaryVersion"),
             _col("Weight", ".status.weights.canary", "integer"),
+            _col("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _col("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
             _col("Phase", ".status.phase"),
+            _col("URL", ".status.endpoints.http"),
             _col("Age", ".metadata.creationTimestamp", "date"),
+            _col("Strategy", ".spec.rollout.strategy", priority=1),
+            _col("Replicas", ".spec.replicas", "integer", priority=1),
+            _col("gRPC", ".status.endpoints.grpc", priority=1),
         ],
     )
 

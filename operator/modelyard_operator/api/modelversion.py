@@ -162,8 +162,14 @@ class ModelSignatureStatus(ApiModel):
 class ArtifactStatus(ApiModel):
     """What the artifact turned out to be."""
 
-    digest: str | None = Field(default=None, max_length=71)
-    size_bytes: int | None = Field(default=None, ge=0)
+    digest: str | None = Field(default=None, max_length=71, description="The artifact's verified digest, sha256:<hex>.")
+    size_bytes: int | None = Field(default=None, ge=0, description="The artifact's size in bytes.")
+    short_digest: str | None = Field(
+        default=None, max_length=19, description="The digest's first 12 hex digits (the DIGEST column)."
+    )
+    size: str | None = Field(
+        default=None, max_length=16, description="The size for people, e.g. 12.5MiB (the SIZE column)."
+    )
 
 
 class ValidationJobRef(ApiModel):
