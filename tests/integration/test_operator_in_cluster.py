@@ -19,6 +19,7 @@ import realnode
 from devcluster import DevCluster
 
 from ..conftest import Kubectl, dev_cluster, wait_for
+from .test_kubectl_plugin import plugin
 
 REPO = Path(__file__).resolve().parents[2]
 SYSTEM = "modelyard-system"
@@ -89,6 +90,10 @@ def test_readme_quickstart_serves_the_shipped_model_through_its_service(
     expected = 1 / (1 + np.exp(-(features @ np.array(quickstart.WEIGHTS, dtype=np.float32) + quickstart.BIAS)))
     np.testing.assert_allclose(result.as_numpy("score")[:, 0], expected, rtol=1e-6)
     assert "Forbidden" not in kube.run("logs", "-n", SYSTEM, "deploy/modelyard-operator").stdout
+    # kubectl modelyard logs: each model pod's server log (served by the kubelet), one prefix per pod
+    logs = plugin(kube, "logs", "fraud", "-n", "default", "--tail", "5").stdout.splitlines()
+    assert logs
+    assert {line.split("]", 1)[0].lstrip("[") for line in logs} == {p["metadata"]["name"] for p in model_pods}
 
 
 def _infer(client: httpclient.InferenceServerClient, inp: httpclient.InferInput) -> httpclient.InferResult | None:
