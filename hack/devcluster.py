@@ -646,7 +646,8 @@ class DevCluster:
             str(logs / "kubelet.log"),
             f"http://127.0.0.1:{healthz}/healthz",
         )
-        self._start(kubelet, state, deadline=deadline)
+        # containerd answers its metrics before its CRI service finished initialising; kubelet then exits at once
+        self._start(kubelet, state, deadline=deadline, retry_on="server is not initialized yet")
         while not self.kubectl("get", "node", realnode.NODE, check=False, capture=True):  # registers in a moment
             if time.monotonic() > deadline:
                 raise ClusterError(f"kubelet never registered {realnode.NODE}:\n{kubelet.tail()}")
@@ -758,7 +759,22 @@ class DevCluster:
         out.write_text("\n---\n".join(texts))
         return out
 
-    def _start(self, comp: Component, state: State, *, deadline: float) -> None:
+    def _start(self, comp: Component, state: State, *, deadline: float, retry_on: str | None = None) -> None:
+        """Start ``comp`` and wait until its health endpoint answers. ``retry_on``: a log line that means "started
+        too early" (e.g. kubelet finding containerd's CRI not initialized yet under load): start it again."""
+        for attempt in range(1, 6):
+            try:
+                self._start_once(comp, state, deadline=deadline)
+                return
+            except ClusterError:
+                if retry_on is None or attempt == 5 or retry_on not in comp.tail() or time.monotonic() > deadline:
+                    raise
+                log(f"{comp.name} started too early ({retry_on}); starting it again (attempt {attempt + 1})")
+                state.components.remove(comp)
+                state.save()
+                time.sleep(1.0)
+
+    def _start_once(self, comp: Component, state: State, *, deadline: float) -> None:
         with open(comp.log, "ab") as logf:
             proc = subprocess.Popen(
                 [comp.binary, *comp.args],
