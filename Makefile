@@ -32,11 +32,12 @@ node: controlplane node-tools ## build (or reuse) the real node's containerd, CN
 perf-analyzer: $(STAMP) ## install NVIDIA's perf_analyzer into the cache (compatibility tests)
 	bash hack/install-perf-analyzer.sh >/dev/null
 
-generate: $(STAMP) ## regenerate CRDs (crds/ and the chart) from the API models
+generate: $(STAMP) ## regenerate CRDs (crds/ and the chart) from the API models, and the Grafana dashboard
 	$(PY) hack/generate.py
 
 check-generated: generate ## fail when generated files differ from the committed ones
-	@git diff --exit-code -- crds charts || { echo "error: generated files are stale: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- crds charts dashboards && test -z "$$(git status --porcelain -- crds charts dashboards)" \
+		|| { echo "error: generated files are stale or uncommitted: run 'make generate' and commit"; exit 1; }
 
 lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, helm lint
 	$(VENV)/bin/ruff check .

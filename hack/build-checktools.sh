@@ -22,7 +22,7 @@ if [[ ! -x "$kc_bin/kubeconform" ]]; then
   log "building kubeconform ${KUBECONFORM_VERSION}"
   mkdir -p "$kc_bin"
   GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOTOOLCHAIN=local CGO_ENABLED=0 \
-    GOPROXY=${GOPROXY:-https://proxy.golang.org,direct} GOBIN="$kc_bin" \
+    GOBIN="$kc_bin" \
     go install -trimpath -ldflags "-s -w" "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}" \
     || die "building kubeconform ${KUBECONFORM_VERSION} failed"
 fi

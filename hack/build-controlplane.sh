@@ -37,12 +37,12 @@ esac
 
 mkdir -p "$bin" "$out/work"
 export GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOFLAGS=-mod=mod
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
+export GOTOOLCHAIN=local CGO_ENABLED=0
 
 fetch() { # module@version -> prints dir; exits with a clear message when it can't be fetched
   local mv=$1 dir
   if ! dir=$(go mod download -json "$mv" 2>"$out/work/download.err" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p'); then
-    die "cannot fetch Go module $mv from the module proxy ($GOPROXY): $(tail -n 3 "$out/work/download.err")"
+    die "cannot fetch Go module $mv from the Go module proxy ($(go env GOPROXY)): $(tail -n 3 "$out/work/download.err")"
   fi
   [[ -n "$dir" ]] || die "cannot fetch Go module $mv: $(cat "$out/work/download.err")"
   echo "$dir"

@@ -30,7 +30,7 @@ fi
 command -v go >/dev/null 2>&1 || die "Go is not installed (need Go >= 1.25 on PATH)"
 mkdir -p "$bin/cni"
 export GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOFLAGS=-mod=mod
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOPROXY=${GOPROXY:-https://proxy.golang.org,direct}
+export GOTOOLCHAIN=local CGO_ENABLED=0
 started=$(date +%s)
 
 install() { # GOBIN-folder package@version...: go install with a clear error

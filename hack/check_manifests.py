@@ -4,11 +4,11 @@
 1. ``helm template`` of ``charts/modelyard`` with several value sets (:data:`VALUE_SETS`);
 2. kubeconform in strict mode (unknown fields and duplicate keys are errors) on every rendered object, the CRDs in
    ``crds/`` and the manifests in ``examples/``, against JSON schemas made from the dev cluster API server's own
-   OpenAPI v3 document with our CRDs (and the Gateway API's) installed: the usual schema download is unreachable here,
-   and this way the schemas are exactly those of the Kubernetes version the project pins. They are cached under
-   ``~/.cache/modelyard/schemas/<Kubernetes version>-<hash of the CRDs and of this generator>``; a cold run starts a
-   control plane (no nodes) for a few seconds to make them. A canary document that strict validation must refuse
-   proves the schemas really constrain;
+   OpenAPI v3 document with our CRDs, the Gateway API's and the Prometheus Operator's installed: the usual schema
+   download is unreachable here, and this way the schemas are exactly those of the Kubernetes version the project
+   pins. They are cached under ``~/.cache/modelyard/schemas/<Kubernetes version>-<hash of the CRDs and of this
+   generator>``; a cold run starts a control plane (no nodes) for a few seconds to make them. A canary document that
+   strict validation must refuse proves the schemas really constrain;
 3. checkov's ``kubernetes`` framework on the rendered value sets and its ``helm`` framework on the chart, with the
    settings and the justified exceptions of ``hack/checkov.yaml``: any other finding fails.
 
@@ -43,6 +43,14 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "admission-policy-off": {"admissionPolicy": {"enabled": False}},
     "network-policy-off": {"operator": {"networkPolicy": {"enabled": False}}},
     "crds-separate": {"crds": {"enabled": False}},
+    "monitoring": {
+        "monitoring": {
+            "labels": {"release": "kube-prometheus-stack"},
+            "podMonitors": {"enabled": True},
+            "prometheusRule": {"enabled": True},
+            "dashboard": {"enabled": True, "namespace": "monitoring"},
+        }
+    },
     "production": {
         "imageRegistry": "registry.example.com/modelyard",
         "operator": {
@@ -189,8 +197,22 @@ def write_schemas(get_raw: Any, out: Path) -> int:
     return len(written)
 
 
+def monitoring_crds() -> Path:
+    """The Prometheus Operator's PodMonitor, PrometheusRule and ServiceMonitor CRDs (hack/fetch-monitoring-crds.sh)."""
+    proc = subprocess.run(
+        ["bash", str(HERE / "fetch-monitoring-crds.sh")], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if proc.returncode != 0:
+        sys.exit("[check-manifests] error: hack/fetch-monitoring-crds.sh failed")
+    return Path(proc.stdout.split()[-1])
+
+
 def crd_files(bin_dir: Path) -> list[Path]:
-    return sorted((REPO / "crds").glob("*.yaml")) + sorted((bin_dir.parent / "gateway-api").glob("*.yaml"))
+    return (
+        sorted((REPO / "crds").glob("*.yaml"))
+        + sorted((bin_dir.parent / "gateway-api").glob("*.yaml"))
+        + sorted(monitoring_crds().glob("*.yaml"))
+    )
 
 
 def schemas(bin_dir: Path) -> Path:

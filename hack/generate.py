@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Writes every generated file from its source: the CRDs (from the pydantic API models) into ``crds/``
-and into the Helm chart. ``make generate`` runs it; CI fails when it leaves a diff."""
+and into the Helm chart, and the Grafana dashboard (hack/dashboard.py) into the chart and ``dashboards/``.
+``make generate`` runs it; CI fails when it leaves a diff."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 import yaml
 
+from dashboard import dashboard
 from modelyard_operator.api.crd import all_crds
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,6 +45,14 @@ def main() -> int:
         tpath = REPO / "charts" / "modelyard" / "templates" / f"crd-{plural}.yaml"
         tpath.write_text(chart_template(crd))
         written.append(tpath)
+    text = json.dumps(dashboard(), indent=2) + "\n"
+    for path in (
+        REPO / "charts" / "modelyard" / "dashboards" / "modelyard.json",
+        REPO / "dashboards" / "modelyard.json",
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
     for path in written:
         print(f"wrote {path.relative_to(REPO)}", file=sys.stderr)
     return 0

@@ -97,6 +97,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             md = await _current(view.model_deployment, "ModelDeployment", namespace, name, kube)
             if md is None or md["metadata"].get("deletionTimestamp"):
                 kube.forget_owner(namespace, name)
+                memo.metrics.forget_model_deployment(namespace, name)
                 return
             spec, status = md.get("spec") or {}, md.get("status") or {}
             wanted = (spec.get("version"), status.get("stableVersion"), status.get("canaryVersion"))
@@ -127,6 +128,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             if todo.status is not None:
                 await _write_status(kube, md, todo.status.status)
                 _emit(md, todo.status.events)
+                memo.metrics.observe_weights(namespace, name, md["spec"].get("model", ""), todo.status.status)
             if isinstance(todo, RolloutPlan):
                 _count(memo.metrics, todo)
         except KubeError as exc:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LAG_INTERVAL_SECONDS = 0.25
 
@@ -37,6 +38,12 @@ class OperatorMetrics:
             ["metric", "verdict"],
             registry=self.registry,
         )
+        self.canary_weight = Gauge(
+            "modelyard_rollout_canary_weight",
+            "Percent of a ModelDeployment's traffic its canary gets (status.weights.canary; 0 without a rollout).",
+            ["namespace", "modeldeployment", "model"],
+            registry=self.registry,
+        )
         self.event_loop_lag = Histogram(
             "modelyard_operator_event_loop_lag_seconds",
             f"How late the event loop ran a callback scheduled every {LAG_INTERVAL_SECONDS} s.",
@@ -51,3 +58,15 @@ class OperatorMetrics:
             asked = loop.time() + LAG_INTERVAL_SECONDS
             await asyncio.sleep(LAG_INTERVAL_SECONDS)
             self.event_loop_lag.observe(max(0.0, loop.time() - asked))
+
+    def observe_weights(self, namespace: str, name: str, model: str, status: dict[str, Any]) -> None:
+        """The canary weight from a status the operator wrote (only when the status names the weights)."""
+        weights = status.get("weights")
+        if isinstance(weights, dict) and isinstance(weights.get("canary"), int | float):
+            self.canary_weight.labels(namespace, name, model).set(weights["canary"])
+
+    def forget_model_deployment(self, namespace: str, name: str) -> None:
+        """Drop the series of a deleted ModelDeployment (one per object, so they must not outlive it)."""
+        for labels in [s.labels for m in self.canary_weight.collect() for s in m.samples]:
+            if labels.get("namespace") == namespace and labels.get("modeldeployment") == name:
+                self.canary_weight.remove(namespace, name, labels["model"])

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Fetches the Prometheus Operator's CRDs for PodMonitor, PrometheusRule and ServiceMonitor from its Go module (the
+# Go module proxy serves it; container registries and GitHub are not reachable here) into a cache folder keyed by
+# PROMETHEUS_OPERATOR_VERSION in hack/versions.env. A warm run returns at once.
+#
+# Usage: hack/fetch-monitoring-crds.sh     prints the folder that holds the three CRD files
+# Env:   MODELYARD_CACHE  cache root (default: ~/.cache/modelyard)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+source "$here/versions.env"
+
+cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
+out="$cache_root/monitoring-crds/${PROMETHEUS_OPERATOR_VERSION}"
+kinds=(podmonitors prometheusrules servicemonitors)
+
+die() { printf '[fetch-monitoring-crds] error: %s\n' "$*" >&2; exit 1; }
+
+if [[ ! -f "$out/.complete" ]]; then
+  command -v go >/dev/null 2>&1 || die "Go is not installed (the CRDs come from the prometheus-operator Go module)"
+  printf '[fetch-monitoring-crds] prometheus-operator %s\n' "$PROMETHEUS_OPERATOR_VERSION" >&2
+  module="github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}"
+  dir=$(GOMODCACHE="$cache_root/go/mod" GOFLAGS=-mod=mod GOTOOLCHAIN=local \
+        go mod download -json "$module" \
+        | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') || die "cannot download $module"
+  rm -rf "$out" && mkdir -p "$out"
+  for kind in "${kinds[@]}"; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_${kind}.yaml" "$out/" || die "$module has no CRD for $kind"
+  done
+  touch "$out/.complete"
+fi
+echo "$out"
