@@ -60,6 +60,13 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return {k: _resolve(v, defs) for k, v in node.items()}
 
 
+API_VERSION_DOC = (
+    "The versioned schema of this representation of an object (for these resources: modelyard.dev/v1alpha1)."
+)
+KIND_DOC = "The REST resource this object represents (ModelVersion or ModelDeployment)."
+METADATA_DOC = "Standard object metadata: name, namespace, labels, annotations."
+
+
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's schema in the form the API server accepts for a CRD."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
@@ -113,9 +120,9 @@ def _crd(
                             "description": description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
-                                "metadata": {"type": "object"},
+                                "apiVersion": {"type": "string", "description": API_VERSION_DOC},
+                                "kind": {"type": "string", "description": KIND_DOC},
+                                "metadata": {"type": "object", "description": METADATA_DOC},
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
