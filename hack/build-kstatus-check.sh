@@ -27,7 +27,7 @@ if [[ ! -x "$bin" ]]; then
   log "building kstatus-check against sigs.k8s.io/cli-utils ${CLI_UTILS_VERSION}"
   mkdir -p "$(dirname "$bin")"
   (cd "$src" && GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOTOOLCHAIN=local CGO_ENABLED=0 \
-    GOFLAGS=-mod=readonly GOPROXY=${GOPROXY:-https://proxy.golang.org,direct} \
+    GOFLAGS=-mod=readonly \
     go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .) || die "building kstatus-check failed"
   mv "$bin.tmp" "$bin"
 fi
