@@ -263,6 +263,19 @@ def skipped_status(status: Obj, generation: int, now: str) -> Obj:
     return {"observedGeneration": generation, "phase": "Ready", "conditions": conditions}
 
 
+def backfilled_status(status: Obj, generation: int, now: str) -> Obj | None:
+    """Reconciling/Stalled for a version decided by an operator that did not write them yet (None: nothing to add),
+    so kstatus reads an old Failed version as Failed rather than Current."""
+    conditions = list(status.get("conditions") or [])
+    if not decided(status, generation) or any(c.get("type") == "Stalled" for c in conditions):
+        return None
+    ready: Obj = next((c for c in conditions if c.get("type") == "Ready"), {})
+    failed: CondValue | None = None
+    if status.get("phase") == "Failed":
+        failed = ("True", str(ready.get("reason") or "ValidationFailed"), str(ready.get("message") or ""))
+    return {"conditions": _abnormal(conditions, None, failed, now, generation)}
+
+
 def decided(status: Obj, generation: int) -> bool:
     """Whether this generation's validation already has its answer (results are written once)."""
     return status.get("phase") in ("Ready", "Failed") and status.get("observedGeneration") == generation

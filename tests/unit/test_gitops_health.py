@@ -12,7 +12,13 @@ from modelyard_operator.reconcile import plan, plan_rollout
 from modelyard_operator.rollout.decide import MetricObservation
 from modelyard_operator.rollout.measurement import Measurement
 from modelyard_operator.status import CondValue, abnormal_conditions, set_abnormal_conditions
-from modelyard_operator.validation import Outcome, outcome_status, skipped_status, validating_status
+from modelyard_operator.validation import (
+    Outcome,
+    backfilled_status,
+    outcome_status,
+    skipped_status,
+    validating_status,
+)
 
 from ..support.gitops import HEALTH_LUA, REPO, argocd_health
 from .samples import deployment, model_deployment, model_version
@@ -120,6 +126,25 @@ def test_version_states() -> None:
         assert argocd_health({**body, "status": status})[0] == health
     assert conds(failed)["Stalled"] == ("True", "ModelLoadFailed")
     assert argocd_health({**body, "status": failed})[1] == "ModelLoadFailed: not an ONNX model"
+
+
+def test_versions_decided_before_the_upgrade_get_the_conditions_once() -> None:
+    def old(status: dict[str, Any]) -> dict[str, Any]:  # as an operator without Reconciling/Stalled wrote it
+        return {
+            **status,
+            "conditions": [c for c in status["conditions"] if c["type"] not in ("Reconciling", "Stalled")],
+        }
+
+    failed = old(outcome_status({}, Outcome(False, "DigestMismatch", "sha256 differs"), 1, STAMP))
+    added = backfilled_status(failed, 1, STAMP)
+    assert added is not None
+    assert conds(added)["Stalled"] == ("True", "DigestMismatch")
+    assert abnormal(added) == ("False", "True")
+    ready = backfilled_status(old(outcome_status({}, Outcome(True, "Validated", "ok"), 1, STAMP)), 1, STAMP)
+    assert ready is not None
+    assert abnormal(ready) == ("False", "False")
+    assert backfilled_status({**failed, "conditions": added["conditions"]}, 1, STAMP) is None  # once
+    assert backfilled_status(validating_status({}, 1, STAMP), 1, STAMP) is None  # undecided: the handler writes it
 
 
 def test_argocd_waits_for_the_operator_to_see_a_new_generation() -> None:
