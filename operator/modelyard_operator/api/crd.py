@@ -64,7 +64,6 @@ API_VERSION_DOC = (
     "The versioned schema of this representation of an object (for these resources: modelyard.dev/v1alpha1)."
 )
 KIND_DOC = "The REST resource this object represents (ModelVersion or ModelDeployment)."
-METADATA_DOC = "Standard object metadata: name, namespace, labels, annotations."
 
 
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -122,7 +121,8 @@ def _crd(
                             "properties": {
                                 "apiVersion": {"type": "string", "description": API_VERSION_DOC},
                                 "kind": {"type": "string", "description": KIND_DOC},
-                                "metadata": {"type": "object", "description": METADATA_DOC},
+                                # the API server refuses anything but the type here: ObjectMeta has its own docs
+                                "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,
                             },
