@@ -12,7 +12,7 @@ import pytest
 
 from ..conftest import Kubectl, wait_for
 from ..support.gitops import argocd_health, kstatus, kstatus_binary
-from .test_operator import condition, md, mv
+from .test_operator import condition, md, mv, pods_of
 from .test_rollout import rollout, stable_v1, status_of
 from .test_validation import mv as validated_mv
 
@@ -53,10 +53,13 @@ def test_ready_objects_are_current_and_healthy(kubectl: Kubectl, namespace: str,
 def test_pods_that_never_get_ready_are_in_progress(kubectl: Kubectl, namespace: str, checker: Path) -> None:
     nowhere = {"nodeSelector": {"modelyard.dev/test-node": "none"}}
     kubectl.apply([mv("1"), md(version="1", replicas=1, placement=nowhere)], namespace)
-    rolling = wait_for(
-        lambda: true_condition(kubectl, "md", "fraud", namespace, "Reconciling"), timeout=60, what="Reconciling"
-    )
-    assert condition(rolling, "Reconciling")["reason"] == "Deploying"  # type: ignore[index]
+
+    def deploying() -> dict[str, Any] | None:  # PendingValidation comes first, while the version is validated
+        obj = true_condition(kubectl, "md", "fraud", namespace, "Reconciling")
+        return obj if obj and condition(obj, "Reconciling")["reason"] == "Deploying" else None  # type: ignore[index]
+
+    rolling = wait_for(deploying, timeout=60, what="Reconciling with reason Deploying")
+    assert pods_of(kubectl, namespace, "fraud")  # the pod exists and cannot be scheduled
     assert condition(rolling, "Stalled")["status"] == "False"  # type: ignore[index]
     assert health(checker, rolling) == ("InProgress", "Progressing")
 
