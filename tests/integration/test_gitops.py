@@ -59,7 +59,7 @@ def test_pods_that_never_get_ready_are_in_progress(kubectl: Kubectl, namespace: 
         return obj if obj and condition(obj, "Reconciling")["reason"] == "Deploying" else None  # type: ignore[index]
 
     rolling = wait_for(deploying, timeout=60, what="Reconciling with reason Deploying")
-    assert pods_of(kubectl, namespace, "fraud")  # the pod exists and cannot be scheduled
+    wait_for(lambda: pods_of(kubectl, namespace, "fraud"), timeout=30, what="the pod that cannot be scheduled")
     assert condition(rolling, "Stalled")["status"] == "False"  # type: ignore[index]
     assert health(checker, rolling) == ("InProgress", "Progressing")
 
