@@ -65,7 +65,10 @@ oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cac
 	$(call apt_tool,docker-registry)
 	bash hack/build-oras.sh >/dev/null
 
-test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools ## integration tier: real control plane, real node, real operator
+gitops-test-tools: ## the kstatus checker (hack/kstatus-check, built from sigs.k8s.io/cli-utils into the cache)
+	bash hack/build-kstatus-check.sh >/dev/null
+
+test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools gitops-test-tools ## integration tier: real control plane, real node, real operator
 	$(PYTEST) -m integration tests/integration
 
 node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real node (docs/real-node.md)
@@ -97,7 +100,7 @@ prometheus: ## install Debian's prometheus package (the rollout e2e tests start 
 test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
+test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools gitops-test-tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -123,5 +126,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint check-manifests docs test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools gitops-test-tools generate check-generated lint check-manifests docs test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

@@ -253,6 +253,8 @@ async def model_version_created(
     generation = int(meta.get("generation") or 0)
     current = dict(status)
     if validation.decided(current, generation):
+        if (backfill := validation.backfilled_status(current, generation, _now())) is not None:
+            patch.status.update(backfill)
         return
     config: OperatorConfig = memo.config
     if config.model_validation == "off":

@@ -1,7 +1,10 @@
 """Status and conditions of a ModelDeployment from what was observed (pure).
 
-Conditions follow kstatus: ``Ready``, ``Progressing`` and ``Degraded`` plus ``status.observedGeneration``,
-so ``kubectl wait --for=condition=Ready``, Argo CD and Flux read health without custom code.
+Conditions follow kstatus: ``Ready``, ``Progressing`` and ``Degraded`` plus ``status.observedGeneration``, and
+kstatus's abnormal-true pair ``Reconciling`` (work in progress) and ``Stalled`` (no progress without a change), which
+is what the kstatus library (Flux, kpt) reads on a custom resource: Reconciling=True is InProgress, Stalled=True is
+Failed, neither is Current. ``kubectl wait --for=condition=Ready`` and Argo CD's health check (docs/gitops.md)
+read the same conditions.
 """
 
 from __future__ import annotations
@@ -114,6 +117,37 @@ def set_condition(
 CondValue = tuple[ConditionStatus, str, str]  # (status, reason, message)
 
 
+def abnormal_conditions(progressing: CondValue, degraded: CondValue) -> tuple[CondValue, CondValue]:
+    """kstatus's ``Reconciling`` and ``Stalled`` from ``Progressing`` and ``Degraded``.
+
+    Reconciling is True while work is in progress, Stalled when nothing moves until something changes. Stalled wins:
+    kstatus reads Reconciling first, so both True would hide a failure behind InProgress.
+    """
+    stalled: CondValue = ("True", degraded[1], degraded[2]) if degraded[0] == "True" else ("False", *degraded[1:])
+    reconciling: CondValue = (
+        ("True", progressing[1], progressing[2])
+        if progressing[0] == "True" and stalled[0] != "True"
+        else ("False", *progressing[1:])
+    )
+    return reconciling, stalled
+
+
+def set_abnormal_conditions(
+    conditions: list[dict[str, Any]],
+    *,
+    reconciling: CondValue,
+    stalled: CondValue,
+    now: str,
+    generation: int,
+) -> list[dict[str, Any]]:
+    """Return conditions with ``Reconciling`` and ``Stalled`` set (at most one of them True)."""
+    if reconciling[0] == "True" and stalled[0] == "True":
+        reconciling = ("False", stalled[1], stalled[2])
+    for type_, (status, reason, message) in (("Reconciling", reconciling), ("Stalled", stalled)):
+        conditions = set_condition(conditions, type_, status, reason, message, now=now, generation=generation)
+    return conditions
+
+
 def _conditions(
     current: ModelDeploymentStatus,
     generation: int,
@@ -126,7 +160,8 @@ def _conditions(
     conditions = [c.to_wire() for c in current.conditions]
     for type_, (status, reason, message) in (("Ready", ready), ("Progressing", progressing), ("Degraded", degraded)):
         conditions = set_condition(conditions, type_, status, reason, message, now=now, generation=generation)
-    return conditions
+    reconciling, stalled = abnormal_conditions(progressing, degraded)
+    return set_abnormal_conditions(conditions, reconciling=reconciling, stalled=stalled, now=now, generation=generation)
 
 
 def endpoints(md: ModelDeployment, cluster_domain: str) -> dict[str, str]:

@@ -23,7 +23,7 @@ from modelyard_operator.render import (
     owner_reference,
     pod_security_context,
 )
-from modelyard_operator.status import set_condition
+from modelyard_operator.status import CondValue, set_abnormal_conditions, set_condition
 
 Obj = dict[str, Any]
 
@@ -235,7 +235,18 @@ def validating_status(status: Obj, generation: int, now: str) -> Obj:
         conditions = set_condition(
             conditions, type_, "Unknown", "Validating", "validation Job running", now=now, generation=generation
         )
+    conditions = _abnormal(conditions, ("True", "Validating", "validation Job running"), None, now, generation)
     return {"observedGeneration": generation, "phase": "Validating", "conditions": conditions}
+
+
+def _abnormal(
+    conditions: list[Obj], reconciling: CondValue | None, stalled: CondValue | None, now: str, generation: int
+) -> list[Obj]:
+    """kstatus's Reconciling (validating) and Stalled (failed: only a new spec helps), each False unless given."""
+    done: CondValue = ("False", "Decided", "validation has its answer")
+    return set_abnormal_conditions(
+        conditions, reconciling=reconciling or done, stalled=stalled or done, now=now, generation=generation
+    )
 
 
 def skipped_status(status: Obj, generation: int, now: str) -> Obj:
@@ -248,7 +259,21 @@ def skipped_status(status: Obj, generation: int, now: str) -> Obj:
     ]
     for type_, value, reason, message in values:
         conditions = set_condition(conditions, type_, value, reason, message, now=now, generation=generation)
+    conditions = _abnormal(conditions, None, None, now, generation)
     return {"observedGeneration": generation, "phase": "Ready", "conditions": conditions}
+
+
+def backfilled_status(status: Obj, generation: int, now: str) -> Obj | None:
+    """Reconciling/Stalled for a version decided by an operator that did not write them yet (None: nothing to add),
+    so kstatus reads an old Failed version as Failed rather than Current."""
+    conditions = list(status.get("conditions") or [])
+    if not decided(status, generation) or any(c.get("type") == "Stalled" for c in conditions):
+        return None
+    ready: Obj = next((c for c in conditions if c.get("type") == "Ready"), {})
+    failed: CondValue | None = None
+    if status.get("phase") == "Failed":
+        failed = ("True", str(ready.get("reason") or "ValidationFailed"), str(ready.get("message") or ""))
+    return {"conditions": _abnormal(conditions, None, failed, now, generation)}
 
 
 def decided(status: Obj, generation: int) -> bool:
@@ -286,6 +311,8 @@ def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str, job
         cond("ArtifactVerified", verified, outcome.reason, outcome.message)
         cond("Validated", False, outcome.reason, outcome.message)
         cond("Ready", False, outcome.reason, outcome.message)
+    stalled: CondValue | None = None if outcome.ok else ("True", outcome.reason, outcome.message)
+    conditions = _abnormal(conditions, None, stalled, now, generation)
     artifact = result.get("artifact")
     if isinstance(artifact, dict):
         found: Obj = {}

@@ -95,6 +95,8 @@ def test_found_version_is_applied_and_progressing_until_available() -> None:
         "Ready": ("False", Reason.DEPLOYING),
         "Progressing": ("True", Reason.DEPLOYING),
         "Degraded": ("False", Reason.DEPLOYING),
+        "Reconciling": ("True", Reason.DEPLOYING),
+        "Stalled": ("False", Reason.DEPLOYING),
     }
     assert "stableVersion" not in status
 

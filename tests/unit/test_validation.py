@@ -110,6 +110,8 @@ def test_a_good_result_makes_the_version_ready_with_what_was_found() -> None:
         "ArtifactVerified": "True",
         "Validated": "True",
         "Ready": "True",
+        "Reconciling": "False",
+        "Stalled": "False",
     }
     assert "signature verified" in conditions["ArtifactVerified"]["message"]
 

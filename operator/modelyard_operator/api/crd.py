@@ -60,6 +60,12 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return {k: _resolve(v, defs) for k, v in node.items()}
 
 
+API_VERSION_DOC = (
+    "The versioned schema of this representation of an object (for these resources: modelyard.dev/v1alpha1)."
+)
+KIND_DOC = "The REST resource this object represents (ModelVersion or ModelDeployment)."
+
+
 def structural_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The model's schema in the form the API server accepts for a CRD."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
@@ -113,8 +119,9 @@ def _crd(
                             "description": description,
                             "required": ["spec"],
                             "properties": {
-                                "apiVersion": {"type": "string"},
-                                "kind": {"type": "string"},
+                                "apiVersion": {"type": "string", "description": API_VERSION_DOC},
+                                "kind": {"type": "string", "description": KIND_DOC},
+                                # the API server refuses anything but the type here: ObjectMeta has its own docs
                                 "metadata": {"type": "object"},
                                 "spec": spec_schema,
                                 "status": status_schema,

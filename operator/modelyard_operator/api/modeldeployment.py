@@ -44,11 +44,17 @@ class ResourcesSpec(ApiModel):
 class Toleration(ApiModel):
     """A pod toleration (core/v1 Toleration)."""
 
-    key: str | None = Field(default=None, max_length=316)
-    operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = Field(default=None, max_length=63)
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = None
+    key: str | None = Field(default=None, max_length=316, description="Taint key to tolerate; empty with Exists: all.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Equal (the default): key and value match; Exists: any value of the key."
+    )
+    value: str | None = Field(default=None, max_length=63, description="Taint value to match with Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty: every effect."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="With NoExecute: how long the pod stays bound after the taint appears."
+    )
 
 
 class PlacementSpec(ApiModel):
@@ -57,7 +63,9 @@ class PlacementSpec(ApiModel):
     node_selector: dict[str, Annotated[str, Field(max_length=63)]] = Field(
         default_factory=dict, description="Node labels the pods require."
     )
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=32, description="Taints the pods tolerate (core/v1 Tolerations)."
+    )
     affinity: FreeForm = Field(default_factory=dict, description="A core/v1 Affinity, passed through.")
 
 
@@ -140,7 +148,7 @@ class Evidence(ApiModel):
 class CompareSpec(ApiModel):
     """Compare the canary with the stable version instead of an absolute bound."""
 
-    against: Literal["stable"] = "stable"
+    against: Literal["stable"] = Field(default="stable", description="The version compared with: stable.")
     max_ratio: float | None = Field(default=None, gt=0, description="canary / stable must stay at or below this.")
 
 
@@ -188,13 +196,17 @@ class MetricSpec(ApiModel):
         }
     }
 
-    name: str = Field(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    template: Template | None = None
+    name: str = Field(
+        max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Metric name, unique in the list."
+    )
+    template: Template | None = Field(
+        default=None, description="Built-in query: errorRate (share of failed requests), latencyP95 or latencyP99."
+    )
     query: str | None = Field(
         default=None, max_length=4096, description="PromQL with {{model}} {{version}} {{namespace}} {{window}}."
     )
-    min: float | None = None
-    max: float | None = None
+    min: float | None = Field(default=None, description="The value must be at least this.")
+    max: float | None = Field(default=None, description="The value must be at most this.")
     compare: CompareSpec | None = None
     critical: bool = Field(default=False, description="One failure rolls back.")
     failure_policy: FailurePolicy | None = None
@@ -227,7 +239,9 @@ class AnalysisSpec(ApiModel):
         default="15s", description="Prometheus' scrape interval for the model pods (for the window and staleness)."
     )
     evidence: Evidence = Field(default_factory=Evidence, json_schema_extra=schema_default(Evidence))
-    metrics: list[MetricSpec] = Field(default_factory=list, max_length=16)
+    metrics: list[MetricSpec] = Field(
+        default_factory=list, max_length=16, description="Metrics measured at each interval; all must pass."
+    )
     on_inconclusive: Literal["hold", "rollback"] = Field(
         default="hold",
         description="After maxDuration without a conclusive Pass (no data, low evidence, backend errors): "
@@ -236,14 +250,18 @@ class AnalysisSpec(ApiModel):
 
 
 class PostPromotionAnalyze(ApiModel):
-    duration: Duration
+    """Analyse the new version at 100% for a while after promotion."""
+
+    duration: Duration = Field(description="How long the analysis runs after promotion.")
 
 
 class PostPromotionSpec(ApiModel):
     """Keep watching after 100%."""
 
     analyze: PostPromotionAnalyze | None = None
-    on_failure: Literal["rollback", "alert"] = "rollback"
+    on_failure: Literal["rollback", "alert"] = Field(
+        default="rollback", description="rollback: back to the previous version; alert: a Warning Event only."
+    )
 
 
 class RolloutAction(ApiModel):
@@ -266,24 +284,34 @@ class BlueGreenSpec(ApiModel):
 class ParentRef(ApiModel):
     """A Gateway the HTTPRoute attaches to."""
 
-    name: str = Field(max_length=253)
-    namespace: str | None = Field(default=None, max_length=63)
-    section_name: str | None = Field(default=None, max_length=253)
+    name: str = Field(max_length=253, description="Name of the Gateway.")
+    namespace: str | None = Field(
+        default=None, max_length=63, description="Namespace of the Gateway; default: the ModelDeployment's."
+    )
+    section_name: str | None = Field(
+        default=None, max_length=253, description="A listener of the Gateway; default: all of them."
+    )
 
 
 class HeaderMatch(ApiModel):
     """Requests carrying this header value always go to the canary."""
 
-    name: str = Field(max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$")
-    value: str = Field(max_length=4096)
+    name: str = Field(max_length=256, pattern=r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$", description="HTTP header name.")
+    value: str = Field(max_length=4096, description="Exact header value that selects the canary.")
 
 
 class GatewayAPISpec(ApiModel):
     """Settings of the gatewayAPI traffic router (an HTTPRoute named after the ModelDeployment)."""
 
-    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16)
-    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(default_factory=list, max_length=16)
-    canary_headers: list[HeaderMatch] = Field(default_factory=list, max_length=8)
+    parent_refs: list[ParentRef] = Field(
+        default_factory=list, max_length=16, description="Gateways the HTTPRoute attaches to."
+    )
+    hostnames: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list, max_length=16, description="Host names the HTTPRoute matches; empty: all."
+    )
+    canary_headers: list[HeaderMatch] = Field(
+        default_factory=list, max_length=8, description="Header matches that send a request to the canary."
+    )
     mirror_percent: int = Field(default=0, ge=0, le=100, description="Copy this share of stable traffic to canary.")
 
 
@@ -303,7 +331,9 @@ class RolloutSpec(ApiModel):
 
     strategy: Strategy = Field(default="immediate", description="canary, blueGreen or immediate.")
     traffic_router: TrafficRouter = Field(default="replicas", description="replicas, gatewayAPI or inPod.")
-    steps: list[RolloutStep] = Field(default_factory=list, max_length=32)
+    steps: list[RolloutStep] = Field(
+        default_factory=list, max_length=32, description="Canary steps, in order (setWeight, pause or analyze)."
+    )
     blue_green: BlueGreenSpec | None = None
     gateway_api: GatewayAPISpec | None = Field(default=None, alias="gatewayAPI")
     analysis: AnalysisSpec | None = None
@@ -326,7 +356,7 @@ class ModelDeploymentSpec(ApiModel):
 
     model: ModelName
     version: VersionName = Field(description="Desired version; names a ModelVersion of this model.")
-    replicas: int = Field(default=1, ge=0, le=1000)
+    replicas: int = Field(default=1, ge=0, le=1000, description="Number of serving pods; 0 scales to zero.")
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, json_schema_extra=schema_default(ResourcesSpec))
     placement: PlacementSpec = Field(default_factory=PlacementSpec, json_schema_extra=schema_default(PlacementSpec))
     loading: LoadingSpec = Field(default_factory=LoadingSpec, json_schema_extra=schema_default(LoadingSpec))
@@ -335,16 +365,18 @@ class ModelDeploymentSpec(ApiModel):
 
 
 class Weights(ApiModel):
-    stable: int = Field(default=100, ge=0, le=100)
-    canary: int = Field(default=0, ge=0, le=100)
+    """The traffic split in percent."""
+
+    stable: int = Field(default=100, ge=0, le=100, description="Percent of traffic to the stable version.")
+    canary: int = Field(default=0, ge=0, le=100, description="Percent of traffic to the canary.")
 
 
 class StepStatus(ApiModel):
     """The step in progress: its index in the (effective) step list, when it started, canary requests since."""
 
-    index: int = Field(ge=0)
-    started_at: str | None = Field(default=None, max_length=64)
-    evidence: int = Field(default=0, ge=0)
+    index: int = Field(ge=0, description="Index of the step in progress.")
+    started_at: str | None = Field(default=None, max_length=64, description="When the step started (RFC 3339).")
+    evidence: int = Field(default=0, ge=0, description="Canary requests since the step started.")
     post_promotion: bool = Field(default=False, description="Watching the new version at 100% after the steps.")
     promote_full: bool = Field(default=False, description="A promoteFull action skips the remaining steps.")
 
@@ -352,61 +384,79 @@ class StepStatus(ApiModel):
 class MetricCounters(ApiModel):
     """Failure counters of one metric within the current rollout (restart-safe policy state)."""
 
-    name: str = Field(max_length=63)
-    failures: int = Field(default=0, ge=0)
-    consecutive: int = Field(default=0, ge=0)
-    last_verdict: str | None = Field(default=None, max_length=32)
+    name: str = Field(max_length=63, description="The metric's name.")
+    failures: int = Field(default=0, ge=0, description="Fail verdicts in this rollout.")
+    consecutive: int = Field(default=0, ge=0, description="Fail verdicts in a row.")
+    last_verdict: str | None = Field(default=None, max_length=32, description="The latest verdict.")
 
 
 class AnalysisStatus(ApiModel):
-    last_measured_at: str | None = Field(default=None, max_length=64)
-    metrics: list[MetricCounters] = Field(default_factory=list, max_length=16)
+    """The analysis of the current rollout."""
+
+    last_measured_at: str | None = Field(default=None, max_length=64, description="Last measurement (RFC 3339).")
+    metrics: list[MetricCounters] = Field(default_factory=list, max_length=16, description="Counters per metric.")
 
 
 class MetricResult(ApiModel):
-    name: str = Field(max_length=63)
-    canary: float | None = None
-    stable: float | None = None
-    n: int | None = None
-    verdict: str = Field(max_length=32)
-    reason: str | None = Field(default=None, max_length=64)
-    message: str | None = Field(default=None, max_length=1024)
+    """One metric's measurement in a decision."""
+
+    name: str = Field(max_length=63, description="The metric's name.")
+    canary: float | None = Field(default=None, description="The canary's value.")
+    stable: float | None = Field(default=None, description="The stable version's value (compare only).")
+    n: int | None = Field(default=None, description="Requests the value was computed from.")
+    verdict: str = Field(max_length=32, description="Pass, Fail or Inconclusive.")
+    reason: str | None = Field(default=None, max_length=64, description="Why the verdict (one CamelCase word).")
+    message: str | None = Field(default=None, max_length=1024, description="Human-readable details.")
 
 
 class DecisionStatus(ApiModel):
-    verdict: str = Field(max_length=32)
-    reason: str = Field(default="", max_length=1024)
-    message: str = Field(default="", max_length=2048)
-    at: str | None = Field(default=None, max_length=64)
+    """The rollout's latest decision."""
+
+    verdict: str = Field(max_length=32, description="What was decided, e.g. Advance, Hold, Promote, Rollback.")
+    reason: str = Field(default="", max_length=1024, description="Why (one CamelCase word).")
+    message: str = Field(default="", max_length=2048, description="Human-readable details.")
+    at: str | None = Field(default=None, max_length=64, description="When (RFC 3339).")
     requests: int | None = Field(default=None, description="Canary requests since the step started.")
-    metrics: list[MetricResult] = Field(default_factory=list, max_length=16)
+    metrics: list[MetricResult] = Field(
+        default_factory=list, max_length=16, description="The measurements it was based on."
+    )
 
 
 class HandledAction(ApiModel):
-    type: str = Field(max_length=32)
-    nonce: str = Field(max_length=253)
-    at: str | None = Field(default=None, max_length=64)
-    result: str | None = Field(default=None, max_length=64)
+    """The last manual action applied."""
+
+    type: str = Field(max_length=32, description="approve, abort, promoteFull or retry.")
+    nonce: str = Field(max_length=253, description="The action's nonce.")
+    at: str | None = Field(default=None, max_length=64, description="When it was applied (RFC 3339).")
+    result: str | None = Field(default=None, max_length=64, description="What it did.")
 
 
 class HistoryEntry(ApiModel):
-    version: str = Field(max_length=63)
-    outcome: str = Field(max_length=32)
-    at: str | None = Field(default=None, max_length=64)
+    """One finished rollout."""
+
+    version: str = Field(max_length=63, description="The version rolled out.")
+    outcome: str = Field(max_length=32, description="Promoted or RolledBack.")
+    at: str | None = Field(default=None, max_length=64, description="When it ended (RFC 3339).")
 
 
 class Endpoints(ApiModel):
-    http: str | None = Field(default=None, max_length=512)
-    grpc: str | None = Field(default=None, max_length=512)
+    """Where clients reach the model (the Service in front of the pods)."""
+
+    http: str | None = Field(default=None, max_length=512, description="HTTP/REST base URL (Open Inference Protocol).")
+    grpc: str | None = Field(default=None, max_length=512, description="gRPC address, host:port.")
 
 
 class ModelDeploymentStatus(ApiModel):
     """Everything the operator needs to resume after a restart."""
 
-    observed_generation: int | None = Field(default=None, ge=0)
-    phase: MDPhase | None = None
-    stable_version: str | None = Field(default=None, max_length=63)
-    canary_version: str | None = Field(default=None, max_length=63)
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status was computed from."
+    )
+    phase: MDPhase | None = Field(default=None, description="Progressing, Paused, Healthy, RolledBack or Degraded.")
+    stable_version: str | None = Field(default=None, max_length=63, description="The version serving as stable.")
+    canary_version: str | None = Field(
+        default=None, max_length=63, description="The version being rolled out, while a rollout runs."
+    )
     weights: Weights | None = None
     step: StepStatus | None = None
     last_decision: DecisionStatus | None = None
@@ -415,11 +465,16 @@ class ModelDeploymentStatus(ApiModel):
         default_factory=list, max_length=32, description="Recent action nonces already applied (newest last)."
     )
     analysis: AnalysisStatus | None = None
-    history: list[HistoryEntry] = Field(default_factory=list, max_length=64)
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=64, description="Finished rollouts.")
     rolled_back_versions: list[Annotated[str, Field(max_length=63)]] = Field(
         default_factory=list, max_length=64, description="Versions not re-attempted until a retry action."
     )
-    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Ready, Progressing, Degraded, Paused, AnalysisHealthy, and kstatus's Reconciling (work in "
+        "progress) and Stalled (no progress without a change).",
+    )
     endpoints: Endpoints | None = None
 
 

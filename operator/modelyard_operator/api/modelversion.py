@@ -147,23 +147,23 @@ class ModelVersionSpec(ApiModel):
 class TensorSpec(ApiModel):
     """One input or output tensor as the validation found it (-1 marks a variable dimension)."""
 
-    name: str = Field(max_length=256)
-    datatype: str = Field(max_length=16)
-    shape: list[int] = Field(max_length=16)
+    name: str = Field(max_length=256, description="Tensor name.")
+    datatype: str = Field(max_length=16, description="Open Inference Protocol datatype, e.g. FP32.")
+    shape: list[int] = Field(max_length=16, description="Dimensions; -1 is variable.")
 
 
 class ModelSignatureStatus(ApiModel):
     """The model's inputs and outputs."""
 
-    inputs: list[TensorSpec] = Field(default_factory=list, max_length=256)
-    outputs: list[TensorSpec] = Field(default_factory=list, max_length=256)
+    inputs: list[TensorSpec] = Field(default_factory=list, max_length=256, description="Input tensors.")
+    outputs: list[TensorSpec] = Field(default_factory=list, max_length=256, description="Output tensors.")
 
 
 class ArtifactStatus(ApiModel):
     """What the artifact turned out to be."""
 
-    digest: str | None = Field(default=None, max_length=71, description="The artifact's verified digest, sha256:<hex>.")
-    size_bytes: int | None = Field(default=None, ge=0, description="The artifact's size in bytes.")
+    digest: str | None = Field(default=None, max_length=71, description="sha256 digest of the bytes fetched.")
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of the artifact in bytes.")
     short_digest: str | None = Field(
         default=None, max_length=19, description="The digest's first 12 hex digits (the DIGEST column)."
     )
@@ -175,19 +175,26 @@ class ArtifactStatus(ApiModel):
 class ValidationJobRef(ApiModel):
     """The operator's validation Job whose pod produced the recorded result."""
 
-    name: str = Field(max_length=253)
-    uid: str = Field(max_length=64)
+    name: str = Field(max_length=253, description="Name of the Job.")
+    uid: str = Field(max_length=64, description="UID of the Job.")
 
 
 class ModelVersionStatus(ApiModel):
     """What the operator found out about the artifact."""
 
-    observed_generation: int | None = Field(default=None, ge=0)
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this status was computed from."
+    )
     phase: MVPhase | None = Field(default=None, description="Pending, Validating, Ready or Failed.")
-    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=16,
+        description="ArtifactVerified, Validated, Ready, and kstatus's Reconciling (validating) and Stalled "
+        "(failed: a new ModelVersion is needed).",
+    )
     artifact: ArtifactStatus | None = None
     signature: ModelSignatureStatus | None = None
-    load_seconds: float | None = Field(default=None, ge=0)
+    load_seconds: float | None = Field(default=None, ge=0, description="Seconds the validation took to load the model.")
     validation_job: ValidationJobRef | None = Field(
         default=None, description="The Job whose pod produced this result (only the operator's own Job counts)."
     )
