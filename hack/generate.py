@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Writes every generated file from its source: the CRDs (from the pydantic API models) into ``crds/``
-and into the Helm chart, and the Grafana dashboard (hack/dashboard.py) into the chart and ``dashboards/``.
+and into the Helm chart, the Grafana dashboard (hack/dashboard.py) into the chart and ``dashboards/``, and the
+chart's README (helm-docs, from the values' comments).
 ``make generate`` runs it; CI fails when it leaves a diff."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -34,6 +36,20 @@ def chart_template(crd: dict[str, object]) -> str:
     return HEADER + "{{- if .Values.crds.enabled }}\n" + body + "{{- end }}\n"
 
 
+def chart_readme() -> Path:
+    """charts/modelyard/README.md from README.md.gotmpl and the values' ``# --`` comments (helm-docs)."""
+    tools = subprocess.run(
+        ["bash", str(REPO / "hack" / "build-charttools.sh")], stdout=subprocess.PIPE, text=True, check=True
+    ).stdout.split()
+    chart = REPO / "charts" / "modelyard"
+    subprocess.run(
+        [tools[0], "--chart-search-root", str(chart), "--template-files", "README.md.gotmpl", "--log-level", "warning"],
+        check=True,
+        cwd=chart,
+    )
+    return chart / "README.md"
+
+
 def main() -> int:
     written = []
     for crd in all_crds():
@@ -53,6 +69,7 @@ def main() -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         written.append(path)
+    written.append(chart_readme())
     for path in written:
         print(f"wrote {path.relative_to(REPO)}", file=sys.stderr)
     return 0

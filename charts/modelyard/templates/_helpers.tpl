@@ -14,10 +14,12 @@ app.kubernetes.io/component: operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
-{{/* An image reference: (dict "image" .Values.<x>.image "root" $); <imageRegistry>/<repository>:<tag or appVersion>. */}}
+{{/* An image reference: (dict "image" .Values.<x>.image "root" $);
+<imageRegistry>/<repository>:<tag or appVersion>, and @<digest> when a digest pins it. */}}
 {{- define "modelyard.image" -}}
 {{- $registry := .root.Values.imageRegistry | default "" | trimSuffix "/" -}}
 {{- if $registry }}{{ $registry }}/{{ end }}{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
+{{- with .image.digest }}@{{ . }}{{ end }}
 {{- end -}}
 
 {{/*
