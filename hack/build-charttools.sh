@@ -7,17 +7,12 @@
 # Env:   MODELYARD_CACHE  cache root (default: ~/.cache/modelyard)
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
-source "$here/versions.env"
-
-cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
+tool=build-charttools
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 docs_bin="$cache_root/helm-docs/${HELM_DOCS_VERSION}/bin"
 unit_bin="$cache_root/helm-unittest/${HELM_UNITTEST_VERSION}/bin"
 export GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOTOOLCHAIN=local CGO_ENABLED=0
-
-log() { printf '[build-charttools] %s\n' "$*" >&2; }
-die() { printf '[build-charttools] error: %s\n' "$*" >&2; exit 1; }
 
 if [[ ! -x "$docs_bin/helm-docs" ]]; then
   command -v go >/dev/null 2>&1 || die "Go is not installed (helm-docs is built from its Go module)"

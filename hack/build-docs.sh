@@ -8,28 +8,14 @@
 # Env:   MODELYARD_CACHE  cache root (default: ~/.cache/modelyard)
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+tool=build-docs
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 repo=$(cd "$here/.." && pwd)
-# shellcheck source=versions.env
-source "$here/versions.env"
-
-cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
 env_dir="$cache_root/mkdocs/${MKDOCS_VERSION}-material-${MKDOCS_MATERIAL_VERSION}"
 site=${1:-$repo/site}
 
-log() { printf '[build-docs] %s\n' "$*" >&2; }
-die() { printf '[build-docs] error: %s\n' "$*" >&2; exit 1; }
-
-if [[ ! -f "$env_dir/.complete" ]]; then
-  python=${PYTHON:-python3}
-  log "installing mkdocs ${MKDOCS_VERSION} and mkdocs-material ${MKDOCS_MATERIAL_VERSION} into $env_dir"
-  rm -rf "$env_dir"
-  "$python" -m venv "$env_dir" || die "cannot create a virtual environment with $python"
-  "$env_dir/bin/python" -m pip install -q --upgrade pip >/dev/null || die "pip upgrade failed"
-  "$env_dir/bin/python" -m pip install -q "mkdocs==${MKDOCS_VERSION}" "mkdocs-material==${MKDOCS_MATERIAL_VERSION}" \
-    || die "installing mkdocs-material ${MKDOCS_MATERIAL_VERSION} failed"
-  touch "$env_dir/.complete"
-fi
+pip_env "$env_dir" "mkdocs==${MKDOCS_VERSION}" "mkdocs-material==${MKDOCS_MATERIAL_VERSION}"
 
 cd "$repo"
 set +e

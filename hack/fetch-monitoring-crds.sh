@@ -7,19 +7,15 @@
 # Env:   MODELYARD_CACHE  cache root (default: ~/.cache/modelyard)
 set -euo pipefail
 
-here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
-source "$here/versions.env"
-
-cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
+tool=fetch-monitoring-crds
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 out="$cache_root/monitoring-crds/${PROMETHEUS_OPERATOR_VERSION}"
 kinds=(podmonitors prometheusrules servicemonitors)
 
-die() { printf '[fetch-monitoring-crds] error: %s\n' "$*" >&2; exit 1; }
-
 if [[ ! -f "$out/.complete" ]]; then
   command -v go >/dev/null 2>&1 || die "Go is not installed (the CRDs come from the prometheus-operator Go module)"
-  printf '[fetch-monitoring-crds] prometheus-operator %s\n' "$PROMETHEUS_OPERATOR_VERSION" >&2
+  log "prometheus-operator ${PROMETHEUS_OPERATOR_VERSION}"
   module="github.com/prometheus-operator/prometheus-operator@${PROMETHEUS_OPERATOR_VERSION}"
   dir=$(GOMODCACHE="$cache_root/go/mod" GOFLAGS=-mod=mod GOTOOLCHAIN=local \
         go mod download -json "$module" \
