@@ -173,6 +173,8 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level.upper() != "DEBUG":  # one INFO line per request: with leader election, one every 2 s
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
     asyncio.run(_operate(args))
     sys.exit(0)
 

@@ -170,6 +170,9 @@ def permissions(kube: Kubectl) -> str:
     sections = {
         f"kubectl auth can-i --list --as={SA} -n {WATCHED}": can_i_list(kube, WATCHED),
         f"kubectl auth can-i --list --as={SA} -n {UNWATCHED}": can_i_list(kube, UNWATCHED),
+        f"kubectl auth can-i --list --as={SA} -n {SYSTEM}   (the release namespace: the leader election Lease)": (
+            can_i_list(kube, SYSTEM)
+        ),
         f"kubectl auth can-i --list --as={SA}   (no -n: kubectl asks for the context's namespace, default)": (
             can_i_list(kube, None)
         ),
@@ -517,7 +520,9 @@ def test_operator_works_with_the_charts_rbac_and_policy(
     kubeconfig = service_account_kubeconfig(cl, kube, tmp_path / "sa.kubeconfig")
     for ns in (watched, unwatched):
         _model(kube, ns, "fraud")
+    # leader election as the chart configures it: the Lease in the release namespace, with the chart's grant
     flags = [f"--namespace={ns}" for ns in namespaces] + [f"--artifact-cache-dir={CACHE}"]
+    flags += ["--leader-elect", f"--leader-elect-namespace={SYSTEM}"]
     expected = [watched] if namespaces else [watched, unwatched]
 
     began = time.monotonic()
@@ -537,6 +542,8 @@ def test_operator_works_with_the_charts_rbac_and_policy(
             md = wait_for(lambda ns=ns: (kube.get("md", "fraud", ns) or {}).get("status"), timeout=10, what="status")
             assert md["phase"] == "Progressing"
     assert _bad_log_lines(log) == [], log.read_text()[-5000:]
+    assert "holds the Lease and acts" in log.read_text()
+    assert kube.get("lease", "modelyard-operator", SYSTEM)["spec"]["leaseTransitions"] >= 1  # the second run took it
     if namespaces:  # nothing happened outside the watched namespace
         assert kube.get("deployment", "fraud-1", unwatched) is None
         assert kube.get("job", "fraud-1-validate", unwatched) is None

@@ -185,3 +185,65 @@ def test_liveness_follows_the_watches_through_an_api_server_outage(audited: Clus
         assert applied < 30
         probe_text = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read().decode()
         assert probe_text.startswith("ok: watch streams"), probe_text
+
+
+def reconciles(port: int) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    line = next(x for x in text.splitlines() if x.startswith("modelyard_operator_reconcile_duration_seconds_count"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def replicas_manager(deployment: dict[str, Any]) -> list[str]:
+    """The field managers that own spec.replicas of a live object."""
+    return [
+        m["manager"] for m in deployment["metadata"].get("managedFields") or []
+        if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+    ]  # fmt: skip
+
+
+def test_an_autoscaled_deployment_keeps_the_autoscalers_replicas(audited: Cluster, tmp_path: Path) -> None:
+    """11.7: under spec.autoscaling the real HPA controller owns replicas and the operator leaves them alone; an
+    edit of another operator-owned field is restored, with a bounded number of reconciles and writes."""
+    cl, kubectl = audited
+    kubectl.run("create", "namespace", "scaled")
+    objs = model("scaled", 0)
+    objs[1]["spec"]["autoscaling"] = {"minReplicas": 2, "maxReplicas": 4, "targetCPUUtilization": 70}
+    kubectl.apply(objs)
+    metrics = free_port()
+    flags = [f"--metrics-port={metrics}", "--model-validation=off"]
+    with running_operator(cl.dir / "operator.kubeconfig", tmp_path / "op.log", *flags):
+        hpa = wait_for(lambda: kubectl.get("hpa", "d0", "scaled"), timeout=30, what="the HPA")
+        assert hpa["spec"]["scaleTargetRef"]["name"] == "d0-1"
+        assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
+        assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
+        # the HPA controller (kube-controller-manager) raises the Deployment to minReplicas; the operator lets it
+        wait_for(lambda: replicas(kubectl, "scaled", "d0-1") == 2, timeout=90, what="the HPA to scale to 2")
+        dep = kubectl.get("deployment", "d0-1", "scaled")
+        assert "modelyard-operator" not in replicas_manager(dep), dep["metadata"]["managedFields"]
+
+        before, since = reconciles(metrics), time.time()
+        kubectl.run("patch", "deployment", "d0-1", "-n", "scaled", "--type=merge",
+                    "-p", '{"spec":{"strategy":{"rollingUpdate":{"maxSurge":3}}}}')  # fmt: skip
+        surge = lambda: kubectl.get("deployment", "d0-1", "scaled")["spec"]["strategy"]["rollingUpdate"]["maxSurge"]  # noqa: E731
+        wait_for(lambda: surge() == 1, timeout=20, what="maxSurge restored")
+        time.sleep(35)  # longer than the periodic resync
+        until = time.time()
+        writes = [
+            e for e in cl.audit_events(since, until)
+            if e["verb"] in ("patch", "update", "create") and e["objectRef"]["resource"] != "events"
+        ]  # fmt: skip
+        count = reconciles(metrics) - before
+        print(f"edit restored; in {until - since:.0f}s: {count:.0f} reconciles, operator writes {kinds(writes)}")
+        assert replicas(kubectl, "scaled", "d0-1") == 2
+        assert count <= 10, count  # the edit's event, the restore's own event, pod status events, one resync
+        assert kinds(writes).get("patch deployments", 0) <= 2, kinds(writes)
+        assert not {k for k in kinds(writes) if "deployments/scale" in k or "horizontalpodautoscalers" in k}
+
+        # autoscaling off: the HPA goes first, then the Deployment gets spec.replicas again
+        kubectl.run("patch", "md", "d0", "-n", "scaled", "--type=json",
+                    "-p", '[{"op":"remove","path":"/spec/autoscaling"}]')  # fmt: skip
+        wait_for(lambda: kubectl.get("hpa", "d0", "scaled") is None, timeout=20, what="the HPA deleted")
+        wait_for(lambda: replicas(kubectl, "scaled", "d0-1") == 1, timeout=20, what="spec.replicas back")
+        dep = kubectl.get("deployment", "d0-1", "scaled")
+        assert "modelyard.dev/autoscaler" not in (dep["metadata"].get("annotations") or {})
+        assert "modelyard-operator" in replicas_manager(dep)

@@ -102,6 +102,7 @@ class AutoscalingSpec(ApiModel):
     max_replicas: int = Field(ge=1, le=1000, description="Most pods the autoscaler starts.")
     target_cpu_utilization: int = Field(
         default=80,
+        alias="targetCPUUtilization",
         ge=1,
         le=1000,
         description="Average CPU use the autoscaler aims for, in percent of the server container's CPU request "
