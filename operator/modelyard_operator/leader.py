@@ -87,11 +87,13 @@ class Elector:
         self.leading = False
         self.last_attempt = clock()  # the loop's heartbeat (liveness of a standby)
         self.reached_api = False  # the Lease was read at least once (readiness of a standby)
+        self.holder = ""  # the holder the Lease named when last read
 
     async def _try(self) -> bool:
         self.last_attempt = self.clock()
         lease = await self.store.get()
         self.reached_api = True
+        self.holder = ((lease or {}).get("spec") or {}).get("holderIdentity") or ""
         if lease is None:
             return await self.store.create({"holderIdentity": self.identity, "leaseDurationSeconds": LEASE_SECONDS})
         spec = claim(lease, self.seen, self.identity, self.clock(), datetime.now(UTC))
@@ -123,6 +125,9 @@ class Elector:
                 ok = False
             if ok:
                 renewed = self.clock()
+            elif self.holder not in ("", self.identity):
+                self.leading = False
+                raise LeadershipLostError(f"the Lease is held by {self.holder}")
             elif self.clock() - renewed > RENEW_DEADLINE_SECONDS:
                 self.leading = False
                 raise LeadershipLostError(f"no renewal of the Lease for {RENEW_DEADLINE_SECONDS:.0f}s")

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import signal
 import socket
 import time
@@ -193,12 +194,12 @@ def reconciles(port: int) -> float:
     return float(line.rsplit(" ", 1)[1])
 
 
-def replicas_manager(deployment: dict[str, Any]) -> list[str]:
-    """The field managers that own spec.replicas of a live object."""
-    return [
-        m["manager"] for m in deployment["metadata"].get("managedFields") or []
-        if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
-    ]  # fmt: skip
+def replicas_managers(kubectl: Kubectl, namespace: str, name: str) -> list[str]:
+    """The field managers that own spec.replicas of a live Deployment."""
+    out = kubectl.run("get", "deployment", name, "-n", namespace, "-o", "json", "--show-managed-fields").stdout
+    fields = json.loads(out)["metadata"]["managedFields"]
+    assert fields  # kubectl hides them without --show-managed-fields: an empty list would prove nothing
+    return [m["manager"] for m in fields if "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})]
 
 
 def test_an_autoscaled_deployment_keeps_the_autoscalers_replicas(audited: Cluster, tmp_path: Path) -> None:
@@ -218,8 +219,9 @@ def test_an_autoscaled_deployment_keeps_the_autoscalers_replicas(audited: Cluste
         assert hpa["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 70
         # the HPA controller (kube-controller-manager) raises the Deployment to minReplicas; the operator lets it
         wait_for(lambda: replicas(kubectl, "scaled", "d0-1") == 2, timeout=90, what="the HPA to scale to 2")
-        dep = kubectl.get("deployment", "d0-1", "scaled")
-        assert "modelyard-operator" not in replicas_manager(dep), dep["metadata"]["managedFields"]
+        owners = replicas_managers(kubectl, "scaled", "d0-1")
+        print(f"spec.replicas owned by {owners}")
+        assert "modelyard-operator" not in owners  # were it an owner, its next apply without the field would reset it
 
         before, since = reconciles(metrics), time.time()
         kubectl.run("patch", "deployment", "d0-1", "-n", "scaled", "--type=merge",
@@ -235,8 +237,10 @@ def test_an_autoscaled_deployment_keeps_the_autoscalers_replicas(audited: Cluste
         count = reconciles(metrics) - before
         print(f"edit restored; in {until - since:.0f}s: {count:.0f} reconciles, operator writes {kinds(writes)}")
         assert replicas(kubectl, "scaled", "d0-1") == 2
-        assert count <= 10, count  # the edit's event, the restore's own event, pod status events, one resync
-        assert kinds(writes).get("patch deployments", 0) <= 2, kinds(writes)
+        # measured: 5 reconciles, 2 Deployment patches (the restore, and one more when a status event of the edited
+        # generation arrives after it); a fight or a hot loop would be one or more per second
+        assert count <= 12, count
+        assert kinds(writes).get("patch deployments", 0) <= 4, kinds(writes)
         assert not {k for k in kinds(writes) if "deployments/scale" in k or "horizontalpodautoscalers" in k}
 
         # autoscaling off: the HPA goes first, then the Deployment gets spec.replicas again
@@ -246,4 +250,4 @@ def test_an_autoscaled_deployment_keeps_the_autoscalers_replicas(audited: Cluste
         wait_for(lambda: replicas(kubectl, "scaled", "d0-1") == 1, timeout=20, what="spec.replicas back")
         dep = kubectl.get("deployment", "d0-1", "scaled")
         assert "modelyard.dev/autoscaler" not in (dep["metadata"].get("annotations") or {})
-        assert "modelyard-operator" in replicas_manager(dep)
+        assert "modelyard-operator" in replicas_managers(kubectl, "scaled", "d0-1")
