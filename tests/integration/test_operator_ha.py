@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from devcluster import OPERATOR_B_USER, OPERATOR_USER
-from modelyard_operator.leader import LEASE_SECONDS, RETRY_SECONDS
+from modelyard_operator.leader import LEASE_SECONDS, RENEW_DEADLINE_SECONDS, RETRY_SECONDS
 
 from ..conftest import Kubectl, dev_cluster, running_operator, wait_for
 
@@ -157,16 +157,39 @@ def test_liveness_follows_the_watches_through_an_api_server_outage(audited: Clus
     port = free_port()
     bound = 10
     flags = [f"--health-port={port}", f"--watch-dead-seconds={bound}", "--model-validation=off"]
-    with running_operator(cl.dir / "operator.kubeconfig", tmp_path / "op.log", *flags) as op:
+    # beside it, an elected operator (its own Lease, watching an empty namespace): it must stop acting once it
+    # cannot renew its Lease, before another replica could take over
+    kubectl.run("create", "namespace", "outage-elected")
+    elected_flags = ["--leader-elect", "--leader-elect-namespace=outage-elected", "--namespace=outage-elected"]
+    elected_log = tmp_path / "elected.log"
+    with (
+        running_operator(cl.dir / "operator.kubeconfig", tmp_path / "op.log", *flags) as op,
+        running_operator(cl.dir / "operator-b.kubeconfig", elected_log, *elected_flags) as elected,
+    ):
         wait_for(lambda: probe(port, "/readyz") == 200, timeout=30, what="ready")
         wait_for(lambda: replicas(kubectl, "outage", "d0-1") == 1, timeout=30, what="d0-1 applied")
         assert probe(port, "/healthz") == 200
+        wait_for(lambda: "holds the Lease and acts" in elected_log.read_text(), timeout=30, what="the elected leads")
 
         cl.stop_component("kube-apiserver")
         stopped = time.monotonic()
-        wait_for(lambda: probe(port, "/healthz") == 503, timeout=bound + 15, what="liveness to fail")
-        unhealthy = time.monotonic() - stopped
+        firsts: dict[str, float] = {}  # when liveness failed, when the elected operator exited
+        while len(firsts) < 2 and time.monotonic() - stopped < bound + 20:
+            if "unhealthy" not in firsts and probe(port, "/healthz") == 503:
+                firsts["unhealthy"] = time.monotonic() - stopped
+            if "exited" not in firsts and elected.poll() is not None:
+                firsts["exited"] = time.monotonic() - stopped
+            time.sleep(0.2)
+        print(
+            f"API server stopped: /healthz 503 after {firsts.get('unhealthy')}s; the elected operator exited after "
+            f"{firsts.get('exited')}s (renew deadline {RENEW_DEADLINE_SECONDS:.0f}s, lease {LEASE_SECONDS}s)"
+        )
+        unhealthy = firsts["unhealthy"]
         assert unhealthy >= bound - 1
+        # it stopped before its term ran out, i.e. before another replica could have taken the Lease
+        assert firsts["exited"] < LEASE_SECONDS
+        assert elected.returncode == 1
+        assert "leader election lost" in elected_log.read_text()
         time.sleep(5)
         assert probe(port, "/healthz") == 503
         assert op.poll() is None
