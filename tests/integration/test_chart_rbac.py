@@ -250,6 +250,28 @@ def test_normalised_list_is_deterministic() -> None:
     assert normalise_can_i_list(table) == ["/healthz (non-resource): get", "deployments.apps: create list watch"]
 
 
+def test_several_replicas_need_leader_election(cluster: tuple[DevCluster, Kubectl]) -> None:
+    """The chart refuses replicas > 1 without leader election (every replica would act); with it, it renders them."""
+    cl, _ = cluster
+
+    def template(*sets: str) -> subprocess.CompletedProcess[str]:
+        args = [arg for s in sets for arg in ("--set", s)]
+        return subprocess.run([str(cl.bin / "helm"), "template", "m", str(REPO / "charts" / "modelyard"), *args],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    refused = template("operator.replicas=2", "operator.leaderElection.enabled=false")
+    assert refused.returncode != 0
+    assert "replicas" in refused.stderr, refused.stderr
+    rendered = template("operator.replicas=3")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "replicas: 3" in rendered.stdout
+    assert 'MODELYARD_LEADER_ELECT, value: "true"' in rendered.stdout
+    single = template("operator.leaderElection.enabled=false")
+    assert single.returncode == 0, single.stderr
+    assert "type: Recreate" in single.stdout
+    assert "leases" not in single.stdout
+
+
 # --- the admission policy ---------------------------------------------------------------------------------------
 
 CONFIG = OperatorConfig(
