@@ -46,6 +46,8 @@ SERVICE_CIDR = "10.96.0.0/16"
 STATE_FILE = "state.json"
 KWOK_SELECTOR = "modelyard.dev/fake-node=true"
 OPERATOR_USER = "modelyard-operator"  # the identity of operator.kubeconfig (up writes it next to the admin's)
+# a second operator replica's identity (operator-b.kubeconfig): the audit log tells which replica sent a request
+OPERATOR_B_USER = "modelyard-operator-b"
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
 # What make images writes to dist/images (the CPU ones; the GPU image is not pushed: no GPU here)
 PROJECT_IMAGES = ("modelyard-operator", "modelyard-runtime")
@@ -162,6 +164,7 @@ def make_pki(pki: Path) -> None:
         "coredns": (f"/CN={COREDNS_USER}", "extendedKeyUsage=clientAuth"),
         # an operator run from this host under its own name, so the audit log tells its requests apart
         "operator": (f"/O=system:masters/CN={OPERATOR_USER}", "extendedKeyUsage=clientAuth"),
+        "operator-b": (f"/O=system:masters/CN={OPERATOR_B_USER}", "extendedKeyUsage=clientAuth"),
     }
     for name, (subject, ext) in certs.items():
         _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", subject, cwd=pki)
@@ -435,7 +438,16 @@ class DevCluster:
         host = realnode.GATEWAY if real_node else "127.0.0.1"
         server = state.apiserver = f"https://{host}:{ports['apiserver']}"
         write_kubeconfig(self.kubeconfig, pki, server, "admin")
-        for user in ("controller-manager", "scheduler", "kwok", "kube-proxy", "kubelet", "coredns", "operator"):
+        for user in (
+            "controller-manager",
+            "scheduler",
+            "kwok",
+            "kube-proxy",
+            "kubelet",
+            "coredns",
+            "operator",
+            "operator-b",
+        ):
             write_kubeconfig(self.dir / f"{user}.kubeconfig", pki, server, user)
         stages = self._kwok_stages()
         logs = self.dir / "logs"
@@ -579,7 +591,7 @@ class DevCluster:
             "apiVersion": "audit.k8s.io/v1",
             "kind": "Policy",
             "omitStages": ["RequestReceived"],  # one line per request: when its answer is complete (or started)
-            "rules": [{"level": "Metadata", "users": [OPERATOR_USER]}, {"level": "None"}],
+            "rules": [{"level": "Metadata", "users": [OPERATOR_USER, OPERATOR_B_USER]}, {"level": "None"}],
         }
         path = self.dir / "audit-policy.yaml"
         path.write_text(json.dumps(policy, indent=2) + "\n")
@@ -808,6 +820,26 @@ class DevCluster:
             time.sleep(0.3)
         raise ClusterError("the controller-manager never created the default service account")
 
+    def stop_component(self, name: str, grace: float = 10.0) -> None:
+        """Stop one running component (SIGTERM, SIGKILL after ``grace``): e.g. the API server, for outage tests."""
+        state = self.state()
+        comp = next((c for c in state.components if c.name == name), None) if state else None
+        if comp is None or not comp.alive():
+            raise ClusterError(f"{name} is not running")
+        os.kill(comp.pid, signal.SIGTERM)
+        if not self._wait_gone(comp, time.monotonic() + grace):
+            os.kill(comp.pid, signal.SIGKILL)
+            self._wait_gone(comp, time.monotonic() + 5.0)
+
+    def start_component(self, name: str, timeout: float = 60.0) -> None:
+        """Start a component :meth:`stop_component` stopped, with the same flags; returns once it is healthy."""
+        state = self.state()
+        comp = next((c for c in state.components if c.name == name), None) if state else None
+        if state is None or comp is None or comp.alive():
+            raise ClusterError(f"{name} is not a stopped component of this cluster")
+        state.components.remove(comp)
+        self._start(comp, state, deadline=time.monotonic() + timeout)
+
     # -- down / status --
 
     def down(self) -> list[str]:
@@ -973,14 +1005,15 @@ class DevCluster:
             pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False, capture=True)
             raise ClusterError(f"helm install failed: {proc.stderr.strip()[-1500:]}\n{pods}")
 
-    def audit_events(self, since: float, until: float) -> list[dict[str, Any]]:
+    def audit_events(self, since: float, until: float, user: str = OPERATOR_USER) -> list[dict[str, Any]]:
         """The operator identity's requests (``up(audit=True)``) that completed between two wall-clock times (epoch
-        seconds), one audit event each; a watch counts once, when it started."""
+        seconds), one audit event each; a watch counts once, when it started. ``user``: :data:`OPERATOR_B_USER` for
+        the second replica's (operator-b.kubeconfig)."""
         events = []
         with open(self.dir / "logs" / "audit.log", encoding="utf-8") as fh:
             for line in fh:
                 event = json.loads(line)
-                if event.get("user", {}).get("username") != OPERATOR_USER:
+                if event.get("user", {}).get("username") != user:
                     continue
                 wanted = "ResponseStarted" if event.get("verb") == "watch" else "ResponseComplete"
                 if event.get("stage") != wanted:

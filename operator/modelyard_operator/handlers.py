@@ -58,6 +58,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -
     settings.posting.level = logging.WARNING  # our own Events say what matters; kopf's are noise
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
+    # a failed request (a broken watch included) is retried at most 5 s apart: kopf's default grows to 21 s, which
+    # would add that much to the recovery after the API server comes back (health.py, docs/operator.md)
+    settings.networking.error_backoffs = (1, 1, 2, 3, 5, 5, 5, 5)
     memo.setdefault("config", OperatorConfig())
     memo.setdefault("metrics", OperatorMetrics())
     memo.kube = Kube()
@@ -111,6 +114,9 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
                     await _write_status(kube, md, update.status)
                     _emit(md, update.events)
                 return
+            if todo.delete_autoscaler:  # before the Deployment gets its replicas back: no HPA may rescale it after
+                log.info("deleting HorizontalPodAutoscaler %s/%s: autoscaling is off", namespace, name)
+                await kube.delete_autoscaler(namespace, name)
             children = [*deployments, *view.owned_services(namespace, name)]
             observed = {(o["kind"], o["metadata"]["name"]): o for o in children}
             try:

@@ -16,7 +16,9 @@ import httpx2
 from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.batch_v1 import Job
+from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
 from lightkube.types import PatchType
 
@@ -35,7 +37,10 @@ _KINDS: dict[tuple[str, str], Any] = {
     ("v1", "ConfigMap"): ConfigMap,
     ("batch/v1", "Job"): Job,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRouteResource,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
 }
+# children the operator does not watch: an unchanged one is not sent again (an edit of it is restored after a restart)
+_UNWATCHED = {"HorizontalPodAutoscaler"}
 
 
 def _dict(obj: Any) -> Obj:
@@ -142,6 +147,8 @@ class Kube:
         seen = self._applied.get(key, {}).get(slot)
         if observed is not None and seen is not None and seen == (digest, _version_of(observed)):
             return False
+        if observed is None and obj["kind"] in _UNWATCHED and seen is not None and seen[0] == digest:
+            return False
         result = await self.apply(obj)
         self._applied.setdefault(key, {})[slot] = (digest, _version_of(result))
         return True
@@ -199,6 +206,11 @@ class Kube:
     async def delete_deployment(self, namespace: str, name: str) -> None:
         await self._delete(Deployment, "Deployment", namespace, name)
 
+    async def delete_autoscaler(self, namespace: str, name: str) -> None:
+        """Delete the HorizontalPodAutoscaler of ModelDeployment ``name`` (autoscaling turned off)."""
+        await self._delete(HorizontalPodAutoscaler, "HorizontalPodAutoscaler", namespace, name)
+        self._applied.get((namespace, name), {}).pop(("HorizontalPodAutoscaler", name), None)
+
     async def delete_route(self, namespace: str, name: str) -> None:
         """Delete the gatewayAPI router's HTTPRoute; gone already, or no such API at all, is fine."""
         await self._delete(HTTPRouteResource, "HTTPRoute", namespace, name)
@@ -215,3 +227,50 @@ class Kube:
                 raise _translate(exc, f"writing the status of {kind} {namespace}/{name}") from exc
             return
         self._written[(kind, namespace, name)] = _revision(_dict(result))
+
+
+class LeaseStore:
+    """The coordination.k8s.io/v1 Lease that elects the acting operator (``leader.py``): read, create, and update
+    with the resourceVersion it was read at, so two candidates never both win the same round (409 for one)."""
+
+    def __init__(self, namespace: str, name: str, client: AsyncClient | None = None) -> None:
+        self.namespace, self.name = namespace, name
+        self._client = client or AsyncClient(field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(5.0))
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def get(self) -> Obj | None:
+        try:
+            with _transport(f"reading Lease {self.namespace}/{self.name}"):
+                return _dict(await self._client.get(Lease, self.name, namespace=self.namespace))
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return None
+            raise _translate(exc, f"reading Lease {self.namespace}/{self.name}", kind="Lease") from exc
+
+    async def create(self, spec: Obj) -> bool:
+        """Create the Lease holding ``spec`` (no timestamps: the first renewal writes them); False when another
+        candidate created it first."""
+        meta = {"name": self.name, "namespace": self.namespace}
+        lease = cast(Lease, Lease.from_dict({"metadata": meta, "spec": spec}))
+        try:
+            with _transport(f"creating Lease {self.namespace}/{self.name}"):
+                await self._client.create(lease)
+        except ApiError as exc:
+            if exc.status.code == 409:
+                return False
+            raise _translate(exc, f"creating Lease {self.namespace}/{self.name}", kind="Lease") from exc
+        return True
+
+    async def update(self, resource_version: str, spec: Obj) -> bool:
+        """Merge ``spec`` into the Lease if nobody changed it since ``resource_version``; False when someone did."""
+        body = {"metadata": {"resourceVersion": resource_version}, "spec": spec}
+        try:
+            with _transport(f"updating Lease {self.namespace}/{self.name}"):
+                await self._client.patch(Lease, self.name, body, namespace=self.namespace, patch_type=PatchType.MERGE)
+        except ApiError as exc:
+            if exc.status.code in (404, 409):
+                return False
+            raise _translate(exc, f"updating Lease {self.namespace}/{self.name}", kind="Lease") from exc
+        return True

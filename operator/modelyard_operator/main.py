@@ -6,6 +6,7 @@ Every flag is also an environment variable (``--runtime-image`` ↔ ``MODELYARD_
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -60,6 +61,14 @@ def _host_dir(text: str) -> str:
     return path
 
 
+def _own_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip() or "default"
+    except OSError:
+        return "default"
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="modelyard-operator", description=__doc__.splitlines()[0])
     p.add_argument("--namespace", action="append", default=[], help="watch only these namespaces (repeat)")
@@ -69,7 +78,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allow-file-uris", action="store_true", default=_flag("ALLOW_FILE_URIS"))
     p.add_argument("--cluster-domain", default=_env("CLUSTER_DOMAIN", "cluster.local"))
     p.add_argument("--metrics-port", type=int, default=int(_env("METRICS_PORT", "0")), help="0: no metrics server")
-    p.add_argument("--health-port", type=int, default=int(_env("HEALTH_PORT", "0")), help="0: no /healthz")
+    p.add_argument(
+        "--health-port", type=int, default=int(_env("HEALTH_PORT", "0")), help="/healthz and /readyz; 0: none"
+    )
+    p.add_argument(
+        "--watch-dead-seconds",
+        type=float,
+        default=float(_env("WATCH_DEAD_SECONDS", "60")),
+        help="/healthz fails once a watch stream has been down this long",
+    )
+    p.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_flag("LEADER_ELECT"),
+        help="act only while holding a Lease, so several replicas can run and exactly one acts",
+    )
+    p.add_argument(
+        "--leader-elect-namespace",
+        default=_env("LEADER_ELECT_NAMESPACE", "") or _own_namespace(),
+        help="namespace of the Lease (default: the pod's own)",
+    )
+    p.add_argument("--leader-elect-lease", default=_env("LEADER_ELECT_LEASE", "modelyard-operator"), help="its name")
     p.add_argument(
         "--prometheus-url",
         default=_env("PROMETHEUS_URL", "") or None,
@@ -144,23 +173,61 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level.upper() != "DEBUG":  # one INFO line per request: with leader election, one every 2 s
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
+    asyncio.run(_operate(args))
+    sys.exit(0)
+
+
+async def _operate(args: argparse.Namespace) -> None:
+    """Probes first; then, electing, wait to hold the Lease; then kopf, until it stops or the Lease is lost."""
     # Imported late: importing kopf registers nothing, importing handlers registers our handlers.
     import kopf
     from prometheus_client import start_http_server
 
-    from modelyard_operator import handlers  # noqa: F401  (registers the handlers)
+    from modelyard_operator import handlers, health, leader  # noqa: F401  (handlers registers the handlers)
     from modelyard_operator.metrics import OperatorMetrics
 
     config = config_from_args(args)
     metrics = OperatorMetrics()
     if args.metrics_port:
         start_http_server(args.metrics_port, addr="0.0.0.0", registry=metrics.registry)
-    liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    kopf.run(
-        standalone=True,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=liveness,
-        memo=kopf.Memo(config=config, metrics=metrics),
-    )
-    sys.exit(0)
+    watches = health.Watches()
+    health.track_watches(watches)
+    expected = [(plural, ns) for plural in health.WATCHED for ns in (args.namespace or [""])]
+    probes = health.Probes(watches, args.watch_dead_seconds, expected)
+    runner = await health.serve(probes, args.health_port) if args.health_port else None
+    elector, keeper = None, None
+    if args.leader_elect:
+        elector = leader.elector(args.leader_elect_namespace, args.leader_elect_lease)
+        probes.elector = elector
+        await elector.acquire()
+        keeper = asyncio.create_task(elector.keep())
+        keeper.add_done_callback(_stop_when_lost)
+    probes.acting = True
+    watches.expect(expected)
+    try:
+        await kopf.operator(
+            standalone=True,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            memo=kopf.Memo(config=config, metrics=metrics),
+        )
+    finally:
+        if keeper is not None and elector is not None:
+            keeper.remove_done_callback(_stop_when_lost)
+            keeper.cancel()
+            await leader.close(elector)
+        if runner is not None:
+            await runner.cleanup()
+
+
+def _stop_when_lost(task: asyncio.Task[None]) -> None:
+    """The Lease could not be renewed: stop acting now, before another replica may take over (its term has not
+    run out yet). Exiting is the only stop that leaves no handler half-way; Kubernetes restarts the container,
+    which stands by as a candidate."""
+    if task.cancelled():
+        return
+    logging.getLogger("modelyard.operator").error("leader election lost: %s; exiting", task.exception())
+    logging.shutdown()
+    os._exit(1)

@@ -19,6 +19,7 @@ from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_VERSION
 from modelyard_operator.render import (
+    ANNOTATION_AUTOSCALER,
     ANNOTATION_VERSIONS,
     render_children,
     render_deployment,
@@ -54,6 +55,7 @@ Obj = dict[str, Any]
 class Plan:
     apply: list[Obj] = field(default_factory=list)
     delete_deployments: list[str] = field(default_factory=list)
+    delete_autoscaler: bool = False  # autoscaling was turned off: its HPA would go on scaling the Deployment
     status: StatusUpdate | None = None
 
 
@@ -169,7 +171,14 @@ def plan(
     if md.spec.rollout.traffic_router == "gatewayAPI":
         result.apply.append(render_route(md, 0, has_canary=False))
     current = next((d for d in observed if d.version == target), None)
-    if current is not None and current.rolled_out and current.replicas == md.spec.replicas:
+    scaling = md.spec.autoscaling
+    result.delete_autoscaler = scaling is None and any(
+        ANNOTATION_AUTOSCALER in ((d.get("metadata") or {}).get("annotations") or {}) for d in deployments
+    )
+    full = current is not None and (
+        current.replicas >= scaling.min_replicas if scaling else current.replicas == md.spec.replicas
+    )
+    if current is not None and current.rolled_out and full:
         # The new version serves at full capacity: only now do the old ones go.
         result.delete_deployments = sorted(d.name for d in observed if d.version != target)
         observed = [current]

@@ -292,26 +292,57 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
     return pod
 
 
-def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig, *, replicas: int) -> Obj:
-    """The Deployment that serves one version of the model."""
+def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig, *, replicas: int | None) -> Obj:
+    """The Deployment that serves one version of the model. ``replicas`` None: an autoscaler owns them, and the
+    applied object leaves the field out, so server-side apply never takes it back (:func:`render_autoscaler`)."""
     meta = md.metadata
     version = mv.spec.version
     labels = {**version_labels(meta.name, md.spec.model, version), LABEL_COMPONENT: "predictor"}
+    spec: Obj = {
+        "selector": {"matchLabels": selector(meta.name, version)},
+        # A replacement pod is Ready before an old one goes: capacity never dips during an update.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {"metadata": {"labels": dict(labels)}, "spec": render_pod_spec(md, mv, config)},
+    }
+    metadata: Obj = {
+        "name": deployment_name(meta.name, version),
+        "namespace": meta.namespace,
+        "labels": labels,
+        "ownerReferences": [owner_reference("ModelDeployment", meta.name, meta.uid)],
+    }
+    if replicas is None:
+        metadata["annotations"] = {ANNOTATION_AUTOSCALER: meta.name}
+    else:
+        spec = {"replicas": replicas, **spec}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata, "spec": spec}
+
+
+ANNOTATION_AUTOSCALER = "modelyard.dev/autoscaler"  # on a Deployment whose replicas an HPA of that name owns
+
+
+def render_autoscaler(md: ModelDeployment, version: str) -> Obj:
+    """The HorizontalPodAutoscaler of ``spec.autoscaling``, on the Deployment that serves ``version``."""
+    meta, scaling = md.metadata, md.spec.autoscaling
+    assert scaling is not None
+    target = {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization}
     return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
         "metadata": {
-            "name": deployment_name(meta.name, version),
+            "name": meta.name,
             "namespace": meta.namespace,
-            "labels": labels,
+            "labels": common_labels(meta.name, md.spec.model),
             "ownerReferences": [owner_reference("ModelDeployment", meta.name, meta.uid)],
         },
         "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": selector(meta.name, version)},
-            # A replacement pod is Ready before an old one goes: capacity never dips during an update.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": render_pod_spec(md, mv, config)},
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": deployment_name(meta.name, version),
+            },
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
         },
     }
 
@@ -351,13 +382,16 @@ def render_service(md: ModelDeployment, *, name: str, version: str | None, versi
 
 
 def render_children(md: ModelDeployment, stable: ModelVersion, config: OperatorConfig) -> list[Obj]:
-    """Everything one ModelDeployment serving one version needs: its Deployment and Services."""
+    """Everything one ModelDeployment serving one version needs: its Deployment and Services, and its
+    HorizontalPodAutoscaler under ``spec.autoscaling``."""
     name = md.metadata.name
-    return [
-        render_deployment(md, stable, config, replicas=md.spec.replicas),
+    scaled = md.spec.autoscaling is not None
+    children = [
+        render_deployment(md, stable, config, replicas=None if scaled else md.spec.replicas),
         render_service(md, name=name, version=None),
         render_service(md, name=f"{name}-stable", version=stable.spec.version),
     ]
+    return [*children, render_autoscaler(md, stable.spec.version)] if scaled else children
 
 
 def render_route(md: ModelDeployment, canary_weight: int, *, has_canary: bool) -> Obj:

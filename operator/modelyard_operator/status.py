@@ -248,7 +248,7 @@ def serving_status(
         status["stableVersion"] = target_version
     else:
         have = target.available_replicas if target else 0
-        want = md.spec.replicas
+        want = md.spec.autoscaling.min_replicas if md.spec.autoscaling else md.spec.replicas
         reason = Reason.REPLACING if others else Reason.DEPLOYING
         message = f"version {target_version}: {have}/{want} replicas available"
         if others:

@@ -170,6 +170,9 @@ def permissions(kube: Kubectl) -> str:
     sections = {
         f"kubectl auth can-i --list --as={SA} -n {WATCHED}": can_i_list(kube, WATCHED),
         f"kubectl auth can-i --list --as={SA} -n {UNWATCHED}": can_i_list(kube, UNWATCHED),
+        f"kubectl auth can-i --list --as={SA} -n {SYSTEM}   (the release namespace: the leader election Lease)": (
+            can_i_list(kube, SYSTEM)
+        ),
         f"kubectl auth can-i --list --as={SA}   (no -n: kubectl asks for the context's namespace, default)": (
             can_i_list(kube, None)
         ),
@@ -245,6 +248,28 @@ def test_normalised_list_is_deterministic() -> None:
         "deployments.apps          []                  []               [create]\n"
     )
     assert normalise_can_i_list(table) == ["/healthz (non-resource): get", "deployments.apps: create list watch"]
+
+
+def test_several_replicas_need_leader_election(cluster: tuple[DevCluster, Kubectl]) -> None:
+    """The chart refuses replicas > 1 without leader election (every replica would act); with it, it renders them."""
+    cl, _ = cluster
+
+    def template(*sets: str) -> subprocess.CompletedProcess[str]:
+        args = [arg for s in sets for arg in ("--set", s)]
+        return subprocess.run([str(cl.bin / "helm"), "template", "m", str(REPO / "charts" / "modelyard"), *args],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+
+    refused = template("operator.replicas=2", "operator.leaderElection.enabled=false")
+    assert refused.returncode != 0
+    assert "replicas" in refused.stderr, refused.stderr
+    rendered = template("operator.replicas=3")
+    assert rendered.returncode == 0, rendered.stderr
+    assert "replicas: 3" in rendered.stdout
+    assert 'MODELYARD_LEADER_ELECT, value: "true"' in rendered.stdout
+    single = template("operator.leaderElection.enabled=false")
+    assert single.returncode == 0, single.stderr
+    assert "type: Recreate" in single.stdout
+    assert "leases" not in single.stdout
 
 
 # --- the admission policy ---------------------------------------------------------------------------------------
@@ -517,7 +542,9 @@ def test_operator_works_with_the_charts_rbac_and_policy(
     kubeconfig = service_account_kubeconfig(cl, kube, tmp_path / "sa.kubeconfig")
     for ns in (watched, unwatched):
         _model(kube, ns, "fraud")
+    # leader election as the chart configures it: the Lease in the release namespace, with the chart's grant
     flags = [f"--namespace={ns}" for ns in namespaces] + [f"--artifact-cache-dir={CACHE}"]
+    flags += ["--leader-elect", f"--leader-elect-namespace={SYSTEM}"]
     expected = [watched] if namespaces else [watched, unwatched]
 
     began = time.monotonic()
@@ -537,6 +564,8 @@ def test_operator_works_with_the_charts_rbac_and_policy(
             md = wait_for(lambda ns=ns: (kube.get("md", "fraud", ns) or {}).get("status"), timeout=10, what="status")
             assert md["phase"] == "Progressing"
     assert _bad_log_lines(log) == [], log.read_text()[-5000:]
+    assert "holds the Lease and acts" in log.read_text()
+    assert kube.get("lease", "modelyard-operator", SYSTEM)["spec"]["leaseTransitions"] >= 1  # the second run took it
     if namespaces:  # nothing happened outside the watched namespace
         assert kube.get("deployment", "fraud-1", unwatched) is None
         assert kube.get("job", "fraud-1-validate", unwatched) is None

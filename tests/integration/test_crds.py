@@ -84,6 +84,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("unknown traffic router", md(rollout={"trafficRouter": "istio"}), 'Unsupported value: "istio"'),
     ("same http and grpc port", md(serving={"httpPort": 9000, "grpcPort": 9000}), "httpPort and grpcPort must differ"),
     ("negative replicas", md(replicas=-1), "spec.replicas"),
+    (
+        "autoscaling max below min",
+        md(autoscaling={"minReplicas": 3, "maxReplicas": 2}),
+        "maxReplicas must be at least minReplicas",
+    ),
+    ("autoscaling without max", md(autoscaling={"minReplicas": 1}), "spec.autoscaling.maxReplicas: Required value"),
+    (
+        "autoscaling with a canary",
+        md(autoscaling={"maxReplicas": 4}, rollout=canary({"setWeight": 10})),
+        "autoscaling works with rollout strategy immediate only",
+    ),
     ("unknown load mode", md(loading={"mode": "lazy"}), 'Unsupported value: "lazy"'),
     (
         "metric with template and query",

@@ -58,6 +58,10 @@ def test_the_operator_runs_as_the_charts_deployment_from_the_built_image(
     pod = operator_pod(kube)
     assert pod["status"]["containerStatuses"][0]["restartCount"] == 0
     assert pod["spec"]["containers"][0]["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert pod["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # leader election is on by default: the pod holds the Lease in its own namespace (the chart's Role allows it)
+    lease = kube.get("lease", "modelyard-operator", SYSTEM)
+    assert lease["spec"]["holderIdentity"].startswith(pod["metadata"]["name"] + "-"), lease["spec"]
 
 
 def test_readme_quickstart_serves_the_shipped_model_through_its_service(

@@ -55,6 +55,10 @@ creates a missing object, which the API server authorizes as "create" too.
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["create", "patch"]
+# spec.autoscaling's HorizontalPodAutoscaler: applied, and deleted when autoscaling is turned off
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["create", "patch", "delete"]
 # the gatewayAPI router's HTTPRoute: applied, and deleted when the router changes
 - apiGroups: ["gateway.networking.k8s.io"]
   resources: ["httproutes"]

@@ -94,6 +94,30 @@ class ServingSpec(ApiModel):
     grpc_port: int = Field(default=8081, ge=1024, le=65535, description="gRPC port.")
 
 
+class AutoscalingSpec(ApiModel):
+    """A HorizontalPodAutoscaler (autoscaling/v2) on the serving Deployment, on the pods' CPU use; the operator then
+    never sets that Deployment's replicas (the autoscaler owns them) and ``spec.replicas`` is not used."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.maxReplicas >= self.minReplicas", "message": "maxReplicas must be at least minReplicas"}
+            ]
+        }
+    }
+
+    min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest pods the autoscaler keeps.")
+    max_replicas: int = Field(ge=1, le=1000, description="Most pods the autoscaler starts.")
+    target_cpu_utilization: int = Field(
+        default=80,
+        alias="targetCPUUtilization",
+        ge=1,
+        le=1000,
+        description="Average CPU use the autoscaler aims for, in percent of the server container's CPU request "
+        "(set resources.requests.cpu); needs the resource metrics API (metrics-server) in the cluster.",
+    )
+
+
 class PauseStep(ApiModel):
     """Wait for a duration, or until approved when no duration is given."""
 
@@ -350,13 +374,24 @@ class ModelDeploymentSpec(ApiModel):
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 {"rule": "self.model == oldSelf.model", "message": "model is immutable"},
+                {
+                    "rule": "!has(self.autoscaling) || !has(self.rollout) || !has(self.rollout.strategy) "
+                    "|| self.rollout.strategy == 'immediate'",
+                    "message": "autoscaling works with rollout strategy immediate only (canary and blueGreen under "
+                    "an autoscaler are not supported yet)",
+                },
             ]
         }
     }
 
     model: ModelName
     version: VersionName = Field(description="Desired version; names a ModelVersion of this model.")
-    replicas: int = Field(default=1, ge=0, le=1000, description="Number of serving pods; 0 scales to zero.")
+    replicas: int = Field(
+        default=1, ge=0, le=1000, description="Pods of the serving Deployment (unused with autoscaling)."
+    )
+    autoscaling: AutoscalingSpec | None = Field(
+        default=None, description="Scale with a HorizontalPodAutoscaler instead of a fixed replicas count."
+    )
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec, json_schema_extra=schema_default(ResourcesSpec))
     placement: PlacementSpec = Field(default_factory=PlacementSpec, json_schema_extra=schema_default(PlacementSpec))
     loading: LoadingSpec = Field(default_factory=LoadingSpec, json_schema_extra=schema_default(LoadingSpec))
