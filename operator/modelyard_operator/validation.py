@@ -68,8 +68,8 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
     access_args, access_volumes, access_mounts = artifact_access(mv, config)
     volumes += access_volumes
     mounts += access_mounts
-    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--termination-log", TERMINATION_LOG]
-    args += ["--format", spec.format]
+    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--format", spec.format]
+    args += ["--termination-log", TERMINATION_LOG]
     resources: Obj = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": config.validation_memory}}
     if spec.format == "tensorrt":  # a plan only deserializes on a GPU (of the kind it was built for)
         resources["limits"][GPU_RESOURCE] = 1
