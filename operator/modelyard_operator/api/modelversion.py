@@ -166,7 +166,7 @@ class RuntimeSpec(ApiModel):
         default_factory=lambda: list[ExecutionProvider](["CPUExecutionProvider"]),
         min_length=1,
         max_length=3,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["CPUExecutionProvider"]},
         description="ONNX Runtime execution providers in order of preference. A provider the image lacks, or "
         "cannot start on the node, fails the pod's start (Degraded on the ModelDeployment): never a CPU fallback.",
     )
