@@ -55,7 +55,8 @@ def test_a_gpu_runtime_with_options_and_samples_is_accepted(kubectl: Kubectl, na
     )  # fmt: skip
     kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
     stored = kubectl.get("modelversion", "fraud-1", namespace)["spec"]
-    assert stored["runtime"]["tensorrt"] == {"fp16": True, "int8": False, "engineCachePath": "/var/cache/modelyard/engines"}
+    engines = "/var/cache/modelyard/engines"
+    assert stored["runtime"]["tensorrt"] == {"fp16": True, "int8": False, "engineCachePath": engines}
     assert stored["warmup"]["requests"] == 16
     plan = mv(format="tensorrt", artifact=PLAN, runtime={"engine": "tensorrt"})
     plan["metadata"]["name"] = "fraud-plan"

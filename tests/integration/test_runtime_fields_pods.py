@@ -54,7 +54,8 @@ def ns(kube: Kubectl) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def operator(cluster: DevCluster, ns: str) -> None:
-    cluster.install_chart({"operator.watchNamespaces": "{" + ns + "}", "operator.loaderAllowHosts": "{" + GATEWAY + "}"})
+    values = {"operator.watchNamespaces": "{" + ns + "}", "operator.loaderAllowHosts": "{" + GATEWAY + "}"}
+    cluster.install_chart(values)
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +133,8 @@ def test_a_provider_the_image_lacks_is_degraded_not_a_pod_on_the_cpu(
     apply(kube, ns, model_deployment("gpu", "2"))
     md = wait_for(lambda: phase(kube, "modeldeployment", "gpu", ns, "Degraded"), timeout=150, what="gpu Degraded")
     degraded = condition(md, "Degraded")
-    assert degraded["status"] == "True" and degraded["reason"] == "ExecutionProviderUnavailable", degraded
+    assert degraded["status"] == "True", degraded
+    assert degraded["reason"] == "ExecutionProviderUnavailable", degraded
     assert "CUDAExecutionProvider (install onnxruntime-gpu" in degraded["message"]
     assert not any(c.get("ready") for p in pods(kube, ns, "gpu") for c in p["status"].get("containerStatuses", []))
     events = kube.get("events", namespace=ns)["items"]
@@ -164,5 +166,6 @@ def test_a_plan_without_a_gpu_node_says_so_in_a_condition(
 
     found = wait_for(validated, timeout=90, what="NoGPUNodeForValidation")
     assert found["status"] == "Unknown"
-    assert "nvidia.com/gpu" in found["message"] and "holds no .onnx" not in found["message"]
+    assert "nvidia.com/gpu" in found["message"]
+    assert "holds no .onnx" not in found["message"]
     assert (kube.get("modelversion", "adder-plan", ns) or {})["status"]["phase"] == "Validating"

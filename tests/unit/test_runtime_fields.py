@@ -121,7 +121,8 @@ def test_warmup_requests_and_samples_reach_the_server_and_the_samples_are_fetche
         "samples": "/models/.warmup/fraud/42",
     }
     loader, fetch = pod["initContainers"]
-    assert loader["name"] == "loader" and fetch["name"] == "warmup-samples"
+    assert loader["name"] == "loader"
+    assert fetch["name"] == "warmup-samples"
     assert fetch["args"][:7] == ["fetch", "--uri", samples["uri"], "--dest", "/models/.warmup/fraud/42",
                                  "--digest", samples["digest"]]  # fmt: skip
     assert "--signature" not in fetch["args"]  # the model's signature does not cover the samples
@@ -204,7 +205,8 @@ def test_a_missing_provider_makes_the_model_deployment_degraded_not_silently_cpu
     assert any(obj["kind"] == "Deployment" for obj in result.apply)  # the pods stay, to recover when fixed
     # once the version's Deployment is rolled out, an old crash is history
     done = plan(model_deployment(), [model_version()], [deployment("fraud-42", "42")], CONFIG, NOW, failures)
-    assert done.status is not None and done.status.status["phase"] == "Healthy"
+    assert done.status is not None
+    assert done.status.status["phase"] == "Healthy"
 
 
 def gpu_md(**status: Any) -> dict[str, Any]:
@@ -218,10 +220,13 @@ def test_a_gpu_request_for_a_cpu_only_version_gets_one_warning() -> None:
     result = plan(gpu_md(), [model_version()], [], CONFIG, NOW)
     assert result.status is not None
     warnings = [(t, m) for t, r, m in result.status.events if r == Reason.GPU_IDLE]
-    assert len(warnings) == 1 and warnings[0][0] == "Warning" and "the GPU will sit idle" in warnings[0][1]
+    assert len(warnings) == 1
+    assert warnings[0][0] == "Warning"
+    assert "the GPU will sit idle" in warnings[0][1]
     # not again on a resync of the same generation once the pods are rendered
     again = plan(gpu_md(**result.status.status), [model_version()], [], CONFIG, NOW)
-    assert again.status is not None and Reason.GPU_IDLE not in [r for _, r, _ in again.status.events]
+    assert again.status is not None
+    assert Reason.GPU_IDLE not in [r for _, r, _ in again.status.events]
 
 
 def test_no_warning_when_the_version_uses_a_gpu_provider_or_no_gpu_is_asked_for() -> None:
@@ -249,20 +254,24 @@ def test_an_unschedulable_plan_validation_is_a_condition_naming_the_missing_gpu_
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
          "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}]}}  # fmt: skip
     why = unschedulable([pending])
-    assert why is not None and "Insufficient nvidia.com/gpu" in why
+    assert why is not None
+    assert "Insufficient nvidia.com/gpu" in why
     assert unschedulable([{"status": {"phase": "Running"}}]) is None
     plan_version = mv(format="tensorrt", runtime={"engine": "tensorrt"})
     patch = waiting_for_node_status({"phase": "Validating"}, plan_version, why, 1, NOW)
     (validated,) = [c for c in patch["conditions"] if c["type"] == "Validated"]
     assert (validated["status"], validated["reason"]) == ("Unknown", "NoGPUNodeForValidation")
-    assert "holds no .onnx" not in validated["message"] and "GPU node" in validated["message"]
+    assert "holds no .onnx" not in validated["message"]
+    assert "GPU node" in validated["message"]
 
 
 @pytest.mark.parametrize("fmt", ["savedmodel", "pmml"])
 def test_formats_the_project_cannot_serve_are_refused_naming_the_format(fmt: str) -> None:
     outcome = unsupported_format(mv(format=fmt))
-    assert outcome is not None and not outcome.ok
-    assert outcome.reason == "UnsupportedFormat" and f"format {fmt} cannot be served yet" in outcome.message
+    assert outcome is not None
+    assert not outcome.ok
+    assert outcome.reason == "UnsupportedFormat"
+    assert f"format {fmt} cannot be served yet" in outcome.message
     assert unsupported_format(mv()) is None
 
 

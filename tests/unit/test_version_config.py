@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -31,7 +32,8 @@ def test_warmup_samples_parse_and_the_version_overlays_the_model() -> None:
     assert (merged.warmup_runs, merged.warmup_samples) == (0, "/s")
     assert merged.max_batch_size == 8  # what the version does not set stays the model's
     only_warmup = overlay_version_config(model, {"warmup": {"runs": 5}})
-    assert only_warmup.backend == {"providers": ["cuda", "cpu"]} and only_warmup.warmup_samples is None
+    assert only_warmup.backend == {"providers": ["cuda", "cpu"]}
+    assert only_warmup.warmup_samples is None
 
 
 @pytest.mark.parametrize(
@@ -61,7 +63,7 @@ def test_the_server_flag_is_per_version_and_checked(tmp_path: Path, capsys: pyte
 
 
 class Adder:
-    inputs = [TensorMeta("A", "FP32", [-1, 4]), TensorMeta("B", "FP32", [-1, 4])]
+    inputs: ClassVar[list[TensorMeta]] = [TensorMeta("A", "FP32", [-1, 4]), TensorMeta("B", "FP32", [-1, 4])]
 
 
 def sample(a: list[list[float]], names: tuple[str, str] = ("A", "B")) -> dict[str, object]:
@@ -101,7 +103,7 @@ def test_tensorrt_plans_are_chosen_like_onnx_models() -> None:
     assert choose_plan(["a.engine", "sub/model.plan"]) == "sub/model.plan"
     with pytest.raises(ModelFileError, match="holds no TensorRT plan"):
         choose_plan(["model.onnx"])
-    with pytest.raises(ModelFileError, match="holds no .onnx model"):
+    with pytest.raises(ModelFileError, match=r"holds no \.onnx model"):
         choose_model(["model.plan"], "onnx")
     with pytest.raises(ModelFileError, match="format savedmodel cannot be served yet"):
         choose_model(["saved_model.pb"], "savedmodel")
@@ -110,13 +112,9 @@ def test_tensorrt_plans_are_chosen_like_onnx_models() -> None:
 def test_failure_reasons_of_a_server_that_cannot_start() -> None:
     from modelyard_runtime.backends import BackendUnavailableError
 
-    try:
-        try:
-            raise BackendUnavailableError("execution provider not available: CUDAExecutionProvider")
-        except BackendUnavailableError as exc:
-            raise LoadError("cannot load calc version 1: ...") from exc
-    except LoadError as load_error:
-        assert failure_reason(load_error) == "ExecutionProviderUnavailable"
+    load_error = LoadError("cannot load calc version 1: ...")
+    load_error.__cause__ = BackendUnavailableError("execution provider not available: CUDAExecutionProvider")
+    assert failure_reason(load_error) == "ExecutionProviderUnavailable"
     assert failure_reason(LoadError("cannot load calc version 1: bad model")) == "ModelLoadFailed"
     assert failure_reason(RuntimeError("cannot listen")) == "ServerFailed"
     assert ModelConfig().warmup_samples is None
