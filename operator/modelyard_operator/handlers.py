@@ -111,8 +111,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             mvs = view.model_versions(namespace, spec.get("model"), wanted)
             deployments = view.owned_deployments(namespace, name)
             try:
-                failures = await _start_failures(kube, namespace, name, deployments)
-                todo = await _plan(md, mvs, deployments, memo, failures)
+                todo = await _plan(md, mvs, deployments, memo)
             except ValidationError as exc:
                 update = invalid_status(md, exc, _now())
                 if update is not None:
@@ -199,16 +198,13 @@ async def _start_failures(
     return start_failures(pods)
 
 
-async def _plan(
-    md: dict[str, Any],
-    mvs: list[dict[str, Any]],
-    deployments: list[dict[str, Any]],
-    memo: Any,
-    failures: dict[str, StartFailure],
-) -> Plan:
-    """The plain plan, or a rollout decision (measuring first when an analysis interval has passed)."""
+async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list[dict[str, Any]], memo: Any) -> Plan:
+    """The plain plan (with the start failures its pods report), or a rollout decision (measuring first when an
+    analysis interval has passed; a rollout reconciles every second, and lists no pods)."""
     parsed = ModelDeployment.model_validate(md)
     if not uses_rollout(parsed):
+        meta = parsed.metadata
+        failures = await _start_failures(memo.kube, meta.namespace, meta.name, deployments)
         return plan(parsed, mvs, deployments, memo.config, _now(), failures)
     now = datetime.now(UTC)
     measurement = None
