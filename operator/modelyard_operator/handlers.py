@@ -26,7 +26,15 @@ from modelyard_operator.config import OperatorConfig
 from modelyard_operator.indexes import View
 from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
-from modelyard_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY
+from modelyard_operator.names import (
+    LABEL_COMPONENT,
+    LABEL_INSTANCE,
+    LABEL_MANAGED_BY,
+    LABEL_MODEL,
+    LABEL_VERSION,
+    MANAGED_BY,
+)
+from modelyard_operator.podhealth import StartFailure, start_failures
 from modelyard_operator.prometheus import Prometheus, measure
 from modelyard_operator.reconcile import (
     Plan,
@@ -38,7 +46,7 @@ from modelyard_operator.reconcile import (
     uses_rollout,
 )
 from modelyard_operator.rollout.decide import format_time, measurement_due, parse_time
-from modelyard_operator.status import Problem, Reason, degraded_status, status_differs
+from modelyard_operator.status import DeploymentObservation, Problem, Reason, degraded_status, status_differs
 from modelyard_operator.sweeper import Sweeper
 
 MD = (GROUP, VERSION, "modeldeployments")
@@ -183,11 +191,29 @@ async def _report_gateway_api_missing(md: dict[str, Any], exc: KubeError, kube: 
     _emit(md, update.events)
 
 
+async def _start_failures(
+    kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]]
+) -> dict[str, StartFailure]:
+    """What the model pods say about failed starts; read (one LIST) only while a Deployment is not rolled out, so a
+    steady ModelDeployment costs nothing. The periodic resync brings a crash-looping pod's reason within 30 s."""
+    if all(DeploymentObservation.from_object(d, LABEL_VERSION).rolled_out for d in deployments):
+        return {}
+    try:
+        pods = await kube.list_pods(namespace, {LABEL_INSTANCE: name, LABEL_COMPONENT: "predictor"})
+    except KubeError as exc:
+        log.warning("cannot read the pods of %s/%s: %s", namespace, name, exc)
+        return {}
+    return start_failures(pods)
+
+
 async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list[dict[str, Any]], memo: Any) -> Plan:
-    """The plain plan, or a rollout decision (measuring first when an analysis interval has passed)."""
+    """The plain plan (with the start failures its pods report), or a rollout decision (measuring first when an
+    analysis interval has passed; a rollout reconciles every second, and lists no pods)."""
     parsed = ModelDeployment.model_validate(md)
     if not uses_rollout(parsed):
-        return plan(parsed, mvs, deployments, memo.config, _now())
+        meta = parsed.metadata
+        failures = await _start_failures(memo.kube, meta.namespace, meta.name, deployments)
+        return plan(parsed, mvs, deployments, memo.config, _now(), failures)
     now = datetime.now(UTC)
     measurement = None
     if measurement_due(parsed.spec, parsed.status, now):
@@ -272,6 +298,10 @@ async def model_version_created(
         failed = validation.Outcome(False, "InvalidSpec", parse_errors(exc))
         patch.status.update(validation.outcome_status(current, failed, generation, _now()))
         return
+    refused = validation.unsupported_format(mv)
+    if refused is not None:
+        patch.status.update(validation.outcome_status(current, refused, generation, _now()))
+        return
     try:
         await memo.kube.apply(validation.render_validation_job(mv, config))
     except KubeError as exc:
@@ -329,13 +359,32 @@ async def validation_job_event(type: str | None, body: kopf.Body, namespace: str
 async def check_validation(namespace: str, name: str, mv: dict[str, Any], memo: Any, view: View) -> None:
     """The sweeper's safety net for a version still Validating: a missed Job event, a result whose message came
     late (or never: NoResult), a Job deleted by hand or not created yet (applying it again is harmless)."""
-    if view.validation_job(namespace, name) is not None:
+    job = view.validation_job(namespace, name)
+    if job is not None and not validation.job_finished(job):
+        await _report_unschedulable(namespace, name, mv, memo)
+        return
+    if job is not None:
         await record_validation(namespace, name, memo, view)
         return
     try:
         await memo.kube.apply(validation.render_validation_job(ModelVersion.model_validate(mv), memo.config))
     except (KubeError, ValidationError) as exc:
         log.warning("cannot re-create the validation Job of %s/%s: %s", namespace, name, exc)
+
+
+async def _report_unschedulable(namespace: str, name: str, mv: dict[str, Any], memo: Any) -> None:
+    """A validation pod that fits no node (a TensorRT plan without a GPU node): a condition says so."""
+    try:
+        pods = await memo.kube.list_pods(namespace, {validation.LABEL_VALIDATES: name})
+        why = validation.unschedulable(pods)
+        if why is None:
+            return
+        status, generation = mv.get("status") or {}, int(mv["metadata"].get("generation") or 0)
+        patch = validation.waiting_for_node_status(status, ModelVersion.model_validate(mv), why, generation, _now())
+        if status_differs(status, patch):
+            await memo.kube.patch_status("ModelVersion", namespace, name, patch)
+    except (KubeError, ValidationError) as exc:
+        log.warning("cannot check the validation pod of %s/%s: %s", namespace, name, exc)
 
 
 @kopf.on.event(*MV)

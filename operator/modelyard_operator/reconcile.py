@@ -7,6 +7,7 @@ the I/O around it; this module can be tested with plain dictionaries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,7 @@ from modelyard_operator.api.modeldeployment import ACTION_ANNOTATION, ModelDeplo
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_VERSION
+from modelyard_operator.podhealth import StartFailure
 from modelyard_operator.render import (
     ANNOTATION_AUTOSCALER,
     ANNOTATION_VERSIONS,
@@ -37,6 +39,7 @@ from modelyard_operator.rollout.routers import (
     split_replicas,
     version_weights,
 )
+from modelyard_operator.runtime_config import gpu_idle_warning
 from modelyard_operator.status import (
     DeploymentObservation,
     Problem,
@@ -150,16 +153,48 @@ def problem_status(md: ModelDeployment, problem: Problem, now: str) -> StatusUpd
     return degraded_status(md.metadata, md.status, problem, now)
 
 
+def start_failure_problem(failure: StartFailure) -> Problem:
+    """A server that could not start, as the ModelDeployment's Degraded reason."""
+    try:
+        reason = Reason(failure.reason)
+    except ValueError:
+        reason = Reason.SERVER_FAILED
+    return Problem(reason, f"version {failure.version}: pod {failure.pod} cannot start: {failure.message}"[:1024])
+
+
+# Progressing reasons of a ModelDeployment whose plan already reached its version's pods
+_SERVING_REASONS = {
+    Reason.DEPLOYING, Reason.REPLACING, Reason.AVAILABLE, Reason.SCALED_TO_ZERO,
+    Reason.EXECUTION_PROVIDER_UNAVAILABLE, Reason.MODEL_LOAD_FAILED, Reason.SERVER_FAILED,
+}  # fmt: skip
+
+
+def gpu_idle_event(md: ModelDeployment, mv: ModelVersion) -> list[tuple[str, str, str]]:
+    """A Warning when the pods get a GPU that the version's providers never use: once per spec generation, when its
+    pods are first rendered (not on every resync)."""
+    warning = gpu_idle_warning(md, mv)
+    if warning is None:
+        return []
+    progressing = next((c for c in md.status.conditions if c.type == "Progressing"), None)
+    rendered = progressing is not None and progressing.reason in _SERVING_REASONS
+    if rendered and md.status.observed_generation == md.metadata.generation:
+        return []
+    return [("Warning", str(Reason.GPU_IDLE), warning)]
+
+
 def plan(
     md_obj: Obj | ModelDeployment,
     model_versions: list[Obj],
     deployments: list[Obj],
     config: OperatorConfig,
     now: str,
+    failures: Mapping[str, StartFailure] | None = None,
 ) -> Plan:
     """Decide what to apply, delete and report for one ModelDeployment (strategy ``immediate``).
 
     ``md_obj`` may come parsed already (the handler parses it to choose between this and a rollout).
+    ``failures`` are the start failures the model pods reported, by version (:mod:`podhealth`): the target
+    version's, while its Deployment is not rolled out, makes the ModelDeployment Degraded.
     """
     md = _parsed(md_obj)
     found = find_model_version(md, version_map(model_versions), config)
@@ -182,7 +217,12 @@ def plan(
         # The new version serves at full capacity: only now do the old ones go.
         result.delete_deployments = sorted(d.name for d in observed if d.version != target)
         observed = [current]
-    result.status = serving_status(md, target, observed, now, config.cluster_domain)
+    failure = (failures or {}).get(target)
+    if failure is not None and not (current is not None and current.rolled_out):
+        result.status = degraded_status(md.metadata, md.status, start_failure_problem(failure), now)
+    else:
+        result.status = serving_status(md, target, observed, now, config.cluster_domain)
+    result.status.events += gpu_idle_event(md, found)
     if md.status.canary_version is not None:
         # The strategy became immediate mid-rollout: the rollout's fields no longer describe anything.
         result.status.status.update(canaryVersion=None, step=None, analysis=None)

@@ -24,6 +24,7 @@ from modelyard_operator.names import (
     version_slug,
 )
 from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_http_route, render_weights_config_map
+from modelyard_operator.runtime_config import version_config_args, warmup_samples_dir
 
 MODELS_DIR = "/models"
 CREDENTIALS_DIR = "/var/run/secrets/modelyard/credentials"
@@ -34,6 +35,7 @@ TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
 ARTIFACT_CACHE_DIR = "/var/cache/modelyard-artifacts"  # where a loader sees the node's artifact cache
 ARTIFACT_CACHE_VOLUME = "artifact-cache"
 RUN_AS = 65532
+TERMINATION_LOG = "/dev/termination-log"  # a server that cannot start writes {reason, message} here
 HTTP_PORT_NAME = "http"
 GRPC_PORT_NAME = "grpc"
 # The server's admin API (repository load/unload) listens on the pod's loopback only: never a containerPort, never
@@ -202,7 +204,10 @@ def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
         "127.0.0.1",
         "--admin-port",
         str(admin_port(md)),
+        "--termination-log",
+        TERMINATION_LOG,
         *serve_arg(mv),
+        *version_config_args(mv),
     ]
     if s.loading.memory_budget is not None:
         args += ["--memory-budget", str(s.loading.memory_budget)]
@@ -267,8 +272,12 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "env": [{"name": "MODELYARD_CACHE_DIR", "value": CACHE_DIR}],
         "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_DIR}],
         "securityContext": container_security(),
+        # the operator reads why a start failed (a missing execution provider, a model that does not load) here
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     volumes.append({"name": "cache", "emptyDir": {}})
+    init = [loader, *warmup_samples_containers(mv, config, volumes)]
     resources = {
         key: value for key, value in (("requests", s.resources.requests), ("limits", s.resources.limits)) if value
     }
@@ -278,7 +287,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
-        "initContainers": [loader],
+        "initContainers": init,
         "containers": [server],
         "volumes": volumes,
         "terminationGracePeriodSeconds": 30,
@@ -290,6 +299,35 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
     if s.placement.affinity:
         pod["affinity"] = dict(s.placement.affinity)
     return pod
+
+
+def warmup_samples_containers(
+    mv: ModelVersion, config: OperatorConfig, volumes: list[Obj], suffix: str = ""
+) -> list[Obj]:
+    """The init container that fetches ``spec.warmup.samples`` (digest-pinned) for the server's warm-up: none
+    without samples. It runs after the version's loader (which, in dynamic mode, is a sidecar that is already
+    up), reaches the store with the artifact's credentials but not its signature (the samples are not the signed
+    model), and adds the volumes it needs to ``volumes``."""
+    samples = mv.spec.warmup.samples
+    if samples is None:
+        return []
+    unsigned = mv.spec.artifact.model_copy(update={"uri": samples.uri, "digest": samples.digest, "signature": None})
+    fetch_mv = mv.model_copy(update={"spec": mv.spec.model_copy(update={"artifact": unsigned})})
+    access_args, access_volumes, access_mounts = artifact_access(fetch_mv, config, suffix=suffix)
+    present = {v["name"] for v in volumes}
+    volumes += [v for v in access_volumes if v["name"] not in present]
+    return [
+        {
+            "name": f"warmup-samples{suffix}",
+            "image": config.runtime_image,
+            "imagePullPolicy": config.image_pull_policy,
+            "command": ["modelyard-loader"],
+            "args": loader_args("fetch", fetch_mv, warmup_samples_dir(mv), access_args),
+            "volumeMounts": [*_work_mounts(), *access_mounts],
+            "securityContext": container_security(),
+            "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        }
+    ]
 
 
 def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig, *, replicas: int | None) -> Obj:
@@ -447,6 +485,7 @@ def render_in_pod_deployment(
         pod["initContainers"].append(loader)
         present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it
         pod["volumes"] += [v for v in canary_volumes if v["name"] not in present]
+        pod["initContainers"] += warmup_samples_containers(canary, config, pod["volumes"], suffix="-canary")
     pod["volumes"].append(
         {
             "name": "model-config",
@@ -460,6 +499,7 @@ def render_in_pod_deployment(
     server["args"] += ["--model-config-dir", MODEL_CONFIG_DIR]
     if canary is not None:
         server["args"] += serve_arg(canary)  # both versions: a pod missing either leaves the endpoints
+        server["args"] += version_config_args(canary)  # each version runs on its own backend and warm-up
     server["volumeMounts"].append({"name": "model-config", "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
     annotations = {ANNOTATION_VERSIONS: ",".join(versions)}
     deployment["metadata"]["annotations"] = dict(annotations)

@@ -34,6 +34,10 @@ class Reason(enum.StrEnum):
     SCALED_TO_ZERO = "ScaledToZero"
     PENDING_VALIDATION = "PendingValidation"
     GATEWAY_API_MISSING = "GatewayAPIMissing"
+    EXECUTION_PROVIDER_UNAVAILABLE = "ExecutionProviderUnavailable"  # reported by the pod's server (podhealth)
+    MODEL_LOAD_FAILED = "ModelLoadFailed"
+    SERVER_FAILED = "ServerFailed"
+    GPU_IDLE = "GPUIdle"
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard_operator.api.common import ConditionStatus
-from modelyard_operator.api.modelversion import ModelVersion
+from modelyard_operator.api.modelversion import SERVABLE_FORMATS, ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
 from modelyard_operator.render import (
@@ -23,6 +23,7 @@ from modelyard_operator.render import (
     owner_reference,
     pod_security_context,
 )
+from modelyard_operator.runtime_config import GPU_RESOURCE
 from modelyard_operator.status import CondValue, set_abnormal_conditions, set_condition
 
 Obj = dict[str, Any]
@@ -67,7 +68,11 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
     access_args, access_volumes, access_mounts = artifact_access(mv, config)
     volumes += access_volumes
     mounts += access_mounts
-    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--termination-log", TERMINATION_LOG]
+    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--format", spec.format]
+    args += ["--termination-log", TERMINATION_LOG]
+    resources: Obj = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": config.validation_memory}}
+    if spec.format == "tensorrt":  # a plan only deserializes on a GPU (of the kind it was built for)
+        resources["limits"][GPU_RESOURCE] = 1
     container: Obj = {
         "name": CONTAINER,
         "image": config.runtime_image,
@@ -78,7 +83,7 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
         "securityContext": container_security(),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
-        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": config.validation_memory}},
+        "resources": resources,
     }
     return {
         "apiVersion": "batch/v1",
@@ -107,6 +112,48 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
             },
         },
     }
+
+
+def unsupported_format(mv: ModelVersion) -> Outcome | None:
+    """A format the project cannot serve yet (the CRD refuses it; this covers objects stored before that rule)."""
+    if mv.spec.format in SERVABLE_FORMATS:
+        return None
+    return Outcome(
+        False,
+        "UnsupportedFormat",
+        f"format {mv.spec.format} cannot be served yet (supported: {', '.join(SERVABLE_FORMATS)})",
+    )
+
+
+def unschedulable(pods: list[Obj]) -> str | None:
+    """The scheduler's message when the validation pod fits no node (e.g. no GPU node for a TensorRT plan)."""
+    for pod in pods:
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if (
+                condition.get("type") == "PodScheduled"
+                and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"
+            ):
+                return str(condition.get("message") or "no node fits the validation pod")
+    return None
+
+
+def waiting_for_node_status(status: Obj, mv: ModelVersion, scheduler_message: str, generation: int, now: str) -> Obj:
+    """A validation that cannot start because no node fits: Validated=Unknown with why (the phase stays
+    Validating; the Job starts by itself once a node appears)."""
+    if mv.spec.format == "tensorrt":
+        reason = "NoGPUNodeForValidation"
+        message = (
+            f"a TensorRT plan is validated on a GPU node ({GPU_RESOURCE}); none fits the validation pod "
+            f"(operator's validation placement): {scheduler_message}"
+        )
+    else:
+        reason, message = "ValidationUnschedulable", f"no node fits the validation pod: {scheduler_message}"
+    conditions = set_condition(
+        list(status.get("conditions") or []), "Validated", "Unknown", reason, message[:1024], now=now,
+        generation=generation,
+    )  # fmt: skip
+    return {"conditions": conditions}
 
 
 def _placement(config: OperatorConfig) -> Obj:

@@ -6,12 +6,15 @@ Flags win over the environment, the environment over defaults (DESIGN.md §3).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from modelyard_runtime.modelconfig import ModelConfigError, parse_version_config
 from modelyard_runtime.server.readiness import parse_serve
 
 _SUFFIXES = {
@@ -36,6 +39,21 @@ def _serve_flag(text: str) -> tuple[str, str | None]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+VersionConfigs = dict[tuple[str, str], dict[str, Any]]
+
+
+def _version_config_flag(text: str) -> tuple[tuple[str, str], dict[str, Any]]:
+    """``fraud:42={"backend": {...}, "warmup": {...}}`` → ``(("fraud", "42"), {...})``, checked like config.yaml."""
+    target, sep, document = text.partition("=")
+    try:
+        model, version = parse_serve(target)
+        if not sep or version is None:
+            raise ValueError("expected MODEL:VERSION=JSON")
+        return (model, version), parse_version_config(json.loads(document))
+    except (ValueError, ModelConfigError) as exc:  # JSONDecodeError is a ValueError
+        raise argparse.ArgumentTypeError(f"--version-config {target!r}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     model_repository: Path
@@ -57,6 +75,8 @@ class ServerConfig:
     max_buffered_bytes: int = 256 * 2**20
     body_timeout_seconds: float = 60.0
     idle_timeout_seconds: float = 30.0
+    version_configs: VersionConfigs = field(default_factory=dict)  # (model, version) → its backend / warmup
+    termination_log: Path | None = None  # where a start that fails writes {"reason", "message"} (Kubernetes reads it)
 
 
 def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -118,6 +138,19 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         help="close a connection that has not completed a request's headers this long after it opened or after "
         "its last response",
     )
+    p.add_argument(
+        "--version-config",
+        action="append",
+        type=_version_config_flag,
+        default=[],
+        metavar="MODEL:VERSION=JSON",
+        help="a version's own backend and warmup settings (config.yaml's keys), over the model's config.yaml",
+    )
+    p.add_argument(
+        "--termination-log",
+        default=default("termination-log", None),
+        help="file that gets {reason, message} as JSON when the server cannot start (e.g. /dev/termination-log)",
+    )
     args = p.parse_args(argv)
     if not args.model_repository:
         p.error("--model-repository (or MODELYARD_MODEL_REPOSITORY) is required")
@@ -168,4 +201,6 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         max_buffered_bytes=args.max_buffered_bytes,
         body_timeout_seconds=float(args.body_timeout_seconds),
         idle_timeout_seconds=float(args.idle_timeout_seconds),
+        version_configs=dict(args.version_config),
+        termination_log=Path(args.termination_log) if args.termination_log else None,
     )

@@ -6,17 +6,22 @@ Example::
     dynamic_batching:
       max_queue_delay_ms: 2       # how long the first request of a batch may wait for others
     warmup:
-      runs: 1                     # inferences with zero-filled inputs before the version is ready (0: none)
+      runs: 1                     # inferences before the version is ready (0: none; with samples: 0 = one each)
+      samples: /path/samples.json # optional: real inputs (a request body, or a list of them); else zero-filled
     version_weights: {"1": 90, "2": 10}   # how unversioned requests are split (default: highest version)
     backend: {...}                # see docs/backends.md
 
 Unknown keys are errors: a typo must not silently change how a model is served.
+
+A version may carry its own ``backend`` and ``warmup`` (the server's ``--version-config MODEL:VERSION=JSON``, which
+the operator renders from a ModelVersion's ``spec.runtime`` and ``spec.warmup``): :func:`overlay_version_config`
+puts them over the model's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ class ModelConfig:
     max_batch_size: int | None = None  # None: the server's --max-batch-size
     max_queue_delay_ms: float | None = None  # None: the server's --max-queue-delay-ms
     warmup_runs: int = 1
+    warmup_samples: str | None = None  # a JSON file (or a folder holding one) of real inputs
     version_weights: dict[str, int] = field(default_factory=dict)
     backend: dict[str, Any] | None = None
 
@@ -66,13 +72,17 @@ def parse_model_config(raw: Any) -> ModelConfig:
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ModelConfigError(f"dynamic_batching.max_queue_delay_ms must be a number >= 0, got {value!r}")
             delay = float(value)
-    runs = 1
+    runs, samples = 1, None
     if "warmup" in top:
         warmup = top["warmup"]
         if isinstance(warmup, bool):
             runs = 1 if warmup else 0
         else:
-            runs = _int(_mapping(warmup, "warmup", {"runs"}).get("runs", 1), "warmup.runs")
+            warmup = _mapping(warmup, "warmup", {"runs", "samples"})
+            runs = _int(warmup.get("runs", 1), "warmup.runs")
+            samples = warmup.get("samples")
+            if samples is not None and (not isinstance(samples, str) or not samples):
+                raise ModelConfigError(f"warmup.samples must be a path, got {samples!r}")
     raw_weights = top.get("version_weights") or {}
     if not isinstance(raw_weights, Mapping):
         raise ModelConfigError("version_weights must be a mapping of version to weight")
@@ -86,9 +96,31 @@ def parse_model_config(raw: Any) -> ModelConfig:
         max_batch_size=max_batch,
         max_queue_delay_ms=delay,
         warmup_runs=runs,
+        warmup_samples=samples,
         version_weights=weights,
         backend=dict(backend) if backend is not None else None,
     )
+
+
+VERSION_KEYS = {"backend", "warmup"}
+
+
+def parse_version_config(raw: Any) -> dict[str, Any]:
+    """A version's own settings (``backend``, ``warmup``), checked like config.yaml; ModelConfigError otherwise."""
+    top = _mapping(raw, "version config", VERSION_KEYS)
+    parse_model_config(top)
+    return dict(top)
+
+
+def overlay_version_config(config: ModelConfig, raw: Mapping[str, Any]) -> ModelConfig:
+    """``config`` with the keys a version sets (:func:`parse_version_config`) replaced by the version's."""
+    own = parse_model_config(raw)
+    changes: dict[str, Any] = {}
+    if "backend" in raw:
+        changes["backend"] = own.backend
+    if "warmup" in raw:
+        changes.update(warmup_runs=own.warmup_runs, warmup_samples=own.warmup_samples)
+    return replace(config, **changes)
 
 
 def read_model_config(*model_dirs: Path) -> ModelConfig:

@@ -39,3 +39,32 @@ def choose_onnx(files: Iterable[str]) -> str:
     if len(candidates) > 1:
         raise ModelFileError(f"several .onnx files and none named {PREFERRED}: {', '.join(candidates[:5])}")
     return candidates[0]
+
+
+PLAN_SUFFIXES = (".plan", ".engine")
+PREFERRED_PLAN = "model.plan"
+
+
+def choose_plan(files: Iterable[str]) -> str:
+    """The TensorRT plan among ``files``, by the rule of :func:`choose_onnx` with ``.plan``/``.engine`` files and
+    ``model.plan`` preferred; ModelFileError if none (or several, none named ``model.plan``)."""
+    found = {f.strip("/") for f in files if f.lower().endswith(PLAN_SUFFIXES) and not _hidden(f.strip("/"))}
+    candidates = sorted(found, key=lambda f: (f.count("/"), f))
+    if not candidates:
+        raise ModelFileError("the artifact holds no TensorRT plan (.plan or .engine file)")
+    named = [f for f in candidates if f.rsplit("/", 1)[-1] == PREFERRED_PLAN]
+    if named:
+        return named[0]
+    if len(candidates) > 1:
+        raise ModelFileError(f"several plans and none named {PREFERRED_PLAN}: {', '.join(candidates[:5])}")
+    return candidates[0]
+
+
+def choose_model(files: Iterable[str], model_format: str) -> str:
+    """The file a ModelVersion of ``model_format`` (onnx or tensorrt) serves; ModelFileError naming the format."""
+    listed = list(files)
+    if model_format == "onnx":
+        return choose_onnx(listed)
+    if model_format == "tensorrt":
+        return choose_plan(listed)
+    raise ModelFileError(f"format {model_format} cannot be served yet (supported: onnx, tensorrt)")

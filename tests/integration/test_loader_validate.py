@@ -33,6 +33,7 @@ def _model(op: str = "Add") -> bytes:
 
 GOOD = _model()
 BROKEN = _model("NoSuchOperator")
+PLAN = b"a serialized TensorRT engine would be here"
 
 
 @pytest.fixture
@@ -41,6 +42,7 @@ def site(tmp_path: Path) -> Iterator[FileServer]:
     root.mkdir()
     (root / "model.onnx").write_bytes(GOOD)
     (root / "broken.onnx").write_bytes(BROKEN)
+    (root / "resnet.plan").write_bytes(PLAN)
     (root / "m.tar.gz").write_bytes(tar_bytes([("1/model.onnx", GOOD), ("config.yaml", b"x: 1")]))
     with serve(root) as srv:
         yield srv
@@ -89,6 +91,24 @@ def test_validate_model_that_does_not_load(site: FileServer, tmp_path: Path) -> 
     assert code == 7
     assert r["reason"] == "ModelLoadFailed"
     assert r["artifact"]["digest"] == sha256(BROKEN)
+
+
+def test_validate_checks_the_format_against_the_artifact(site: FileServer, tmp_path: Path) -> None:
+    code, r, _ = validate(site, "/model.onnx", tmp_path / "a", "--format", "tensorrt")
+    assert code == 7
+    assert r["reason"] == "FormatMismatch"
+    assert r["message"] == "format tensorrt: the artifact holds no TensorRT plan (.plan or .engine file)"
+    code, r, _ = validate(site, "/resnet.plan", tmp_path / "b", "--format", "onnx")
+    assert code == 7
+    assert (r["reason"], r["message"]) == ("FormatMismatch", "format onnx: the artifact holds no .onnx model")
+
+
+def test_a_plan_on_an_image_without_tensorrt_is_engine_unavailable(site: FileServer, tmp_path: Path) -> None:
+    code, r, _ = validate(site, "/resnet.plan", tmp_path, "--format", "tensorrt")
+    assert code == 7
+    assert r["reason"] == "EngineUnavailable"
+    assert "the tensorrt backend needs the Python package(s) tensorrt" in r["message"]
+    assert r["artifact"]["digest"] == sha256(PLAN)  # fetched and verified before the engine was needed
 
 
 def test_validate_ssrf_refusal_lands_in_the_log(tmp_path: Path) -> None:

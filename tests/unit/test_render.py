@@ -32,6 +32,13 @@ CASES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         ),
         model_version(
             batching={"maxBatchSize": 32, "maxQueueDelayMs": 2},
+            runtime={
+                "executionProviders": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                "deviceId": 0,
+                "cuda": {"cudnnConvAlgoSearch": "HEURISTIC"},
+                "tensorrt": {"fp16": True, "engineCachePath": "/var/cache/modelyard/trt"},
+            },
+            warmup={"requests": 4},
             artifact={
                 "uri": "oci://registry.local/models/fraud:42",
                 "digest": "sha256:" + "cd" * 32,

@@ -60,7 +60,7 @@ def test_job_is_one_shot_restricted_and_owned_by_the_model_version() -> None:
     assert container["command"] == ["modelyard-loader"]
     assert container["args"] == [
         "validate", "--uri", "https://models.example.com/resnet.onnx", "--dest", "/work/model",
-        "--digest", DIGEST, "--termination-log", "/dev/termination-log",
+        "--digest", DIGEST, "--format", "onnx", "--termination-log", "/dev/termination-log",
     ]  # fmt: skip
 
 

@@ -64,7 +64,9 @@ creates a missing object, which the API server authorizes as "create" too.
   resources: ["httproutes"]
   verbs: ["create", "patch", "delete"]
 # ModelVersion validation: one Job per version, applied and watched; once it finished, its pods are listed and
-# the result read from the termination message of the one the Job created (no watch on pods)
+# the result read from the termination message of the one the Job created (no watch on pods). A ModelDeployment's
+# model pods are listed too while its Deployment rolls out: a server that cannot start says why in its termination
+# message
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "patch"]

@@ -19,13 +19,11 @@ from modelyard_operator.api.common import (
 
 ModelFormat = Literal["onnx", "tensorrt", "savedmodel", "pmml"]
 Engine = Literal["onnxruntime", "tensorrt"]
-ExecutionProvider = Literal[
-    "CPUExecutionProvider",
-    "CUDAExecutionProvider",
-    "TensorrtExecutionProvider",
-    "ROCMExecutionProvider",
-    "OpenVINOExecutionProvider",
-]
+# The providers the project's images can run (the CPU image: CPU only; the GPU image: all three). A provider the
+# pod's image lacks fails the server's start with a reason the ModelDeployment shows as Degraded, never a CPU fallback.
+ExecutionProvider = Literal["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+SERVABLE_FORMATS = ("onnx", "tensorrt")
 MVPhase = Literal["Pending", "Validating", "Ready", "Failed"]
 
 SUPPORTED_SCHEMES = ("http", "https", "s3", "oci", "pvc", "file")
@@ -94,15 +92,87 @@ class ArtifactSpec(ApiModel):
     signature: SignatureSpec | None = Field(default=None, description="Optional model-signing signature.")
 
 
-class RuntimeSpec(ApiModel):
-    """How the server runs the model."""
+# The server's only writable place for caches is its cache volume (the root filesystem is read-only).
+CACHE_PATH = r"^/var/cache/modelyard(/[-._A-Za-z0-9]+)*/?$"
 
-    engine: Engine = Field(default="onnxruntime", description="Inference engine.")
+
+class CudaOptions(ApiModel):
+    """Options of ONNX Runtime's CUDA execution provider (unset: ONNX Runtime's default)."""
+
+    gpu_mem_limit: int | None = Field(default=None, ge=0, description="Bytes the provider's arena may take.")
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] | None = Field(
+        default=None, description="How cuDNN picks convolution algorithms."
+    )
+    use_tf32: bool | None = Field(default=None, description="Allow TF32 math on Ampere and newer GPUs.")
+    enable_cuda_graph: bool | None = Field(default=None, description="Capture and replay the model as a CUDA graph.")
+
+
+class TensorrtOptions(ApiModel):
+    """Options of ONNX Runtime's TensorRT execution provider (it builds engines from the ONNX model)."""
+
+    fp16: bool | None = Field(default=None, description="Let TensorRT build FP16 kernels (trt_fp16_enable).")
+    int8: bool | None = Field(default=None, description="Let TensorRT build INT8 kernels (trt_int8_enable).")
+    max_workspace_size: int | None = Field(default=None, ge=0, description="Bytes TensorRT may use to build engines.")
+    engine_cache_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=CACHE_PATH,
+        description="Directory for built engines, under the pod's cache volume /var/cache/modelyard (the only "
+        "writable place); default /var/cache/modelyard/tensorrt/<model>/<version>.",
+    )
+    timing_cache_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=CACHE_PATH,
+        description="Directory for the timing cache, under /var/cache/modelyard; default: the engine's.",
+    )
+
+
+class RuntimeSpec(ApiModel):
+    """How the server runs the model: the backend and execution providers of this version in every pod."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.engine == 'onnxruntime' || self.executionProviders == ['CPUExecutionProvider']",
+                    "message": "executionProviders apply to engine onnxruntime only (engine tensorrt runs a plan "
+                    "on the GPU directly)",
+                },
+                {
+                    "rule": "!has(self.cuda) || self.executionProviders.exists(p, p == 'CUDAExecutionProvider')",
+                    "message": "cuda options need CUDAExecutionProvider in executionProviders",
+                },
+                {
+                    "rule": "!has(self.tensorrt) || "
+                    "self.executionProviders.exists(p, p == 'TensorrtExecutionProvider')",
+                    "message": "tensorrt options need TensorrtExecutionProvider in executionProviders (a prebuilt "
+                    "plan's precision is fixed when it is built)",
+                },
+                {
+                    "rule": "self.executionProviders.indexOf('CPUExecutionProvider') in "
+                    "[-1, size(self.executionProviders) - 1]",
+                    "message": "CPUExecutionProvider must come last (providers after it would never get a node)",
+                },
+            ]
+        }
+    }
+
+    engine: Engine = Field(
+        default="onnxruntime",
+        description="Backend: onnxruntime (format onnx) or tensorrt (format tensorrt: a serialized TensorRT plan).",
+    )
     execution_providers: list[ExecutionProvider] = Field(
         default_factory=lambda: list[ExecutionProvider](["CPUExecutionProvider"]),
-        max_length=5,
-        description="ONNX Runtime execution providers in order of preference.",
+        min_length=1,
+        max_length=3,
+        json_schema_extra={"x-kubernetes-list-type": "set", "default": ["CPUExecutionProvider"]},
+        description="ONNX Runtime execution providers in order of preference. A provider the image lacks, or "
+        "cannot start on the node, fails the pod's start (Degraded on the ModelDeployment): never a CPU fallback.",
     )
+    device_id: int = Field(default=0, ge=0, le=63, description="GPU the providers use (CUDA device ordinal).")
+    cuda: CudaOptions | None = Field(default=None, description="CUDA execution provider options.")
+    tensorrt: TensorrtOptions | None = Field(default=None, description="TensorRT options.")
 
 
 class BatchingSpec(ApiModel):
@@ -114,10 +184,31 @@ class BatchingSpec(ApiModel):
     )
 
 
-class WarmupSpec(ApiModel):
-    """Requests the server sends itself before reporting ready."""
+class WarmupSamples(ApiModel):
+    """A small, digest-pinned JSON file of real inputs (Open Inference Protocol request bodies)."""
 
-    requests: int = Field(default=0, ge=0, le=1000, description="Number of warm-up inferences.")
+    uri: str = Field(
+        max_length=2048,
+        pattern=URI_PATTERN,
+        description="Where the samples file is (same schemes and credentials as the artifact).",
+    )
+    digest: str = Field(max_length=71, pattern=DIGEST, description="sha256:<64 hex> of the samples file.")
+
+
+class WarmupSpec(ApiModel):
+    """Requests the server sends itself before reporting ready (readiness waits for them)."""
+
+    requests: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="Number of warm-up inferences (0: none, or one per sample when samples are set). Without "
+        "samples they use zero-filled inputs, with variable dimensions of 1.",
+    )
+    samples: WarmupSamples | None = Field(
+        default=None,
+        description="Real inputs for the warm-up, cycled through; a sample the model rejects fails the load.",
+    )
 
 
 class ModelVersionSpec(ApiModel):
@@ -128,8 +219,17 @@ class ModelVersionSpec(ApiModel):
             "x-kubernetes-validations": [
                 {"rule": "self == oldSelf", "message": "spec is immutable: create a new ModelVersion instead"},
                 {
+                    "rule": "self.format in ['onnx', 'tensorrt']",
+                    "messageExpression": "'format ' + self.format + ' cannot be served yet: use onnx or tensorrt'",
+                },
+                {
                     "rule": "self.format != 'tensorrt' || self.runtime.engine == 'tensorrt'",
                     "message": "format tensorrt needs runtime.engine tensorrt",
+                },
+                {
+                    "rule": "self.format != 'onnx' || self.runtime.engine == 'onnxruntime'",
+                    "message": "format onnx needs runtime.engine onnxruntime (for TensorRT through ONNX Runtime, "
+                    "list TensorrtExecutionProvider in runtime.executionProviders)",
                 },
             ]
         }
@@ -137,7 +237,11 @@ class ModelVersionSpec(ApiModel):
 
     model: ModelName
     version: VersionName
-    format: ModelFormat = Field(default="onnx", description="Artifact format.")
+    format: ModelFormat = Field(
+        default="onnx",
+        description="Artifact format, checked by validation: onnx (an .onnx model) or tensorrt (a .plan/.engine "
+        "TensorRT plan, validated on a GPU node). savedmodel and pmml are refused until the project serves them.",
+    )
     artifact: ArtifactSpec
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, json_schema_extra=schema_default(RuntimeSpec))
     batching: BatchingSpec = Field(default_factory=BatchingSpec, json_schema_extra=schema_default(BatchingSpec))

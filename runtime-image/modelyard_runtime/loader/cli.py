@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="fetch, verify, inspect and load once; write a JSON result")
     _add_common(val, uri_required=True)
     val.add_argument("--termination-log", default="/dev/termination-log")
+    val.add_argument(
+        "--format", choices=["onnx", "tensorrt"], default="onnx", help="what the artifact must hold (spec.format)"
+    )
     dig = sub.add_parser("digest", help="print the digest of a file or the tree digest of a directory")
     dig.add_argument("path", type=Path)
     return p
@@ -156,7 +159,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             from modelyard_runtime.loader.validate import run_validate
 
-            return run_validate(request_from_args(args), args.termination_log)
+            return run_validate(request_from_args(args), args.termination_log, args.format)
         if args.command == "sidecar":
             from modelyard_runtime.loader.sidecar import run_sidecar
 

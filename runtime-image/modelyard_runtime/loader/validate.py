@@ -1,10 +1,11 @@
 """``modelyard-loader validate``: what the operator's validation Job runs for a new ModelVersion.
 
-Fetch and verify exactly as ``fetch`` does, find the ONNX model, create one ONNX Runtime session (CPU),
-measure how long that took, read the inputs and outputs, and write one compact JSON object to the
-termination-log path (what Kubernetes shows as the container's termination message, at most 4096 bytes)
-and to stdout. The shape is documented in docs/loader.md; the exit code is the loader's usual one, with
-7 for a model that was verified but does not load.
+Fetch and verify exactly as ``fetch`` does, find the model the ModelVersion's ``format`` names (an ``.onnx`` file
+for ``onnx``, a ``.plan``/``.engine`` TensorRT plan for ``tensorrt``), load it once (an ONNX Runtime session on the
+CPU; a TensorRT engine on the node's GPU), measure how long that took, read the inputs and outputs, and write one
+compact JSON object to the termination-log path (what Kubernetes shows as the container's termination message,
+at most 4096 bytes) and to stdout. The shape is documented in docs/loader.md; the exit code is the loader's usual
+one, with 7 for a model that was verified but does not load (or holds no model of the format).
 """
 
 from __future__ import annotations
@@ -17,18 +18,57 @@ from typing import Any
 
 from modelyard_runtime.loader.errors import LoaderError, ValidationError
 from modelyard_runtime.loader.pipeline import FetchRequest, run_fetch
-from modelyard_runtime.modelfile import ModelFileError, choose_onnx
+from modelyard_runtime.modelfile import ModelFileError, choose_model
 from modelyard_runtime.protocol.datatypes import from_onnx_type
 
 TERMINATION_LOG_LIMIT = 4096
 
 
-def find_onnx(root: Path, files: list[str]) -> Path:
-    """The model the server will serve from this artifact (:func:`modelyard_runtime.modelfile.choose_onnx`)."""
+FORMATS = ("onnx", "tensorrt")
+
+
+class FormatMismatchError(ValidationError):
+    """The artifact holds no model of the ModelVersion's format."""
+
+    reason = "FormatMismatch"
+
+
+class EngineUnavailableError(ValidationError):
+    """This image cannot load the format (no TensorRT runtime or no GPU): say so rather than "does not load"."""
+
+    reason = "EngineUnavailable"
+
+
+def find_model(root: Path, files: list[str], model_format: str = "onnx") -> Path:
+    """The model the server will serve from this artifact (:func:`modelyard_runtime.modelfile.choose_model`)."""
     try:
-        return root / choose_onnx(files)
+        return root / choose_model(files, model_format)
     except ModelFileError as e:
-        raise ValidationError(str(e)) from None
+        raise FormatMismatchError(f"format {model_format}: {e}") from None
+
+
+def find_onnx(root: Path, files: list[str]) -> Path:
+    return find_model(root, files, "onnx")
+
+
+def load_plan_once(plan: Path) -> tuple[float, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Deserialize the plan with the TensorRT runtime on this node's GPU and read its I/O tensors."""
+    from modelyard_runtime.backends import BackendUnavailableError
+    from modelyard_runtime.backends.options import parse_backend_options
+
+    start = time.perf_counter()
+    try:
+        from modelyard_runtime.backends.tensorrt import TensorRTBackend
+
+        backend = TensorRTBackend(plan, parse_backend_options({"kind": "tensorrt"}, model_file=plan))
+    except BackendUnavailableError as e:
+        raise EngineUnavailableError(f"{plan.name}: {e}") from None
+    except Exception as e:
+        raise ValidationError(f"{plan.name}: TensorRT cannot load it: {str(e)[:500]}") from None
+    seconds = time.perf_counter() - start
+    tensors = ([t.to_json() for t in backend.inputs], [t.to_json() for t in backend.outputs])
+    backend.close()
+    return seconds, *tensors
 
 
 def _tensors(metas: list[Any]) -> list[dict[str, Any]]:
@@ -72,16 +112,17 @@ def compact(result: dict[str, Any], limit: int = TERMINATION_LOG_LIMIT) -> str:
     return json.dumps(r, separators=(",", ":"))
 
 
-def run_validate(req: FetchRequest, termination_log: str) -> int:
+def run_validate(req: FetchRequest, termination_log: str, model_format: str = "onnx") -> int:
     result: dict[str, Any] = {"ok": False, "reason": "", "message": ""}
     code = 0
     try:
         fetched = run_fetch(req)
         result["artifact"] = {"digest": fetched.digest, "sizeBytes": fetched.size}
         result["signature"] = {"verified": fetched.signature is not None, "method": fetched.signature}
-        model = find_onnx(req.dest, fetched.files)
-        seconds, inputs, outputs = load_once(model)
+        model = find_model(req.dest, fetched.files, model_format)
+        seconds, inputs, outputs = load_plan_once(model) if model_format == "tensorrt" else load_once(model)
         result.update(
+            format=model_format,
             ok=True,
             reason="Validated",
             message=f"{model.relative_to(req.dest)} loads in {seconds:.3f}s",

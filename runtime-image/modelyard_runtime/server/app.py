@@ -76,6 +76,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | No
         config_dir=config.model_config_dir,
         preload=preload,
         required=config.serve,
+        version_configs=config.version_configs,
     )
     admission = Admission(config.max_inflight_requests, config.max_buffered_bytes)
     settings = HttpSettings(admission, config.max_body_bytes, config.body_timeout_seconds)

@@ -8,10 +8,12 @@ creating the sessions alone.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from modelyard_runtime.config import parse_server_args
 from modelyard_runtime.server.preload import Preload
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     preload = None
     if config.load_mode == "static" and config.memory_budget is None:
-        preload = Preload(config.model_repository, config.model_config_dir).start()
+        preload = Preload(config.model_repository, config.model_config_dir, config.version_configs).start()
     from modelyard_runtime.server.app import serve  # the heavy imports, while the versions open
 
     async def run() -> None:
@@ -38,4 +40,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         asyncio.run(run())
     except RuntimeError as exc:  # a model that cannot load: say which and why, exit non-zero
+        if config.termination_log is not None:
+            write_termination_log(config.termination_log, exc)
         sys.exit(f"modelyard-server: {exc}")
+
+
+def failure_reason(exc: BaseException) -> str:
+    """The CamelCase reason of a failed start: a provider or engine the image lacks, a model that does not load."""
+    from modelyard_runtime.backends import BackendUnavailableError
+    from modelyard_runtime.server.versions import LoadError
+
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, BackendUnavailableError):
+            return "ExecutionProviderUnavailable"
+        cause = cause.__cause__
+    return "ModelLoadFailed" if isinstance(exc, LoadError) else "ServerFailed"
+
+
+def write_termination_log(path: Path, exc: BaseException) -> None:
+    """``{"reason", "message"}`` where Kubernetes reads a container's termination message (at most 4096 bytes)."""
+    text = json.dumps({"reason": failure_reason(exc), "message": str(exc)[:3500]})
+    try:
+        path.write_text(text)
+    except OSError as err:
+        sys.stderr.write(f"modelyard-server: cannot write the termination log {path}: {err.strerror}\n")

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from modelyard_runtime.backends import Backend
 from modelyard_runtime.errors import BadRequestError, NotFoundError, UnavailableError, public_message
 from modelyard_runtime.metrics import ServerMetrics
-from modelyard_runtime.modelconfig import ModelConfig, WeightedPicker
+from modelyard_runtime.modelconfig import ModelConfig, WeightedPicker, overlay_version_config
 from modelyard_runtime.server.batcher import Batcher, Outputs
 from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
@@ -56,6 +56,7 @@ class DataPlane:
         config_dir: Path | None = None,
         preload: Preload | None = None,
         required: Sequence[Required] = (),
+        version_configs: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     ) -> None:
         self.repository = repository
         self.config_dir = config_dir
@@ -76,6 +77,7 @@ class DataPlane:
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
         self.view = RepositoryView(repository, config_dir)
         self._pickers: dict[str, WeightedPicker] = {}
+        self.version_configs = dict(version_configs or {})  # --version-config: a version's backend and warmup
 
     # --- repository view (server.view) ----------------------------------------------------------------
 
@@ -84,6 +86,12 @@ class DataPlane:
 
     def model_config(self, name: str) -> ModelConfig:
         return self.view.model_config(name)
+
+    def version_config(self, name: str, version: str) -> ModelConfig:
+        """The model's config.yaml with the version's own settings (``--version-config``) over it."""
+        own = self.version_configs.get((name, version))
+        config = self.model_config(name)
+        return overlay_version_config(config, own) if own else config
 
     def index(self, *, ready_only: bool = False) -> list[dict[str, str]]:
         rows: list[dict[str, str]] = []
@@ -179,7 +187,7 @@ class DataPlane:
         if path is None:
             raise NotFoundError(f"unknown version {version!r} of model {name!r}")
         try:
-            config = self.model_config(name)
+            config = self.version_config(name, version)
             if self.memory_budget is not None:
                 needed = size_on_disk(path)
                 if needed > self.memory_budget:

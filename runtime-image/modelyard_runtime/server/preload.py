@@ -8,15 +8,22 @@ nothing; the data plane later takes the opened backends instead of opening them 
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 
 class Preload:
-    def __init__(self, repository: Path, config_dir: Path | None) -> None:
+    def __init__(
+        self,
+        repository: Path,
+        config_dir: Path | None,
+        version_configs: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    ) -> None:
         self.repository = repository
         self.config_dir = config_dir
+        self.version_configs = dict(version_configs or {})
         self.futures: dict[tuple[str, str], Future[Any]] = {}
         self.scanned = threading.Event()
         self._thread = threading.Thread(target=self._run, name="preload", daemon=True)
@@ -32,7 +39,7 @@ class Preload:
 
     def _run(self) -> None:
         try:
-            from modelyard_runtime.modelconfig import read_model_config
+            from modelyard_runtime.modelconfig import overlay_version_config, read_model_config
             from modelyard_runtime.server.repository import scan_repository
             from modelyard_runtime.server.versions import open_version
 
@@ -45,6 +52,10 @@ class Preload:
         for (model, version), future in list(self.futures.items()):
             try:
                 dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
-                future.set_result(open_version(model, version, found[model][version], read_model_config(*dirs)))
+                config = read_model_config(*dirs)
+                own = self.version_configs.get((model, version))
+                if own:
+                    config = overlay_version_config(config, own)
+                future.set_result(open_version(model, version, found[model][version], config))
             except BaseException as exc:  # handed to the data plane, which reports it like any load failure
                 future.set_exception(exc)

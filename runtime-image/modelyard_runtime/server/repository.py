@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelyard_runtime.modelfile import ModelFileError, choose_onnx
+from modelyard_runtime.modelfile import PLAN_SUFFIXES, ModelFileError, choose_onnx, choose_plan
 
 MODEL_FILES = ("model.onnx", "model.plan")
 
@@ -15,14 +15,15 @@ def version_key(version: str) -> tuple[int, int | str]:
     return (1, int(version)) if version.isdigit() else (0, version)
 
 
-def _onnx_files(version_dir: Path) -> list[str]:
-    """Relative paths of the ``.onnx`` files (any case) below ``version_dir``; hidden folders are not entered."""
+def _model_files(version_dir: Path, suffixes: tuple[str, ...] = (".onnx",)) -> list[str]:
+    """Relative paths of the files with ``suffixes`` (any case) below ``version_dir``; hidden folders are not
+    entered."""
     found: list[str] = []
     for folder, dirs, files in os.walk(version_dir):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         here = Path(folder)
         rel = here.relative_to(version_dir)
-        found.extend((rel / f).as_posix() for f in files if f.lower().endswith(".onnx") and (here / f).is_file())
+        found.extend((rel / f).as_posix() for f in files if f.lower().endswith(suffixes) and (here / f).is_file())
     return found
 
 
@@ -35,7 +36,11 @@ def model_file(version_dir: Path) -> Path | None:
         if (version_dir / name).is_file():
             return version_dir / name
     try:
-        return version_dir / choose_onnx(_onnx_files(version_dir))
+        return version_dir / choose_onnx(_model_files(version_dir))
+    except ModelFileError:
+        pass
+    try:  # a TensorRT plan published under its own name (format tensorrt)
+        return version_dir / choose_plan(_model_files(version_dir, PLAN_SUFFIXES))
     except ModelFileError:
         return None
 
