@@ -70,8 +70,11 @@ def test_model_deployment_crd_names_and_rules() -> None:
     assert crd["spec"]["names"]["shortNames"] == ["md"]
     version = crd["spec"]["versions"][0]
     assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "Model", "Stable", "Canary", "Weight", "Phase", "Age",
+        "Model", "Stable", "Canary", "Weight", "Requested", "Phase", "Age",
     ]  # fmt: skip
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert columns["Weight"]["jsonPath"] == ".status.weights.canary"  # the split in effect
+    assert (columns["Requested"]["jsonPath"], columns["Requested"]["priority"]) == (".status.requestedWeight", 1)
     all_rules = " ".join(rules(crd))
     assert "duration(self.maxDuration) >= duration(self.minDuration)" in all_rules
     assert "has(self.setWeight)" in all_rules

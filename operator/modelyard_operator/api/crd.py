@@ -164,7 +164,8 @@ def model_deployment_crd() -> dict[str, Any]:
             _col("Model", ".spec.model"),
             _col("Stable", ".status.stableVersion"),
             _col("Canary", ".status.canaryVersion"),
-            _col("Weight", ".status.weights.canary", "integer"),
+            _col("Weight", ".status.weights.canary", "integer"),  # in effect (Ready pods under the replicas router)
+            _col("Requested", ".status.requestedWeight", "integer", priority=1),
             _col("Phase", ".status.phase"),
             _col("Age", ".metadata.creationTimestamp", "date"),
         ],

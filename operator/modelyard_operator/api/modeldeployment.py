@@ -335,8 +335,11 @@ class ModelDeploymentSpec(ApiModel):
 
 
 class Weights(ApiModel):
-    stable: int = Field(default=100, ge=0, le=100)
-    canary: int = Field(default=0, ge=0, le=100)
+    """The traffic split in effect (percent): with the replicas router, Ready pods of each version over all
+    Ready pods behind the Service; with the other routers, the weights applied on the wire."""
+
+    stable: int = Field(default=100, ge=0, le=100, description="Percent of traffic the stable version answers.")
+    canary: int = Field(default=0, ge=0, le=100, description="Percent of traffic the canary answers.")
 
 
 class StepStatus(ApiModel):
@@ -408,6 +411,13 @@ class ModelDeploymentStatus(ApiModel):
     stable_version: str | None = Field(default=None, max_length=63)
     canary_version: str | None = Field(default=None, max_length=63)
     weights: Weights | None = None
+    requested_weight: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="The canary weight the rollout's steps have set (percent); weights.canary is the split in "
+        "effect, which the replicas router can only approximate with whole pods.",
+    )
     step: StepStatus | None = None
     last_decision: DecisionStatus | None = None
     last_handled_action: HandledAction | None = None
