@@ -249,6 +249,12 @@ def ready_replicas(deployments: list[ObservedDeployment], version: str | None, *
     return 0
 
 
+def serving_pods(deployments: list[ObservedDeployment], version: str | None) -> int:
+    """Ready pods of ``version``'s Deployment: the Service's ready endpoints of that version, also while the
+    Deployment controller has not yet observed a scale (which ``ready_replicas`` waits for)."""
+    return next((d.observation.ready_replicas for d in deployments if version and d.observation.version == version), 0)
+
+
 def _model_version(md: ModelDeployment, versions: VersionMap, version: str) -> ModelVersion | None:
     return next((mv for mv in versions.get(version, []) if mv.spec.model == md.spec.model), None)
 
@@ -340,7 +346,8 @@ def plan_rollout(
     result.status = rollout_status(
         md, decision, stable_ready=stable_ready, now=stamp, cluster_domain=config.cluster_domain,
         action_errors=action_errors,
-        canary_weight=effective_weight(router, weight, stable_ready=stable_ready, canary_ready=canary_ready),
+        canary_weight=effective_weight(router, weight, stable_ready=serving_pods(observed, target.stable),
+                                       canary_ready=serving_pods(observed, target.canary)),
     )  # fmt: skip
     if decision.kind == Kind.ADVANCE and decision.reason == DecisionReason.WEIGHT_SET:
         warning = weight_warning(replicas, weight, router=router)

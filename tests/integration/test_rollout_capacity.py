@@ -28,7 +28,7 @@ from realnode import GATEWAY, PLACEMENT
 
 from ..conftest import REPO, Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
 from ..models import binary_op
-from .test_full_loop import model_version, send, sha256, until_status
+from .test_full_loop import model_version, send, sha256
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -94,6 +94,19 @@ def model_deployment(name: str, version: str, replicas: int, rollout: dict[str, 
 
 def status_of(kube: Kubectl, ns: str, name: str) -> dict[str, Any]:
     return dict((kube.get("modeldeployment", name, ns) or {}).get("status") or {})
+
+
+def until(kube: Kubectl, ns: str, name: str, predicate: Any, *, timeout: float, what: str, load: Any) -> dict[str, Any]:
+    """The MD's status once ``predicate`` holds; fails at once when a user request failed meanwhile."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        assert not load.failures(), f"user requests failed while waiting for {what}: {load.failures()[:3]}"
+        status = status_of(kube, ns, name)
+        if predicate(status):
+            return status
+        time.sleep(0.3)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {status}")
 
 
 @dataclass
@@ -187,7 +200,7 @@ def test_one_replica_at_ten_percent_is_half_and_half_never_all_to_the_canary(
         # approve: the canary takes over, then the stable version goes
         body = model_deployment(name, "2", 1, {**rollout, "action": {"type": "approve", "nonce": "1"}})
         kube.apply(body, ns)
-        until_status(kube, ns, healthy("2"), timeout=120, what="version 2 promoted", load=users)
+        until(kube, ns, name, healthy("2"), timeout=120, what="version 2 promoted", load=users)
         after = time.monotonic()
         wait_for(lambda: users.versions(after).get("2", 0) >= 10, timeout=30, what="users on version 2")
     assert not users.failures(), users.failures()[:5]
@@ -226,7 +239,7 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         started = time.monotonic()
         # 1. version 2 loaded into the same pods (rolled one at a time), then half the requests each
         kube.apply(model_deployment(name, "2", replicas, rollout), ns)
-        until_status(kube, ns, paused_at(50), timeout=180, what="version 2 at 50 %", load=users)
+        until(kube, ns, name, paused_at(50), timeout=180, what="version 2 at 50 %", load=users)
         timings["start -> 50 %"] = time.monotonic() - started
         window = time.monotonic()
         wait_for(lambda: users.versions(window).get("2", 0) >= 20, timeout=120, what="version 2 answering")
@@ -234,7 +247,7 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         # 2. promoted: the old Deployment's pods (both versions loaded) hand over to version 2's a pod at a time
         started = time.monotonic()
         kube.apply(model_deployment(name, "2", replicas, {**rollout, "action": {"type": "approve", "nonce": "p"}}), ns)
-        until_status(kube, ns, healthy("2"), timeout=180, what="version 2 promoted", load=users)
+        until(kube, ns, name, healthy("2"), timeout=180, what="version 2 promoted", load=users)
         wait_for(lambda: [d["metadata"]["name"] for d in kube.get("deployments", namespace=ns,
                  labels=f"app.kubernetes.io/instance={name}")["items"]] == [f"{name}-2"],
                  timeout=180, what="version 1's Deployment gone")  # fmt: skip
@@ -242,10 +255,10 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         promote_peak = (pods.peak, pods.peak_with_terminating)
         # 3. version 3, rolled back by an abort: the canary is unloaded from the same Deployment's pods
         kube.apply(model_deployment(name, "3", replicas, rollout), ns)
-        until_status(kube, ns, paused_at(50), timeout=180, what="version 3 at 50 %", load=users)
+        until(kube, ns, name, paused_at(50), timeout=180, what="version 3 at 50 %", load=users)
         started = time.monotonic()
         kube.apply(model_deployment(name, "3", replicas, {**rollout, "action": {"type": "abort", "nonce": "a"}}), ns)
-        until_status(kube, ns, lambda s: s.get("phase") == "RolledBack", timeout=60, what="rolled back", load=users)
+        until(kube, ns, name, lambda s: s.get("phase") == "RolledBack", timeout=60, what="rolled back", load=users)
         deployment = f"{name}-2"
         wait_for(lambda: kube.get("deployment", deployment, ns)["metadata"]["annotations"]["modelyard.dev/versions"]
                  == "2" and kube.get("deployment", deployment, ns)["status"].get("updatedReplicas") == replicas

@@ -27,7 +27,7 @@ from modelyard_operator.rollout.capacity import (
     weight_warning,
 )
 
-from .samples import model_deployment, model_version
+from .samples import deployment, model_deployment, model_version
 
 T0 = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 CONFIG = OperatorConfig()
@@ -268,3 +268,27 @@ def test_effective_weight_follows_what_the_service_selects() -> None:
     assert planned_weight(4, 75, router="replicas") == 50  # the canary never outgrows the stable version
     assert weight_warning(10, 10, router="replicas") is None
     assert weight_warning(1, 10, router="gatewayAPI") is None
+
+
+def test_weight_in_effect_holds_while_a_scale_is_not_yet_observed() -> None:
+    """A Deployment the controller has not observed since its last scale still has its Ready pods behind the
+    Service: the weight in effect counts them (no dip to 0 % on the way from one step to the next)."""
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 25}, {"pause": {}}]
+    body = model_deployment(version="2", replicas=10, rollout={"strategy": "canary", "steps": steps})
+    body["status"] = {
+        "phase": "Progressing",
+        "stableVersion": "1",
+        "canaryVersion": "2",
+        "requestedWeight": 10,
+        "weights": {"stable": 91, "canary": 9},
+        "step": {"index": 2, "startedAt": "2026-12-05T12:00:00Z"},
+    }
+    stable = deployment("fraud-1", "1", replicas=10, available=10)
+    canary = deployment("fraud-2", "2", replicas=3, available=1, generation=2)
+    canary["status"]["observedGeneration"] = 1  # scaled from 1 to 3 pods a moment ago
+    result = plan_rollout(body, MVS, [stable, canary], CONFIG, T0, None)
+    assert result.decision is not None
+    assert str(result.decision.reason) == "CanaryNotReady"  # waiting for 3 Ready canary pods before 25 %
+    assert result.status is not None
+    assert result.status.status["weights"] == {"stable": 91, "canary": 9}
+    assert result.status.status["requestedWeight"] == 10
