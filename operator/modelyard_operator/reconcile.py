@@ -382,7 +382,8 @@ def in_pod_children(
         source = max(holders, key=lambda d: d.observation.available_replicas)
         loaded = [_model_version(md, versions, v) for v in source.loads if v]
         if loaded and all(mv is not None for mv in loaded):
-            own, theirs = handover(replicas, ready_replicas(observed, target.stable))
+            # Ready pods, also while a scale is not yet observed: that wait would scale back what just grew
+            own, theirs = handover(replicas, serving_pods(observed, target.stable))
             first, *rest = [mv for mv in loaded if mv is not None]
             objs.append(render_in_pod_deployment(md, first, rest[0] if rest else None, config, replicas=theirs))
     objs.append(render_in_pod_deployment(md, stable, canary, config, replicas=own))

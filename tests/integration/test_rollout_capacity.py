@@ -106,7 +106,10 @@ def until(kube: Kubectl, ns: str, name: str, predicate: Any, *, timeout: float, 
         if predicate(status):
             return status
         time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {status}")
+    objects = kube.run("get", "deploy,rs,pods", "-o", "wide", "-n", ns, check=False).stdout
+    events = kube.run("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout[-4000:]
+    events += kube.run("logs", "-n", "modelyard-system", "deploy/modelyard-operator", "--tail=40", check=False).stdout
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {status}\n{objects}\n{events}")
 
 
 @dataclass

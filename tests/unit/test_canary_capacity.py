@@ -51,6 +51,8 @@ class Cluster:
 
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     ready: dict[str, int] = field(default_factory=dict)
+    generation: dict[str, int] = field(default_factory=dict)  # bumped by every change of a Deployment's spec
+    observed_generation: dict[str, int] = field(default_factory=dict)  # what the Deployment controller has seen
     peak_pods: int = 0
     least_ready: int = 1_000
 
@@ -59,9 +61,9 @@ class Cluster:
         for name, obj in self.deployments.items():
             want, have = obj["spec"]["replicas"], self.ready.get(name, 0)
             body = {"kind": "Deployment", "metadata": copy.deepcopy(obj["metadata"]), "spec": {"replicas": want}}
-            body["metadata"]["generation"] = 1
-            body["status"] = {"observedGeneration": 1, "replicas": want, "readyReplicas": have,
-                              "availableReplicas": have, "updatedReplicas": want}  # fmt: skip
+            body["metadata"]["generation"] = self.generation[name]
+            body["status"] = {"observedGeneration": self.observed_generation.get(name, 0), "replicas": want,
+                              "readyReplicas": have, "availableReplicas": have, "updatedReplicas": want}  # fmt: skip
             objs.append(body)
         return objs
 
@@ -72,6 +74,8 @@ class Cluster:
             name = obj["metadata"]["name"]
             previous = self.deployments.get(name)
             template_changed = previous is not None and previous["spec"]["template"] != obj["spec"]["template"]
+            if previous is None or previous["spec"] != obj["spec"]:
+                self.generation[name] = self.generation.get(name, 0) + 1
             self.deployments[name] = obj
             want = obj["spec"]["replicas"]
             have = min(self.ready.get(name, 0), want)
@@ -88,6 +92,7 @@ class Cluster:
         """One tick later: every pod asked for is Ready."""
         for name, obj in self.deployments.items():
             self.ready[name] = obj["spec"]["replicas"]
+            self.observed_generation[name] = self.generation[name]
         self.least_ready = min(self.least_ready, sum(self.ready.values()))
 
     def pods(self) -> int:
@@ -106,6 +111,14 @@ class Run:
     statuses: list[dict[str, Any]] = field(default_factory=list)
 
     def step(self) -> RolloutPlan:
+        """A reconcile, then another one on the Deployments' change events before the Deployment controller has
+        observed it (their spec changed, their status not yet), then the pods asked for are Ready."""
+        result = self._reconcile()
+        echo = self._reconcile()
+        self.cluster.settle()
+        return result if result.decision and str(result.decision.kind) != "Steady" else echo
+
+    def _reconcile(self) -> RolloutPlan:
         self.tick += 1
         result = plan_rollout(self.body, MVS, self.cluster.observed(), CONFIG, T0 + timedelta(seconds=self.tick),
                               None)  # fmt: skip
@@ -114,7 +127,6 @@ class Run:
         self.body["status"] = merged(self.body.get("status") or {}, result.status.status)
         self.events += result.status.events
         self.statuses.append(self.body["status"])
-        self.cluster.settle()
         return result
 
     def until(self, done: Any, limit: int = 12) -> RolloutPlan:
