@@ -365,6 +365,28 @@ class State:
         return cls(**raw)
 
 
+def wait_for_cri(sock: Path, containerd: Component, *, deadline: float) -> None:
+    """Until containerd's CRI service answers: its metrics endpoint is up before the CRI plugin has initialized,
+    and a kubelet started in between exits at once ("server is not initialized yet"). Without grpcio (devcluster
+    run by a bare python3), kubelet's start is retried on that message instead (``_start(retry_on=...)``)."""
+    try:
+        import grpc  # the runtime's dependency; imported here so that the rest of devcluster needs none
+    except ImportError:
+        return
+
+    with grpc.insecure_channel(f"unix://{sock}") as channel:
+        version = channel.unary_unary("/runtime.v1.RuntimeService/Version")
+        while True:
+            try:
+                version(b"", timeout=2)  # an empty VersionRequest
+                return
+            except grpc.RpcError as exc:
+                if time.monotonic() > deadline:
+                    why = f"containerd's CRI never answered: {exc}"
+                    raise ClusterError(f"{why}; last lines of {containerd.log}:\n{containerd.tail()}") from exc
+            time.sleep(0.2)
+
+
 def _http_ok(url: str, ca: Path | None) -> bool:
     ctx = ssl.create_default_context(cafile=str(ca)) if ca else ssl._create_unverified_context()  # noqa: S323  (kcm/scheduler serve self-signed certs on 127.0.0.1)
     try:
@@ -639,6 +661,7 @@ class DevCluster:
         os.environ["PATH"] = f"{node_bin}{os.pathsep}{os.environ.get('PATH', '')}"
         self._start(containerd, state, deadline=deadline)
         realnode.LOCK.write_text(f"{containerd.pid}\n")
+        wait_for_cri(run / "containerd.sock", containerd, deadline=deadline)
         healthz = free_port()
         (self.dir / "kubelet.yaml").write_text(
             json.dumps(realnode.kubelet_config(pki=self.dir / "pki", healthz_port=healthz), indent=2) + "\n"

@@ -44,8 +44,10 @@ from modelyard_operator.reconcile import (
     plan,
     plan_rollout,
     uses_rollout,
+    versions_in_use,
 )
-from modelyard_operator.rollout.decide import format_time, measurement_due, parse_time
+from modelyard_operator.rollout.decision import format_time, parse_time
+from modelyard_operator.rollout.steps import measurement_due
 from modelyard_operator.status import DeploymentObservation, Problem, Reason, degraded_status, status_differs
 from modelyard_operator.sweeper import Sweeper
 
@@ -110,10 +112,8 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
                 kube.forget_owner(namespace, name)
                 memo.metrics.forget_model_deployment(namespace, name)
                 return
-            spec, status = md.get("spec") or {}, md.get("status") or {}
-            wanted = (spec.get("version"), status.get("stableVersion"), status.get("canaryVersion"))
-            mvs = view.model_versions(namespace, spec.get("model"), wanted)
             deployments = view.owned_deployments(namespace, name)
+            mvs = view.model_versions(namespace, (md.get("spec") or {}).get("model"), versions_in_use(md, deployments))
             try:
                 todo = await _plan(md, mvs, deployments, memo)
             except ValidationError as exc:

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from modelyard_operator.api.modeldeployment import ModelDeployment
-from modelyard_operator.rollout.decide import MetricObservation, analysis_of, parse_time
+from modelyard_operator.rollout.decision import MetricObservation, parse_time
 from modelyard_operator.rollout.measurement import Measurement
 from modelyard_operator.rollout.promql import (
     QueryError,
@@ -25,6 +25,7 @@ from modelyard_operator.rollout.promql import (
     freshness_query,
     render_metric,
 )
+from modelyard_operator.rollout.steps import analysis_of
 
 
 class PrometheusError(Exception):

@@ -31,14 +31,12 @@ from modelyard_operator.render import (
     render_version_weights,
 )
 from modelyard_operator.rollout.actions import Action, ActionError, collect_actions, parse_annotation
-from modelyard_operator.rollout.decide import Decision, Observations, decide, format_time
+from modelyard_operator.rollout.capacity import canary_pods, effective_weight, handover, weight_warning
+from modelyard_operator.rollout.decide import decide
+from modelyard_operator.rollout.decision import Decision, Kind, Observations, Target, format_time
+from modelyard_operator.rollout.decision import Reason as DecisionReason
 from modelyard_operator.rollout.measurement import Measurement
-from modelyard_operator.rollout.routers import (
-    canary_replicas,
-    main_service_version,
-    split_replicas,
-    version_weights,
-)
+from modelyard_operator.rollout.routers import main_service_version, version_weights
 from modelyard_operator.runtime_config import gpu_idle_warning
 from modelyard_operator.status import (
     DeploymentObservation,
@@ -97,6 +95,16 @@ class ObservedDeployment:
     def from_object(cls, obj: Obj) -> ObservedDeployment:
         loaded = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS, "")
         return cls(DeploymentObservation.from_object(obj, LABEL_VERSION), tuple(loaded.split(",")))
+
+
+def versions_in_use(md_obj: Obj, deployments: list[Obj]) -> tuple[str, ...]:
+    """The versions whose ModelVersions a reconcile reads: the one asked for first, the stable and canary
+    ones, and those the inPod router's pods still load (a promotion hands their pods over one at a time)."""
+    spec, status = md_obj.get("spec") or {}, md_obj.get("status") or {}
+    wanted = [spec.get("version"), status.get("stableVersion"), status.get("canaryVersion")]
+    for d in deployments:
+        wanted += ((d.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS, "").split(",")
+    return tuple(v for v in dict.fromkeys(wanted) if v)
 
 
 def _parsed(md_obj: Obj | ModelDeployment) -> ModelDeployment:
@@ -225,7 +233,7 @@ def plan(
     result.status.events += gpu_idle_event(md, found)
     if md.status.canary_version is not None:
         # The strategy became immediate mid-rollout: the rollout's fields no longer describe anything.
-        result.status.status.update(canaryVersion=None, step=None, analysis=None)
+        result.status.status.update(canaryVersion=None, requestedWeight=None, step=None, analysis=None)
     return result
 
 
@@ -290,6 +298,12 @@ def ready_replicas(deployments: list[ObservedDeployment], version: str | None, *
     return 0
 
 
+def serving_pods(deployments: list[ObservedDeployment], version: str | None) -> int:
+    """Ready pods of ``version``'s Deployment: the Service's ready endpoints of that version, also while the
+    Deployment controller has not yet observed a scale (which ``ready_replicas`` waits for)."""
+    return next((d.observation.ready_replicas for d in deployments if version and d.observation.version == version), 0)
+
+
 def _model_version(md: ModelDeployment, versions: VersionMap, version: str) -> ModelVersion | None:
     return next((mv for mv in versions.get(version, []) if mv.spec.model == md.spec.model), None)
 
@@ -350,15 +364,6 @@ def plan_rollout(
     router = md.spec.rollout.traffic_router
     stable_ready = ready_replicas(observed, target.stable)
     canary_ready = ready_replicas(observed, target.canary, in_pod=router == "inPod")
-    if target.canary is None:
-        stable_n, canary_n = replicas, 0
-    elif router == "replicas":
-        stable_n, canary_n = split_replicas(
-            replicas, target.provision_weight, canary_ready=canary_ready, stable_ready=stable_ready, full=target.full
-        )
-    else:
-        stable_n = replicas
-        canary_n = canary_replicas(replicas, target.provision_weight, full=target.full)
     result = RolloutPlan(decision=decision)
     name = md.metadata.name
     stable_mv = _model_version(md, versions, target.stable) if target.stable else None
@@ -366,15 +371,15 @@ def plan_rollout(
     if target.canary is not None:
         canary_mv = found if found.spec.version == target.canary else _model_version(md, versions, target.canary)
     if router == "inPod" and stable_mv is not None and target.stable is not None:
-        weights = version_weights(target.stable, target.canary if canary_mv else None, target.weight)
-        result.apply.append(render_version_weights(md, weights))
-        result.apply.append(render_in_pod_deployment(md, stable_mv, canary_mv, config, replicas=replicas))
-        canary_ready, stable_ready = 0, ready_replicas(observed, target.stable)
+        result.apply += in_pod_children(md, stable_mv, canary_mv, target, observed, versions, config)
+        canary_ready = 0  # the canary is in the stable version's pods
     else:
+        # The stable version keeps all its pods until the rollout ends; the canary is surged beside it.
         if stable_mv is not None:
-            result.apply.append(render_deployment(md, stable_mv, config, replicas=stable_n))
+            result.apply.append(render_deployment(md, stable_mv, config, replicas=replicas))
         if canary_mv is not None:
-            result.apply.append(render_deployment(md, canary_mv, config, replicas=canary_n))
+            pods = canary_pods(replicas, target.provision_weight, router=router, full=target.full)
+            result.apply.append(render_deployment(md, canary_mv, config, replicas=pods))
     selects = main_service_version(router, target.stable, target.canary, target.weight)
     result.apply.append(render_service(md, name=name, version=selects, version_label=False))
     if target.stable is not None:
@@ -386,8 +391,49 @@ def plan_rollout(
     if stable_ready + canary_ready >= replicas:
         # Versions that left the target go only once the remaining ones carry the requested capacity.
         result.delete_deployments = sorted(d.observation.name for d in observed if d.observation.version not in keep)
+    weight = target.weight if target.canary is not None else 0
     result.status = rollout_status(
         md, decision, stable_ready=stable_ready, now=stamp, cluster_domain=config.cluster_domain,
         action_errors=action_errors,
+        canary_weight=effective_weight(router, weight, stable_ready=serving_pods(observed, target.stable),
+                                       canary_ready=serving_pods(observed, target.canary)),
     )  # fmt: skip
+    if decision.kind == Kind.ADVANCE and decision.reason == DecisionReason.WEIGHT_SET:
+        warning = weight_warning(replicas, weight, router=router)
+        if warning is not None:
+            result.status.events.append(("Warning", "WeightNotExpressible", warning))
     return result
+
+
+def in_pod_children(
+    md: ModelDeployment,
+    stable: ModelVersion,
+    canary: ModelVersion | None,
+    target: Target,
+    observed: list[ObservedDeployment],
+    versions: VersionMap,
+    config: OperatorConfig,
+) -> list[Obj]:
+    """The inPod router's version weights and Deployment.
+
+    Loading or unloading the canary changes the pod template, and the Deployment's update (maxSurge 1,
+    maxUnavailable 0) rolls the pods one at a time. A promotion changes which Deployment serves: the old
+    version's, whose pods load both versions, hands over to the new one a pod at a time, so the model never
+    runs on more than ``replicas + 1`` pods.
+    """
+    replicas = md.spec.replicas
+    assert target.stable is not None
+    weights = version_weights(target.stable, target.canary if canary is not None else None, target.weight)
+    objs = [render_version_weights(md, weights)]
+    own = replicas
+    holders = [d for d in observed if d.observation.version != target.stable and target.stable in d.loads]
+    if holders:
+        source = max(holders, key=lambda d: d.observation.available_replicas)
+        loaded = [_model_version(md, versions, v) for v in source.loads if v]
+        if loaded and all(mv is not None for mv in loaded):
+            # Ready pods, also while a scale is not yet observed: that wait would scale back what just grew
+            own, theirs = handover(replicas, serving_pods(observed, target.stable))
+            first, *rest = [mv for mv in loaded if mv is not None]
+            objs.append(render_in_pod_deployment(md, first, rest[0] if rest else None, config, replicas=theirs))
+    objs.append(render_in_pod_deployment(md, stable, canary, config, replicas=own))
+    return objs

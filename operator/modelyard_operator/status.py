@@ -15,7 +15,7 @@ from typing import Any
 
 from modelyard_operator.api.common import Condition, ConditionStatus, ObjectMeta
 from modelyard_operator.api.modeldeployment import ModelDeployment, ModelDeploymentStatus
-from modelyard_operator.rollout.decide import Decision, Kind
+from modelyard_operator.rollout.decision import Decision, Kind
 
 
 class Reason(enum.StrEnum):
@@ -297,8 +297,12 @@ def rollout_status(
     now: str,
     cluster_domain: str,
     action_errors: list[str] | None = None,
+    canary_weight: int | None = None,
 ) -> StatusUpdate:
-    """Status of a ModelDeployment under a canary/blueGreen rollout, from the decision's new state."""
+    """Status of a ModelDeployment under a canary/blueGreen rollout, from the decision's new state.
+
+    ``canary_weight`` is the canary's share of traffic in effect (the decision's requested weight when None).
+    """
     # A merge patch keeps keys it does not mention: fields the decision cleared are sent as null.
     status = _patch_form(decision.status.model_dump(by_alias=True, mode="json"))
     previous = md.status.last_decision
@@ -333,6 +337,8 @@ def rollout_status(
     for type_, (st, reason, msg) in (("Paused", paused), ("AnalysisHealthy", decision.analysis_healthy)):
         conditions = set_condition(conditions, type_, st, reason, msg, now=now, generation=gen)  # type: ignore[arg-type]
     status.update(observedGeneration=gen, phase=phase, endpoints=endpoints(md, cluster_domain), conditions=conditions)
+    if canary_weight is not None:
+        status["weights"] = {"stable": 100 - canary_weight, "canary": canary_weight}
     events: list[tuple[str, str, str]] = []
     kind = decision.kind
     kept = decision.status.last_decision == previous  # a hold that leaves the last decision standing

@@ -48,7 +48,9 @@ def test_canary_with_approval_gate_applied_once(kubectl: Kubectl, namespace: str
     )
     assert paused["canaryVersion"] == "2"
     assert paused["weights"] == {"stable": 50, "canary": 50}
-    assert replicas_of(kubectl, namespace) == {"fraud-1": 1, "fraud-2": 1}
+    assert paused["requestedWeight"] == 50
+    # the stable version keeps both pods; the canary is surged beside it (2 of 4 Ready pods: 50 % in effect)
+    assert replicas_of(kubectl, namespace) == {"fraud-1": 2, "fraud-2": 2}
     obj = kubectl.get("md", "fraud", namespace)
     assert condition(obj, "Paused")["status"] == "True"  # type: ignore[index]
     assert condition(obj, "Progressing")["status"] == "True"  # type: ignore[index]

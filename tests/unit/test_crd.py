@@ -77,7 +77,10 @@ def test_model_deployment_crd_names_and_rules() -> None:
     assert [c["name"] for c in columns if "priority" not in c] == [
         "Model", "Stable", "Canary", "Weight", "Ready", "Reason", "Phase", "URL", "Age",
     ]  # fmt: skip
-    assert [c["name"] for c in columns if c.get("priority") == 1] == ["Strategy", "Replicas", "gRPC"]
+    assert [c["name"] for c in columns if c.get("priority") == 1] == ["Requested", "Strategy", "Replicas", "gRPC"]
+    by_name = {c["name"]: c for c in columns}
+    assert by_name["Weight"]["jsonPath"] == ".status.weights.canary"  # the split in effect
+    assert by_name["Requested"]["jsonPath"] == ".status.requestedWeight"
     all_rules = " ".join(rules(crd))
     assert "duration(self.maxDuration) >= duration(self.minDuration)" in all_rules
     assert "has(self.setWeight)" in all_rules

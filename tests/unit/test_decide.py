@@ -12,13 +12,9 @@ import pytest
 
 from modelyard_operator.api.modeldeployment import ModelDeploymentSpec, ModelDeploymentStatus
 from modelyard_operator.rollout.actions import Action, ActionError, collect_actions, parse_annotation
-from modelyard_operator.rollout.decide import (
-    Decision,
-    MetricObservation,
-    Observations,
-    decide,
-    measurement_due,
-)
+from modelyard_operator.rollout.decide import decide
+from modelyard_operator.rollout.decision import Decision, MetricObservation, Observations
+from modelyard_operator.rollout.steps import measurement_due
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 STEPS = [

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from modelyard_operator.reconcile import plan, plan_rollout
-from modelyard_operator.rollout.decide import MetricObservation
+from modelyard_operator.rollout.decision import MetricObservation
 from modelyard_operator.rollout.measurement import Measurement
 from modelyard_operator.status import CondValue, abnormal_conditions, set_abnormal_conditions
 from modelyard_operator.validation import (

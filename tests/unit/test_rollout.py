@@ -11,14 +11,7 @@ from modelyard_operator.rollout.promql import (
     freshness_query,
     render_metric,
 )
-from modelyard_operator.rollout.routers import (
-    canary_replicas,
-    model_config_yaml,
-    render_http_route,
-    split_replicas,
-    traffic_weight,
-    version_weights,
-)
+from modelyard_operator.rollout.routers import model_config_yaml, render_http_route, version_weights
 
 SEL = 'model="fraud",version="2",namespace="ml"'
 BUCKETS = f"modelyard_inference_request_duration_seconds_bucket{{{SEL}}}"
@@ -61,41 +54,6 @@ def test_evidence_and_freshness_queries() -> None:
     assert freshness_query(model="fraud", version="2", namespace="ml") == (
         f"max(timestamp(modelyard_inference_requests_total{{{SEL}}}))"
     )
-
-
-@pytest.mark.parametrize(
-    ("replicas", "weight", "full", "expected"),
-    [(4, 0, False, 0), (4, 10, False, 1), (4, 25, False, 1), (4, 26, False, 2), (4, 100, False, 4),
-     (4, 0, True, 4), (0, 50, False, 0), (10, 33, False, 4)],
-)  # fmt: skip
-def test_canary_replicas(replicas: int, weight: int, full: bool, expected: int) -> None:
-    assert canary_replicas(replicas, weight, full=full) == expected
-
-
-@pytest.mark.parametrize(
-    ("weight", "canary_ready", "stable_ready", "expected"),
-    [
-        (25, 0, 4, (4, 1)),  # canary pod not Ready yet: the stable keeps all 4
-        (25, 1, 4, (3, 1)),  # now one stable pod may go
-        (50, 1, 3, (3, 2)),  # shift on: stable shrinks only by Ready canaries
-        (100, 2, 2, (2, 4)),
-        (100, 4, 2, (0, 4)),
-        (0, 2, 2, (4, 2)),  # rollback: canary pods stay until the stable is back to 4 Ready
-        (0, 2, 4, (4, 0)),
-    ],
-)
-def test_replica_split_never_drops_ready_capacity(
-    weight: int, canary_ready: int, stable_ready: int, expected: tuple[int, int]
-) -> None:
-    stable, canary = split_replicas(4, weight, canary_ready=canary_ready, stable_ready=stable_ready)
-    assert (stable, canary) == expected
-    # the pods that stay Ready (never more than asked for on each side) still cover the requested 4
-    assert min(stable, stable_ready) + min(canary, canary_ready) >= min(4, stable_ready + canary_ready)
-
-
-def test_traffic_weight_of_ready_pods() -> None:
-    assert traffic_weight(3, 1) == 25
-    assert traffic_weight(0, 0) == 0
 
 
 def test_http_route_weights_mirror_and_headers() -> None:

@@ -11,7 +11,7 @@ import pytest
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.prometheus import PrometheusError, parse_response
 from modelyard_operator.reconcile import RolloutPlan, plan_rollout, rollout_active
-from modelyard_operator.rollout.decide import MetricObservation
+from modelyard_operator.rollout.decision import MetricObservation
 from modelyard_operator.rollout.measurement import Measurement
 
 from .samples import deployment, model_deployment, model_version
@@ -94,7 +94,7 @@ def test_set_weight_provisions_canary_pods_before_moving_traffic() -> None:
                                                                                       available=0)]  # fmt: skip
     result = plan_rollout(md(status=in_step(0, 0)), MVS, deployments, CONFIG, NOW, None)
     assert str(result.decision.reason) == "CanaryNotReady"  # type: ignore[union-attr]
-    assert replicas(result) == {"fraud-41": 4, "fraud-42": 2}
+    assert replicas(result) == {"fraud-41": 4, "fraud-42": 4}  # 50 %: as many pods as the stable version
     assert result.status is not None
     assert result.status.status["weights"] == {"stable": 100, "canary": 0}
 

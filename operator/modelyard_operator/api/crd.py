@@ -178,7 +178,8 @@ def model_deployment_crd() -> dict[str, Any]:
             _col("Model", ".spec.model"),
             _col("Stable", ".status.stableVersion"),
             _col("Canary", ".status.canaryVersion"),
-            _col("Weight", ".status.weights.canary", "integer"),
+            _col("Weight", ".status.weights.canary", "integer"),  # in effect (Ready pods under the replicas router)
+            _col("Requested", ".status.requestedWeight", "integer", priority=1),
             _col("Ready", '.status.conditions[?(@.type=="Ready")].status'),
             _col("Reason", '.status.conditions[?(@.type=="Ready")].reason'),
             _col("Phase", ".status.phase"),

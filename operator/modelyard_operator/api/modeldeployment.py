@@ -400,10 +400,11 @@ class ModelDeploymentSpec(ApiModel):
 
 
 class Weights(ApiModel):
-    """The traffic split in percent."""
+    """The traffic split in effect (percent): with the replicas router, Ready pods of each version over all
+    Ready pods behind the Service; with the other routers, the weights applied on the wire."""
 
-    stable: int = Field(default=100, ge=0, le=100, description="Percent of traffic to the stable version.")
-    canary: int = Field(default=0, ge=0, le=100, description="Percent of traffic to the canary.")
+    stable: int = Field(default=100, ge=0, le=100, description="Percent of traffic the stable version answers.")
+    canary: int = Field(default=0, ge=0, le=100, description="Percent of traffic the canary answers.")
 
 
 class StepStatus(ApiModel):
@@ -493,6 +494,13 @@ class ModelDeploymentStatus(ApiModel):
         default=None, max_length=63, description="The version being rolled out, while a rollout runs."
     )
     weights: Weights | None = None
+    requested_weight: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="The canary weight the rollout's steps have set (percent); weights.canary is the split in "
+        "effect, which the replicas router can only approximate with whole pods.",
+    )
     step: StepStatus | None = None
     last_decision: DecisionStatus | None = None
     last_handled_action: HandledAction | None = None

@@ -19,455 +19,27 @@ Rules (DESIGN.md §4, notes/rollout-semantics.md):
 
 from __future__ import annotations
 
-import enum
-import math
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from modelyard_operator.api.common import parse_duration
 from modelyard_operator.api.modeldeployment import (
-    AnalysisSpec,
     AnalysisStatus,
     AnalyzeStep,
-    DecisionStatus,
     HandledAction,
-    HistoryEntry,
-    MetricCounters,
-    MetricResult,
     MetricSpec,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
-    PauseStep,
-    RolloutStep,
     StepStatus,
-    Weights,
 )
 from modelyard_operator.rollout.actions import Action
-from modelyard_operator.rollout.routers import canary_replicas
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-HISTORY_LIMIT = 32
-NONCE_LIMIT = 16
-
-
-class Verdict(enum.StrEnum):
-    PASS = "Pass"  # noqa: S105  (a verdict, not a password)
-    FAIL = "Fail"
-    INCONCLUSIVE = "Inconclusive"
-    ERROR = "Error"
+from modelyard_operator.rollout.capacity import canary_pods
+from modelyard_operator.rollout.decision import Decision, Kind, Observations, Reason, Verdict, parse_time
+from modelyard_operator.rollout.transitions import Transitions
+from modelyard_operator.rollout.verdicts import carried_over, finite, tally
 
 
-class Inconclusive(enum.StrEnum):
-    NO_DATA = "NoData"
-    LOW_EVIDENCE = "LowEvidence"
-    STALE = "Stale"
-
-
-class Kind(enum.StrEnum):
-    """What the decision does."""
-
-    STEADY = "Steady"
-    START = "Start"
-    ADVANCE = "Advance"
-    HOLD = "Hold"
-    PAUSE = "Pause"
-    PROMOTE = "Promote"
-    ROLLBACK = "RollBack"
-
-
-class Reason(enum.StrEnum):
-    STABLE = "Stable"
-    STARTED = "RolloutStarted"
-    SUPERSEDED = "Superseded"
-    SPEC_REVERTED = "SpecReverted"
-    VERSION_ROLLED_BACK = "VersionRolledBack"
-    WEIGHT_SET = "WeightSet"
-    CANARY_NOT_READY = "CanaryNotReady"
-    PAUSING = "Pausing"
-    PAUSE_ELAPSED = "PauseElapsed"
-    AWAITING_APPROVAL = "AwaitingApproval"
-    APPROVED = "Approved"
-    ANALYSIS_PASSED = "AnalysisPassed"
-    ANALYZING = "Analyzing"
-    LOW_EVIDENCE = "LowEvidence"
-    INCONCLUSIVE = "AnalysisInconclusive"
-    INCONCLUSIVE_PAST_MAX = "InconclusivePastMaxDuration"
-    BACKEND_ERROR = "MetricsBackendError"
-    CRITICAL_FAILED = "CriticalMetricFailed"
-    POLICY_FAILED = "FailurePolicyReached"
-    ABORTED = "Aborted"
-    PROMOTED = "Promoted"
-    PROMOTED_FULL = "PromotedFull"
-    POST_PROMOTION = "PostPromotionAnalysis"
-    POST_PROMOTION_FAILED = "PostPromotionFailed"
-    STEP_RESTARTED = "StepRestarted"
-
-
-@dataclass(frozen=True)
-class MetricObservation:
-    """One metric measured for the canary (and the stable version when it compares)."""
-
-    name: str
-    canary: float | None = None
-    stable: float | None = None
-    error: str | None = None
-
-
-@dataclass(frozen=True)
-class Observations:
-    """What the controller saw this tick. ``measured`` is False between analysis intervals."""
-
-    canary_ready: int = 0
-    stable_ready: int = 0
-    measured: bool = False
-    requests: float | None = None  # canary requests since the step started
-    sample_age_seconds: float | None = None  # age of the canary's newest scraped sample
-    metrics: tuple[MetricObservation, ...] = ()
-    backend_error: str | None = None
-    actions: tuple[Action, ...] = ()
-
-
-@dataclass(frozen=True)
-class MetricEvaluation:
-    name: str
-    verdict: Verdict
-    reason: str | None = None
-    canary: float | None = None
-    stable: float | None = None
-    message: str = ""
-    dry_run: bool = False
-
-
-@dataclass(frozen=True)
-class Target:
-    """What should run: the versions, the canary's traffic weight and the weight to provision for."""
-
-    stable: str | None
-    canary: str | None
-    weight: int  # canary traffic weight now (only ever on Ready backends)
-    provision_weight: int  # canary capacity to prepare (the step's weight while it becomes Ready)
-    full: bool = False  # blueGreen: the canary is a full copy
-
-
-@dataclass(frozen=True)
-class Decision:
-    kind: Kind
-    reason: Reason
-    message: str
-    status: ModelDeploymentStatus
-    target: Target
-    metrics: tuple[MetricEvaluation, ...] = ()
-    outcome: str | None = None  # Promoted, RolledBack, Aborted, Superseded: a rollout ended
-    analysis_healthy: tuple[str, str, str] = ("True", "NoAnalysis", "no analysis running")
-    paused: bool = False
-    actions: tuple[tuple[Action, str], ...] = ()  # (action, result) handled in this decision
-    measured: bool = False  # the metrics were measured for this decision (count its verdicts once)
-
-
-def format_time(when: datetime) -> str:
-    return when.astimezone(UTC).strftime(TIME_FORMAT)
-
-
-def parse_time(text: str | None, default: datetime) -> datetime:
-    if not text:
-        return default
-    try:
-        return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        return default
-
-
-def effective_steps(spec: ModelDeploymentSpec) -> list[RolloutStep]:
-    """The steps a strategy runs: canary's own; blueGreen as a full copy at 0%, analysis, (approval)."""
-    rollout = spec.rollout
-    if rollout.strategy == "canary":
-        return list(rollout.steps)
-    if rollout.strategy == "blueGreen":
-        bg = rollout.blue_green
-        steps = [RolloutStep(set_weight=0), RolloutStep(analyze=bg.analyze if bg else AnalyzeStep())]
-        if bg is not None and not bg.auto_promote:
-            steps.append(RolloutStep(pause=PauseStep()))
-        return steps
-    return []
-
-
-def analysis_of(spec: ModelDeploymentSpec) -> AnalysisSpec:
-    return spec.rollout.analysis or AnalysisSpec()
-
-
-def measurement_due(spec: ModelDeploymentSpec, state: ModelDeploymentStatus, now: datetime) -> bool:
-    """Whether the controller should query the metrics backend this tick (once per analysis interval)."""
-    if state.canary_version is None:
-        return False
-    last = state.analysis.last_measured_at if state.analysis else None
-    if last is None:
-        return True
-    interval = parse_duration(analysis_of(spec).interval)
-    return now - parse_time(last, now - interval) >= interval
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and not math.isnan(value) and not math.isinf(value)
-
-
-def evaluate_metric(
-    metric: MetricSpec, obs: MetricObservation | None, *, requests: float | None, min_requests: int, stale: bool
-) -> MetricEvaluation:
-    """The verdict of one measurement of one metric."""
-    name, dry = metric.name, metric.dry_run
-    if obs is None:
-        return MetricEvaluation(name, Verdict.INCONCLUSIVE, Inconclusive.NO_DATA, message="not measured", dry_run=dry)
-    if obs.error:
-        return MetricEvaluation(name, Verdict.ERROR, "QueryError", message=obs.error, dry_run=dry)
-    canary, stable = obs.canary, obs.stable
-
-    def result(verdict: Verdict, reason: str | None = None, message: str = "") -> MetricEvaluation:
-        return MetricEvaluation(
-            name,
-            verdict,
-            reason,
-            canary if _finite(canary) else None,
-            stable if _finite(stable) else None,
-            message,
-            dry,
-        )
-
-    if stale:
-        return result(Verdict.INCONCLUSIVE, Inconclusive.STALE, "the canary's newest sample is too old")
-    if not _finite(canary):
-        return result(Verdict.INCONCLUSIVE, Inconclusive.NO_DATA, "no value for the canary")
-    if requests is None or requests < min_requests:
-        seen = 0 if requests is None else int(requests)
-        return result(Verdict.INCONCLUSIVE, Inconclusive.LOW_EVIDENCE, f"{seen}/{min_requests} canary requests")
-    assert canary is not None
-    problems: list[str] = []
-    if metric.min is not None and canary < metric.min:
-        problems.append(f"{canary:.6g} < min {metric.min:g}")
-    if metric.max is not None and canary > metric.max:
-        problems.append(f"{canary:.6g} > max {metric.max:g}")
-    if metric.compare is not None:
-        if not _finite(stable):
-            return result(Verdict.INCONCLUSIVE, Inconclusive.NO_DATA, "no value for the stable version")
-        assert stable is not None
-        if metric.compare.max_ratio is not None:
-            if stable > 0:
-                ratio = canary / stable
-                if ratio > metric.compare.max_ratio:
-                    problems.append(f"canary/stable {ratio:.3g} > {metric.compare.max_ratio:g}")
-            elif canary > 0:
-                problems.append(f"canary {canary:.6g} against stable 0")
-    if problems:
-        return result(Verdict.FAIL, None, "; ".join(problems))
-    return result(Verdict.PASS)
-
-
-def _count(value: float | None) -> int | None:
-    return int(value) if value is not None and _finite(value) else None
-
-
-def _policy_reached(metric: MetricSpec, counters: MetricCounters) -> bool:
-    if metric.critical:
-        return counters.failures >= 1 and counters.last_verdict == Verdict.FAIL
-    policy = metric.failure_policy
-    if policy is None or policy.consecutive is not None:
-        return counters.consecutive >= (policy.consecutive if policy and policy.consecutive else 1)
-    return counters.failures >= (policy.total or 1)
-
-
-@dataclass
-class _Work:
-    """The mutable working copy of the rollout part of the status."""
-
-    phase: str | None
-    stable: str | None
-    canary: str | None
-    weight: int
-    step: StepStatus | None
-    analysis: AnalysisStatus | None
-    history: list[HistoryEntry]
-    rolled_back: list[str]
-    nonces: list[str]
-    last_action: HandledAction | None
-    handled: list[tuple[Action, str]] = field(default_factory=list)
-
-
-class _Decider:
-    def __init__(
-        self, spec: ModelDeploymentSpec, state: ModelDeploymentStatus, obs: Observations, now: datetime
-    ) -> None:
-        self.spec, self.state, self.obs, self.now = spec, state, obs, now
-        self.stamp = format_time(now)
-        self.steps = effective_steps(spec)
-        self.analysis = analysis_of(spec)
-        self.full = spec.rollout.strategy == "blueGreen" or spec.rollout.traffic_router == "inPod"
-        self.w = _Work(
-            phase=state.phase,
-            stable=state.stable_version,
-            canary=state.canary_version,
-            weight=state.weights.canary if state.weights and state.canary_version else 0,
-            step=state.step if state.canary_version else None,
-            analysis=state.analysis if state.canary_version else None,
-            history=list(state.history),
-            rolled_back=list(state.rolled_back_versions),
-            nonces=list(state.handled_nonces),
-            last_action=state.last_handled_action,
-        )
-        self.evaluations: tuple[MetricEvaluation, ...] = ()
-        self.provision = self.w.weight
-
-    # --- building the result -------------------------------------------------------------------------
-    def _status(self, kind: Kind, reason: Reason, message: str) -> ModelDeploymentStatus:
-        w = self.w
-        decision = DecisionStatus(
-            verdict=str(kind),
-            reason=str(reason),
-            message=message[:2048],
-            at=self.stamp,
-            requests=_count(self.obs.requests) if self.obs.measured else None,
-            metrics=[
-                MetricResult(
-                    name=e.name,
-                    canary=e.canary,
-                    stable=e.stable,
-                    n=_count(self.obs.requests),
-                    verdict=str(e.verdict),
-                    reason=e.reason,
-                    message=e.message[:1024] or None,
-                )
-                for e in self.evaluations
-            ],
-        )
-        previous = self.state.last_decision
-        if reason == Reason.VERSION_ROLLED_BACK and previous is not None and previous.verdict == Kind.ROLLBACK:
-            decision = previous  # the rollback's reason and numbers stay visible while it holds
-        return self.state.model_copy(
-            update={
-                "phase": w.phase,
-                "stable_version": w.stable,
-                "canary_version": w.canary,
-                "weights": Weights(stable=100 - w.weight, canary=w.weight),
-                "step": w.step,
-                "analysis": w.analysis,
-                "last_decision": decision,
-                "last_handled_action": w.last_action,
-                "handled_nonces": w.nonces[-NONCE_LIMIT:],
-                "history": w.history[-HISTORY_LIMIT:],
-                "rolled_back_versions": w.rolled_back[-HISTORY_LIMIT:],
-            }
-        )
-
-    def _done(
-        self,
-        kind: Kind,
-        reason: Reason,
-        message: str,
-        *,
-        outcome: str | None = None,
-        healthy: tuple[str, str, str] | None = None,
-        paused: bool = False,
-    ) -> Decision:
-        w = self.w
-        if healthy is None:
-            healthy = self._health()
-        target = Target(
-            stable=w.stable,
-            canary=w.canary,
-            weight=w.weight if w.canary else 0,
-            provision_weight=max(self.provision, w.weight) if w.canary else 0,
-            full=self.spec.rollout.strategy == "blueGreen",
-        )
-        return Decision(
-            kind=kind,
-            reason=reason,
-            message=message,
-            status=self._status(kind, reason, message),
-            target=target,
-            metrics=self.evaluations,
-            outcome=outcome,
-            analysis_healthy=healthy,
-            paused=paused,
-            actions=tuple(w.handled),
-            measured=self.obs.measured,
-        )
-
-    def _health(self) -> tuple[str, str, str]:
-        if self.w.canary is None:
-            return ("True", "NoAnalysis", "no rollout in progress")
-        acting = [e for e in self.evaluations if not e.dry_run]
-        errors = [e for e in acting if e.verdict == Verdict.ERROR]
-        if self.obs.backend_error or errors:
-            why = self.obs.backend_error or "; ".join(f"{e.name}: {e.message}" for e in errors)
-            return ("False", str(Reason.BACKEND_ERROR), f"metrics backend failed: {why}"[:1024])
-        failing = [e for e in acting if e.verdict == Verdict.FAIL]
-        if failing:
-            return ("False", "MetricFailing", "; ".join(f"{e.name}: {e.message}" for e in failing))
-        inconclusive = [e for e in acting if e.verdict == Verdict.INCONCLUSIVE]
-        if inconclusive:
-            first = inconclusive[0]
-            return ("Unknown", str(first.reason or Reason.INCONCLUSIVE), f"{first.name}: {first.message}")
-        if acting:
-            return ("True", "Passing", "every metric passes")
-        return ("Unknown", "NotMeasured", "no measurement in this step yet")
-
-    # --- transitions ---------------------------------------------------------------------------------
-    def _fresh_counters(self, keep: AnalysisStatus | None = None) -> AnalysisStatus:
-        old = {c.name: c for c in (keep.metrics if keep else [])}
-        counters = [
-            MetricCounters(name=m.name, failures=old[m.name].failures if m.name in old else 0)
-            for m in self.analysis.metrics
-        ]
-        return AnalysisStatus(last_measured_at=None, metrics=counters)
-
-    def _start(self, version: str, *, promote_full: bool = False) -> Decision:
-        w = self.w
-        w.canary, w.weight, w.phase = version, 0, "Progressing"
-        w.step = StepStatus(index=len(self.steps) if promote_full else 0, started_at=self.stamp,
-                            promote_full=promote_full)  # fmt: skip
-        w.analysis = self._fresh_counters()
-        self.provision = 0
-        message = f"rolling out version {version} over stable {w.stable}"
-        return self._done(Kind.START, Reason.STARTED, message, healthy=("Unknown", "NotMeasured", "starting"))
-
-    def _next_step(self) -> None:
-        w = self.w
-        assert w.step is not None
-        w.step = StepStatus(index=w.step.index + 1, started_at=self.stamp, promote_full=w.step.promote_full)
-        w.analysis = self._fresh_counters(w.analysis)
-
-    def _end(self, outcome: str) -> None:
-        w = self.w
-        assert w.canary is not None
-        w.history.append(HistoryEntry(version=w.canary, outcome=outcome, at=self.stamp))
-
-    def _rollback(self, reason: Reason, message: str, *, outcome: str = "RolledBack", mark: bool = True) -> Decision:
-        w = self.w
-        version = w.canary
-        assert version is not None
-        self._end(outcome)
-        if mark and version not in w.rolled_back:
-            w.rolled_back.append(version)
-        w.canary, w.weight, w.step, w.analysis = None, 0, None, None
-        w.phase = "RolledBack" if self.spec.version == version else "Healthy"
-        self.provision = 0
-        text = f"rolled back {version} to stable {w.stable}: {message}"
-        return self._done(Kind.ROLLBACK, reason, text, outcome=outcome, healthy=self._health_after_rollback(reason))
-
-    def _health_after_rollback(self, reason: Reason) -> tuple[str, str, str]:
-        if reason in (Reason.CRITICAL_FAILED, Reason.POLICY_FAILED, Reason.POST_PROMOTION_FAILED):
-            return ("False", str(reason), "the canary failed its analysis")
-        if reason == Reason.INCONCLUSIVE_PAST_MAX:
-            return ("False", str(reason), "no conclusive analysis before maxDuration")
-        return ("True", "NoAnalysis", "no rollout in progress")
-
-    def _promote(self, reason: Reason, message: str) -> Decision:
-        w = self.w
-        version = w.canary
-        assert version is not None
-        self._end("Promoted")
-        w.stable, w.canary, w.weight, w.step, w.analysis, w.phase = version, None, 0, None, None, "Healthy"
-        if version in w.rolled_back:
-            w.rolled_back.remove(version)
-        return self._done(Kind.PROMOTE, reason, f"version {version} promoted: {message}", outcome="Promoted")
+class _Decider(Transitions):
+    """The rules: actions first, then the step in progress (setWeight, pause, analyze) and the finish."""
 
     # --- actions ---------------------------------------------------------------------------------------
     def _actions(self) -> Decision | None:
@@ -554,56 +126,21 @@ class _Decider:
 
     def _measure(self, *, post_promotion: bool) -> tuple[MetricSpec, ...]:
         """Update failure counters from this tick's observations; return the metrics that breach."""
-        w, obs, analysis = self.w, self.obs, self.analysis
-        metrics = [m for m in analysis.metrics if not (post_promotion and m.compare is not None)]
+        w, obs = self.w, self.obs
+        metrics = [m for m in self.analysis.metrics if not (post_promotion and m.compare is not None)]
         counters = {c.name: c for c in (w.analysis.metrics if w.analysis else [])}
         if not obs.measured:
-            # Between intervals the last measurement stands (with its numbers), if it was taken in this step.
-            last = {m.name: m for m in (self.state.last_decision.metrics if self.state.last_decision else [])}
-            kept = []
-            for m in metrics:
-                c = counters.get(m.name)
-                if c is None or not c.last_verdict:
-                    continue
-                r = last.get(m.name)
-                if r is not None and r.verdict == c.last_verdict:
-                    kept.append(MetricEvaluation(m.name, Verdict(r.verdict), r.reason, r.canary, r.stable,
-                                                 r.message or "", m.dry_run))  # fmt: skip
-                else:
-                    kept.append(MetricEvaluation(m.name, Verdict(c.last_verdict), dry_run=m.dry_run))
-            self.evaluations = tuple(kept)
+            self.evaluations = carried_over(metrics, counters, self.state.last_decision)
             return ()
-        stale_after = 2 * parse_duration(analysis.scrape_interval).total_seconds()
-        stale = obs.sample_age_seconds is not None and obs.sample_age_seconds > stale_after
-        by_name = {o.name: o for o in obs.metrics}
-        if obs.backend_error:
-            by_name = {m.name: MetricObservation(m.name, error=obs.backend_error) for m in metrics}
-        evaluations, breaching, updated = [], [], []
-        for m in metrics:
-            e = evaluate_metric(m, by_name.get(m.name), requests=obs.requests,
-                                min_requests=analysis.evidence.min_requests, stale=stale)  # fmt: skip
-            c = counters.get(m.name, MetricCounters(name=m.name))
-            if e.verdict == Verdict.FAIL:
-                c = MetricCounters(name=m.name, failures=c.failures + 1, consecutive=c.consecutive + 1,
-                                   last_verdict=str(e.verdict))  # fmt: skip
-            elif e.verdict == Verdict.PASS:
-                c = MetricCounters(name=m.name, failures=c.failures, consecutive=0, last_verdict=str(e.verdict))
-            else:
-                c = MetricCounters(name=m.name, failures=c.failures, consecutive=c.consecutive,
-                                   last_verdict=str(e.verdict))  # fmt: skip
-            evaluations.append(e)
-            updated.append(c)
-            if e.verdict == Verdict.FAIL and not m.dry_run and _policy_reached(m, c):
-                breaching.append(m)
-        untouched = [c for name, c in counters.items() if name not in {m.name for m in metrics}]
-        w.analysis = AnalysisStatus(last_measured_at=self.stamp, metrics=updated + untouched)
-        if w.step is not None and _finite(obs.requests):
+        result = tally(metrics, counters, obs, self.analysis)
+        w.analysis = AnalysisStatus(last_measured_at=self.stamp, metrics=result.counters)
+        if w.step is not None and finite(obs.requests):
             w.step = w.step.model_copy(update={"evidence": max(0, int(obs.requests or 0))})
-        self.evaluations = tuple(evaluations)
-        return tuple(breaching)
+        self.evaluations = result.evaluations
+        return result.breaching
 
     def _ready_for(self, weight: int) -> bool:
-        need = canary_replicas(self.spec.replicas, weight, full=self.full)
+        need = canary_pods(self.spec.replicas, weight, router=self.router, full=self.full)
         return self.obs.canary_ready >= need
 
     def _step(self) -> Decision:
@@ -634,7 +171,7 @@ class _Decider:
             weight = step.set_weight
             self.provision = max(weight, w.weight)
             if not self._ready_for(weight):
-                need = canary_replicas(self.spec.replicas, weight, full=self.full)
+                need = canary_pods(self.spec.replicas, weight, router=self.router, full=self.full)
                 return self._done(
                     Kind.HOLD,
                     Reason.CANARY_NOT_READY,
@@ -707,7 +244,7 @@ class _Decider:
         assert w.step is not None
         self.provision = 100
         if not self._ready_for(100):
-            need = canary_replicas(self.spec.replicas, 100, full=True)
+            need = canary_pods(self.spec.replicas, 100, router=self.router, full=True)
             return self._done(
                 Kind.HOLD,
                 Reason.CANARY_NOT_READY,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modelyard_operator.rollout.decide import MetricObservation
+from modelyard_operator.rollout.decision import MetricObservation
 
 
 @dataclass(frozen=True)

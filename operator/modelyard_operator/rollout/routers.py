@@ -1,8 +1,7 @@
 """Traffic routers (pure): how a canary weight becomes replica counts, an HTTPRoute or server weights.
 
-- ``replicas``: both versions behind the main Service; the weight is the canary's share of the pods.
-  Total Ready capacity never drops below ``spec.replicas``: a side is scaled down only by as many
-  pods as the other side has Ready.
+- ``replicas``: both versions behind the main Service; the weight is the canary's share of the Ready
+  pods (how many pods: ``capacity``).
 - ``gatewayAPI``: an HTTPRoute with backend weights to ``<md>-stable`` and ``<md>-canary``, optional
   request mirroring and header matches that pin requests to the canary.
 - ``inPod``: both versions loaded in the same pods; the server splits unversioned requests by the
@@ -11,7 +10,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from modelyard_operator.api.modeldeployment import GatewayAPISpec
@@ -20,37 +18,6 @@ Obj = dict[str, Any]
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
 MODEL_CONFIG_KEY = "config.yaml"
-
-
-def canary_replicas(replicas: int, weight: int, *, full: bool) -> int:
-    """Pods the canary needs for a weight: its share rounded up (at least one once it gets traffic)."""
-    if full or weight >= 100:
-        return replicas
-    if weight <= 0 or replicas == 0:
-        return 0
-    return max(1, math.ceil(replicas * weight / 100))
-
-
-def split_replicas(
-    replicas: int, weight: int, *, canary_ready: int, stable_ready: int, full: bool = False
-) -> tuple[int, int]:
-    """(stable, canary) replica counts for the ``replicas`` router.
-
-    Each side keeps enough pods that, with the other side's Ready pods, at least ``replicas`` are
-    Ready: the stable version shrinks only as canary pods become Ready and vice versa (a rollback
-    scales the stable version back up before the canary goes).
-    """
-    canary_target = canary_replicas(replicas, weight, full=full)
-    stable_target = 0 if weight >= 100 else (replicas if full else replicas - canary_target)
-    stable = max(stable_target, min(replicas, replicas - min(canary_ready, canary_target)))
-    canary = max(canary_target, min(canary_ready, replicas - stable_ready))
-    return stable, max(canary, 0)
-
-
-def traffic_weight(stable_ready: int, canary_ready: int) -> int:
-    """The canary's effective share of traffic under the replicas router (percent of Ready pods)."""
-    total = stable_ready + canary_ready
-    return round(100 * canary_ready / total) if total else 0
 
 
 def main_service_version(router: str, stable: str | None, canary: str | None, weight: int) -> str | None:

@@ -1,0 +1,284 @@
+"""Rollout capacity on the real node (kubelet, containerd, the project's images, the operator installed by the
+chart), with a client sending checked requests over the Service's ready endpoints throughout (hack/traffic.py):
+
+1. the replicas router at 1 replica under a 10 % step: the stable pod stays, one canary pod is surged beside
+   it, ``status.weights`` says 50 % (with a Warning Event saying why), and the share each version actually
+   answered matches it; the canary never gets all the traffic before promotion;
+2. the inPod router at 2 replicas through a canary, its promotion and a rollback: never more than
+   ``replicas + 1`` model pods (peak measured by watching the pods), and not one failed user request.
+
+Its own cluster with the real node (one real node per machine: modules that use one run one after the other).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devcluster import DevCluster
+from kubeapi import Kube
+from realnode import GATEWAY, PLACEMENT
+
+from ..conftest import REPO, Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..models import binary_op
+from .test_full_loop import model_version, send, sha256
+
+pytestmark = pytest.mark.timeout(600)
+
+REPORT = REPO / ".pytest_cache" / "rollout-capacity.json"
+
+
+@pytest.fixture(scope="module")
+def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    folder = tmp_path_factory.mktemp("capacity-cluster")
+    with dev_cluster(folder, crds=False, nodes=False, real_node=True) as cl:  # the chart has the CRDs
+        cl.push_images()
+        yield cl
+
+
+@pytest.fixture(scope="module")
+def kube(local_cluster: DevCluster) -> Kubectl:
+    return Kubectl(local_cluster.bin / "kubectl", local_cluster.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def ns(kube: Kubectl) -> Iterator[str]:
+    with temp_namespace(kube, "capacity") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    root = tmp_path_factory.mktemp("capacity-artifacts")
+    with serve_directory(root) as port:
+        yield f"http://{GATEWAY}:{port}", root
+
+
+@pytest.fixture(scope="module")
+def operator(local_cluster: DevCluster, ns: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    cache = tmp_path_factory.mktemp("capacity-node") / "artifact-cache"
+    cache.mkdir()
+    os.chown(cache, 65532, 65532)
+    local_cluster.install_chart({"operator.watchNamespaces": "{" + ns + "}",
+                                 "operator.loaderAllowHosts": "{" + GATEWAY + "}",
+                                 "operator.artifactCache.hostPath": str(cache)})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def versions(kube: Kubectl, ns: str, artifacts: tuple[str, Path], operator: None) -> list[str]:
+    """Versions 1, 2 and 3 of the adder, validated (a Job each on the node)."""
+    base, root = artifacts
+    names = []
+    for version in ("1", "2", "3"):
+        model = binary_op(root / f"v{version}.onnx")
+        names.append(f"adder-{version}")
+        kube.apply(model_version(f"adder-{version}", version, f"{base}/v{version}.onnx", sha256(model)), ns)
+    for name in names:
+        wait_for(lambda n=name: (kube.get("modelversion", n, ns) or {}).get("status", {}).get("phase") == "Ready",
+                 timeout=120, interval=0.5, what=f"{name} validated")  # fmt: skip
+    return names
+
+
+def model_deployment(name: str, version: str, replicas: int, rollout: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+            "spec": {"model": "adder", "version": version, "replicas": replicas, "placement": PLACEMENT,
+                     "resources": {"requests": {"cpu": "50m"}}, "rollout": rollout}}  # fmt: skip
+
+
+def status_of(kube: Kubectl, ns: str, name: str) -> dict[str, Any]:
+    return dict((kube.get("modeldeployment", name, ns) or {}).get("status") or {})
+
+
+def until(kube: Kubectl, ns: str, name: str, predicate: Any, *, timeout: float, what: str, load: Any) -> dict[str, Any]:
+    """The MD's status once ``predicate`` holds; fails at once when a user request failed meanwhile."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        assert not load.failures(), f"user requests failed while waiting for {what}: {load.failures()[:3]}"
+        status = status_of(kube, ns, name)
+        if predicate(status):
+            return status
+        time.sleep(0.3)
+    objects = kube.run("get", "deploy,rs,pods", "-o", "wide", "-n", ns, check=False).stdout
+    events = kube.run("get", "events", "-n", ns, "--sort-by=.lastTimestamp", check=False).stdout[-4000:]
+    events += kube.run("logs", "-n", "modelyard-system", "deploy/modelyard-operator", "--tail=40", check=False).stdout
+    pytest.fail(f"timed out after {timeout}s waiting for {what}; status: {status}\n{objects}\n{events}")
+
+
+@dataclass
+class PodCount:
+    """Watches a ModelDeployment's model pods (not validation Jobs') and keeps the peak counts."""
+
+    kube: Kube
+    namespace: str
+    md: str
+    peak: int = 0  # pods not being deleted
+    peak_with_terminating: int = 0
+    samples: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def count(self) -> tuple[int, int]:
+        pods = self.kube.get(f"/api/v1/namespaces/{self.namespace}/pods",
+                             labelSelector=f"app.kubernetes.io/instance={self.md},!job-name")["items"]  # fmt: skip
+        live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+        return len(live), len(pods)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                live, total = self.count()
+            except Exception:  # noqa: S112  (an API hiccup: the next sample counts)
+                continue
+            self.peak, self.peak_with_terminating = max(self.peak, live), max(self.peak_with_terminating, total)
+            self.samples += 1
+            self._stop.wait(0.1)
+
+    def __enter__(self) -> PodCount:
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=10)
+
+
+def healthy(version: str) -> Any:
+    return lambda s: s.get("stableVersion") == version and s.get("phase") == "Healthy" and not s.get("canaryVersion")
+
+
+def paused_at(weight: int) -> Any:
+    return lambda s: s.get("phase") == "Paused" and s.get("requestedWeight") == weight
+
+
+def write_report(key: str, values: dict[str, Any]) -> None:
+    import json
+
+    REPORT.parent.mkdir(exist_ok=True)
+    report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    report[key] = values
+    REPORT.write_text(json.dumps(report, indent=1))
+    print(key, values)
+
+
+def test_one_replica_at_ten_percent_is_half_and_half_never_all_to_the_canary(
+    local_cluster: DevCluster, kube: Kubectl, ns: str, versions: list[str]
+) -> None:
+    name = "small"
+    rollout = {"strategy": "canary", "trafficRouter": "replicas", "steps": [{"setWeight": 10}, {"pause": {}}]}
+    kube.apply(model_deployment(name, "1", 1, rollout), ns)
+    wait_for(lambda: healthy("1")(status_of(kube, ns, name)), timeout=120, interval=0.5, what="version 1 Healthy")
+    with send(local_cluster, ns, name, rate=20) as users:
+        wait_for(lambda: users.versions().get("1", 0) >= 10, timeout=30, what="users on version 1")
+        kube.apply(model_deployment(name, "2", 1, rollout), ns)
+        at_10 = until_canary(kube, ns, name, users)
+        assert at_10["weights"] == {"stable": 50, "canary": 50}
+        assert at_10["requestedWeight"] == 10
+        deployments = {d["metadata"]["name"]: d["spec"]["replicas"] for d in kube.get("deployments", namespace=ns,
+                       labels=f"app.kubernetes.io/instance={name}")["items"]}  # fmt: skip
+        assert deployments == {f"{name}-1": 1, f"{name}-2": 1}  # the stable pod stays; the canary's is surged
+        events = [e for e in kube.get("events", namespace=ns)["items"]
+                  if e["reason"] == "WeightNotExpressible" and e["involvedObject"]["name"] == name]  # fmt: skip
+        assert events, "no WeightNotExpressible event"
+        assert events[0]["type"] == "Warning"
+        assert "canary weight 10% is 50% in effect with 1 replica(s)" in events[0]["message"]
+        # the share each version answered while the step holds (the client follows the ready endpoints)
+        window = time.monotonic()
+        time.sleep(8)
+        answered = users.versions(window)
+        total = sum(answered.values())
+        share = answered.get("2", 0) / total
+        assert total >= 80
+        assert 0.35 <= share <= 0.65, answered
+        assert answered.get("1", 0) > 0, "all traffic went to the canary"
+        # approve: the canary takes over, then the stable version goes
+        body = model_deployment(name, "2", 1, {**rollout, "action": {"type": "approve", "nonce": "1"}})
+        kube.apply(body, ns)
+        until(kube, ns, name, healthy("2"), timeout=120, what="version 2 promoted", load=users)
+        after = time.monotonic()
+        wait_for(lambda: users.versions(after).get("2", 0) >= 10, timeout=30, what="users on version 2")
+    assert not users.failures(), users.failures()[:5]
+    before_canary = [r for r in users.results if r.at < window]
+    write_report("replicas router, 1 replica, setWeight 10", {
+        "status.weights": at_10["weights"], "answered during the step": answered,
+        "canary share answered": round(share, 3), "user requests": len(users.results),
+        "failed": len(users.failures()), "requests before the step": len(before_canary)})  # fmt: skip
+
+
+def until_canary(kube: Kubectl, ns: str, name: str, users: Any) -> dict[str, Any]:
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
+        assert not users.failures(), users.failures()[:3]
+        status = status_of(kube, ns, name)
+        if paused_at(10)(status) and (status.get("weights") or {}).get("canary") == 50:
+            return status
+        # before the canary pod is Ready nothing goes to it; at no point does it have all the traffic
+        assert (status.get("weights") or {}).get("canary", 0) <= 50, status
+        time.sleep(0.3)
+    pytest.fail(f"canary never reached its step: {status_of(kube, ns, name)}")
+
+
+def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_request(
+    local_cluster: DevCluster, kube: Kubectl, ns: str, versions: list[str]
+) -> None:
+    name = "shared"
+    replicas = 2
+    rollout = {"strategy": "canary", "trafficRouter": "inPod", "steps": [{"setWeight": 50}, {"pause": {}}]}
+    kube.apply(model_deployment(name, "1", replicas, rollout), ns)
+    wait_for(lambda: healthy("1")(status_of(kube, ns, name)), timeout=120, interval=0.5, what="version 1 Healthy")
+    api = Kube(local_cluster.kubeconfig)
+    timings: dict[str, float] = {}
+    with send(local_cluster, ns, name, rate=20) as users, PodCount(api, ns, name) as pods:
+        wait_for(lambda: users.versions().get("1", 0) >= 10, timeout=30, what="users on version 1")
+        started = time.monotonic()
+        # 1. version 2 loaded into the same pods (rolled one at a time), then half the requests each
+        kube.apply(model_deployment(name, "2", replicas, rollout), ns)
+        until(kube, ns, name, paused_at(50), timeout=180, what="version 2 at 50 %", load=users)
+        timings["start -> 50 %"] = time.monotonic() - started
+        window = time.monotonic()
+        wait_for(lambda: users.versions(window).get("2", 0) >= 20, timeout=120, what="version 2 answering")
+        split = users.versions(window)
+        # 2. promoted: the old Deployment's pods (both versions loaded) hand over to version 2's a pod at a time
+        started = time.monotonic()
+        kube.apply(model_deployment(name, "2", replicas, {**rollout, "action": {"type": "approve", "nonce": "p"}}), ns)
+        until(kube, ns, name, healthy("2"), timeout=180, what="version 2 promoted", load=users)
+        wait_for(lambda: [d["metadata"]["name"] for d in kube.get("deployments", namespace=ns,
+                 labels=f"app.kubernetes.io/instance={name}")["items"]] == [f"{name}-2"],
+                 timeout=180, what="version 1's Deployment gone")  # fmt: skip
+        timings["promotion -> handed over"] = time.monotonic() - started
+        promote_peak = (pods.peak, pods.peak_with_terminating)
+        # 3. version 3, rolled back by an abort: the canary is unloaded from the same Deployment's pods
+        kube.apply(model_deployment(name, "3", replicas, rollout), ns)
+        until(kube, ns, name, paused_at(50), timeout=180, what="version 3 at 50 %", load=users)
+        started = time.monotonic()
+        kube.apply(model_deployment(name, "3", replicas, {**rollout, "action": {"type": "abort", "nonce": "a"}}), ns)
+        until(kube, ns, name, lambda s: s.get("phase") == "RolledBack", timeout=60, what="rolled back", load=users)
+        deployment = f"{name}-2"
+        wait_for(lambda: kube.get("deployment", deployment, ns)["metadata"]["annotations"]["modelyard.dev/versions"]
+                 == "2" and kube.get("deployment", deployment, ns)["status"].get("updatedReplicas") == replicas
+                 and kube.get("deployment", deployment, ns)["status"].get("replicas") == replicas,
+                 timeout=180, what="version 3 unloaded from version 2's pods")  # fmt: skip
+        timings["abort -> canary unloaded"] = time.monotonic() - started
+        after = time.monotonic()
+        wait_for(lambda: users.versions(after).get("2", 0) >= 10, timeout=30, what="users on version 2")
+        time.sleep(3)
+    assert pods.samples > 100
+    assert pods.peak <= replicas + 1, (pods.peak, pods.peak_with_terminating)
+    assert not users.failures(), users.failures()[:5]
+    assert split.get("1", 0) > 0, split
+    assert split.get("2", 0) > 0, split
+    assert set(users.versions()) <= {"1", "2", "3"}
+    write_report(f"inPod router, {replicas} replicas", {
+        "peak model pods (not terminating)": pods.peak, "peak incl. terminating": pods.peak_with_terminating,
+        "peak through promotion": promote_peak, "pod samples": pods.samples, "user requests": len(users.results),
+        "failed": len(users.failures()), "answered at 50 %": split, "answered in all": users.versions(),
+        **{k: round(v, 1) for k, v in timings.items()}})  # fmt: skip
