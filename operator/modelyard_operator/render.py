@@ -128,20 +128,26 @@ def artifact_cache(mv: ModelVersion, config: OperatorConfig) -> tuple[list[str],
     """The node's artifact cache for ``mv``'s loader: ``--cache`` flags, a hostPath volume and its mount.
 
     Nothing unless the operator has ``artifact_cache_dir`` and the version is pinned (the cache is keyed by
-    digest). Each namespace gets its own subdirectory, created by the loader: an entry is served without
-    contacting the store, so sharing it across namespaces would hand one tenant's artifact to another that
-    merely knows its digest, without the credentials. Only loader containers mount it, never the server.
+    digest). The volume is the namespace's own folder, ``<artifact_cache_dir>/<namespace>``, and nothing above
+    it: an entry is served without contacting the store, so a loader that could reach another namespace's
+    folder would hand that tenant's artifact to anyone who knows its digest, without the credentials. Only
+    loader containers mount it, never the server.
     """
     if not config.artifact_cache_dir or not _pinned(mv):
         return [], [], []
-    args = ["--cache", f"{ARTIFACT_CACHE_DIR}/{mv.metadata.namespace}"]
+    args = ["--cache", ARTIFACT_CACHE_DIR]
     if config.artifact_cache_verify:
         args.append("--cache-verify")
-    # DirectoryOrCreate: a node without the directory gets an empty (root-owned) one rather than a pod that
-    # cannot start; a loader that cannot write there fetches without the cache (docs/loader.md).
-    host = {"path": config.artifact_cache_dir, "type": "DirectoryOrCreate"}
+    # DirectoryOrCreate: a node without the folder gets an empty (root-owned) one rather than a pod that cannot
+    # start; a loader that cannot write there fetches without the cache (docs/loader.md).
+    host = {"path": node_cache_dir(config.artifact_cache_dir, mv.metadata.namespace), "type": "DirectoryOrCreate"}
     volume = {"name": ARTIFACT_CACHE_VOLUME, "hostPath": host}
     return args, [volume], [{"name": ARTIFACT_CACHE_VOLUME, "mountPath": ARTIFACT_CACHE_DIR}]
+
+
+def node_cache_dir(root: str, namespace: str) -> str:
+    """The node folder of ``namespace``'s artifact cache (a namespace name is a DNS label: no ``/``, no ``..``)."""
+    return f"{root.rstrip('/')}/{namespace}"
 
 
 def _pinned(mv: ModelVersion) -> bool:

@@ -12,6 +12,7 @@ import yaml
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.render import render_children, render_in_pod_deployment
+from modelyard_operator.validation import render_validation_job
 
 from .samples import DIGEST, model_deployment, model_version
 
@@ -226,13 +227,14 @@ def test_the_node_cache_is_a_host_directory_only_the_loader_mounts() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["artifact-cache"] == {
         "name": "artifact-cache",
-        "hostPath": {"path": "/var/cache/modelyard/artifacts", "type": "DirectoryOrCreate"},
+        # the namespace's own folder and nothing above it: a hit skips the store, so namespaces must not share
+        # entries, and a loader must not reach another namespace's
+        "hostPath": {"path": "/var/cache/modelyard/artifacts/ml", "type": "DirectoryOrCreate"},
     }
     (loader,) = pod["initContainers"]
     assert {"name": "artifact-cache", "mountPath": "/var/cache/modelyard-artifacts"} in loader["volumeMounts"]
     args = loader["args"]
-    # one subdirectory per namespace: a hit skips the store, so namespaces must not share entries
-    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts/ml"
+    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts"
     assert "--cache-verify" in args
     assert args[args.index("--digest") + 1] == DIGEST
     (server,) = pod["containers"]
@@ -251,6 +253,26 @@ def test_no_node_cache_without_a_digest_or_a_directory() -> None:
     # an OCI reference pins its digest by itself
     oci = cached_pod(uri="oci://registry.example.com/m/fraud@" + DIGEST)
     assert "--cache" in oci["initContainers"][0]["args"]
+
+
+def test_each_namespace_mounts_only_its_own_cache_folder() -> None:
+    """Two namespaces' pods and validation Jobs get disjoint node folders, none of them the cache root or above."""
+    folders: dict[str, set[str]] = {}
+    for namespace in ("team-a", "team-b"):
+        mv = ModelVersion.model_validate({**model_version(), "metadata": {"name": "fraud-42", "namespace": namespace}})
+        md = ModelDeployment.model_validate(
+            {**model_deployment(), "metadata": {"name": "fraud", "namespace": namespace}}
+        )
+        config = OperatorConfig(artifact_cache_dir="/var/cache/modelyard/artifacts/")  # a trailing / changes nothing
+        pods = [
+            render_children(md, mv, config)[0]["spec"]["template"]["spec"],
+            render_validation_job(mv, config)["spec"]["template"]["spec"],
+        ]
+        folders[namespace] = {v["hostPath"]["path"] for pod in pods for v in pod["volumes"] if "hostPath" in v}
+    assert folders == {
+        "team-a": {"/var/cache/modelyard/artifacts/team-a"},
+        "team-b": {"/var/cache/modelyard/artifacts/team-b"},
+    }
 
 
 def test_node_cache_verification_can_be_turned_off() -> None:
