@@ -41,7 +41,7 @@ def _add_common(cmd: argparse.ArgumentParser, *, uri_required: bool) -> None:
     cmd.add_argument("--digest", help="pinned digest sha256:<hex>; a mismatch fails closed")
     cmd.add_argument("--require-digest", action="store_true", help="refuse artifacts without --digest")
     cmd.add_argument("--cache", type=Path, help="content-addressed cache directory (used with --digest)")
-    cmd.add_argument("--cache-verify", action="store_true", help="re-hash a cache entry before using it")
+    cmd.add_argument("--cache-verify", action="store_true", help="check a cache hit against the pinned digest")
     cmd.add_argument(
         "--allow-hosts",
         action="append",
