@@ -40,6 +40,7 @@ GRPC_PORT_NAME = "grpc"
 # in a Service. The loader sidecar's API (8090) is on loopback too, so neither may take the other's port.
 ADMIN_PORTS = (8082, 8083, 8084)
 LOADER_API_PORT = 8090
+TERMINATION_LOG = "/dev/termination-log"
 
 Obj = dict[str, Any]
 
@@ -174,9 +175,19 @@ def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list
     has the server load what it publishes on request, through the server's admin API on the pod's loopback."""
     spec = mv.spec
     dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
+    failure = ["--termination-log", TERMINATION_LOG]  # a failed fetch's reason: the container's termination message
     if md.spec.loading.mode == "static":
-        return loader_args("fetch", mv, dest, access_args)
-    return [*loader_args("sidecar", mv, dest, access_args), "--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
+        return [*loader_args("fetch", mv, dest, access_args), *failure]
+    admin = ["--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
+    return [*loader_args("sidecar", mv, dest, access_args), *admin, *failure]
+
+
+def sidecar_startup_probe() -> Obj:
+    """Dynamic mode's loader sidecar has started once its API answers, which it opens only after the pod's version is
+    published: the kubelet starts the server after that. The API is on the pod's loopback, out of an HTTP probe's
+    reach, so the probe runs ``modelyard-loader health`` in the container; up to 10 minutes for a large artifact."""
+    command = ["modelyard-loader", "health", "--listen", f"127.0.0.1:{LOADER_API_PORT}"]
+    return {"exec": {"command": command}, "periodSeconds": 2, "failureThreshold": 300, "timeoutSeconds": 5}
 
 
 def admin_port(md: ModelDeployment) -> int:
@@ -253,6 +264,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
     volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *access_volumes]
     if s.loading.mode == "dynamic":
         loader["restartPolicy"] = "Always"  # native sidecar: keeps fetching versions on request
+        loader["startupProbe"] = sidecar_startup_probe()
     server: Obj = {
         "name": "server",
         "image": config.runtime_image,

@@ -154,6 +154,19 @@ def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> No
     assert "--server-admin" not in static_loader["args"]
 
 
+def test_a_failed_fetch_says_why_and_the_server_waits_for_the_sidecar() -> None:
+    """Both loaders write a failure's reason to the termination message; the sidecar has a startup probe (its API is on
+    loopback: an exec probe), so the kubelet starts the server only once the pod's version is published."""
+    (static_loader,) = rendered("static-cpu")[0]["spec"]["template"]["spec"]["initContainers"]
+    (dynamic_loader,) = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]["initContainers"]
+    for loader in (static_loader, dynamic_loader):
+        assert flag(loader["args"], "--termination-log") == ["/dev/termination-log"]
+    assert "startupProbe" not in static_loader  # an init container: the server starts when it exits 0
+    probe = dynamic_loader["startupProbe"]
+    assert probe["exec"]["command"] == ["modelyard-loader", "health", "--listen", "127.0.0.1:8090"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 600
+
+
 def test_labels_and_selectors() -> None:
     deployment, main_svc, stable_svc = rendered()
     labels = deployment["spec"]["template"]["metadata"]["labels"]

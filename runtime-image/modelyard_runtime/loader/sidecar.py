@@ -179,6 +179,24 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def probe(listen: str, timeout: float) -> int:
+    """``modelyard-loader health``: 0 when the sidecar's API at ``listen`` answers ``/healthz`` (it listens only once
+    the initial version is published), 1 otherwise. The API is on the pod's loopback, which a kubelet's HTTP probe
+    cannot reach: the pod's startup probe runs this in the container instead."""
+    import http.client
+
+    host, port = parse_listen(listen)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
+    except OSError:
+        ok = False
+    finally:
+        conn.close()
+    return 0 if ok else 1
+
+
 def run_sidecar(args: argparse.Namespace) -> int:
     address = parse_listen(args.listen)
     sidecar = Sidecar(args)
