@@ -16,6 +16,10 @@ is a 502 ``{"ok": false, "reason": "ServerLoadFailed", ...}`` with the server's 
 
 Trust material (public key, certificate chain, sigstore identity) and allowlists come from the sidecar's
 own flags, never from a request.
+
+The API opens only once the initial version is published, so ``modelyard-loader health`` (:func:`probe`) is the pod's
+startup probe: the kubelet starts the server after it passes. A failed initial fetch ends the sidecar (its reason in
+``--termination-log``).
 """
 
 from __future__ import annotations
