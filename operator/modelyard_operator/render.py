@@ -40,6 +40,7 @@ GRPC_PORT_NAME = "grpc"
 # in a Service. The loader sidecar's API (8090) is on loopback too, so neither may take the other's port.
 ADMIN_PORTS = (8082, 8083, 8084)
 LOADER_API_PORT = 8090
+CANARY_LOADER_API_PORTS = (8091, 8092, 8093, 8094, 8095)  # the inPod router's second sidecar (dynamic mode)
 TERMINATION_LOG = "/dev/termination-log"
 
 Obj = dict[str, Any]
@@ -182,12 +183,18 @@ def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list
     return [*loader_args("sidecar", mv, dest, access_args), *admin, *failure]
 
 
-def sidecar_startup_probe() -> Obj:
+def sidecar_startup_probe(port: int = LOADER_API_PORT) -> Obj:
     """Dynamic mode's loader sidecar has started once its API answers, which it opens only after the pod's version is
     published: the kubelet starts the server after that. The API is on the pod's loopback, out of an HTTP probe's
     reach, so the probe runs ``modelyard-loader health`` in the container; up to 10 minutes for a large artifact."""
-    command = ["modelyard-loader", "health", "--listen", f"127.0.0.1:{LOADER_API_PORT}"]
+    command = ["modelyard-loader", "health", "--listen", f"127.0.0.1:{port}"]
     return {"exec": {"command": command}, "periodSeconds": 2, "failureThreshold": 300, "timeoutSeconds": 5}
+
+
+def canary_loader_port(md: ModelDeployment) -> int:
+    """The loopback port of the inPod router's second loader sidecar (dynamic mode), clear of every other port."""
+    taken = {md.spec.serving.http_port, md.spec.serving.grpc_port, LOADER_API_PORT, admin_port(md)}
+    return next(p for p in CANARY_LOADER_API_PORTS if p not in taken)  # four ports cannot take all five
 
 
 def admin_port(md: ModelDeployment) -> int:
@@ -427,6 +434,9 @@ def render_in_pod_deployment(
         # the canary's own credentials and trust material, beside the stable's
         canary_args, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
         loader["args"] = serving_loader_args(md, canary, canary_args)
+        if md.spec.loading.mode == "dynamic":  # a second sidecar: its API on a port of its own, and probed there
+            loader["args"] += ["--listen", f"127.0.0.1:{canary_loader_port(md)}"]
+            loader["startupProbe"] = sidecar_startup_probe(canary_loader_port(md))
         loader["volumeMounts"] = [*_work_mounts(), *canary_mounts]
         pod["initContainers"].append(loader)
         present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it

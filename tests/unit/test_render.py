@@ -167,6 +167,20 @@ def test_a_failed_fetch_says_why_and_the_server_waits_for_the_sidecar() -> None:
     assert probe["periodSeconds"] * probe["failureThreshold"] == 600
 
 
+def test_in_pod_dynamic_sidecars_listen_and_are_probed_on_ports_of_their_own() -> None:
+    md = ModelDeployment.model_validate(
+        model_deployment(loading={"mode": "dynamic"}, serving={"httpPort": 8091, "grpcPort": 8092})
+    )
+    stable = ModelVersion.model_validate(model_version())
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    pod = render_in_pod_deployment(md, stable, canary, OperatorConfig(), replicas=1)["spec"]["template"]["spec"]
+    first, second = pod["initContainers"]
+    assert "--listen" not in first["args"]  # the default, 127.0.0.1:8090
+    assert flag(second["args"], "--listen") == ["127.0.0.1:8093"]  # 8091 and 8092 are the inference ports
+    assert second["startupProbe"]["exec"]["command"][-1] == "127.0.0.1:8093"
+    assert first["startupProbe"]["exec"]["command"][-1] == "127.0.0.1:8090"
+
+
 def test_labels_and_selectors() -> None:
     deployment, main_svc, stable_svc = rendered()
     labels = deployment["spec"]["template"]["metadata"]["labels"]
