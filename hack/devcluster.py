@@ -646,7 +646,7 @@ class DevCluster:
             str(logs / "kubelet.log"),
             f"http://127.0.0.1:{healthz}/healthz",
         )
-        self._start(kubelet, state, deadline=deadline)
+        self._start_kubelet(kubelet, state, deadline=deadline)
         while not self.kubectl("get", "node", realnode.NODE, check=False, capture=True):  # registers in a moment
             if time.monotonic() > deadline:
                 raise ClusterError(f"kubelet never registered {realnode.NODE}:\n{kubelet.tail()}")
@@ -669,6 +669,23 @@ class DevCluster:
         )
         self._start(coredns, state, deadline=deadline)
         log(f"real node {realnode.NODE} ready in {time.monotonic() - started:.1f}s; registry {state.registry}")
+
+    def _start_kubelet(self, kubelet: Component, state: State, *, deadline: float) -> None:
+        """Start kubelet, again while containerd's CRI service is still initializing: containerd answers its metrics
+        (its health check) before the CRI plugin is ready, and a kubelet that finds the CRI not ready exits at once
+        ("server is not initialized yet"), which a loaded machine makes likely."""
+        while True:
+            try:
+                self._start(kubelet, state, deadline=deadline)
+                return
+            except ClusterError as e:
+                if "server is not initialized yet" not in str(e) or time.monotonic() > deadline - 5:
+                    raise
+            self._procs.pop(kubelet.pid, None)
+            state.components = [c for c in state.components if c is not kubelet]
+            state.save()
+            log("kubelet: containerd's CRI is still initializing; starting kubelet again in a second")
+            time.sleep(1.0)
 
     def _start_kube_proxy(self, state: State, *, deadline: float) -> None:
         """kube-proxy for the real node (iptables mode, in this host's network namespace): Services
