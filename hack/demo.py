@@ -154,10 +154,10 @@ class Demo:
 
         step("Installing the Helm chart: CRDs, RBAC and the operator's Deployment, from the images just pushed")
         t = time.monotonic()
-        cache = folder / "node-cache"  # the node's artifact cache: a hostPath the loaders (UID 65532) own
-        cache.mkdir(parents=True, exist_ok=True)
-        os.chown(cache, 65532, 65532)
-        cache.chmod(0o700)
+        cache = folder / "node-cache"  # the node's artifact cache; each namespace's loaders mount <cache>/<namespace>
+        (cache / NAMESPACE).mkdir(parents=True, exist_ok=True)  # provisioning: a folder the loaders (UID 65532) own
+        os.chown(cache / NAMESPACE, 65532, 65532)
+        (cache / NAMESPACE).chmod(0o700)
         values = {
             "operator.prometheusURL": str(self.cluster.prometheus_url()),
             "operator.loaderAllowHosts": "{" + GATEWAY + "}",

@@ -31,7 +31,8 @@ class OperatorConfig:
     validation_placement: dict[str, Any] = field(default_factory=dict)
     # hosts the loader's SSRF guard lets through (e.g. an in-cluster object store): MODELYARD_LOADER_ALLOW_HOSTS
     loader_allow_hosts: tuple[str, ...] = ()
-    # a directory on every node that loaders share as their artifact cache (a hostPath; None: no cache). Entries
-    # are keyed by pinned digest, one subdirectory per namespace: MODELYARD_ARTIFACT_CACHE_DIR
+    # a directory on every node that loaders share as their artifact cache (None: no cache). Entries are keyed by
+    # pinned digest; a loader mounts only its namespace's folder <dir>/<namespace> (a hostPath):
+    # MODELYARD_ARTIFACT_CACHE_DIR
     artifact_cache_dir: str | None = None
-    artifact_cache_verify: bool = True  # re-hash a cache entry before each use (--cache-verify)
+    artifact_cache_verify: bool = True  # check each cache hit against the pinned digest (--cache-verify)

@@ -135,14 +135,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--artifact-cache-dir",
         type=_host_dir,
         default=_env("ARTIFACT_CACHE_DIR", "") or None,
-        help="directory on every node (hostPath) where loaders share verified artifacts by digest, e.g. "
-        "/var/cache/modelyard/artifacts; unset: no cache (see docs/loader.md, 'Node cache in a cluster')",
+        help="directory on every node where loaders share verified artifacts by digest, each namespace's "
+        "loaders in <dir>/<namespace> only (a hostPath), e.g. /var/cache/modelyard/artifacts; unset: no cache "
+        "(see docs/loader.md, 'Node cache in a cluster')",
     )
     p.add_argument(
         "--artifact-cache-verify",
         action=argparse.BooleanOptionalAction,
         default=_flag("ARTIFACT_CACHE_VERIFY", default=True),
-        help="re-hash a cache entry against its index before each use (default: on)",
+        help="check each cache hit against the pinned digest before it is published (default: on)",
     )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")

@@ -42,6 +42,8 @@ GRPC_PORT_NAME = "grpc"
 # in a Service. The loader sidecar's API (8090) is on loopback too, so neither may take the other's port.
 ADMIN_PORTS = (8082, 8083, 8084)
 LOADER_API_PORT = 8090
+CANARY_LOADER_API_PORTS = (8091, 8092, 8093, 8094, 8095)  # the inPod router's second sidecar (dynamic mode)
+TERMINATION_LOG = "/dev/termination-log"
 
 Obj = dict[str, Any]
 
@@ -130,20 +132,26 @@ def artifact_cache(mv: ModelVersion, config: OperatorConfig) -> tuple[list[str],
     """The node's artifact cache for ``mv``'s loader: ``--cache`` flags, a hostPath volume and its mount.
 
     Nothing unless the operator has ``artifact_cache_dir`` and the version is pinned (the cache is keyed by
-    digest). Each namespace gets its own subdirectory, created by the loader: an entry is served without
-    contacting the store, so sharing it across namespaces would hand one tenant's artifact to another that
-    merely knows its digest, without the credentials. Only loader containers mount it, never the server.
+    digest). The volume is the namespace's own folder, ``<artifact_cache_dir>/<namespace>``, and nothing above
+    it: an entry is served without contacting the store, so a loader that could reach another namespace's
+    folder would hand that tenant's artifact to anyone who knows its digest, without the credentials. Only
+    loader containers mount it, never the server.
     """
     if not config.artifact_cache_dir or not _pinned(mv):
         return [], [], []
-    args = ["--cache", f"{ARTIFACT_CACHE_DIR}/{mv.metadata.namespace}"]
+    args = ["--cache", ARTIFACT_CACHE_DIR]
     if config.artifact_cache_verify:
         args.append("--cache-verify")
-    # DirectoryOrCreate: a node without the directory gets an empty (root-owned) one rather than a pod that
-    # cannot start; a loader that cannot write there fetches without the cache (docs/loader.md).
-    host = {"path": config.artifact_cache_dir, "type": "DirectoryOrCreate"}
+    # DirectoryOrCreate: a node without the folder gets an empty (root-owned) one rather than a pod that cannot
+    # start; a loader that cannot write there fetches without the cache (docs/loader.md).
+    host = {"path": node_cache_dir(config.artifact_cache_dir, mv.metadata.namespace), "type": "DirectoryOrCreate"}
     volume = {"name": ARTIFACT_CACHE_VOLUME, "hostPath": host}
     return args, [volume], [{"name": ARTIFACT_CACHE_VOLUME, "mountPath": ARTIFACT_CACHE_DIR}]
+
+
+def node_cache_dir(root: str, namespace: str) -> str:
+    """The node folder of ``namespace``'s artifact cache (a namespace name is a DNS label: no ``/``, no ``..``)."""
+    return f"{root.rstrip('/')}/{namespace}"
 
 
 def _pinned(mv: ModelVersion) -> bool:
@@ -170,9 +178,25 @@ def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list
     has the server load what it publishes on request, through the server's admin API on the pod's loopback."""
     spec = mv.spec
     dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
+    failure = ["--termination-log", TERMINATION_LOG]  # a failed fetch's reason: the container's termination message
     if md.spec.loading.mode == "static":
-        return loader_args("fetch", mv, dest, access_args)
-    return [*loader_args("sidecar", mv, dest, access_args), "--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
+        return [*loader_args("fetch", mv, dest, access_args), *failure]
+    admin = ["--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
+    return [*loader_args("sidecar", mv, dest, access_args), *admin, *failure]
+
+
+def sidecar_startup_probe(port: int = LOADER_API_PORT) -> Obj:
+    """Dynamic mode's loader sidecar has started once its API answers, which it opens only after the pod's version is
+    published: the kubelet starts the server after that. The API is on the pod's loopback, out of an HTTP probe's
+    reach, so the probe runs ``modelyard-loader health`` in the container; up to 10 minutes for a large artifact."""
+    command = ["modelyard-loader", "health", "--listen", f"127.0.0.1:{port}"]
+    return {"exec": {"command": command}, "periodSeconds": 2, "failureThreshold": 300, "timeoutSeconds": 5}
+
+
+def canary_loader_port(md: ModelDeployment) -> int:
+    """The loopback port of the inPod router's second loader sidecar (dynamic mode), clear of every other port."""
+    taken = {md.spec.serving.http_port, md.spec.serving.grpc_port, LOADER_API_PORT, admin_port(md)}
+    return next(p for p in CANARY_LOADER_API_PORTS if p not in taken)  # four ports cannot take all five
 
 
 def admin_port(md: ModelDeployment) -> int:
@@ -252,6 +276,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
     volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *access_volumes]
     if s.loading.mode == "dynamic":
         loader["restartPolicy"] = "Always"  # native sidecar: keeps fetching versions on request
+        loader["startupProbe"] = sidecar_startup_probe()
     server: Obj = {
         "name": "server",
         "image": config.runtime_image,
@@ -481,6 +506,9 @@ def render_in_pod_deployment(
         # the canary's own credentials and trust material, beside the stable's
         canary_args, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
         loader["args"] = serving_loader_args(md, canary, canary_args)
+        if md.spec.loading.mode == "dynamic":  # a second sidecar: its API on a port of its own, and probed there
+            loader["args"] += ["--listen", f"127.0.0.1:{canary_loader_port(md)}"]
+            loader["startupProbe"] = sidecar_startup_probe(canary_loader_port(md))
         loader["volumeMounts"] = [*_work_mounts(), *canary_mounts]
         pod["initContainers"].append(loader)
         present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it

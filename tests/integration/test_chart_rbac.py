@@ -5,7 +5,8 @@
   widening fails with a diff (a narrowing too: the files must stay a true record; ``UPDATE_GOLDEN=1`` rewrites them).
 - The chart's ValidatingAdmissionPolicy admits what the operator renders (from ``render.py`` and ``validation.py``
   themselves) when the operator's service account sends it, and denies, with its message, objects without the
-  operator's label or with a privileged container, a hostPath outside the artifact cache, a token, host namespaces.
+  operator's label or with a privileged container, a hostPath other than its namespace's folder of the artifact cache
+  (the cache's root and another namespace's folder included), a token, host namespaces.
 - The real operator, running with a token of the chart's service account, does its work in both RBAC modes with the
   policy active, and nothing outside its namespaces.
 
@@ -354,6 +355,17 @@ def _host_path_etc(obj: dict[str, Any]) -> None:
     _pod(obj)["containers"][0]["volumeMounts"].append({"name": "etc", "mountPath": "/host-etc", "readOnly": True})
 
 
+def _cache_folder(path: str) -> Any:
+    """A mutation that points the node cache's volume at ``path`` instead of the namespace's own folder."""
+
+    def mutate(obj: dict[str, Any]) -> None:
+        (volume,) = [v for v in _pod(obj)["volumes"] if "hostPath" in v]
+        assert volume["hostPath"]["path"] == f"{CACHE}/{WATCHED}"  # what the operator renders
+        volume["hostPath"]["path"] = path
+
+    return mutate
+
+
 def _token(obj: dict[str, Any]) -> None:
     _pod(obj)["automountServiceAccountToken"] = True
 
@@ -385,7 +397,10 @@ def _added_capability(obj: dict[str, Any]) -> None:
 VIOLATIONS = {
     "no managed-by label": (_without_label, "labelled app.kubernetes.io/managed-by=modelyard"),
     "privileged container": (_privileged, "must not be privileged"),
-    "hostPath /etc": (_host_path_etc, f"hostPath only at the artifact cache {CACHE}"),
+    "hostPath /etc": (_host_path_etc, f"hostPath only at their namespace's artifact cache {CACHE}/{WATCHED}"),
+    # the node cache's root would reach every namespace's entries, another namespace's folder that tenant's
+    "cache root": (_cache_folder(CACHE), f"hostPath only at their namespace's artifact cache {CACHE}/{WATCHED}"),
+    "another namespace's cache": (_cache_folder(f"{CACHE}/{UNWATCHED}"), f"artifact cache {CACHE}/{WATCHED}"),
     "service account token": (_token, "automountServiceAccountToken: false"),
     "another service account": (_other_service_account, "default service account"),
     "projected token volume": (_projected_token, "emptyDir, Secret and ConfigMap volumes"),
@@ -550,9 +565,9 @@ def test_operator_works_with_the_charts_rbac_and_policy(
     began = time.monotonic()
     log = tmp_path / "operator-job.log"
     with running_operator(kubeconfig, log, *flags, "--model-validation=job"):
-        for ns in expected:  # the validation Job, with the node cache's hostPath: admitted by the policy
+        for ns in expected:  # the validation Job, with its namespace's node cache folder: admitted by the policy
             job = wait_for(lambda ns=ns: kube.get("job", "fraud-1-validate", ns), timeout=30, what=f"Job in {ns}")
-            assert {v["hostPath"]["path"] for v in _pod(job)["volumes"] if "hostPath" in v} == {CACHE}
+            assert {v["hostPath"]["path"] for v in _pod(job)["volumes"] if "hostPath" in v} == {f"{CACHE}/{ns}"}
     print(f"{mode}: validation Jobs created in {time.monotonic() - began:.1f}s")
     assert _bad_log_lines(log) == [], log.read_text()[-5000:]
 

@@ -73,11 +73,12 @@ def ns(kube: Kubectl) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def artifact_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The node's artifact cache (a hostPath the loaders of validation and model pods share, as UID 65532)."""
+def artifact_cache(tmp_path_factory: pytest.TempPathFactory, ns: str) -> Path:
+    """The node's artifact cache: the loaders of the namespace's validation and model pods share its folder
+    ``<cache>/<ns>`` (a hostPath), which node provisioning gives to their user, UID 65532."""
     cache = tmp_path_factory.mktemp("full-loop-node") / "artifact-cache"
-    cache.mkdir()
-    os.chown(cache, 65532, 65532)
+    (cache / ns).mkdir(parents=True)
+    os.chown(cache / ns, 65532, 65532)
     return cache
 
 

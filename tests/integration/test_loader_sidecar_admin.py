@@ -107,3 +107,27 @@ def test_the_server_admin_address_must_be_loopback_http(tmp_path: Path, url: str
     p = run("sidecar", "--repository", str(tmp_path), "--server-admin", url)
     assert p.returncode == 2
     assert "the server's admin API, loopback" in p.stderr
+
+
+def test_the_startup_probe_passes_only_once_the_sidecar_published_its_version(site: FileServer, tmp_path: Path) -> None:
+    """``modelyard-loader health`` (the sidecar's startup probe) fails while the initial version is being fetched and
+    passes once the API is up; a failed initial fetch ends the sidecar with its reason in the termination log."""
+    repo = tmp_path / "models"
+    assert run("health", "--listen", "127.0.0.1:1").returncode == 1  # nothing listens
+    initial = ["--uri", site.url + "/model.onnx", "--dest", str(repo / "fraud" / "1"), "--digest", sha256(MODEL)]
+    with sidecar(repo, *initial) as address:
+        assert run("health", "--listen", address).returncode == 0
+        assert (repo / "fraud" / "1" / "model.onnx").read_bytes() == MODEL
+    log = tmp_path / "termination-log"
+    wrong = ["--uri", site.url + "/model.onnx", "--dest", str(repo / "fraud" / "2"), "--digest", sha256(b"other")]
+    p = run("sidecar", "--repository", str(repo), "--listen", "127.0.0.1:0", "--allow-hosts", "127.0.0.1", *wrong,
+            "--termination-log", str(log))  # fmt: skip
+    assert p.returncode == 4, p.stderr  # DigestMismatch: the container ends, the pod stays unready
+    message = json.loads(log.read_text())
+    assert message["reason"] == "DigestMismatch"
+    assert "digest mismatch" in message["message"]
+    assert not (repo / "fraud" / "2").exists()
+    gone = ["--uri", site.url + "/gone.onnx", "--dest", str(tmp_path / "d"), "--termination-log", str(log)]
+    p = run("fetch", "--allow-hosts", "127.0.0.1", *gone)
+    assert p.returncode == 3
+    assert json.loads(log.read_text())["reason"] == "FetchFailed"

@@ -122,6 +122,71 @@ def test_least_recently_used_version_is_evicted_under_the_budget(tmp_path: Path)
         assert metric(s, "modelyard_model_loaded", model="a", version="1") == 0
 
 
+def test_dynamic_mode_loads_the_versions_it_must_serve_before_it_is_ready(tmp_path: Path) -> None:
+    """--serve in dynamic mode: loaded as soon as published, without a request, and ready only once loaded."""
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    binary_op(repo / "calc" / "2" / "model.onnx", "Mul")  # on disk, not required: loaded on demand only
+    staged = binary_op(tmp_path / "staged" / "model.onnx", "Sub")
+    with run_server(repo, "--load-mode", "dynamic", "--serve", "calc:1", "--serve", "late:1", ready=False) as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        wait_for_state(client, "calc/1", "READY")  # loaded without a request
+        assert not client.is_server_ready()  # late:1 is not published yet
+        (repo / "late").mkdir()
+        staged.parent.rename(repo / "late" / "1")  # what the loader sidecar does: an atomic rename
+        wait_for_state(client, "late/1", "READY")
+        deadline = time.monotonic() + 10
+        while not client.is_server_ready() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert client.is_server_ready()
+        assert states(client) == {"calc/1": "READY", "calc/2": "UNAVAILABLE", "late/1": "READY"}
+        assert metric(s, "modelyard_model_load_duration_seconds_count", model="calc", version="1") == 1
+
+
+def test_a_required_version_that_fails_to_load_keeps_the_pod_unready_with_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "broken" / "1").mkdir(parents=True)
+    (repo / "broken" / "1" / "model.onnx").write_bytes(b"not a model")
+    with run_server(repo, "--load-mode", "dynamic", "--serve", "broken:1", ready=False) as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        deadline = time.monotonic() + 10
+        while not reason(client, "broken/1") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert reason(client, "broken/1"), "no reason in the repository index"
+        time.sleep(2.5)  # two more rescans: the same files are not tried again
+        assert metric(s, "modelyard_model_load_failures_total", model="broken", version="1") == 1
+        assert not client.is_server_ready()
+
+
+def test_the_versions_a_pod_must_serve_are_never_evicted(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for name in ("a", "b", "c"):  # ~1 MB each; the budget holds two
+        matmul_chain(repo / name / "1" / "model.onnx", width=256, depth=4)
+    x = grpcclient.InferInput("X", [1, 256], "FP32")
+    x.set_data_from_numpy(np.ones((1, 256), np.float32))
+    with run_server(repo, "--load-mode", "dynamic", "--memory-budget", "2500Ki", "--serve", "a:1") as s:
+        client = grpcclient.InferenceServerClient(s.grpc)
+        assert states(client)["a/1"] == "READY"  # ready means loaded
+        client.infer("b", [x])
+        client.infer("c", [x])  # a is the least recently used, but the pod must serve it: b goes
+        assert states(client) == {"a/1": "READY", "b/1": "UNAVAILABLE", "c/1": "READY"}
+        assert client.is_server_ready()
+
+
+def wait_for_state(client: grpcclient.InferenceServerClient, key: str, state: str, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while states(client).get(key) != state:
+        assert time.monotonic() < deadline, f"{key} never {state}: {states(client)}"
+        time.sleep(0.1)
+
+
+def reason(client: grpcclient.InferenceServerClient, key: str) -> str:
+    for row in client.get_model_repository_index(as_json=True)["models"]:
+        if f"{row['name']}/{row.get('version', '')}" == key:
+            return str(row.get("reason", ""))
+    return ""
+
+
 def test_a_model_above_the_budget_is_refused_with_the_reason(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     matmul_chain(repo / "big" / "1" / "model.onnx", width=256, depth=4)

@@ -12,6 +12,7 @@ import yaml
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.render import render_children, render_in_pod_deployment
+from modelyard_operator.validation import render_validation_job
 
 from .samples import DIGEST, model_deployment, model_version
 
@@ -160,6 +161,33 @@ def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> No
     assert "--server-admin" not in static_loader["args"]
 
 
+def test_a_failed_fetch_says_why_and_the_server_waits_for_the_sidecar() -> None:
+    """Both loaders write a failure's reason to the termination message; the sidecar has a startup probe (its API is on
+    loopback: an exec probe), so the kubelet starts the server only once the pod's version is published."""
+    (static_loader,) = rendered("static-cpu")[0]["spec"]["template"]["spec"]["initContainers"]
+    (dynamic_loader,) = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]["initContainers"]
+    for loader in (static_loader, dynamic_loader):
+        assert flag(loader["args"], "--termination-log") == ["/dev/termination-log"]
+    assert "startupProbe" not in static_loader  # an init container: the server starts when it exits 0
+    probe = dynamic_loader["startupProbe"]
+    assert probe["exec"]["command"] == ["modelyard-loader", "health", "--listen", "127.0.0.1:8090"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] == 600
+
+
+def test_in_pod_dynamic_sidecars_listen_and_are_probed_on_ports_of_their_own() -> None:
+    md = ModelDeployment.model_validate(
+        model_deployment(loading={"mode": "dynamic"}, serving={"httpPort": 8091, "grpcPort": 8092})
+    )
+    stable = ModelVersion.model_validate(model_version())
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    pod = render_in_pod_deployment(md, stable, canary, OperatorConfig(), replicas=1)["spec"]["template"]["spec"]
+    first, second = pod["initContainers"]
+    assert "--listen" not in first["args"]  # the default, 127.0.0.1:8090
+    assert flag(second["args"], "--listen") == ["127.0.0.1:8093"]  # 8091 and 8092 are the inference ports
+    assert second["startupProbe"]["exec"]["command"][-1] == "127.0.0.1:8093"
+    assert first["startupProbe"]["exec"]["command"][-1] == "127.0.0.1:8090"
+
+
 def test_labels_and_selectors() -> None:
     deployment, main_svc, stable_svc = rendered()
     labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -233,13 +261,14 @@ def test_the_node_cache_is_a_host_directory_only_the_loader_mounts() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["artifact-cache"] == {
         "name": "artifact-cache",
-        "hostPath": {"path": "/var/cache/modelyard/artifacts", "type": "DirectoryOrCreate"},
+        # the namespace's own folder and nothing above it: a hit skips the store, so namespaces must not share
+        # entries, and a loader must not reach another namespace's
+        "hostPath": {"path": "/var/cache/modelyard/artifacts/ml", "type": "DirectoryOrCreate"},
     }
     (loader,) = pod["initContainers"]
     assert {"name": "artifact-cache", "mountPath": "/var/cache/modelyard-artifacts"} in loader["volumeMounts"]
     args = loader["args"]
-    # one subdirectory per namespace: a hit skips the store, so namespaces must not share entries
-    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts/ml"
+    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts"
     assert "--cache-verify" in args
     assert args[args.index("--digest") + 1] == DIGEST
     (server,) = pod["containers"]
@@ -258,6 +287,26 @@ def test_no_node_cache_without_a_digest_or_a_directory() -> None:
     # an OCI reference pins its digest by itself
     oci = cached_pod(uri="oci://registry.example.com/m/fraud@" + DIGEST)
     assert "--cache" in oci["initContainers"][0]["args"]
+
+
+def test_each_namespace_mounts_only_its_own_cache_folder() -> None:
+    """Two namespaces' pods and validation Jobs get disjoint node folders, none of them the cache root or above."""
+    folders: dict[str, set[str]] = {}
+    for namespace in ("team-a", "team-b"):
+        mv = ModelVersion.model_validate({**model_version(), "metadata": {"name": "fraud-42", "namespace": namespace}})
+        md = ModelDeployment.model_validate(
+            {**model_deployment(), "metadata": {"name": "fraud", "namespace": namespace}}
+        )
+        config = OperatorConfig(artifact_cache_dir="/var/cache/modelyard/artifacts/")  # a trailing / changes nothing
+        pods = [
+            render_children(md, mv, config)[0]["spec"]["template"]["spec"],
+            render_validation_job(mv, config)["spec"]["template"]["spec"],
+        ]
+        folders[namespace] = {v["hostPath"]["path"] for pod in pods for v in pod["volumes"] if "hostPath" in v}
+    assert folders == {
+        "team-a": {"/var/cache/modelyard/artifacts/team-a"},
+        "team-b": {"/var/cache/modelyard/artifacts/team-b"},
+    }
 
 
 def test_node_cache_verification_can_be_turned_off() -> None:

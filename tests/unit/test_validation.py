@@ -242,12 +242,12 @@ def test_the_validator_fills_the_node_cache_model_pods_read() -> None:
     pod_spec = render_validation_job(mv(), config)["spec"]["template"]["spec"]
     (container,) = pod_spec["containers"]
     args = container["args"]
-    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts/ml"
+    assert args[args.index("--cache") + 1] == "/var/cache/modelyard-artifacts"
     assert "--cache-verify" in args
     assert args[-2:] == ["--termination-log", "/dev/termination-log"]
     volumes = {v["name"]: v for v in pod_spec["volumes"]}
     assert volumes["artifact-cache"]["hostPath"] == {
-        "path": "/var/cache/modelyard/artifacts",
+        "path": "/var/cache/modelyard/artifacts/ml",
         "type": "DirectoryOrCreate",
     }
     assert {"name": "artifact-cache", "mountPath": "/var/cache/modelyard-artifacts"} in container["volumeMounts"]

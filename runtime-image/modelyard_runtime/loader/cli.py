@@ -41,7 +41,7 @@ def _add_common(cmd: argparse.ArgumentParser, *, uri_required: bool) -> None:
     cmd.add_argument("--digest", help="pinned digest sha256:<hex>; a mismatch fails closed")
     cmd.add_argument("--require-digest", action="store_true", help="refuse artifacts without --digest")
     cmd.add_argument("--cache", type=Path, help="content-addressed cache directory (used with --digest)")
-    cmd.add_argument("--cache-verify", action="store_true", help="re-hash a cache entry before using it")
+    cmd.add_argument("--cache-verify", action="store_true", help="check a cache hit against the pinned digest")
     cmd.add_argument(
         "--allow-hosts",
         action="append",
@@ -80,9 +80,16 @@ def _add_common(cmd: argparse.ArgumentParser, *, uri_required: bool) -> None:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelyard-loader", description="Fetch, verify and publish model artifacts")
     sub = p.add_subparsers(dest="command", required=True)
-    _add_common(sub.add_parser("fetch", help="fetch one artifact to --dest and exit"), uri_required=True)
+    fetch = sub.add_parser("fetch", help="fetch one artifact to --dest and exit")
+    _add_common(fetch, uri_required=True)
     side = sub.add_parser("sidecar", help="serve POST /fetch on 127.0.0.1 and fetch versions on request")
     _add_common(side, uri_required=False)
+    for cmd in (fetch, side):
+        cmd.add_argument(
+            "--termination-log",
+            help="on failure, write {reason, message} here (a pod's /dev/termination-log: the container's "
+            "termination message)",
+        )
     side.add_argument("--repository", type=Path, default=Path("/models"), help="the server's model repository")
     side.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT of the local API (loopback only)")
     side.add_argument("--server-admin", help="http://127.0.0.1:PORT: the server's admin API, to load what is fetched")
@@ -95,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dig = sub.add_parser("digest", help="print the digest of a file or the tree digest of a directory")
     dig.add_argument("path", type=Path)
+    health = sub.add_parser("health", help="exit 0 when the sidecar at --listen answers (a startup probe)")
+    health.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT of the sidecar's API")
+    health.add_argument("--timeout", type=float, default=2.0)
     return p
 
 
@@ -147,6 +157,17 @@ def _digest_command(path: Path) -> int:
     return 0
 
 
+def _write_termination_log(path: str, error: LoaderError) -> None:
+    """The failure's reason and message as one JSON object, what Kubernetes shows as the termination message (at
+    most 4096 bytes: the message is cut to fit)."""
+    text = json.dumps({"reason": error.reason, "message": str(error)[:3500], "exitCode": error.exit_code})
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        sys.stderr.write(f"modelyard-loader: cannot write the termination log {path}: {e.strerror}\n")
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -156,6 +177,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "digest":
             return _digest_command(args.path)
+        if args.command == "health":
+            from modelyard_runtime.loader.sidecar import probe
+
+            return probe(args.listen, args.timeout)
         if args.command == "validate":
             from modelyard_runtime.loader.validate import run_validate
 
@@ -167,6 +192,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         result = run_fetch(request_from_args(args))
     except LoaderError as e:
         sys.stderr.write(f"modelyard-loader: error ({e.reason}): {e}\n")
+        if getattr(args, "termination_log", None):
+            _write_termination_log(args.termination_log, e)
         return e.exit_code
     except KeyboardInterrupt:
         return 130

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -147,7 +148,8 @@ class Registry:
             if resp.status == 401:
                 self._answer_challenge(resp.headers.get("WWW-Authenticate", ""))
 
-    def manifest(self, digest: str) -> dict[str, Any]:
+    def manifest(self, digest: str) -> tuple[dict[str, Any], bytes]:
+        """The manifest ``digest`` names, parsed, and its bytes (which hash to it)."""
         url = f"{self.base}/manifests/{digest}"
         accept = ", ".join(MANIFEST_TYPES + INDEX_TYPES)
         self.authorize(url, accept)
@@ -158,16 +160,7 @@ class Registry:
             raise FetchError(f"{self.label}: the registry refused the credentials (HTTP 401)")
         if status != 200:
             raise FetchError(f"{self.label}: manifest fetch failed with HTTP {status}")
-        actual = "sha256:" + hashlib.sha256(body).hexdigest()
-        if actual != digest:
-            raise IntegrityError(f"{self.label}: digest mismatch: expected {digest}, the manifest hashes to {actual}")
-        try:
-            manifest: dict[str, Any] = json.loads(body)
-        except ValueError as e:
-            raise FetchError(f"{self.label}: the manifest is not JSON ({e})") from None
-        if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
-            raise UsageError(f"{self.label}: the digest names an index; pin the digest of one manifest")
-        return manifest
+        return parse_manifest(body, digest, self.label), body
 
     def blob(self, descriptor: dict[str, Any], target: Path) -> None:
         digest = str(descriptor.get("digest", ""))
@@ -181,40 +174,95 @@ class Registry:
             raise IntegrityError(f"{self.label}: layer {digest} is {got.size} bytes, its descriptor says otherwise")
 
 
+def parse_manifest(body: bytes, digest: str, label: str) -> dict[str, Any]:
+    """The manifest in ``body``, which must hash to ``digest`` and be one image manifest (not an index)."""
+    actual = "sha256:" + hashlib.sha256(body).hexdigest()
+    if actual != digest:
+        raise IntegrityError(f"{label}: digest mismatch: expected {digest}, the manifest hashes to {actual}")
+    try:
+        manifest: dict[str, Any] = json.loads(body)
+    except ValueError as e:
+        raise FetchError(f"{label}: the manifest is not JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise FetchError(f"{label}: the manifest is not a JSON object")
+    if manifest.get("mediaType") in INDEX_TYPES or "manifests" in manifest:
+        raise UsageError(f"{label}: the digest names an index; pin the digest of one manifest")
+    return manifest
+
+
+def manifest_layers(manifest: dict[str, Any], label: str, max_bytes: int) -> list[dict[str, Any]]:
+    layers = manifest.get("layers") or []
+    if not isinstance(layers, list) or not layers or not all(isinstance(layer, dict) for layer in layers):
+        raise FetchError(f"{label}: the manifest has no layers")
+    for layer in layers:
+        if not DIGEST_RE.fullmatch(str(layer.get("digest", ""))):
+            raise UnsafeContentError(f"{label}: a layer has an unsupported digest {layer.get('digest')!r}")
+    total = sum(int(layer.get("size", 0)) for layer in layers)
+    if total > max_bytes:
+        raise UnsafeContentError(f"{label}: {total} bytes exceed the size limit of {max_bytes} bytes")
+    return layers
+
+
+def is_file_layer(layer: dict[str, Any]) -> bool:
+    """A layer that lands as one file named by its title (its bytes are the file's: it hashes to the descriptor)."""
+    annotations = layer.get("annotations") or {}
+    return bool(annotations.get(TITLE)) and annotations.get(UNPACK) != "true"
+
+
 def fetch_into(uri: ArtifactURI, tree: Path, scratch: Path, opts: SourceOptions) -> Fetched:
     reg = Registry(uri, opts)
-    manifest = reg.manifest(uri.digest)
-    layers = manifest.get("layers") or []
-    if not isinstance(layers, list) or not layers:
-        raise FetchError(f"{uri.safe}: the manifest has no layers")
-    total = sum(int(layer.get("size", 0)) for layer in layers)
-    if total > opts.max_bytes:
-        raise UnsafeContentError(f"{uri.safe}: {total} bytes exceed the size limit of {opts.max_bytes} bytes")
-    # the first authorized request fixed the credentials; blobs reuse them
+    manifest, body = reg.manifest(uri.digest)
+    layers = manifest_layers(manifest, uri.safe, opts.max_bytes)
+    (scratch / "manifest.json").write_bytes(body)
+    evidence = {"manifest.json": scratch / "manifest.json"}
+
+    def blob(i: int, layer: dict[str, Any]) -> Path:  # the first authorized request fixed the credentials
+        raw = scratch / f"layer-{i}"
+        reg.blob(layer, raw)
+        if not is_file_layer(layer):  # extracted: the cache keeps the blob, whose hash a hit checks again
+            evidence[f"blobs/{str(layer['digest']).split(':', 1)[1]}"] = raw
+        return raw
+
+    keep = place_layers(layers, blob, tree, scratch, opts, uri.safe)
+    return Fetched(uri.digest, sum(int(layer.get("size", 0)) for layer in layers), "oci", evidence, keep)
+
+
+def place_layers(
+    layers: list[dict[str, Any]],
+    blob: Callable[[int, dict[str, Any]], Path],
+    tree: Path,
+    scratch: Path,
+    opts: SourceOptions,
+    label: str,
+) -> list[str]:
+    """Place each layer's blob (``blob(i, layer)`` gives its verified bytes) below ``tree``; the files of file
+    layers (see :func:`is_file_layer`)."""
+    files: list[str] = []
     for i, layer in enumerate(layers):
         media = str(layer.get("mediaType", ""))
         annotations = layer.get("annotations") or {}
         title = annotations.get(TITLE)
-        raw = scratch / f"layer-{i}"
-        reg.blob(layer, raw)
         if title:
             problem = entry_problem(title, EntryKind.FILE)
             if problem:
-                raise UnsafeContentError(f"{uri.safe}: refused layer title: {problem}")
+                raise UnsafeContentError(f"{label}: refused layer title: {problem}")
             rel = safe_relative(title)
+            raw = blob(i, layer)
             if annotations.get(UNPACK) == "true":
-                _unpack_directory(raw, media, rel, tree, scratch / f"unpack-{i}", opts, uri.safe)
+                _unpack_directory(raw, media, rel, tree, scratch / f"unpack-{i}", opts, label)
             else:
                 target = tree / rel
                 if target.exists():
-                    raise UnsafeContentError(f"{uri.safe}: two layers are titled {rel!r}")
+                    raise UnsafeContentError(f"{label}: two layers are titled {rel!r}")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(raw, target)
+                files.append(rel)
         elif media.endswith(("tar+gzip", "tar.gzip")) or media.endswith(".tar"):
-            extract(raw, "tar.gz" if "gzip" in media else "tar", tree, label=uri.safe, max_bytes=opts.max_bytes)
+            raw = blob(i, layer)
+            extract(raw, "tar.gz" if "gzip" in media else "tar", tree, label=label, max_bytes=opts.max_bytes)
         else:
-            raise UnsafeContentError(f"{uri.safe}: layer {i} ({media or 'no media type'}) has no title and is no tar")
-    return Fetched(uri.digest, total, "oci")
+            raise UnsafeContentError(f"{label}: layer {i} ({media or 'no media type'}) has no title and is no tar")
+    return files
 
 
 def _unpack_directory(raw: Path, media: str, rel: str, tree: Path, work: Path, opts: SourceOptions, label: str) -> None:

@@ -9,17 +9,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelyard_runtime.loader import safety, signature
+from modelyard_runtime.loader import cachehit, safety, signature
 from modelyard_runtime.loader.cache import Cache
-from modelyard_runtime.loader.errors import IntegrityError, LoaderError, SignatureError, UsageError
+from modelyard_runtime.loader.errors import IntegrityError, SignatureError, UsageError
 from modelyard_runtime.loader.publish import Staging
-from modelyard_runtime.loader.sources import SourceOptions, fetch_into
+from modelyard_runtime.loader.sources import Fetched, SourceOptions, fetch_into
 from modelyard_runtime.loader.tree import walk_files
 from modelyard_runtime.loader.uri import ArtifactURI, check_digest, parse
 
@@ -87,23 +86,16 @@ def run_fetch(req: FetchRequest) -> FetchResult:
     with Staging(req.dest) as staging:
         lock = cache.lock(pinned) if cache and pinned else contextlib.nullcontext()
         with lock:
-            index = cache.lookup(pinned, verify=req.cache_verify) if cache and pinned else None
-            if cache and pinned and index is not None and not _materialized(cache, pinned, staging, index):
-                index = None
-            if cache and pinned and index is not None:
-                log(f"cache hit for {pinned}")
-                digest, size, kind, hit = (
-                    pinned,
-                    int(str(index.get("size", 0))),
-                    str(index.get("kind", "directory")),
-                    True,
-                )
+            got = _from_cache(cache, pinned, uri, staging, req) if cache and pinned else None
+            hit = got is not None
+            if got is not None:
+                log(f"cache hit for {pinned}" + (" (verified against the pinned digest)" if req.cache_verify else ""))
             else:
                 log(f"fetching {uri.safe}")
                 got = fetch_into(uri, staging.tree, staging.scratch, req.source)
-                digest, size, kind, hit = got.digest, got.size, got.kind, False
                 if pinned and got.digest != pinned:
                     raise IntegrityError(f"{uri.safe}: digest mismatch: expected {pinned}, got {got.digest}")
+            digest, size, kind = got.digest, got.size, got.kind
             files = safety.scan(staging.tree, label=uri.safe)
             if not files:
                 raise IntegrityError(f"{uri.safe}: the artifact is empty")
@@ -112,7 +104,7 @@ def run_fetch(req: FetchRequest) -> FetchResult:
                 log(f"signature verified ({method})")
             if cache and pinned and not hit:
                 try:
-                    cache.insert(pinned, staging.tree, size, kind)
+                    cache.insert(pinned, staging.tree, got)
                 except OSError as e:  # a full or read-only cache costs the next start a download, nothing more
                     log(f"could not add {pinned} to the cache ({type(e).__name__}: {e})")
         staging.publish()
@@ -137,19 +129,20 @@ def _open_cache(root: Path) -> Cache | None:
     return cache
 
 
-def _materialized(cache: Cache, digest: str, staging: Staging, index: dict[str, object]) -> bool:
-    """Place a cache entry in the staging tree; a damaged entry is evicted (and the artifact fetched)."""
-    files = index.get("files")
+def _from_cache(cache: Cache, digest: str, uri: ArtifactURI, staging: Staging, req: FetchRequest) -> Fetched | None:
+    """The entry of ``digest`` staged (checked against ``digest`` with ``--cache-verify``), or None after evicting
+    an entry that cannot be used (the caller fetches from the store)."""
+    index = cache.lookup(digest)
+    if index is None:
+        return None
     try:
-        if not isinstance(files, dict) or not files:
-            raise LoaderError("the index lists no files")
-        cache.materialize(digest, staging.tree, sorted(str(f) for f in files))
-    except (OSError, LoaderError) as e:
-        cache.evict(digest, f"cannot be read ({type(e).__name__})")
-        shutil.rmtree(staging.tree, ignore_errors=True)
-        staging.tree.mkdir()
-        return False
-    return True
+        return cachehit.restore(
+            cache, digest, index, uri, staging.tree, staging.scratch, verify=req.cache_verify, opts=req.source
+        )
+    except cachehit.CacheMiss as e:
+        cache.evict(digest, str(e))
+        staging.reset()
+        return None
 
 
 def _verify_signature(uri: ArtifactURI, req: FetchRequest, staging: Staging, files: list[str], kind: str) -> None:

@@ -41,6 +41,12 @@ class Staging:
         os.rename(self.tree, self.dest)
         fsync_dir(self.dest.parent)
 
+    def reset(self) -> None:
+        """Empty the staging tree and scratch (after an unusable cache entry, before fetching)."""
+        for d in (self.tree, self.scratch):
+            shutil.rmtree(d, ignore_errors=True)
+            d.mkdir()
+
     def cleanup(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -16,6 +16,10 @@ is a 502 ``{"ok": false, "reason": "ServerLoadFailed", ...}`` with the server's 
 
 Trust material (public key, certificate chain, sigstore identity) and allowlists come from the sidecar's
 own flags, never from a request.
+
+The API opens only once the initial version is published, so ``modelyard-loader health`` (:func:`probe`) is the pod's
+startup probe: the kubelet starts the server after it passes. A failed initial fetch ends the sidecar (its reason in
+``--termination-log``).
 """
 
 from __future__ import annotations
@@ -177,6 +181,24 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) < 65536:
         raise UsageError(f"--listen {text}: invalid port")
     return host, int(port)
+
+
+def probe(listen: str, timeout: float) -> int:
+    """``modelyard-loader health``: 0 when the sidecar's API at ``listen`` answers ``/healthz`` (it listens only once
+    the initial version is published), 1 otherwise. The API is on the pod's loopback, which a kubelet's HTTP probe
+    cannot reach: the pod's startup probe runs this in the container instead."""
+    import http.client
+
+    host, port = parse_listen(listen)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/healthz")
+        ok = conn.getresponse().status == 200
+    except OSError:
+        ok = False
+    finally:
+        conn.close()
+    return 0 if ok else 1
 
 
 def run_sidecar(args: argparse.Namespace) -> int:

@@ -44,6 +44,11 @@ class Fetched:
     digest: str
     size: int
     kind: str  # file | archive | directory | oci
+    # What a cache entry keeps besides the published files, so that a hit can be checked against the pinned digest
+    # again: the raw bytes that hash to it or to a descriptor it pins (an archive; an OCI manifest and the blobs of
+    # extracted layers), as {name below the entry's source/: file in the scratch directory}.
+    evidence: dict[str, Path] = field(default_factory=dict)
+    keep: list[str] | None = None  # the published files the entry keeps (None: all; an archive's: none)
 
 
 def safe_file_name(name: str) -> str:
@@ -59,9 +64,18 @@ def place_single(
     kind = archive_kind(name)
     if kind:
         extract(downloaded, kind, tree, label=label, max_bytes=max_bytes)
-        return Fetched(digest, size, "archive")
+        return Fetched(digest, size, "archive", evidence={"archive": downloaded}, keep=[])
     os.rename(downloaded, tree / name)
     return Fetched(digest, size, "file")
+
+
+def single_name(uri: ArtifactURI) -> str:
+    """The file name a single-object artifact lands as (and whose suffix marks an archive)."""
+    if uri.scheme in ("http", "https"):
+        return safe_file_name(unquote(posixpath.basename(urlsplit(uri.raw).path)))
+    if uri.scheme == "s3":
+        return safe_file_name(uri.path.rsplit("/", 1)[-1])
+    return safe_file_name(Path(uri.path).name)
 
 
 def download_options(opts: SourceOptions, label: str, signer: Signer | None = None) -> DownloadOptions:
@@ -78,7 +92,7 @@ def download_options(opts: SourceOptions, label: str, signer: Signer | None = No
 def fetch_into(uri: ArtifactURI, tree: Path, scratch: Path, opts: SourceOptions) -> Fetched:
     label = uri.safe
     if uri.scheme in ("http", "https"):
-        name = safe_file_name(unquote(posixpath.basename(urlsplit(uri.raw).path)))
+        name = single_name(uri)
         raw = scratch / "download"
         got = download(uri.raw, str(raw), download_options(opts, label))
         return place_single(raw, name, tree, "sha256:" + got.sha256, got.size, label=label, max_bytes=opts.max_bytes)

@@ -75,6 +75,8 @@ class DataPlane:
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self._failures: dict[tuple[str, str], str] = {}
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
+        self._keeper: asyncio.Task[None] | None = None  # dynamic mode: loads the required versions once published
+        self._failed_at: dict[tuple[str, str], object] = {}  # the files a required version failed to load from
         self.view = RepositoryView(repository, config_dir)
         self._pickers: dict[str, WeightedPicker] = {}
         self.version_configs = dict(version_configs or {})  # --version-config: a version's backend and warmup
@@ -115,7 +117,8 @@ class DataPlane:
     # --- loading ---------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Static mode loads everything and then becomes ready; dynamic mode is ready at once.
+        """Static mode loads everything and then becomes ready; dynamic mode accepts requests at once and loads the
+        required versions (``--serve``) as soon as they are published, reporting ready only once they are loaded.
 
         A static server with nothing to serve stays unready (a pod that answers 404 to everything must not
         take traffic) and looks again every RESCAN_SECONDS, so models published later still bring it up.
@@ -127,7 +130,31 @@ class DataPlane:
                 await self.load_all(quiet=True)
             if not self.required:
                 self.required = [(name, v) for name, versions in self.models.items() for v in versions]
+        elif self.required:
+            await self.load_required()
+            self._keeper = asyncio.ensure_future(self._keep_required())
         self.ready = True
+
+    async def _keep_required(self) -> None:
+        while True:
+            await asyncio.sleep(RESCAN_SECONDS)
+            await self.load_required()
+
+    async def load_required(self) -> None:
+        """Dynamic mode: load each required version that is published, not loaded, not unloaded through the admin
+        API, and did not fail to load from the same files (a version published again is tried again)."""
+        on_disk = self.available(fresh=True)
+        for name, version in self.required:
+            path = on_disk.get(name, {}).get(version or "")
+            if version is None or path is None or name in self._unloaded or version in self.models.get(name, {}):
+                continue
+            files = _files_of(path)
+            if files is None or self._failed_at.get((name, version)) == files:
+                continue
+            try:
+                await self._load_version(name, version)
+            except (LoadError, NotFoundError):
+                self._failed_at[(name, version)] = files
 
     async def load_all(self, *, quiet: bool = False) -> None:
         found = self.available(fresh=True)
@@ -273,7 +300,9 @@ class DataPlane:
         used = sum(m.memory_bytes for m in loaded)
         if used + needed <= self.memory_budget:
             return
-        for model in sorted((m for m in loaded if m.refs == 0), key=lambda m: m.last_used):
+        pinned = set(self.required)  # the versions readiness needs are never evicted for others
+        idle = (m for m in loaded if m.refs == 0 and (m.name, m.version) not in pinned)
+        for model in sorted(idle, key=lambda m: m.last_used):
             if used + needed <= self.memory_budget:
                 return
             used -= model.memory_bytes
@@ -316,11 +345,9 @@ class DataPlane:
         return self.ready and not self.draining and not self.unserved()
 
     def unserved(self) -> list[str]:
-        """The required versions this server cannot serve now (unloaded, or not published yet)."""
-        on_demand: dict[str, dict[str, Path]] = {}
-        if self.mode == "dynamic":
-            on_demand = {name: vs for name, vs in self.available().items() if name not in self._unloaded}
-        return unserved(self.required, self.models, on_demand)
+        """The required versions this server does not serve now: not loaded (in dynamic mode too: a pod takes traffic
+        only once the versions it must serve are loaded, not merely published), unloaded, or not published yet."""
+        return unserved(self.required, self.models, {})
 
     async def acquire(self, name: str, version: str | None = None) -> LoadedModel:
         """The version for a request, loaded on demand in dynamic mode; pair with :meth:`release`."""
@@ -442,11 +469,30 @@ class DataPlane:
         return [m.stats.to_json(m.name, m.version) for m in chosen]
 
     async def close(self) -> None:
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
         for versions in list(self.models.values()):
             for model in list(versions.values()):
                 await self._close(model)
         self._pool.shutdown(wait=False, cancel_futures=True)
         self._load_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _files_of(path: Path) -> object:
+    """What identifies a version's files (its folder and the files in it, each by inode, size and mtime), or None;
+    ``path`` is the version's model file or folder, as the repository scan gives it."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        st = folder.stat()
+        return (st.st_ino, st.st_mtime_ns, sorted((e.name, *_ident(e.stat())) for e in folder.iterdir()))
+    except OSError:
+        return None
+
+
+def _ident(st: Any) -> tuple[int, int, int]:
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def _retrieve(task: asyncio.Task[LoadedModel]) -> None:
