@@ -70,8 +70,13 @@ def group_compatible(requests: Sequence[Tensors], max_batch_size: int) -> list[l
     return groups
 
 
-def merge(requests: Sequence[Tensors]) -> Batch:
-    """Concatenate compatible requests along the batch dimension."""
+def merge(requests: Sequence[Tensors], out: Tensors | None = None) -> Batch:
+    """Concatenate compatible requests along the batch dimension.
+
+    One request is passed through as it is (no copy). With ``out`` (one preallocated array per input, with at
+    least as many rows as the batch; see :func:`allocate`) the rows are copied straight into its leading rows and
+    the batch's inputs are views of them, so a batch costs one copy of each row and no allocation.
+    """
     if not requests:
         raise BatchError("nothing to merge")
     first = signature(requests[0])
@@ -84,8 +89,28 @@ def merge(requests: Sequence[Tensors]) -> Batch:
     if len(requests) == 1:
         return Batch(inputs=dict(requests[0]), offsets=tuple(offsets))
     names = [name for name, _, _ in first]
-    inputs = {name: np.concatenate([r[name] for r in requests], axis=0) for name in names}
+    if out is None:
+        inputs = {name: np.concatenate([r[name] for r in requests], axis=0) for name in names}
+        return Batch(inputs=inputs, offsets=tuple(offsets))
+    rows = offsets[-1]
+    inputs = {}
+    for name, dtype, shape in first:
+        buffer = out.get(name)
+        if buffer is None or buffer.dtype.str != dtype or tuple(buffer.shape[1:]) != shape or len(buffer) < rows:
+            found = None if buffer is None else (buffer.dtype.str, buffer.shape)
+            raise BatchError(f"buffer for {name!r} cannot hold {rows} rows of {dtype} {shape}: {found}")
+        inputs[name] = np.concatenate([r[name] for r in requests], axis=0, out=buffer[:rows])
     return Batch(inputs=inputs, offsets=tuple(offsets))
+
+
+def allocate(request: Tensors, rows: int) -> dict[str, npt.NDArray[np.generic]]:
+    """Empty arrays for ``rows`` rows of requests shaped like ``request`` (for :func:`merge`'s ``out``)."""
+    return {name: np.empty((rows, *arr.shape[1:]), dtype=arr.dtype) for name, arr in request.items()}
+
+
+def shares_buffer(outputs: Tensors, buffers: Tensors) -> bool:
+    """Whether an output may be a view of an input buffer (then the buffer must not be reused)."""
+    return any(np.may_share_memory(o, b) for o in outputs.values() for b in buffers.values())
 
 
 def split(batch: Batch, outputs: Tensors) -> list[dict[str, npt.NDArray[np.generic]]]:
