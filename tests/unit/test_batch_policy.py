@@ -55,6 +55,23 @@ def test_decide(policy: Policy, rows: list[int], idle: bool, waited: float, expe
 
 
 @pytest.mark.parametrize(
+    ("policy", "rows", "expected"),
+    [
+        # while a batch executes the queue gathers ...
+        (PLAIN, [1, 1, 1], None),
+        (PREFERRED, [1, 1, 1, 1], None),  # ... a preferred size too (it runs when the model is free)
+        # ... but a batch that cannot grow runs beside it
+        (PLAIN, [1] * 9, Run(8)),
+        (PLAIN, [8], Run(1)),
+        (PLAIN, [5, 4], Run(1)),
+        (PLAIN, [], None),
+    ],
+)
+def test_decide_while_busy(policy: Policy, rows: list[int], expected: Run | None) -> None:
+    assert decide(policy, rows, idle_arrival=False, waited_s=10.0, free=False) == expected
+
+
+@pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"max_batch_size": 0}, "max_batch_size must be >= 1"),

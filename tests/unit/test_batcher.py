@@ -103,20 +103,40 @@ def test_requests_arriving_while_a_batch_executes_form_the_next_batch() -> None:
 
     async def main() -> None:
         with ThreadPoolExecutor(2) as pool:
-            batcher = Batcher(model, pool, max_batch_size=4, max_delay_s=30.0, inline_below_ns=IN_POOL)
+            batcher = Batcher(model, pool, max_batch_size=8, max_delay_s=30.0, inline_below_ns=IN_POOL)
             first = asyncio.ensure_future(batcher.submit(ones(100)))
             await until(model.started)  # the first runs alone, at once
-            later = [asyncio.ensure_future(batcher.submit(ones(i))) for i in range(10)]
+            later = [asyncio.ensure_future(batcher.submit(ones(i))) for i in range(6)]
             await asyncio.sleep(0.05)
             assert model.sizes == [1]  # the others wait for the model, not for company
             model.gate.set()
             results = await asyncio.gather(first, *later)
             await batcher.close()
-        assert [float(out["Y"][0, 0]) for out, _ in results[1:]] == [2.0 * i for i in range(10)]
+        assert [float(out["Y"][0, 0]) for out, _ in results[1:]] == [2.0 * i for i in range(6)]
         assert sum(1 for _, timing in results if timing.leader) == len(model.sizes)
 
     run(main())
-    assert model.sizes == [1, 4, 4, 2]  # gathered, at most max_batch_size rows each, no delay waited
+    assert model.sizes == [1, 6]  # gathered into one batch as soon as the model was free, no delay waited
+
+
+def test_full_batches_run_beside_the_executing_one_and_never_exceed_the_maximum() -> None:
+    model = Doubler(hold_first=True)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(3) as pool:
+            batcher = Batcher(model, pool, max_batch_size=4, max_delay_s=30.0, inline_below_ns=IN_POOL)
+            first = asyncio.ensure_future(batcher.submit(ones(100)))
+            await until(model.started)
+            later = [asyncio.ensure_future(batcher.submit(ones(i))) for i in range(10)]
+            await asyncio.sleep(0.1)
+            assert model.sizes == [1, 4, 4]  # waiting could not make these larger; the 2 left wait for the model
+            model.gate.set()
+            results = await asyncio.gather(first, *later)
+            await batcher.close()
+        assert [float(out["Y"][0, 0]) for out, _ in results[1:]] == [2.0 * i for i in range(10)]
+
+    run(main())
+    assert model.sizes == [1, 4, 4, 2]
 
 
 def test_preferred_sizes_run_at_once_and_the_rest_waits_for_company() -> None:

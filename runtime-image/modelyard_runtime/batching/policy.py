@@ -6,7 +6,8 @@ Adaptive batching: the batch size follows the load instead of a timer.
   company, so batching costs nothing at low load.
 - Requests that arrive while a batch executes queue up; when the model is free again they run together as the
   next batch (up to ``max_batch_size`` rows), at once. Under load batches grow by themselves, because every
-  execution leaves the next batch more time to gather.
+  execution leaves the next batch more time to gather. A batch that is already full runs at once even while
+  another executes: waiting cannot make it larger (this keeps large requests running in parallel).
 - ``preferred`` batch sizes work as in Triton's dynamic batcher: when the queue can form a batch of a preferred
   size, the largest such batch runs at once (the rest stays queued). When it cannot (and the batch is not full),
   the batch waits for company, but only while the model is free and only until its oldest request has waited
@@ -58,13 +59,16 @@ class Wait:
     seconds: float
 
 
-def decide(policy: Policy, rows: Sequence[int], *, idle_arrival: bool, waited_s: float) -> Run | Wait | None:
-    """What a free model does with its queue.
+def decide(
+    policy: Policy, rows: Sequence[int], *, idle_arrival: bool, waited_s: float, free: bool = True
+) -> Run | Wait | None:
+    """What the model does with its queue now.
 
     ``rows``: the rows of each queued request in arrival order (at least the first ``max_batch_size + 1`` of
     them); ``idle_arrival``: the oldest queued request found the model idle when it arrived; ``waited_s``: how
-    long the oldest has been queued. ``None``: the queue is empty. (A busy model is not asked: its queue simply
-    gathers until a batch finishes.)
+    long the oldest has been queued; ``free``: no batch executes (or fewer than the model's concurrency).
+    ``None``: nothing to do until something changes (the queue is empty, or the model is busy and the queue
+    gathers). While the model is busy only a full batch runs, beside the executing one: it cannot grow by waiting.
     """
     if not rows:
         return None
@@ -74,6 +78,8 @@ def decide(policy: Policy, rows: Sequence[int], *, idle_arrival: bool, waited_s:
             break
         count, total = count + 1, total + r
     full = total >= policy.max_batch_size or count < len(rows)
+    if not free:
+        return Run(count) if full else None
     if policy.preferred:
         best = 0
         running = 0

@@ -86,7 +86,7 @@ class Batcher:
         self._pool = pool
         self.policy = Policy(max_batch_size, max_delay_s, preferred)
         self.max_batch_size = max_batch_size
-        self._concurrency = concurrency  # batches executing at once (Triton's instance count)
+        self._concurrency = concurrency  # batches executing at once, full ones aside (Triton's instance count)
         self._inline_below_ns = inline_below_ns
         self._queue: deque[_Pending] = deque()
         self._executing = 0
@@ -131,11 +131,12 @@ class Batcher:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        while self._queue and self._executing < self._concurrency and not self._closed:
+        while self._queue and not self._closed:
             oldest = self._queue[0]
             rows = [p.rows for p in itertools.islice(self._queue, self.max_batch_size + 1)]
             waited_s = (time.perf_counter_ns() - oldest.enqueued_ns) / 1e9
-            decision = decide(self.policy, rows, idle_arrival=oldest.idle_arrival, waited_s=waited_s)
+            free = self._executing < self._concurrency
+            decision = decide(self.policy, rows, idle_arrival=oldest.idle_arrival, waited_s=waited_s, free=free)
             if not isinstance(decision, Run):
                 if decision is not None:
                     self._timer = asyncio.get_running_loop().call_later(decision.seconds, self._dispatch)
@@ -186,6 +187,14 @@ class Batcher:
     def _execute(self, batch: list[_Pending]) -> list[Result]:
         """Merge each compatible group, run it once, split the rows back: one result per member, in order."""
         dispatched = time.perf_counter_ns()
+        if len(batch) == 1:  # nothing to merge or split: the model's outputs are the caller's
+            lone = batch[0]
+            try:
+                outputs = self._runner(lone.inputs)
+            except Exception as exc:
+                return [exc]
+            infer_ns = time.perf_counter_ns() - dispatched
+            return [(outputs, Timing(dispatched - lone.enqueued_ns, 0, infer_ns, 0, lone.rows))]
         results: list[Result] = [UnavailableError("not run")] * len(batch)
         for group in group_compatible([p.inputs for p in batch], self.max_batch_size):
             members = [batch[i] for i in group]
