@@ -239,30 +239,37 @@ def reference_output(model_file: Path, batch: int) -> np.ndarray:
 
 
 def executions(stats_url: str) -> dict[int, tuple[int, int]]:
-    """{rows per execution: (executions, compute ns)} from modelyard-server's statistics extension."""
+    """{rows per execution: (executions, compute ns)} from modelyard-server's statistics extension, and under key
+    -1 (requests, ns spent in the batch queue)."""
     with urllib.request.urlopen(stats_url, timeout=10) as resp:  # noqa: S310 (a local http:// URL we built)
         stats = json.loads(resp.read())["model_stats"][0]
-    return {
+    out = {
         int(b["batch_size"]): (int(b["compute_infer"]["count"]), int(b["compute_infer"]["ns"]))
         for b in stats["batch_stats"]
     }
+    queue = stats["inference_stats"]["queue"]
+    out[-1] = (int(queue["count"]), int(queue["ns"]))
+    return out
 
 
 def batches_between(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[str, Any]:
-    """What the server executed during a cell: executions, mean rows per execution, mean compute per execution."""
+    """What the server executed during a cell: executions, mean rows per execution, mean compute per execution,
+    mean time a request waited in the batch queue."""
     count = rows = ns = 0
     largest = 0
     for size, (n, t) in after.items():
         n0, t0 = before.get(size, (0, 0))
-        if n > n0:
+        if size > 0 and n > n0:
             count, rows, ns, largest = count + n - n0, rows + size * (n - n0), ns + t - t0, max(largest, size)
     if not count:
         return {"executions": 0}
+    (q1, qns1), (q0, qns0) = after.get(-1, (0, 0)), before.get(-1, (0, 0))
     return {
         "executions": count,
         "mean_batch": round(rows / count, 2),
         "largest_batch": largest,
         "compute_ms_per_execution": round(ns / count / 1e6, 4),
+        "queue_ms_per_request": round((qns1 - qns0) / max(q1 - q0, 1) / 1e6, 4),
     }
 
 

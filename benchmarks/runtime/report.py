@@ -423,8 +423,8 @@ def render_batching_section(results: dict[str, Any]) -> str:
         + ".",
         "",
         "| row | c1 req/s | c1 p50 ms | c1 p99 ms | c8 req/s | c8 p50 ms | c8 p99 ms | c8 rows/execution "
-        "| c8 compute ms/execution | b32×c8 samples/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| c8 compute ms/execution | c8 queue wait ms | b32×c8 samples/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for label in labels:
         if label not in rows:
@@ -435,15 +435,16 @@ def render_batching_section(results: dict[str, Any]) -> str:
             f"| {label} | {_num(c1.get('req_per_s'))} | {_num(c1.get('p50_ms'), 3)} | {_num(c1.get('p99_ms'), 3)} "
             f"| {_num(c8.get('req_per_s'))} | {_num(c8.get('p50_ms'), 3)} | {_num(c8.get('p99_ms'), 3)} "
             f"| {_num(batches.get('mean_batch'), 2)} | {_num(batches.get('compute_ms_per_execution'), 3)} "
-            f"| {_num(b32.get('samples_per_s'))} |"
+            f"| {_num(batches.get('queue_ms_per_request'), 3)} | {_num(b32.get('samples_per_s'))} |"
         )
     lines += [
         "",
         f"- The same MLP, input, load generator and cells as the table above; {s.get('rounds', 1)} round(s) over the "
         f"rows in turn (each server freshly started per round), {s['warmup_s']:g} s warmup then {s['duration_s']:g} s "
         "measured per cell; each cell shows its median round.",
-        "- rows/execution and compute ms/execution: from the server's statistics extension over the whole c8 cell "
-        "(warmup included): rows it ran per model execution and ONNX Runtime's time per execution.",
+        "- rows/execution, compute ms/execution and queue wait ms: from the server's statistics extension over the "
+        "whole c8 cell (warmup included): rows per model execution, ONNX Runtime's time per execution, and the mean "
+        "time a request spent between arriving at the batcher and its batch starting (0 without batching).",
         "",
         "### Targets (issue 16)",
         "",

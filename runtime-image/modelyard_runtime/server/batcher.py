@@ -29,8 +29,9 @@ from typing import Any
 import numpy.typing as npt
 
 from modelyard_runtime.batching.merge import (
+    Signature,
     Tensors,
-    allocate,
+    allocate_for,
     batch_size,
     group_compatible,
     merge,
@@ -93,7 +94,7 @@ class Batcher:
         self._kicked = False  # a decision is scheduled for the next turn of the loop
         self._timer: asyncio.TimerHandle | None = None
         self._in_pool: set[asyncio.Future[list[Result]]] = set()
-        self._buffers: dict[Any, list[dict[str, npt.NDArray[Any]]]] = {}  # free input buffers per signature
+        self._buffers: dict[Signature, list[dict[str, npt.NDArray[Any]]]] = {}  # free input buffers per signature
         self.lone_ewma_ns = inline_below_ns  # a lone request's run time; starts in the pool until measured
         self._closed = False
 
@@ -167,8 +168,8 @@ class Batcher:
         except (Exception, asyncio.CancelledError) as exc:  # _execute failed outside a group, or the pool stopped
             results = [exc] * len(batch)
         self._complete(batch, results)
-        if self._queue:
-            self._kick(asyncio.get_running_loop())
+        if self._queue:  # what gathered meanwhile starts now, not a loop turn later behind other work
+            self._dispatch()
 
     def _complete(self, batch: list[_Pending], results: list[Result]) -> None:
         self._executing -= 1
@@ -196,12 +197,17 @@ class Batcher:
             infer_ns = time.perf_counter_ns() - dispatched
             return [(outputs, Timing(dispatched - lone.enqueued_ns, 0, infer_ns, 0, lone.rows))]
         results: list[Result] = [UnavailableError("not run")] * len(batch)
-        for group in group_compatible([p.inputs for p in batch], self.max_batch_size):
-            members = [batch[i] for i in group]
-            buffers = self._take_buffers(members)
+        inputs = [p.inputs for p in batch]
+        keys = [signature(x) for x in inputs]  # once per request: grouping, merging and buffers share them
+        sizes = [p.rows for p in batch]
+        for group in group_compatible(inputs, self.max_batch_size, keys, sizes):
+            key = keys[group[0]]
+            buffers = self._take_buffers(key) if len(group) > 1 else None
             try:
                 t0 = time.perf_counter_ns()
-                merged = merge([m.inputs for m in members], buffers)
+                merged = merge(
+                    [inputs[i] for i in group], buffers, signature_of_all=key, sizes=[sizes[i] for i in group]
+                )
                 t1 = time.perf_counter_ns()
                 outputs = self._runner(merged.inputs)
                 t2 = time.perf_counter_ns()
@@ -212,25 +218,18 @@ class Batcher:
                     results[i] = exc
                 continue
             if buffers is not None and not shares_buffer(outputs, buffers):
-                self._buffers.setdefault(signature(members[0].inputs), []).append(buffers)
+                self._buffers.setdefault(key, []).append(buffers)
             for rank, (index, part) in enumerate(zip(group, parts, strict=True)):
                 timing = Timing(
-                    queue_ns=dispatched - batch[index].enqueued_ns,
-                    input_ns=t1 - t0,
-                    infer_ns=t2 - t1,
-                    output_ns=t3 - t2,
-                    batch_size=merged.size,
-                    leader=rank == 0,
+                    dispatched - batch[index].enqueued_ns, t1 - t0, t2 - t1, t3 - t2, merged.size, rank == 0
                 )
                 results[index] = (part, timing)
         return results
 
-    def _take_buffers(self, members: list[_Pending]) -> dict[str, npt.NDArray[Any]] | None:
-        """A free preallocated buffer for this group's signature (allocated on first use), or None for one request."""
-        if len(members) == 1:
-            return None
-        free = self._buffers.get(signature(members[0].inputs))
+    def _take_buffers(self, key: Signature) -> dict[str, npt.NDArray[Any]]:
+        """A free preallocated input buffer for requests of this signature (allocated on first use)."""
+        free = self._buffers.get(key)
         with contextlib.suppress(IndexError):
             if free:
                 return free.pop()  # list.pop is atomic: two pool threads never get the same buffer
-        return allocate(members[0].inputs, self.max_batch_size)
+        return allocate_for(key, self.max_batch_size)
