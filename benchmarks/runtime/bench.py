@@ -252,6 +252,29 @@ def executions(stats_url: str) -> dict[int, tuple[int, int]]:
     return out
 
 
+def queue_buckets(metrics_url: str) -> dict[float, float]:
+    """Cumulative counts of modelyard_inference_queue_duration_seconds per upper bound (seconds), model mlp."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:  # noqa: S310 (a local http:// URL we built)
+        text = resp.read().decode()
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("modelyard_inference_queue_duration_seconds_bucket{") and 'model="mlp"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def queue_p99_bound(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The smallest histogram bound that at least 99% of the cell's queue waits stayed under (ms), or None."""
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return None
+    for le in sorted(after):
+        if after[le] - before.get(le, 0.0) >= 0.99 * total:
+            return le * 1000
+    return None
+
+
 def batches_between(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[str, Any]:
     """What the server executed during a cell: executions, mean rows per execution, mean compute per execution,
     mean time a request waited in the batch queue."""
@@ -292,6 +315,8 @@ def measure_row(
                 break
             continue
         before = executions(stats_url) if stats_url else None
+        metrics_url = stats_url.split("/v2/", 1)[0] + "/metrics" if stats_url else None
+        queue_before = queue_buckets(metrics_url) if metrics_url else None
         result = loadgen.run_cell(
             target,
             concurrency=concurrency,
@@ -305,6 +330,8 @@ def measure_row(
         s = cells[key]
         if stats_url and before is not None:  # the whole cell, warmup included: how the load was batched
             s["server_batches"] = batches_between(before, executions(stats_url))
+            if metrics_url and queue_before is not None:
+                s["server_batches"]["queue_p99_ms_at_most"] = queue_p99_bound(queue_before, queue_buckets(metrics_url))
         log(
             f"  {key}: {s['req_per_s']} req/s, {s['samples_per_s']} samples/s, p50 {s['p50_ms']} ms, "
             f"p99 {s['p99_ms']} ms, client {s['client_cpu_cores']} cores, server {s['server_cpu_cores']} cores"

@@ -390,14 +390,28 @@ def batching_targets(results: dict[str, Any]) -> list[tuple[str, str, float | No
         detail = f"{_num(a)} vs {_num(b)} req/s"
         out.append((f"c8 req/s on ≥ {lim}× off ({proto})", detail, r, verdict(r, (r or 0) >= lim)))
         c8 = _cell(rows, on, "c8_b1")
-        compute = c8.get("server_batches", {}).get("compute_ms_per_execution")
+        batches = c8.get("server_batches", {})
+        compute = batches.get("compute_ms_per_execution")
         p99 = c8.get("p99_ms")
         bound = None if compute is None else delay + 2 * compute
         r = _ratio(p99, bound)
         out.append(
             (
-                f"c8 p99 on ≤ delay + 2 × one batch's compute ({proto})",
+                f"c8 p99 on ≤ delay + 2 × one batch's compute ({proto}; client latency, protocol work included)",
                 f"{_num(p99, 3)} vs {delay:g} + 2 × {_num(compute, 3)} = {_num(bound, 3)} ms",
+                r,
+                verdict(r, (r or 2) <= 1.0),
+            )
+        )
+        # the batcher's share of it: a request's wait in the queue plus its own batch's compute
+        queue99 = batches.get("queue_p99_ms_at_most")
+        server = None if queue99 is None or compute is None else queue99 + compute
+        r = _ratio(server, bound)
+        out.append(
+            (
+                f"c8 p99 on ≤ delay + 2 × one batch's compute ({proto}; in the server: queue wait + compute)",
+                f"≤ {_num(queue99, 3)} (queue histogram bound) + {_num(compute, 3)} = {_num(server, 3)} vs "
+                f"{_num(bound, 3)} ms",
                 r,
                 verdict(r, (r or 2) <= 1.0),
             )
