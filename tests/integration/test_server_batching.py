@@ -96,6 +96,8 @@ def test_a_request_on_an_idle_model_runs_at_once_whatever_the_delay(tmp_path: Pa
         config = httpclient.InferenceServerClient(s.http).get_model_config("slow")
         assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 60000000, "preferred_batch_size": [8]}
         c = client(s)
+        batching = c.get_model_config("slow", as_json=True)["config"]["dynamic_batching"]
+        assert batching == {"max_queue_delay_microseconds": "60000000", "preferred_batch_size": [8]}  # gRPC too
         for i in range(3):  # one after the other: each finds the model idle
             out = infer(c, rows(i))
             np.testing.assert_allclose(out, reference(repo, rows(i)), rtol=1e-4, atol=1e-5)
