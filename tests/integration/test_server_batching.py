@@ -22,7 +22,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from ..models import repeated_matmul
+from ..models import binary_op, repeated_matmul
 from ..serving import Server, run_server
 
 WIDTH = 512
@@ -139,3 +139,17 @@ def test_preferred_batch_sizes_run_at_once_and_the_rest_waits_for_company(tmp_pa
         assert [a.shape for a in answers] == [(1, WIDTH)] * 8
         # without preferred sizes the six would have run as one batch of 6 and the two as one of 2
         assert batch_sizes(s) == {4: 3}
+
+
+def test_preferred_sizes_above_the_servers_max_batch_size_stop_the_load_with_the_reason(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx")
+    (repo / "calc" / "config.yaml").write_text("dynamic_batching:\n  preferred_batch_size: [4, 16]\n")
+    # the model's file sets no max_batch_size, so the server flag's 8 applies, and 16 can never form
+    with (
+        pytest.raises(
+            AssertionError, match=r"calc: dynamic_batching.preferred_batch_size \[4, 16\] exceeds max_batch_size 8"
+        ),
+        run_server(repo, "--max-batch-size", "8"),
+    ):
+        pass
