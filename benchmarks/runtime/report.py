@@ -495,7 +495,9 @@ def render_batching(results: dict[str, Any], existing: str) -> str:
         head, rest = existing.split(BATCHING_START, 1)
         _, tail = rest.split(BATCHING_END, 1)
         return head + section + tail
-    if END in existing:
+    if END in existing:  # after the runtime section and its hand-written notes, before the next benchmark's section
         head, tail = existing.split(END, 1)
-        return head + END + "\n\n" + section + tail
+        cut = tail.find("\n<!-- bench-")
+        if cut >= 0:
+            return head + END + tail[:cut].rstrip("\n") + "\n\n" + section + "\n" + tail[cut:]
     return existing.rstrip("\n") + "\n\n" + section + "\n"
