@@ -107,7 +107,7 @@ demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a lo
 	$(PY) hack/demo.py
 
 BENCH_ARGS ?=
-bench-runtime: $(STAMP) ## benchmark the server vs ORT in-process, KServe, MLServer (~8 min; not part of test)
+bench-runtime: $(STAMP) ## benchmark the server (batching off and on) vs ORT in-process, KServe, MLServer (~10 min; not part of test)
 	$(PY) benchmarks/runtime/bench.py $(BENCH_ARGS)
 
 bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)

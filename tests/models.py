@@ -66,6 +66,27 @@ def matmul_chain(path: Path, width: int = 256, depth: int = 8, seed: int = 0) ->
     return _save(helper.make_graph(nodes, "matmul_chain", [x], [y], initializer=weights), path)
 
 
+def repeated_matmul(path: Path, width: int = 512, depth: int = 150, copies: int = 256) -> Path:
+    """Y = X·W·W·…·W (``depth`` times one orthogonal [width x width] W, so values keep their size), X: FP32
+    [-1, width], computed on ``copies`` copies of each row and averaged back: a model that is slow per request
+    (tenths of a second) but small on disk (one W) and quick to load (few nodes)."""
+    q, _ = np.linalg.qr(np.random.default_rng(0).standard_normal((width, width)))
+    inits = [
+        helper.make_tensor("W", TensorProto.FLOAT, [width, width], q.astype(np.float32).tobytes(), raw=True),
+        helper.make_tensor("axis1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("copies", TensorProto.INT64, [3], [1, copies, 1]),
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["X", "axis1"], ["X1"]),
+        helper.make_node("Expand", ["X1", "copies"], ["H0"]),
+    ]
+    nodes += [helper.make_node("MatMul", [f"H{i}", "W"], [f"H{i + 1}"]) for i in range(depth)]
+    nodes.append(helper.make_node("ReduceMean", [f"H{depth}"], ["Y"], axes=[1], keepdims=0))
+    x = helper.make_tensor_value_info("X", TensorProto.FLOAT, ["batch", width])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["batch", width])
+    return _save(helper.make_graph(nodes, "repeated_matmul", [x], [y], initializer=inits), path)
+
+
 def power_chain(path: Path, depth: int = 16, n: int | None = None) -> Path:
     """Y = X·X·…·X (depth + 1 factors), X: FP32 [n, n]. No weights: a tiny file whose run time grows with n³
     (an n of 1024 keeps a request in flight for a noticeable while). A given ``n`` fixes the shape."""

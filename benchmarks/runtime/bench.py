@@ -72,11 +72,13 @@ PEERS = {
     "mlserver": Peer("mlserver", "1.7.1", ("uvloop==0.21.0",)),
 }
 
-# rows of the table: (label, server, protocol)
+# rows of the table: (label, server, protocol); "batching" is modelyard-server with dynamic batching on
 ROWS = [
     ("ORT in-process", "inprocess", "inprocess"),
     ("modelyard HTTP", "modelyard", "http"),
     ("modelyard gRPC", "modelyard", "grpc"),
+    ("modelyard HTTP, batching", "batching", "http"),
+    ("modelyard gRPC, batching", "batching", "grpc"),
     ("KServe HTTP", "kserve", "http"),
     ("KServe gRPC", "kserve", "grpc"),
     ("MLServer gRPC", "mlserver", "grpc"),
@@ -122,7 +124,10 @@ class Launch:
     grpc_port: int
 
 
-MODELYARD_EXTRA: list[str] = []  # --modelyard-args, e.g. dynamic batching flags
+MODELYARD_EXTRA: list[str] = []  # --modelyard-args: extra flags for every modelyard-server row
+BATCHING_DELAY_MS = 1.0
+BATCHING = ["--max-batch-size", "32", "--max-queue-delay-ms", f"{BATCHING_DELAY_MS:g}"]  # the "batching" rows
+SERVERS = ("inprocess", "modelyard", "batching", "kserve", "mlserver")
 
 
 def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
@@ -130,9 +135,10 @@ def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
     http_port, grpc_port = free_port(), free_port()
     env = dict(os.environ)
     model_file = repo / model / "1" / "model.onnx"
-    if server == "modelyard":
+    if server in ("modelyard", "batching"):
         argv = [str(VENV_PY.parent / "modelyard-server"), "--model-repository", str(repo), "--host", "127.0.0.1"]
         argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), *MODELYARD_EXTRA]
+        argv += BATCHING if server == "batching" else []
     elif server == "kserve":
         py = PEERS["kserve"].venv / "bin" / "python"
         argv = [str(py), str(HERE / "peers" / "kserve_server.py"), "--model_name", model]
@@ -232,8 +238,70 @@ def reference_output(model_file: Path, batch: int) -> np.ndarray:
     return np.asarray(session.run([models.OUTPUT], {models.INPUT: loadgen.make_input(batch)})[0])
 
 
+def executions(stats_url: str) -> dict[int, tuple[int, int]]:
+    """{rows per execution: (executions, compute ns)} from modelyard-server's statistics extension, and under key
+    -1 (requests, ns spent in the batch queue)."""
+    with urllib.request.urlopen(stats_url, timeout=10) as resp:  # noqa: S310 (a local http:// URL we built)
+        stats = json.loads(resp.read())["model_stats"][0]
+    out = {
+        int(b["batch_size"]): (int(b["compute_infer"]["count"]), int(b["compute_infer"]["ns"]))
+        for b in stats["batch_stats"]
+    }
+    queue = stats["inference_stats"]["queue"]
+    out[-1] = (int(queue["count"]), int(queue["ns"]))
+    return out
+
+
+def queue_buckets(metrics_url: str) -> dict[float, float]:
+    """Cumulative counts of modelyard_inference_queue_duration_seconds per upper bound (seconds), model mlp."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as resp:  # noqa: S310 (a local http:// URL we built)
+        text = resp.read().decode()
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if line.startswith("modelyard_inference_queue_duration_seconds_bucket{") and 'model="mlp"' in line:
+            le = line.split('le="', 1)[1].split('"', 1)[0]
+            out[float(le)] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def queue_p99_bound(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The smallest histogram bound that at least 99% of the cell's queue waits stayed under (ms), or None."""
+    total = after.get(float("inf"), 0.0) - before.get(float("inf"), 0.0)
+    if total <= 0:
+        return None
+    for le in sorted(after):
+        if after[le] - before.get(le, 0.0) >= 0.99 * total:
+            return le * 1000
+    return None
+
+
+def batches_between(before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]]) -> dict[str, Any]:
+    """What the server executed during a cell: executions, mean rows per execution, mean compute per execution,
+    mean time a request waited in the batch queue."""
+    count = rows = ns = 0
+    largest = 0
+    for size, (n, t) in after.items():
+        n0, t0 = before.get(size, (0, 0))
+        if size > 0 and n > n0:
+            count, rows, ns, largest = count + n - n0, rows + size * (n - n0), ns + t - t0, max(largest, size)
+    if not count:
+        return {"executions": 0}
+    (q1, qns1), (q0, qns0) = after.get(-1, (0, 0)), before.get(-1, (0, 0))
+    return {
+        "executions": count,
+        "mean_batch": round(rows / count, 2),
+        "largest_batch": largest,
+        "compute_ms_per_execution": round(ns / count / 1e6, 4),
+        "queue_ms_per_request": round((qns1 - qns0) / max(q1 - q0, 1) / 1e6, 4),
+    }
+
+
 def measure_row(
-    target: loadgen.Target, args: argparse.Namespace, refs: dict[int, np.ndarray], server_pid: int | None
+    target: loadgen.Target,
+    args: argparse.Namespace,
+    refs: dict[int, np.ndarray],
+    server_pid: int | None,
+    stats_url: str | None = None,
 ) -> dict[str, Any]:
     cells: dict[str, Any] = {}
     for key, concurrency, batch in CELLS:
@@ -246,6 +314,9 @@ def measure_row(
                     cells[rest_key] = {"concurrency": rest_c, "batch": rest_b, "error": problem}
                 break
             continue
+        before = executions(stats_url) if stats_url else None
+        metrics_url = stats_url.split("/v2/", 1)[0] + "/metrics" if stats_url else None
+        queue_before = queue_buckets(metrics_url) if metrics_url else None
         result = loadgen.run_cell(
             target,
             concurrency=concurrency,
@@ -257,10 +328,15 @@ def measure_row(
         )
         cells[key] = result.summary()
         s = cells[key]
+        if stats_url and before is not None:  # the whole cell, warmup included: how the load was batched
+            s["server_batches"] = batches_between(before, executions(stats_url))
+            if metrics_url and queue_before is not None:
+                s["server_batches"]["queue_p99_ms_at_most"] = queue_p99_bound(queue_before, queue_buckets(metrics_url))
         log(
             f"  {key}: {s['req_per_s']} req/s, {s['samples_per_s']} samples/s, p50 {s['p50_ms']} ms, "
             f"p99 {s['p99_ms']} ms, client {s['client_cpu_cores']} cores, server {s['server_cpu_cores']} cores"
             + (f", {s['errors']} errors ({s['error']})" if s["errors"] else "")
+            + (f", mean batch {s['server_batches'].get('mean_batch')}" if "server_batches" in s else "")
         )
     return cells
 
@@ -284,10 +360,11 @@ def measure_server(
         with running(server, repo, "mlp", workdir) as run:
             run.wait_ready()
             target = loadgen.Target(protocol, run.url(protocol), "mlp")
-            cells = measure_row(target, args, refs, run.pid)
+            stats = f"http://{run.url('http')}/v2/models/mlp/stats" if server in ("modelyard", "batching") else None
+            cells = measure_row(target, args, refs, run.pid, stats)
             if profile:
                 log(f"  profiling {label} at concurrency 8 with py-spy")
-                results["profile"][label] = run_profile(run, target, args, workdir)
+                results["profile"][label] = run_profile(run, target, args, workdir, server)
             return cells
     except RuntimeError as exc:
         log(f"  server failed: {exc}")
@@ -307,10 +384,13 @@ def median_round(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return chosen
 
 
-def run_profile(run: Running, target: loadgen.Target, args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+def run_profile(
+    run: Running, target: loadgen.Target, args: argparse.Namespace, out_dir: Path, server: str = "modelyard"
+) -> dict[str, Any]:
     """py-spy (from the harness's own tools venv) on the server during a concurrency-8 batch-1 cell."""
     tools = ensure_venv(CACHE / f"tools-py-spy-{PY_SPY_VERSION}", [f"py-spy=={PY_SPY_VERSION}"])
-    raw = out_dir / f"profile-{target.protocol}.txt"
+    name = f"profile-{target.protocol}.txt" if server == "modelyard" else f"profile-{server}-{target.protocol}.txt"
+    raw = out_dir / name
     seconds = int(args.warmup + args.duration)
     spy = subprocess.Popen(
         [
@@ -423,7 +503,7 @@ def measure_ready(
         contenders.append(("bare imports", lambda: time_import("numpy, onnxruntime")))
         contenders.append(("modelyard imports", lambda: time_import(", ".join(MODELYARD_STACK))))
     for label, server, protocol in ROWS:
-        if server in args.only and server != "inprocess":
+        if server in args.only and server not in ("inprocess", "batching"):  # batching: the same start-up
             contenders.append((label, lambda s=server, p=protocol: time_server(s, p, big_repo, workdir, width)))
     samples: dict[str, list[dict[str, float]]] = {name: [] for name, _ in contenders}
     errors: dict[str, str] = {}
@@ -493,8 +573,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--only",
-        default="inprocess,modelyard,kserve,mlserver",
-        help="comma-separated servers to run (inprocess, modelyard, kserve, mlserver)",
+        default=",".join(SERVERS),
+        help="comma-separated servers to run (inprocess, modelyard, batching = modelyard with dynamic batching, "
+        "kserve, mlserver); 'modelyard,batching' is the batching comparison, which writes only its own section",
     )
     p.add_argument(
         "--modelyard-args",
@@ -507,7 +588,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=CACHE / "work", help="models, peer settings and server logs")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(args.only) - {"inprocess", "modelyard", "kserve", "mlserver"}
+    unknown = set(args.only) - set(SERVERS)
     if unknown:
         p.error(f"--only: unknown server(s) {', '.join(sorted(unknown))}")
     if args.duration <= 0 or args.warmup < 0 or args.reps < 1 or args.rounds < 1:
@@ -557,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             if server not in args.only:
                 continue
             log(f"{label} (round {number}/{args.rounds})")
-            profile = args.profile and server == "modelyard" and number == args.rounds
+            profile = args.profile and server in ("modelyard", "batching") and number == args.rounds
             cells = measure_server(label, server, protocol, mlp_file, repo, workdir, args, refs, results, profile)
             for key, cell in cells.items():
                 rounds.setdefault(label, {}).setdefault(key, []).append(cell)
@@ -580,6 +661,8 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "client": args.client,
             "modelyard_args": MODELYARD_EXTRA,
+            "batching_args": BATCHING,
+            "batching_delay_ms": BATCHING_DELAY_MS,
             "cells": [{"key": k, "concurrency": c, "batch": b} for k, c, b in CELLS],
             "mlp": list(models.MLP_LAYERS),
             "big": list(models.BIG_LAYERS),
@@ -590,11 +673,16 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "runtime").mkdir(exist_ok=True)
-    (args.out_dir / "runtime" / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
+    # the batching comparison alone keeps the full table (and its raw numbers) as they are
+    comparison_only = "batching" in args.only and set(args.only) <= {"modelyard", "batching"}
+    raw = args.out_dir / "runtime" / ("RESULTS-batching.json" if comparison_only else "RESULTS.json")
+    raw.write_text(json.dumps(results, indent=2) + "\n")
     md = args.out_dir / "RESULTS.md"
     existing = md.read_text() if md.is_file() else None
-    md.write_text(report.render(results, [label for label, _, _ in ROWS], existing))
-    log(f"wrote {md} and {args.out_dir / 'runtime' / 'RESULTS.json'} in {results['meta']['wall_s']} s")
+    labels = [label for label, _, _ in ROWS]
+    text = existing if comparison_only and existing else report.render(results, labels, existing)
+    md.write_text(report.render_batching(results, text))
+    log(f"wrote {md} and {raw} in {results['meta']['wall_s']} s")
     return 0
 
 

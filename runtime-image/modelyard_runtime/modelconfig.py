@@ -4,7 +4,8 @@ Example::
 
     max_batch_size: 32            # > 0: the first dimension is the batch; 0: no batching
     dynamic_batching:
-      max_queue_delay_ms: 2       # how long the first request of a batch may wait for others
+      max_queue_delay_ms: 2       # how long a batch may wait to reach a preferred size (see server.batcher)
+      preferred_batch_size: [4, 8]  # batch sizes to run at once when the queue can form them (as in Triton)
     warmup:
       runs: 1                     # inferences before the version is ready (0: none; with samples: 0 = one each)
       samples: /path/samples.json # optional: real inputs (a request body, or a list of them); else zero-filled
@@ -37,6 +38,7 @@ class ModelConfigError(ValueError):
 class ModelConfig:
     max_batch_size: int | None = None  # None: the server's --max-batch-size
     max_queue_delay_ms: float | None = None  # None: the server's --max-queue-delay-ms
+    preferred_batch_sizes: tuple[int, ...] = ()  # dynamic_batching.preferred_batch_size
     warmup_runs: int = 1
     warmup_samples: str | None = None  # a JSON file (or a folder holding one) of real inputs
     version_weights: dict[str, int] = field(default_factory=dict)
@@ -58,6 +60,16 @@ def _mapping(value: Any, key: str, allowed: set[str]) -> Mapping[str, Any]:
     return value
 
 
+def _preferred(value: Any, max_batch: int | None) -> tuple[int, ...]:
+    key = "dynamic_batching.preferred_batch_size"
+    if not isinstance(value, list):
+        raise ModelConfigError(f"{key} must be a list of integers, got {value!r}")
+    sizes = tuple(sorted({_int(v, key, minimum=1) for v in value}))
+    if max_batch is not None and sizes and sizes[-1] > max_batch:
+        raise ModelConfigError(f"{key} {list(sizes)}: every size must be at most max_batch_size ({max_batch})")
+    return sizes
+
+
 def parse_model_config(raw: Any) -> ModelConfig:
     """A config.yaml document (already loaded) → :class:`ModelConfig`; ``None`` (empty file) gives defaults."""
     if raw is None:
@@ -65,13 +77,17 @@ def parse_model_config(raw: Any) -> ModelConfig:
     top = _mapping(raw, "config.yaml", _TOP_KEYS)
     max_batch = _int(top["max_batch_size"], "max_batch_size") if "max_batch_size" in top else None
     delay: float | None = None
+    preferred: tuple[int, ...] = ()
     if "dynamic_batching" in top:
-        batching = _mapping(top["dynamic_batching"] or {}, "dynamic_batching", {"max_queue_delay_ms"})
+        batching = _mapping(
+            top["dynamic_batching"] or {}, "dynamic_batching", {"max_queue_delay_ms", "preferred_batch_size"}
+        )
         if "max_queue_delay_ms" in batching:
             value = batching["max_queue_delay_ms"]
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                 raise ModelConfigError(f"dynamic_batching.max_queue_delay_ms must be a number >= 0, got {value!r}")
             delay = float(value)
+        preferred = _preferred(batching.get("preferred_batch_size", []), max_batch)
     runs, samples = 1, None
     if "warmup" in top:
         warmup = top["warmup"]
@@ -95,6 +111,7 @@ def parse_model_config(raw: Any) -> ModelConfig:
     return ModelConfig(
         max_batch_size=max_batch,
         max_queue_delay_ms=delay,
+        preferred_batch_sizes=preferred,
         warmup_runs=runs,
         warmup_samples=samples,
         version_weights=weights,

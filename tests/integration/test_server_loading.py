@@ -1,5 +1,6 @@
 """Loading behaviour of a real modelyard-server: static readiness, dynamic loading, eviction, unload in flight,
-version weights and dynamic batching, observed through tritonclient, the repository API and /metrics."""
+version weights and batching switched off for models without a batch dimension, observed through tritonclient, the
+repository API and /metrics (how batches form: test_server_batching.py)."""
 
 from __future__ import annotations
 
@@ -251,39 +252,6 @@ def test_unversioned_requests_follow_the_weight_table_and_its_changes(tmp_path: 
         time.sleep(1.5)
         assert client.infer("calc", calc_inputs(A, B)).get_response().model_version == "2"
         assert "keeping the previous settings of calc" in s.output()
-
-
-def test_dynamic_batching_merges_concurrent_requests_and_splits_exactly(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
-    (repo / "calc" / "config.yaml").write_text("max_batch_size: 16\ndynamic_batching:\n  max_queue_delay_ms: 200\n")
-    with run_server(repo) as s:
-        client = grpcclient.InferenceServerClient(s.grpc)
-        config = client.get_model_config("calc", as_json=True)["config"]
-        assert config["max_batch_size"] == 16
-        assert config["dynamic_batching"]["max_queue_delay_microseconds"] == "200000"
-        assert [i["dims"] for i in config["input"]] == [["4"], ["4"]]  # the batch dimension is implicit
-
-        def one(i: int) -> np.ndarray:
-            a = np.full((1 + i % 2, 4), i, np.float32)
-            return client.infer("calc", calc_inputs(a, a)).as_numpy("OUT0")
-
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(one, range(8)))
-        for i, out in enumerate(results):
-            np.testing.assert_array_equal(out, np.full((1 + i % 2, 4), 2 * i, np.float32))
-        stats = client.get_inference_statistics("calc", as_json=True)["model_stats"][0]
-        assert stats["inference_stats"]["success"]["count"] == "8"
-        assert stats["inference_count"] == "12"  # rows, not requests
-        assert int(stats["execution_count"]) < 8
-        assert max(int(b["batch_size"]) for b in stats["batch_stats"]) > 1
-        assert metric(s, "modelyard_inference_batch_size_count", model="calc", version="1") == int(
-            stats["execution_count"]
-        )
-        too_big = np.ones((17, 4), np.float32)
-        with pytest.raises(InferenceServerException) as exc:
-            client.infer("calc", calc_inputs(too_big, too_big))
-        assert "above the model's max_batch_size 16" in exc.value.message()
 
 
 def test_batching_is_off_for_models_without_a_batch_dimension(tmp_path: Path) -> None:

@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelyard_runtime.batching.merge import BatchError, batch_size, group_compatible, merge, split
+from modelyard_runtime.batching.merge import (
+    BatchError,
+    allocate_for,
+    batch_size,
+    group_compatible,
+    merge,
+    shares_buffer,
+    signature,
+    split,
+)
 
 
 def request(rows: int, seed: int, width: int = 3) -> dict[str, np.ndarray]:
@@ -74,3 +83,46 @@ def test_grouping_respects_limit_order_and_compatibility() -> None:
     for group in groups:
         merged = merge([requests[i] for i in group])
         assert merged.size <= 4 or len(group) == 1
+
+
+def test_merge_into_a_preallocated_buffer_copies_rows_once_and_splits_into_views() -> None:
+    requests = [request(1, 1), request(3, 2), request(2, 3)]
+    key = signature(requests[0])
+    buffers = allocate_for(key, rows=8)
+    assert {name: (arr.shape, arr.dtype) for name, arr in buffers.items()} == {
+        "x": ((8, 3), np.dtype(np.float32)),
+        "ids": ((8, 2), np.dtype(np.int64)),
+    }
+    batch = merge(requests, buffers)
+    for name in ("x", "ids"):
+        assert np.shares_memory(batch.inputs[name], buffers[name])  # the batch is the buffer's leading rows
+        np.testing.assert_array_equal(batch.inputs[name], np.concatenate([r[name] for r in requests]))
+    outputs = model(batch.inputs)
+    parts = split(batch, outputs)
+    for req, part in zip(requests, parts, strict=True):
+        for name, arr in part.items():
+            assert arr.base is outputs[name]  # a view, not a copy
+            np.testing.assert_allclose(arr, model(req)[name], rtol=1e-6)
+    assert not shares_buffer(outputs, buffers)
+    assert shares_buffer({"same": batch.inputs["x"][:1]}, buffers)  # an output that is a view of the input
+
+
+def test_merge_with_a_precomputed_signature_gives_the_same_batch() -> None:
+    requests = [request(1, 1), request(2, 2)]
+    checked = merge(requests)
+    trusted = merge(requests, signature_of_all=signature(requests[0]), sizes=[1, 2])
+    assert trusted.offsets == checked.offsets == (0, 1, 3)
+    for name in checked.inputs:
+        np.testing.assert_array_equal(trusted.inputs[name], checked.inputs[name])
+    keys = [signature(r) for r in requests]
+    assert group_compatible(requests, 4, keys, [1, 2]) == group_compatible(requests, 4) == [[0, 1]]
+
+
+def test_a_buffer_that_cannot_hold_the_batch_is_refused() -> None:
+    requests = [request(3, 1), request(3, 2)]
+    with pytest.raises(BatchError, match="cannot hold 6 rows"):
+        merge(requests, allocate_for(signature(requests[0]), rows=4))
+    with pytest.raises(BatchError, match="cannot hold"):
+        merge(requests, allocate_for(signature(request(1, 1, width=5)), rows=8))
+    with pytest.raises(BatchError, match="cannot hold"):
+        merge(requests, {"x": np.empty((8, 3), np.float32)})  # no buffer for "ids"

@@ -27,7 +27,7 @@ def test_full_config() -> None:
     config = parse_model_config(
         {
             "max_batch_size": 32,
-            "dynamic_batching": {"max_queue_delay_ms": 2},
+            "dynamic_batching": {"max_queue_delay_ms": 2, "preferred_batch_size": [16, 4, 16]},
             "warmup": {"runs": 3},
             "version_weights": {1: 90, "2": 10},
             "backend": {"providers": ["cpu"]},
@@ -36,6 +36,7 @@ def test_full_config() -> None:
     assert config == ModelConfig(
         max_batch_size=32,
         max_queue_delay_ms=2.0,
+        preferred_batch_sizes=(4, 16),
         warmup_runs=3,
         version_weights={"1": 90, "2": 10},
         backend={"providers": ["cpu"]},
@@ -51,6 +52,12 @@ def test_full_config() -> None:
         ({"max_batch_size": True}, "max_batch_size must be an integer"),
         ({"dynamic_batching": {"max_queue_delay_ms": -1}}, "max_queue_delay_ms must be a number >= 0"),
         ({"dynamic_batching": {"delay": 1}}, "unknown key(s) in dynamic_batching: delay"),
+        ({"dynamic_batching": {"preferred_batch_size": 4}}, "preferred_batch_size must be a list of integers"),
+        ({"dynamic_batching": {"preferred_batch_size": [4, 0]}}, "preferred_batch_size must be an integer >= 1"),
+        (
+            {"max_batch_size": 8, "dynamic_batching": {"preferred_batch_size": [4, 16]}},
+            "preferred_batch_size [4, 16]: every size must be at most max_batch_size (8)",
+        ),
         ({"warmup": {"runs": "many"}}, "warmup.runs must be an integer"),
         ({"version_weights": ["1", "2"]}, "version_weights must be a mapping"),
         ({"version_weights": {"1": -5}}, "version_weights[1] must be an integer >= 0"),

@@ -1,16 +1,26 @@
-"""Dynamic batching: an asyncio queue per model version in front of the pure merge/split core.
+"""Dynamic batching: the asyncio scheduler per model version around the pure policy and merge/split core.
 
-The first queued request opens a batch; requests already waiting join at once, later ones until
-``max_delay`` has passed or ``max_batch_size`` rows are reached. Merging, running and splitting happen in
-the inference thread pool, so the event loop only moves futures. ``concurrency`` batches may run at the
-same time; while they do, the queue fills and the next batch is larger (throughput grows with load).
+When to run and what (``batching.policy``): a request that finds the model idle runs at once; requests that
+arrive while a batch executes are gathered and run together as soon as it finishes; the queue delay only
+bounds a wait for a preferred batch size. Requests that become ready in the same turn of the event loop (e.g.
+several sockets readable after the loop was busy) are gathered too: the decision is taken one turn after an
+arrival, not inside ``submit``.
+
+Where it runs: a request that found the model idle and runs alone, of a model whose runs average less than a thread
+hop (``inline_below_ns``), runs on the event loop thread, as the unbatched path does; every other batch runs in
+the inference thread pool
+(ONNX Runtime releases the GIL while it computes), so the loop keeps reading and answering requests meanwhile
+and gathers the next batch. Each execution is one hop back to the loop, not one per request. Rows of a batch
+are copied into a preallocated buffer per execution slot; outputs go back to each caller as views.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -18,10 +28,23 @@ from typing import Any
 
 import numpy.typing as npt
 
-from modelyard_runtime.batching.merge import Tensors, batch_size, group_compatible, merge, split
+from modelyard_runtime.batching.merge import (
+    Signature,
+    Tensors,
+    allocate_for,
+    batch_size,
+    group_compatible,
+    merge,
+    shares_buffer,
+    signature,
+    split,
+)
+from modelyard_runtime.batching.policy import Policy, Run, decide
+from modelyard_runtime.errors import UnavailableError
 
 Outputs = dict[str, npt.NDArray[Any]]
 Runner = Callable[[Mapping[str, npt.NDArray[Any]]], Outputs]
+INLINE_BELOW_NS = 100_000  # runs averaging less than a thread hop costs (~0.1 ms) may stay on the loop thread
 
 
 @dataclass
@@ -41,6 +64,11 @@ class _Pending:
     inputs: Tensors
     future: asyncio.Future[tuple[Outputs, Timing]]
     enqueued_ns: int
+    rows: int
+    idle_arrival: bool  # nothing executed or waited when it arrived: it must not wait for company
+
+
+Result = tuple[Outputs, Timing] | BaseException
 
 
 class Batcher:
@@ -51,98 +79,157 @@ class Batcher:
         *,
         max_batch_size: int,
         max_delay_s: float,
-        concurrency: int = 2,
+        preferred: tuple[int, ...] = (),
+        concurrency: int = 1,
+        inline_below_ns: int = INLINE_BELOW_NS,
     ) -> None:
         self._runner = runner
         self._pool = pool
+        self.policy = Policy(max_batch_size, max_delay_s, preferred)
         self.max_batch_size = max_batch_size
-        self.max_delay_s = max_delay_s
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._task: asyncio.Task[None] | None = None
-        self._running: set[asyncio.Future[None]] = set()
+        self._concurrency = concurrency  # batches executing at once, full ones aside (Triton's instance count)
+        self._inline_below_ns = inline_below_ns
+        self._queue: deque[_Pending] = deque()
+        self._executing = 0
+        self._kicked = False  # a decision is scheduled for the next turn of the loop
+        self._timer: asyncio.TimerHandle | None = None
+        self._in_pool: set[asyncio.Future[list[Result]]] = set()
+        self._buffers: dict[Signature, list[dict[str, npt.NDArray[Any]]]] = {}  # free input buffers per signature
+        self.lone_ewma_ns = inline_below_ns  # a lone request's run time; starts in the pool until measured
+        self._closed = False
 
     async def submit(self, inputs: Tensors) -> tuple[Outputs, Timing]:
-        if self._task is None:
-            self._task = asyncio.create_task(self._collect(), name="batcher")
-        future: asyncio.Future[tuple[Outputs, Timing]] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(inputs, future, time.perf_counter_ns()))
+        if self._closed:
+            raise UnavailableError("the model was unloaded")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Outputs, Timing]] = loop.create_future()
+        idle = self._executing == 0 and not self._queue
+        self._queue.append(_Pending(inputs, future, time.perf_counter_ns(), batch_size(inputs), idle))
+        self._kick(loop)
         return await future
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        while self._queue:
+            pending = self._queue.popleft()
+            if not pending.future.done():
+                pending.future.set_exception(UnavailableError("the model was unloaded"))
+        if self._in_pool:
+            await asyncio.gather(*self._in_pool, return_exceptions=True)
 
-    async def _collect(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            await self._slots.acquire()
+    # --- scheduling (event loop thread) -----------------------------------------------------------------------
+
+    def _kick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._kicked:
+            self._kicked = True
+            loop.call_soon(self._dispatch)
+
+    def _dispatch(self) -> None:
+        """Start batches while a slot is free and the policy says run; arm a timer when it says wait."""
+        self._kicked = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._queue and not self._closed:
+            oldest = self._queue[0]
+            rows = [p.rows for p in itertools.islice(self._queue, self.max_batch_size + 1)]
+            waited_s = (time.perf_counter_ns() - oldest.enqueued_ns) / 1e9
+            free = self._executing < self._concurrency
+            decision = decide(self.policy, rows, idle_arrival=oldest.idle_arrival, waited_s=waited_s, free=free)
+            if not isinstance(decision, Run):
+                if decision is not None:
+                    self._timer = asyncio.get_running_loop().call_later(decision.seconds, self._dispatch)
+                return
+            batch = [self._queue.popleft() for _ in range(decision.count)]
+            self._start(batch)
+
+    def _start(self, batch: list[_Pending]) -> None:
+        self._executing += 1
+        if len(batch) == 1 and batch[0].idle_arrival and self.lone_ewma_ns < self._inline_below_ns:
+            # no load, and a thread hop would cost more than the run: run it here; the loop is busy only briefly.
+            # Under load (a request that queued behind another) the pool is better even for a small model: the
+            # hop costs the loop less than the run would, and the loop meanwhile serves the next requests.
             try:
-                batch = [await self._queue.get()]
-                rows = batch_size(batch[0].inputs)
-                deadline = loop.time() + self.max_delay_s
-                while rows < self.max_batch_size:
-                    if self._queue.empty():
-                        remaining = deadline - loop.time()
-                        if remaining <= 0:
-                            break
-                        try:
-                            item = await asyncio.wait_for(self._queue.get(), remaining)
-                        except TimeoutError:
-                            break
-                    else:
-                        item = self._queue.get_nowait()
-                    batch.append(item)
-                    rows += batch_size(item.inputs)
-            except BaseException:
-                self._slots.release()
-                raise
-            future = loop.run_in_executor(self._pool, self._execute, batch)
-            self._running.add(future)
-            future.add_done_callback(self._finished)
+                results = self._execute(batch)
+            except Exception as exc:
+                results = [exc]
+            self._complete(batch, results)
+            return
+        future = asyncio.get_running_loop().run_in_executor(self._pool, self._execute, batch)
+        self._in_pool.add(future)
+        future.add_done_callback(lambda f: self._pool_done(batch, f))
 
-    def _finished(self, future: asyncio.Future[None]) -> None:
-        self._running.discard(future)
-        self._slots.release()
+    def _pool_done(self, batch: list[_Pending], future: asyncio.Future[list[Result]]) -> None:
+        self._in_pool.discard(future)
+        try:
+            results: list[Result] = future.result()
+        except (Exception, asyncio.CancelledError) as exc:  # _execute failed outside a group, or the pool stopped
+            results = [exc] * len(batch)
+        self._complete(batch, results)
+        if self._queue:  # what gathered meanwhile starts now, not a loop turn later behind other work
+            self._dispatch()
 
-    def _execute(self, batch: list[_Pending]) -> None:
-        """In a pool thread: merge each compatible group, run it once, split the rows back."""
+    def _complete(self, batch: list[_Pending], results: list[Result]) -> None:
+        self._executing -= 1
+        for member, result in zip(batch, results, strict=True):
+            if member.future.done():  # the client went away
+                continue
+            if isinstance(result, BaseException):
+                member.future.set_exception(result)
+            else:
+                member.future.set_result(result)
+        if len(batch) == 1 and not isinstance(results[0], BaseException):
+            self.lone_ewma_ns += (results[0][1].infer_ns - self.lone_ewma_ns) // 8
+
+    # --- execution (a pool thread, or the loop thread for a small lone request) ----------------------------------
+
+    def _execute(self, batch: list[_Pending]) -> list[Result]:
+        """Merge each compatible group, run it once, split the rows back: one result per member, in order."""
         dispatched = time.perf_counter_ns()
-        for group in group_compatible([p.inputs for p in batch], self.max_batch_size):
-            members = [batch[i] for i in group]
+        if len(batch) == 1:  # nothing to merge or split: the model's outputs are the caller's
+            lone = batch[0]
+            try:
+                outputs = self._runner(lone.inputs)
+            except Exception as exc:
+                return [exc]
+            infer_ns = time.perf_counter_ns() - dispatched
+            return [(outputs, Timing(dispatched - lone.enqueued_ns, 0, infer_ns, 0, lone.rows))]
+        results: list[Result] = [UnavailableError("not run")] * len(batch)
+        inputs = [p.inputs for p in batch]
+        keys = [signature(x) for x in inputs]  # once per request: grouping, merging and buffers share them
+        sizes = [p.rows for p in batch]
+        for group in group_compatible(inputs, self.max_batch_size, keys, sizes):
+            key = keys[group[0]]
+            buffers = self._take_buffers(key) if len(group) > 1 else None
             try:
                 t0 = time.perf_counter_ns()
-                merged = merge([m.inputs for m in members])
+                merged = merge(
+                    [inputs[i] for i in group], buffers, signature_of_all=key, sizes=[sizes[i] for i in group]
+                )
                 t1 = time.perf_counter_ns()
                 outputs = self._runner(merged.inputs)
                 t2 = time.perf_counter_ns()
                 parts = split(merged, outputs)
                 t3 = time.perf_counter_ns()
             except Exception as exc:
-                for member in members:
-                    member.future.get_loop().call_soon_threadsafe(_set_exception, member.future, exc)
+                for i in group:
+                    results[i] = exc
                 continue
-            for rank, (member, part) in enumerate(zip(members, parts, strict=True)):
+            if buffers is not None and not shares_buffer(outputs, buffers):
+                self._buffers.setdefault(key, []).append(buffers)
+            for rank, (index, part) in enumerate(zip(group, parts, strict=True)):
                 timing = Timing(
-                    queue_ns=dispatched - member.enqueued_ns,
-                    input_ns=t1 - t0,
-                    infer_ns=t2 - t1,
-                    output_ns=t3 - t2,
-                    batch_size=merged.size,
-                    leader=rank == 0,
+                    dispatched - batch[index].enqueued_ns, t1 - t0, t2 - t1, t3 - t2, merged.size, rank == 0
                 )
-                member.future.get_loop().call_soon_threadsafe(_set_result, member.future, (part, timing))
+                results[index] = (part, timing)
+        return results
 
-
-def _set_result(future: asyncio.Future[tuple[Outputs, Timing]], value: tuple[Outputs, Timing]) -> None:
-    if not future.done():  # the client may have gone away
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[tuple[Outputs, Timing]], exc: Exception) -> None:
-    if not future.done():
-        future.set_exception(exc)
+    def _take_buffers(self, key: Signature) -> dict[str, npt.NDArray[Any]]:
+        """A free preallocated input buffer for requests of this signature (allocated on first use)."""
+        free = self._buffers.get(key)
+        with contextlib.suppress(IndexError):
+            if free:
+                return free.pop()  # list.pop is atomic: two pool threads never get the same buffer
+        return allocate_for(key, self.max_batch_size)

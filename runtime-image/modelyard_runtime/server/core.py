@@ -215,6 +215,11 @@ class DataPlane:
             raise NotFoundError(f"unknown version {version!r} of model {name!r}")
         try:
             config = self.version_config(name, version)
+            preferred, limit = config.preferred_batch_sizes, self._max_batch_size(config)
+            if preferred and preferred[-1] > limit:
+                raise LoadError(
+                    f"{name}: dynamic_batching.preferred_batch_size {list(preferred)} exceeds max_batch_size {limit}"
+                )
             if self.memory_budget is not None:
                 needed = size_on_disk(path)
                 if needed > self.memory_budget:
@@ -252,7 +257,7 @@ class DataPlane:
     def _wrap(
         self, name: str, version: str, path: Path, backend: Backend, config: ModelConfig, seconds: float
     ) -> LoadedModel:
-        wanted = config.max_batch_size if config.max_batch_size is not None else self.default_max_batch_size
+        wanted = self._max_batch_size(config)
         delay_ms = (
             config.max_queue_delay_ms if config.max_queue_delay_ms is not None else self.default_max_queue_delay_ms
         )
@@ -271,8 +276,12 @@ class DataPlane:
                 self._pool,
                 max_batch_size=wanted,
                 max_delay_s=delay_ms / 1000,
+                preferred=config.preferred_batch_sizes,
             )
         return model
+
+    def _max_batch_size(self, config: ModelConfig) -> int:
+        return config.max_batch_size if config.max_batch_size is not None else self.default_max_batch_size
 
     async def _retire(self, model: LoadedModel, why: str) -> None:
         versions = self.models.get(model.name, {})

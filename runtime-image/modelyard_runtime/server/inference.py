@@ -12,8 +12,8 @@ from typing import Any
 import numpy.typing as npt
 
 from modelyard_runtime.errors import BadRequestError, InferenceFailedError, ServingError, public_message
-from modelyard_runtime.server.batcher import Outputs
-from modelyard_runtime.server.versions import INLINE_BELOW_NS, LoadedModel, run_timed
+from modelyard_runtime.server.batcher import INLINE_BELOW_NS, Outputs
+from modelyard_runtime.server.versions import LoadedModel, run_timed
 
 log = logging.getLogger("modelyard.server")
 

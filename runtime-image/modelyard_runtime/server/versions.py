@@ -19,11 +19,10 @@ from modelyard_runtime.metrics import VersionMetrics
 from modelyard_runtime.modelconfig import ModelConfig
 from modelyard_runtime.protocol.checks import check_inputs
 from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, numpy_dtype
-from modelyard_runtime.server.batcher import Batcher, Outputs, Timing
+from modelyard_runtime.server.batcher import INLINE_BELOW_NS, Batcher, Outputs, Timing
 from modelyard_runtime.server.stats import ModelStats
 
 log = logging.getLogger("modelyard.server")
-INLINE_BELOW_NS = 100_000  # runs averaging less than a thread hop costs (~0.1 ms) stay on the loop thread
 
 
 class LoadError(RuntimeError):
@@ -180,7 +179,10 @@ class LoadedModel:
             "output": [tensor(t) for t in self.backend.outputs],
         }
         if self.batcher is not None:
-            config["dynamic_batching"] = {"max_queue_delay_microseconds": int(self.max_queue_delay_ms * 1000)}
+            config["dynamic_batching"] = {
+                "max_queue_delay_microseconds": int(self.max_queue_delay_ms * 1000),
+                "preferred_batch_size": list(self.config.preferred_batch_sizes),
+            }
         return config
 
     def validate(self, inputs: dict[str, npt.NDArray[Any]], datatypes: dict[str, str]) -> None:
