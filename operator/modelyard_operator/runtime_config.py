@@ -73,7 +73,10 @@ def version_config(mv: ModelVersion) -> Obj:
     warmup: Obj = {"runs": mv.spec.warmup.requests}
     if mv.spec.warmup.samples is not None:
         warmup["samples"] = warmup_samples_dir(mv)
-    return {"backend": backend_config(mv.spec.runtime), "warmup": warmup}
+    document: Obj = {"backend": backend_config(mv.spec.runtime), "warmup": warmup}
+    if mv.spec.batching.preferred_batch_sizes:
+        document["dynamic_batching"] = {"preferred_batch_size": list(mv.spec.batching.preferred_batch_sizes)}
+    return document
 
 
 def version_config_args(mv: ModelVersion) -> list[str]:

@@ -119,11 +119,12 @@ def parse_model_config(raw: Any) -> ModelConfig:
     )
 
 
-VERSION_KEYS = {"backend", "warmup"}
+VERSION_KEYS = {"backend", "warmup", "dynamic_batching"}
 
 
 def parse_version_config(raw: Any) -> dict[str, Any]:
-    """A version's own settings (``backend``, ``warmup``), checked like config.yaml; ModelConfigError otherwise."""
+    """A version's own settings (``backend``, ``warmup``, ``dynamic_batching``), checked like config.yaml;
+    ModelConfigError otherwise."""
     top = _mapping(raw, "version config", VERSION_KEYS)
     parse_model_config(top)
     return dict(top)
@@ -137,6 +138,11 @@ def overlay_version_config(config: ModelConfig, raw: Mapping[str, Any]) -> Model
         changes["backend"] = own.backend
     if "warmup" in raw:
         changes.update(warmup_runs=own.warmup_runs, warmup_samples=own.warmup_samples)
+    batching = raw.get("dynamic_batching") or {}
+    if "preferred_batch_size" in batching:
+        changes["preferred_batch_sizes"] = own.preferred_batch_sizes
+    if "max_queue_delay_ms" in batching:
+        changes["max_queue_delay_ms"] = own.max_queue_delay_ms
     return replace(config, **changes)
 
 

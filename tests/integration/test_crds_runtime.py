@@ -35,6 +35,8 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
      "spec.runtime.tensorrt.engineCachePath"),
     ("samples without digest", mv(warmup={"samples": {"uri": "s3://models/fraud/1/warmup.json"}}),
      "spec.warmup.samples.digest: Required value"),
+    ("preferred size above the largest batch", mv(batching={"maxBatchSize": 8, "preferredBatchSizes": [4, 16]}),
+     "every preferredBatchSizes entry must be at most maxBatchSize"),
 ]  # fmt: skip
 
 

@@ -114,3 +114,20 @@ def test_a_sample_the_model_rejects_fails_the_load_with_the_reason(tmp_path: Pat
     assert code != 0
     assert message["reason"] == "ModelLoadFailed"
     assert "warm-up sample 0 failed" in message["message"]
+
+
+def test_preferred_batch_sizes_of_a_version_reach_its_model_configuration(tmp_path: Path) -> None:
+    """spec.batching.preferredBatchSizes travels in the version's --version-config (dynamic_batching) and is what
+    the server schedules with and reports in Triton's model configuration; the other version keeps none."""
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx")
+    binary_op(repo / "calc" / "2" / "model.onnx", op="Sub")
+    batching = {"dynamic_batching": {"preferred_batch_size": [2, 4]}}
+    args = [*flag("calc:1", {**CPU_ONLY, **batching}), *flag("calc:2", CPU_ONLY), "--max-batch-size", "8"]
+    with run_server(repo, *args) as s:
+        client = httpclient.InferenceServerClient(s.http)
+        np.testing.assert_array_equal(infer(client, "calc", "1"), A + B)
+        one = client.get_model_config("calc", "1")
+        two = client.get_model_config("calc", "2")
+    assert one["dynamic_batching"]["preferred_batch_size"] == [2, 4]
+    assert two["dynamic_batching"]["preferred_batch_size"] == []

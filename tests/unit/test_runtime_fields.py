@@ -281,3 +281,15 @@ def test_version_config_is_spelled_out_for_the_server() -> None:
                     "providers": ["CPUExecutionProvider"]},
         "warmup": {"runs": 3},
     }  # fmt: skip
+
+
+def test_batching_reaches_the_server_with_its_preferred_sizes() -> None:
+    version = mv(batching={"maxBatchSize": 16, "maxQueueDelayMs": 2, "preferredBatchSizes": [8, 16]})
+    args = server(model_deployment(), version)["containers"][0]["args"]
+    assert args[args.index("--max-batch-size") + 1] == "16"
+    assert args[args.index("--max-queue-delay-ms") + 1] == "2.0"
+    assert version_config_flag(args)["dynamic_batching"] == {"preferred_batch_size": [8, 16]}
+    # the server parses what the operator renders, and schedules with it
+    document = version_config_flag(args)
+    assert overlay_version_config(ModelConfig(), document).preferred_batch_sizes == (8, 16)
+    assert "dynamic_batching" not in version_config_flag(server(model_deployment(), mv())["containers"][0]["args"])

@@ -118,3 +118,14 @@ def test_failure_reasons_of_a_server_that_cannot_start() -> None:
     assert failure_reason(LoadError("cannot load calc version 1: bad model")) == "ModelLoadFailed"
     assert failure_reason(RuntimeError("cannot listen")) == "ServerFailed"
     assert ModelConfig().warmup_samples is None
+
+
+def test_a_versions_preferred_batch_sizes_overlay_the_models() -> None:
+    from modelyard_runtime.modelconfig import overlay_version_config, parse_model_config, parse_version_config
+
+    model = parse_model_config({"max_batch_size": 16, "dynamic_batching": {"max_queue_delay_ms": 1}})
+    own = parse_version_config({"dynamic_batching": {"preferred_batch_size": [8, 4, 8]}})
+    merged = overlay_version_config(model, own)
+    assert merged.preferred_batch_sizes == (4, 8)
+    assert merged.max_queue_delay_ms == 1.0  # not set by the version: the model's stays
+    assert overlay_version_config(model, {"warmup": {"runs": 0}}).preferred_batch_sizes == ()

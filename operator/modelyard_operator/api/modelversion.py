@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -176,11 +176,33 @@ class RuntimeSpec(ApiModel):
 
 
 class BatchingSpec(ApiModel):
-    """Server-side dynamic batching."""
+    """Server-side dynamic batching. A request that finds the model idle runs at once; requests that arrive while a
+    batch runs are merged into the next one, up to maxBatchSize rows."""
+
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.preferredBatchSizes) || self.preferredBatchSizes.all(s, s <= self.maxBatchSize)",
+                    "message": "every preferredBatchSizes entry must be at most maxBatchSize",
+                }
+            ]
+        }
+    }
 
     max_batch_size: int = Field(default=0, ge=0, le=4096, description="Largest merged batch; 0 turns batching off.")
     max_queue_delay_ms: float = Field(
-        default=0.0, ge=0, le=10000, description="Longest a request waits for others to batch with."
+        default=0.0,
+        ge=0,
+        le=10000,
+        description="Longest a partial batch waits to reach one of preferredBatchSizes while the model is free "
+        "(without preferred sizes nothing waits: a free model runs what is queued at once).",
+    )
+    preferred_batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Batch sizes to run as soon as the queue can form them (Triton's preferred_batch_size); a "
+        "smaller batch waits up to maxQueueDelayMs for one.",
     )
 
 
