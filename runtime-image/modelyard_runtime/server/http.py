@@ -12,8 +12,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import Code, ForbiddenError, ServingError, public_message
-from modelyard_runtime.protocol.checks import check_header_length
+from modelyard_runtime.errors import Code, ForbiddenError, NotFoundError, ServingError, public_message
+from modelyard_runtime.protocol.checks import SHARED_MEMORY, check_header_length
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, json_object, parse_infer_request
 from modelyard_runtime.server import body
 from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
@@ -139,6 +139,24 @@ async def admin_only(request: web.Request) -> web.Response:
     raise ForbiddenError(ADMIN_ONLY)
 
 
+# Triton's HTTP endpoints of features this server does not implement: a 404 that says why, not a bare "Not Found"
+_UNSERVED = {
+    "/v2/systemsharedmemory": SHARED_MEMORY,
+    "/v2/cudasharedmemory": "CUDA " + SHARED_MEMORY,
+    "/v2/trace": "trace settings are not supported",
+    "/v2/logging": "log settings are not supported",
+}
+
+
+async def unserved(request: web.Request) -> web.Response:
+    prefix = next(p for p in _UNSERVED if request.path.startswith(p))
+    raise NotFoundError(f"{request.method} {prefix}: {_UNSERVED[prefix]}")
+
+
+async def unserved_trace(request: web.Request) -> web.Response:
+    raise NotFoundError(f"{request.method} {request.path[:200]}: {_UNSERVED['/v2/trace']}")
+
+
 async def infer(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
     started = time.perf_counter()
@@ -155,7 +173,8 @@ async def infer(request: web.Request) -> web.Response:
                 inflight.inc()
             try:
                 names = [o.name for o in parsed.outputs] if parsed.outputs else None
-                outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names)
+                classes = {o.name: o.class_count for o in parsed.outputs or ()}
+                outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names, classes)
             finally:
                 if inflight is not None:
                     inflight.dec()
@@ -206,6 +225,9 @@ def build_app(plane: DataPlane, settings: HttpSettings) -> web.Application:
         r.add_post(prefix + "/infer", infer)
         r.add_get(prefix + "/stats", model_stats)
     r.add_post("/v2/repository/index", repository_index)
+    for prefix in _UNSERVED:
+        r.add_route("*", prefix + "{tail:(/.*)?}", unserved)
+    r.add_route("*", "/v2/models/{model}/trace/setting", unserved_trace)
     r.add_post("/v2/repository/models/{model}/load", admin_only)
     r.add_post("/v2/repository/models/{model}/unload", admin_only)
     return app
