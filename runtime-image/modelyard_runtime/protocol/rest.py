@@ -70,6 +70,14 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def flag(value: Any, what: str) -> bool:
+    """A boolean parameter (pass ``False`` when absent); anything but true/false, null included, is a bad request
+    naming ``what``."""
+    if not isinstance(value, bool):
+        raise BadRequestError(f"{what} must be true or false, got {value!r}"[:200])
+    return value
+
+
 def _binary_size(item: dict[str, Any], name: str) -> int | None:
     size = _object(item.get("parameters"), f"parameters of input {name!r}").get("binary_data_size")
     if size is None:
@@ -90,7 +98,8 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
             raise BadRequestError(f"output {i} must be an object with a name")
         params = _object(item.get("parameters"), f"parameters of output {item['name']!r}")
         count = class_count(params.get("classification", 0), item["name"])
-        outputs.append(RequestedOutput(item["name"], bool(params.get("binary_data", False)), count))
+        binary = flag(params.get("binary_data", False), f"parameters.binary_data of output {item['name']!r}")
+        outputs.append(RequestedOutput(item["name"], binary, count))
     return outputs
 
 
@@ -144,12 +153,14 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     if offset != len(tail):
         raise BadRequestError(f"{len(tail) - offset} binary bytes after the last input")
     request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError("'id' must be a string")
     return InferRequest(
         inputs=inputs,
         datatypes=datatypes,
         outputs=_requested_outputs(doc.get("outputs")),
-        binary_output=bool(params.get("binary_data_output", False)),
-        id=str(request_id) if request_id is not None else None,
+        binary_output=flag(params.get("binary_data_output", False), "parameters.binary_data_output"),
+        id=request_id,
         parameters=params,
     )
 

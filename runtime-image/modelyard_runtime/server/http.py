@@ -14,10 +14,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modelyard_runtime import __version__
 from modelyard_runtime.errors import Code, ForbiddenError, NotFoundError, ServingError, public_message
 from modelyard_runtime.protocol.checks import SHARED_MEMORY, check_header_length
-from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, json_object, parse_infer_request
+from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, flag, json_object, parse_infer_request
 from modelyard_runtime.server import body
 from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
 from modelyard_runtime.server.limits import Admission, Ticket
+from modelyard_runtime.server.openapi import document as openapi_document
 
 log = logging.getLogger("modelyard.server")
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
@@ -63,8 +64,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge as exc:
         return error(Code.TOO_LARGE, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            return web.json_response({"error": exc.reason}, status=exc.status)
+        if exc.status >= 400:  # keeps the exception's headers: a 405 must list what is Allowed
+            headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+            return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
         raise
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
@@ -131,7 +133,7 @@ async def read_body(request: web.Request) -> bytes:
 
 async def repository_index(request: web.Request) -> web.Response:
     doc = json_object(await read_body(request))
-    return web.json_response(request.app[PLANE].index(ready_only=bool(doc.get("ready", False))))
+    return web.json_response(request.app[PLANE].index(ready_only=flag(doc.get("ready", False), "'ready'")))
 
 
 async def admin_only(request: web.Request) -> web.Response:
@@ -198,6 +200,10 @@ async def infer(request: web.Request) -> web.Response:
         plane.count_request(model_name, label_version, model, "http", status, time.perf_counter() - started)
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(__version__))
+
+
 async def metrics(request: web.Request) -> web.Response:
     data = generate_latest(request.app[PLANE].metrics.registry)
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -217,6 +223,7 @@ def build_app(plane: DataPlane, settings: HttpSettings) -> web.Application:
     r.add_get("/v2/health/ready", ready)
     r.add_get("/v2", server_metadata)
     r.add_get("/metrics", metrics)
+    r.add_get("/v2/openapi.json", openapi)
     r.add_get("/v2/models/stats", model_stats)  # before /v2/models/{model}, which would match it too
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         r.add_get(prefix, model_metadata)
