@@ -9,6 +9,7 @@ streaming) must fail with a message that says so.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from collections.abc import Iterator
 from functools import partial
@@ -457,8 +458,11 @@ def test_streaming_is_refused_with_a_clear_message(server: Server) -> None:
     done: queue.Queue[tuple[Any, Any]] = queue.Queue()
     client.start_stream(callback=partial(completion, done))
     try:
-        client.async_stream_infer("simple", simple_inputs(grpcclient))
-        result, error = done.get(timeout=10)
+        # the server refuses the stream as it opens: the refusal may reach the callback before the request is sent, and
+        # tritonclient then refuses to send on the dead stream (saying the callback has the error)
+        with contextlib.suppress(InferenceServerException):
+            client.async_stream_infer("simple", simple_inputs(grpcclient))
+        result, error = done.get(timeout=30)
     finally:
         client.stop_stream()
     assert result is None
