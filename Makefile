@@ -100,6 +100,9 @@ prometheus: ## install Debian's prometheus package (the rollout e2e tests start 
 test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
+test-fuzz: $(STAMP) ## fuzz tier: schemathesis against /v2/openapi.json, hypothesis against gRPC ModelInfer (~1 min)
+	$(PYTEST) -m fuzz tests/fuzz
+
 test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools gitops-test-tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
@@ -126,5 +129,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools gitops-test-tools generate check-generated lint check-manifests docs test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools gitops-test-tools generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

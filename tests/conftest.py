@@ -24,7 +24,7 @@ from fileserver import serve_directory
 from .support.processes import stop
 
 REPO = Path(__file__).resolve().parent.parent
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "e2e", "fuzz")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

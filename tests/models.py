@@ -132,3 +132,72 @@ def identity(path: Path, datatype: str) -> Path:
     x = helper.make_tensor_value_info(f"IN_{datatype}", ONNX_TYPES[datatype], ["n", "m"])
     y = helper.make_tensor_value_info("Y", ONNX_TYPES[datatype], ["n", "m"])
     return _save(helper.make_graph([helper.make_node("Identity", [x.name], ["Y"])], "identity", [x], [y]), path)
+
+
+def triton_simple(path: Path, datatype: str = "INT32") -> Path:
+    """Triton's example model ``simple``: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1, [-1, 16]."""
+    t = ONNX_TYPES[datatype]
+    ins = [helper.make_tensor_value_info(f"INPUT{i}", t, ["batch", 16]) for i in (0, 1)]
+    outs = [helper.make_tensor_value_info(f"OUTPUT{i}", t, ["batch", 16]) for i in (0, 1)]
+    nodes = [helper.make_node("Add", ["INPUT0", "INPUT1"], ["OUTPUT0"]),
+             helper.make_node("Sub", ["INPUT0", "INPUT1"], ["OUTPUT1"])]  # fmt: skip
+    return _save(helper.make_graph(nodes, "simple", ins, outs), path)
+
+
+def triton_simple_string(path: Path) -> Path:
+    """Triton's example ``simple_string``: BYTES [-1, 16] holding decimal integers; OUTPUT0/1 the sum/difference as
+    decimal strings (ONNX Cast between strings and INT32)."""
+    ins = [helper.make_tensor_value_info(f"INPUT{i}", TensorProto.STRING, ["batch", 16]) for i in (0, 1)]
+    outs = [helper.make_tensor_value_info(f"OUTPUT{i}", TensorProto.STRING, ["batch", 16]) for i in (0, 1)]
+    nodes = [helper.make_node("Cast", [f"INPUT{i}"], [f"N{i}"], to=TensorProto.INT32) for i in (0, 1)]
+    nodes += [helper.make_node("Add", ["N0", "N1"], ["S"]), helper.make_node("Sub", ["N0", "N1"], ["D"]),
+              helper.make_node("Cast", ["S"], ["OUTPUT0"], to=TensorProto.STRING),
+              helper.make_node("Cast", ["D"], ["OUTPUT1"], to=TensorProto.STRING)]  # fmt: skip
+    return _save(helper.make_graph(nodes, "simple_string", ins, outs), path)
+
+
+def triton_identity(path: Path, datatype: str = "BYTES") -> Path:
+    """Triton's example ``simple_identity``: OUTPUT0 = INPUT0, [-1, -1]."""
+    x = helper.make_tensor_value_info("INPUT0", ONNX_TYPES[datatype], ["batch", "n"])
+    y = helper.make_tensor_value_info("OUTPUT0", ONNX_TYPES[datatype], ["batch", "n"])
+    return _save(helper.make_graph([helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])], "identity", [x], [y]), path)
+
+
+def image_classifier(path: Path, *, nhwc: bool = False, batch: bool = True, classes: int = 5, side: int = 8) -> Path:
+    """A tiny image classifier: the mean of each channel times a fixed [3, classes] matrix, softmaxed. Input
+    ``data`` FP32 [N, 3, side, side] (NCHW) or [N, side, side, 3] (NHWC), without N when ``batch`` is false;
+    output ``probs`` FP32 [N, classes]. Class k scores channel k % 3 highest, so a red image is class 0 and 3."""
+    dims: list[str | int] = [side, side, 3] if nhwc else [3, side, side]
+    if batch:
+        dims = ["batch", *dims]
+    spatial = [0, 1] if nhwc else [1, 2]  # H and W, before the batch dimension is counted
+    axes = [a + 1 for a in spatial] if batch else spatial
+    weights = np.zeros((3, classes), np.float32)
+    for k in range(classes):
+        weights[k % 3, k] = 4.0 - k / classes
+    x = helper.make_tensor_value_info("data", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", classes] if batch else [classes])
+    init = [helper.make_tensor("W", TensorProto.FLOAT, [3, classes], weights.ravel()),
+            helper.make_tensor("axes", TensorProto.INT64, [2], axes)]  # fmt: skip
+    nodes = [helper.make_node("ReduceMean", ["data", "axes"], ["M"], keepdims=0),
+             helper.make_node("MatMul", ["M", "W"], ["L"]),
+             helper.make_node("Softmax", ["L"], ["probs"], axis=-1)]  # fmt: skip
+    return _save_opset18(helper.make_graph(nodes, "image_classifier", [x], [y], initializer=init), path)
+
+
+def _save_opset18(graph: onnx.GraphProto, path: Path) -> Path:
+    """ReduceMean takes its axes as an input from opset 18."""
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def non_finite(path: Path) -> Path:
+    """Y = A / B, FP32 [-1, -1]: 0/0 is NaN, 1/0 is Infinity, -1/0 -Infinity."""
+    a = helper.make_tensor_value_info("A", TensorProto.FLOAT, ["n", "m"])
+    b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["n", "m"])
+    y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", "m"])
+    return _save(helper.make_graph([helper.make_node("Div", ["A", "B"], ["Y"])], "div", [a, b], [y]), path)

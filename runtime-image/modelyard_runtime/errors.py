@@ -16,6 +16,7 @@ class Code(enum.Enum):
     REQUEST_TIMEOUT = (408, "DEADLINE_EXCEEDED")  # the body did not arrive within the deadline (HTTP only)
     TOO_LARGE = (413, "RESOURCE_EXHAUSTED")
     UNSUPPORTED_ENCODING = (415, "UNIMPLEMENTED")  # a Content-Encoding the server does not decode (HTTP only)
+    UNSUPPORTED_FEATURE = (400, "UNIMPLEMENTED")  # a request for a feature not served (sequences, shared memory)
     TOO_MANY_REQUESTS = (429, "RESOURCE_EXHAUSTED")  # beyond the in-flight or buffered-bytes cap: retry later
     CANCELLED = (499, "CANCELLED")  # the client gave up (deadline, disconnect): counted, never answered
     UNAVAILABLE = (503, "UNAVAILABLE")
@@ -74,6 +75,12 @@ class ClientGoneError(ServingError):
 
 class UnsupportedEncodingError(ServingError):
     code = Code.UNSUPPORTED_ENCODING
+
+
+class UnsupportedFeatureError(ServingError):
+    """The request needs a protocol feature this server does not implement (docs/server.md lists them)."""
+
+    code = Code.UNSUPPORTED_FEATURE
 
 
 class UnavailableError(ServingError):

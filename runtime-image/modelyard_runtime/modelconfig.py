@@ -11,6 +11,10 @@ Example::
       samples: /path/samples.json # optional: real inputs (a request body, or a list of them); else zero-filled
     version_weights: {"1": 90, "2": 10}   # how unversioned requests are split (default: highest version)
     backend: {...}                # see docs/backends.md
+    inputs:
+      image: {format: FORMAT_NCHW}          # image layout, reported in the model configuration (NCHW, NHWC)
+    outputs:
+      probs: {label_filename: labels.txt}  # class labels for the classification extension, one per line
 
 Unknown keys are errors: a typo must not silently change how a model is served.
 
@@ -27,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILE = "config.yaml"
-_TOP_KEYS = {"max_batch_size", "dynamic_batching", "warmup", "version_weights", "backend"}
+_TOP_KEYS = {"max_batch_size", "dynamic_batching", "warmup", "version_weights", "backend", "inputs", "outputs"}
+INPUT_FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")  # Triton's ModelInput.Format names
 
 
 class ModelConfigError(ValueError):
@@ -43,6 +48,8 @@ class ModelConfig:
     warmup_samples: str | None = None  # a JSON file (or a folder holding one) of real inputs
     version_weights: dict[str, int] = field(default_factory=dict)
     backend: dict[str, Any] | None = None
+    input_formats: dict[str, str] = field(default_factory=dict)  # input name -> one of INPUT_FORMATS
+    label_files: dict[str, str] = field(default_factory=dict)  # output name -> its labels file's name
 
 
 def _int(value: Any, key: str, minimum: int = 0) -> int:
@@ -68,6 +75,15 @@ def _preferred(value: Any, max_batch: int | None) -> tuple[int, ...]:
     if max_batch is not None and sizes and sizes[-1] > max_batch:
         raise ModelConfigError(f"{key} {list(sizes)}: every size must be at most max_batch_size ({max_batch})")
     return sizes
+
+
+def _by_name(value: Any, key: str) -> Mapping[str, Any]:
+    """A mapping of tensor name to its settings (absent: empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ModelConfigError(f"{key} must be a mapping of tensor name to settings, got {type(value).__name__}")
+    return {str(k): v for k, v in value.items()}
 
 
 def parse_model_config(raw: Any) -> ModelConfig:
@@ -108,6 +124,22 @@ def parse_model_config(raw: Any) -> ModelConfig:
     backend = top.get("backend")
     if backend is not None and not isinstance(backend, Mapping):
         raise ModelConfigError(f"backend must be a mapping, got {type(backend).__name__}")
+    formats: dict[str, str] = {}
+    for name, spec in _by_name(top.get("inputs"), "inputs").items():
+        fmt = _mapping(spec or {}, f"inputs.{name}", {"format"}).get("format", "FORMAT_NONE")
+        if fmt not in INPUT_FORMATS:
+            raise ModelConfigError(f"inputs.{name}.format must be one of {', '.join(INPUT_FORMATS)}, got {fmt!r}")
+        formats[str(name)] = fmt
+    labels: dict[str, str] = {}
+    for name, spec in _by_name(top.get("outputs"), "outputs").items():
+        label_file = _mapping(spec or {}, f"outputs.{name}", {"label_filename"}).get("label_filename")
+        if label_file is None:
+            continue
+        if not isinstance(label_file, str) or not label_file or "/" in label_file or label_file.startswith("."):
+            raise ModelConfigError(
+                f"outputs.{name}.label_filename must be a file name in the version or model folder, got {label_file!r}"
+            )
+        labels[str(name)] = label_file
     return ModelConfig(
         max_batch_size=max_batch,
         max_queue_delay_ms=delay,
@@ -116,6 +148,8 @@ def parse_model_config(raw: Any) -> ModelConfig:
         warmup_samples=samples,
         version_weights=weights,
         backend=dict(backend) if backend is not None else None,
+        input_formats=formats,
+        label_files=labels,
     )
 
 

@@ -372,6 +372,51 @@ def test_good_canary_is_promoted_through_every_step(world: World) -> None:
     assert status["phase"] == "Healthy"
 
 
+def bad_requests(world: World, version: str, stop: threading.Event, sent: list[int]) -> None:
+    """A hostile client: only requests the server must refuse (wrong shape, unknown input, an unknown output), to
+    ``version`` of ``fraud``, over both protocols."""
+    import tritonclient.http as triton
+    from tritonclient.utils import InferenceServerException
+
+    client = triton.InferenceServerClient(f"127.0.0.1:{world.servers[version]}", network_timeout=10)
+    wrong = np.ones((1, 3), np.float32)
+    while not stop.is_set():
+        inputs = [triton.InferInput("A", [1, 3], "FP32"), triton.InferInput("B", [1, 3], "FP32")]
+        for tensor in inputs:
+            tensor.set_data_from_numpy(wrong)
+        try:
+            client.infer("fraud", inputs, model_version=version)
+        except InferenceServerException as exc:  # a 400 is what it sends for
+            if exc.status() == "400":
+                sent.append(1)
+        time.sleep(1.0 / 40)
+
+
+def test_client_errors_cannot_force_a_rollback(world: World) -> None:
+    """A client that sends only bad requests (400) to the canary, more of them than the good traffic it gets, does
+    not make errorRate fail: the canary is promoted."""
+    name = "hostile"
+    start_rollout(world, name, "4", {"setWeight": 50}, {"analyze": {"minDuration": "6s", "maxDuration": "60s"}},
+                  metrics=[ERRORS])  # fmt: skip
+    load = Load(world, name).start()
+    stop, sent = threading.Event(), []
+    attacker = threading.Thread(target=bad_requests, args=(world, "4", stop, sent), daemon=True)
+    attacker.start()
+    try:
+        status = until(load, lambda s: s.get("stableVersion") == "4" or s.get("phase") == "RolledBack",
+                       timeout=90, what="canary promoted despite bad requests")  # fmt: skip
+    finally:
+        stop.set()
+        attacker.join(timeout=15)
+        finish(world, load, name)
+    canary_ok = sum(1 for _, v, ok in load.results if v == "4" and ok)
+    print(f"\nhostile client: {len(sent)} bad requests (400) and {canary_ok} good ones reached the canary")
+    assert not status.get("rolledBackVersions")  # what the query that counted every non-2xx code did here
+    assert [(h["version"], h["outcome"]) for h in status["history"]] == [("4", "Promoted")]
+    assert len(sent) >= 100
+    assert len(sent) > canary_ok  # most of the canary's requests were the client's errors
+
+
 def test_slow_canary_fails_the_latency_comparison(world: World) -> None:
     name = "slow"
     p99 = {"name": "p99", "template": "latencyP99", "compare": {"against": "stable", "maxRatio": 2},

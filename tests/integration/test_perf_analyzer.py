@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ..models import binary_op
+from ..models import binary_op, triton_simple_string
 from ..serving import Server, run_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +28,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     binary_op(repo / "plain" / "1" / "model.onnx", "Add")
     binary_op(repo / "batched" / "1" / "model.onnx", "Add")
     (repo / "batched" / "config.yaml").write_text("max_batch_size: 8\ndynamic_batching:\n  max_queue_delay_ms: 1\n")
+    triton_simple_string(repo / "strings" / "1" / "model.onnx")  # BYTES in and out: TYPE_STRING in the config
+    (repo / "strings" / "config.yaml").write_text("max_batch_size: 8\nwarmup: false\n")
     with run_server(repo) as s:
         yield s
 
@@ -35,8 +37,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 @pytest.mark.parametrize(
     ("model", "extra"),
-    [("plain", ["--shape", "A:1,4", "--shape", "B:1,4"]), ("batched", ["-b", "4"])],
-)
+    [("plain", ["--shape", "A:1,4", "--shape", "B:1,4"]), ("batched", ["-b", "4"]),
+     ("strings", ["-b", "2", "--string-data", "7"])],
+)  # fmt: skip
 def test_perf_analyzer_measures_without_errors(
     perf_analyzer: str, server: Server, protocol: str, model: str, extra: list[str]
 ) -> None:

@@ -110,3 +110,24 @@ def test_a_later_folder_overrides_top_level_keys(tmp_path: Path) -> None:
     (overlay / "config.yaml").write_text("max_batch_sise: 1\n")
     with pytest.raises(ModelConfigError, match=r"overlay/config\.yaml: unknown key"):
         read_model_config(repo, overlay)
+
+
+def test_input_formats_and_label_files() -> None:
+    config = parse_model_config(
+        {"inputs": {"image": {"format": "FORMAT_NHWC"}}, "outputs": {"probs": {"label_filename": "labels.txt"}}}
+    )
+    assert config.input_formats == {"image": "FORMAT_NHWC"}
+    assert config.label_files == {"probs": "labels.txt"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [({"inputs": {"image": {"format": "NHWC"}}}, "format must be one of FORMAT_NONE, FORMAT_NHWC, FORMAT_NCHW"),
+     ({"inputs": {"image": {"layout": "x"}}}, r"unknown key\(s\) in inputs.image: layout"),
+     ({"inputs": ["image"]}, "inputs must be a mapping of tensor name"),
+     ({"outputs": {"probs": {"label_filename": "../labels.txt"}}}, "must be a file name"),
+     ({"outputs": {"probs": {"label_filename": 3}}}, "must be a file name")],
+)  # fmt: skip
+def test_tensor_settings_errors(raw: dict[str, object], match: str) -> None:
+    with pytest.raises(ModelConfigError, match=match):
+        parse_model_config(raw)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from modelyard_operator.api.modeldeployment import GatewayAPISpec, MetricSpec
@@ -22,7 +24,8 @@ WHERE = {"model": "fraud", "version": "2", "namespace": "ml", "window": "1m"}
     ("metric", "expected"),
     [
         ({"template": "errorRate", "max": 0.01},
-         f'(sum(rate(modelyard_inference_requests_total{{{SEL},code!~"2..|OK"}}[1m])) or vector(0)) / '
+         f'(sum(rate(modelyard_inference_requests_total{{{SEL},code=~"5..|INTERNAL|UNAVAILABLE|UNKNOWN|DATA_LOSS"}}[1m]))'
+         " or vector(0)) / "
          f"sum(rate(modelyard_inference_requests_total{{{SEL}}}[1m]))"),
         ({"template": "latencyP95", "max": 0.1},
          f"histogram_quantile(0.95, sum by (le) (rate({BUCKETS}[1m])))"),
@@ -34,6 +37,24 @@ WHERE = {"model": "fraud", "version": "2", "namespace": "ml", "window": "1m"}
 )  # fmt: skip
 def test_queries_render(metric: dict[str, object], expected: str) -> None:
     assert render_metric(MetricSpec.model_validate({"name": "m", **metric}), **WHERE) == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "server_error"),
+    [("200", False), ("OK", False), ("400", False), ("401", False), ("403", False), ("404", False), ("408", False),
+     ("413", False), ("415", False), ("429", False), ("499", False), ("INVALID_ARGUMENT", False),
+     ("NOT_FOUND", False), ("RESOURCE_EXHAUSTED", False), ("CANCELLED", False), ("DEADLINE_EXCEEDED", False),
+     ("500", True), ("502", True), ("503", True), ("504", True), ("INTERNAL", True), ("UNAVAILABLE", True),
+     ("UNKNOWN", True), ("5000", False), ("1500", False)],
+)  # fmt: skip
+def test_error_rate_counts_server_errors_only(code: str, server_error: bool) -> None:
+    """A client that sends only bad requests must not make a version's error rate rise (no forced rollback): the
+    template's code matcher, anchored as Prometheus anchors regexes, selects 5xx and gRPC server failures only."""
+    query = render_metric(MetricSpec(name="m", template="errorRate", max=1), **WHERE)
+    matcher = re.search(r'code=~"([^"]*)"', query)
+    assert matcher is not None
+    assert "code!~" not in query
+    assert (re.fullmatch(matcher.group(1), code) is not None) is server_error
 
 
 def test_label_values_are_escaped() -> None:

@@ -14,8 +14,11 @@ from modelyard_operator.api.modeldeployment import MetricSpec
 
 REQUESTS = "modelyard_inference_requests_total"
 DURATION = "modelyard_inference_request_duration_seconds"
-# Successful requests: HTTP 2xx, gRPC OK. Everything else (4xx, 5xx, gRPC errors) counts as an error.
-SUCCESS_CODES = "2..|OK"
+# Server errors: HTTP 5xx (the server labels gRPC calls with the HTTP status of their outcome: INTERNAL is 500,
+# UNAVAILABLE 503), and the gRPC names for servers that label calls by gRPC status. Client errors (4xx,
+# INVALID_ARGUMENT, NOT_FOUND, ...) and abandoned requests (499) are not the version's fault: counting them would let
+# any client force a rollback by sending bad requests. A Prometheus regex matches the whole value.
+SERVER_ERROR_CODES = "5..|INTERNAL|UNAVAILABLE|UNKNOWN|DATA_LOSS"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _KNOWN = ("model", "version", "namespace", "window")
@@ -46,7 +49,7 @@ def range_seconds(seconds: float) -> str:
 def render_template(template: str, *, model: str, version: str, namespace: str, window: str) -> str:
     sel = selector(model, version, namespace)
     if template == "errorRate":
-        bad = selector(model, version, namespace, f'code!~"{SUCCESS_CODES}"')
+        bad = selector(model, version, namespace, f'code=~"{SERVER_ERROR_CODES}"')
         # No error series at all means no errors (0), not no data; no requests at all stays no data.
         return f"(sum(rate({REQUESTS}{bad}[{window}])) or vector(0)) / sum(rate({REQUESTS}{sel}[{window}]))"
     if template in ("latencyP95", "latencyP99"):

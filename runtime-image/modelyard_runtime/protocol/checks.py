@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from modelyard_runtime.errors import BadRequestError
+from modelyard_runtime.errors import BadRequestError, UnsupportedFeatureError
+
+SHARED_MEMORY = "shared-memory tensors are not supported; send tensors in the request (or as binary data)"
+SEQUENCES = "sequence batching (sequence_id, sequence_start, sequence_end) is not supported; send stateless requests"
 
 MAX_DIMS = 64  # what numpy (and Triton) allow
 MAX_ELEMENTS = 2**40  # product of a shape's non-zero dimensions: far above any body, far below any overflow
@@ -49,6 +52,18 @@ def check_header_length(value: str | None) -> int | None:
             f"Inference-Header-Content-Length must be a decimal number of bytes (ASCII digits), got {shown!r}"
         )
     return int(value)
+
+
+def check_supported(
+    request_parameters: Mapping[str, object], tensor_parameters: Sequence[Mapping[str, object]]
+) -> None:
+    """UnsupportedFeatureError (HTTP 400, gRPC UNIMPLEMENTED) for requests that need a feature this server does not
+    serve, rather than running them as if the feature did not matter: sequence parameters on the request, a
+    shared-memory region on an input or requested output."""
+    if any(request_parameters.get(key) for key in ("sequence_id", "sequence_start", "sequence_end")):
+        raise UnsupportedFeatureError(SEQUENCES)
+    if any("shared_memory_region" in params for params in tensor_parameters):
+        raise UnsupportedFeatureError(SHARED_MEMORY)
 
 
 class TensorSpec(Protocol):

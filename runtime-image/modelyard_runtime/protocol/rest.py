@@ -7,6 +7,8 @@ take their bytes from the tail in order; the others carry ``data`` in the JSON.
 
 from __future__ import annotations
 
+import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,8 @@ import numpy.typing as npt
 import orjson
 
 from modelyard_runtime.errors import BadRequestError
+from modelyard_runtime.protocol.checks import check_supported
+from modelyard_runtime.protocol.classification import class_count
 from modelyard_runtime.protocol.datatypes import (
     DatatypeError,
     array_from_values,
@@ -30,6 +34,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 class RequestedOutput:
     name: str
     binary: bool
+    class_count: int = 0  # > 0: the classification extension's top classes instead of the tensor
 
 
 @dataclass
@@ -65,6 +70,14 @@ def _object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def flag(value: Any, what: str) -> bool:
+    """A boolean parameter (pass ``False`` when absent); anything but true/false, null included, is a bad request
+    naming ``what``."""
+    if not isinstance(value, bool):
+        raise BadRequestError(f"{what} must be true or false, got {value!r}"[:200])
+    return value
+
+
 def _binary_size(item: dict[str, Any], name: str) -> int | None:
     size = _object(item.get("parameters"), f"parameters of input {name!r}").get("binary_data_size")
     if size is None:
@@ -84,7 +97,9 @@ def _requested_outputs(value: Any) -> list[RequestedOutput] | None:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise BadRequestError(f"output {i} must be an object with a name")
         params = _object(item.get("parameters"), f"parameters of output {item['name']!r}")
-        outputs.append(RequestedOutput(item["name"], bool(params.get("binary_data", False))))
+        count = class_count(params.get("classification", 0), item["name"])
+        binary = flag(params.get("binary_data", False), f"parameters.binary_data of output {item['name']!r}")
+        outputs.append(RequestedOutput(item["name"], binary, count))
     return outputs
 
 
@@ -99,12 +114,20 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
     try:
         doc = orjson.loads(head)
     except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"request is not valid JSON: {exc}") from None
+        hint = ""
+        if b"NaN" in head or b"Infinity" in head:
+            hint = " (NaN and Infinity are not JSON numbers: send such a tensor as binary data, binary_data_size)"
+        raise BadRequestError(f"request is not valid JSON: {exc}{hint}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list):
         raise BadRequestError("request needs an 'inputs' list")
     inputs: dict[str, npt.NDArray[Any]] = {}
     datatypes: dict[str, str] = {}
     offset = 0
+    params = _object(doc.get("parameters"), "parameters")
+    tensors = [*doc["inputs"], *(doc.get("outputs") or [] if isinstance(doc.get("outputs"), list) else [])]
+    check_supported(
+        params, [t["parameters"] for t in tensors if isinstance(t, dict) and isinstance(t.get("parameters"), dict)]
+    )
     for i, item in enumerate(doc["inputs"]):
         if not isinstance(item, dict):
             raise BadRequestError(f"input {i} must be a JSON object")
@@ -129,23 +152,34 @@ def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
         datatypes[name] = datatype
     if offset != len(tail):
         raise BadRequestError(f"{len(tail) - offset} binary bytes after the last input")
-    params = _object(doc.get("parameters"), "parameters")
     request_id = doc.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise BadRequestError("'id' must be a string")
     return InferRequest(
         inputs=inputs,
         datatypes=datatypes,
         outputs=_requested_outputs(doc.get("outputs")),
-        binary_output=bool(params.get("binary_data_output", False)),
-        id=str(request_id) if request_id is not None else None,
+        binary_output=flag(params.get("binary_data_output", False), "parameters.binary_data_output"),
+        id=request_id,
         parameters=params,
     )
 
 
-def _json_values(array: npt.NDArray[Any]) -> list[Any]:
+# JSON has no NaN or infinities. Outputs that hold them are written with the tokens NaN, Infinity and -Infinity (what
+# JavaScript's and Python's serialisers write, and what tritonclient's JSON parser reads back as float nan/inf); a
+# client whose parser refuses them asks for the output as binary data. orjson cannot write the tokens, so such values
+# go through as placeholder strings, unique to the response, that are then replaced by the bare tokens.
+_NON_FINITE = {"nan": b"NaN", "inf": b"Infinity", "-inf": b"-Infinity"}
+
+
+def _json_values(array: npt.NDArray[Any], marker: str) -> list[Any]:
     flat = array.reshape(-1)
     if flat.dtype == np.object_:
         return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
-    return list(flat.tolist())
+    values = list(flat.tolist())
+    if flat.dtype.kind == "f" and not np.isfinite(flat).all():
+        values = [v if math.isfinite(v) else f"{marker}{v}" for v in values]
+    return values
 
 
 def build_infer_response(
@@ -156,6 +190,8 @@ def build_infer_response(
 ) -> tuple[bytes, int | None]:
     """The response body and, when binary tensors follow the JSON, the JSON's length."""
     wanted = request.outputs or [RequestedOutput(n, request.binary_output) for n in outputs]
+    marker = f"\u0000{secrets.token_hex(8)}:"  # for NaN and infinities (see _NON_FINITE); no client chooses it
+    non_finite = False
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for want in wanted:
@@ -167,12 +203,17 @@ def build_infer_response(
             entry["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
-            entry["data"] = _json_values(array)
+            entry["data"] = _json_values(array, marker)
+            non_finite = non_finite or (array.dtype.kind == "f" and not np.isfinite(array).all())
         entries.append(entry)
     doc: dict[str, Any] = {"model_name": model, "model_version": version, "outputs": entries}
     if request.id is not None:
         doc["id"] = request.id
     head = orjson.dumps(doc)
+    if non_finite:
+        quoted = orjson.dumps(marker)[:-1]  # the opening quote and the marker as orjson escapes it
+        for text, token in _NON_FINITE.items():
+            head = head.replace(quoted + text.encode() + b'"', token)
     if not blobs:
         return head, None
     return b"".join([head, *blobs]), len(head)

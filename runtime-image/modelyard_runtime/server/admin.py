@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from modelyard_runtime.errors import BadRequestError, UnauthenticatedError
-from modelyard_runtime.protocol.rest import json_object
+from modelyard_runtime.protocol.rest import flag, json_object
 from modelyard_runtime.server.core import CONFIG_OVERRIDE_UNSUPPORTED, DataPlane
 from modelyard_runtime.server.http import errors
 
@@ -81,7 +81,7 @@ async def _json(request: web.Request) -> dict[str, Any]:
 
 async def repository_index(request: web.Request) -> web.Response:
     doc = await _json(request)
-    return web.json_response(request.app[PLANE].index(ready_only=bool(doc.get("ready", False))))
+    return web.json_response(request.app[PLANE].index(ready_only=flag(doc.get("ready", False), "'ready'")))
 
 
 async def repository_load(request: web.Request) -> web.Response:

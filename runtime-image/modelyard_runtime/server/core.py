@@ -31,7 +31,7 @@ from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required, unserved
 from modelyard_runtime.server.repository import scan_repository, size_on_disk, version_key
-from modelyard_runtime.server.versions import LoadedModel, LoadError, batchable, open_version
+from modelyard_runtime.server.versions import LoadedModel, LoadError, batchable, open_version, tensor_settings
 from modelyard_runtime.server.view import RESCAN_SECONDS, RepositoryView
 
 __all__ = ["DataPlane", "LoadError", "LoadedModel", "open_version", "scan_repository", "version_key"]
@@ -39,7 +39,7 @@ __all__ = ["DataPlane", "LoadError", "LoadedModel", "open_version", "scan_reposi
 log = logging.getLogger("modelyard.server")
 UNKNOWN_MODEL = "(unknown)"  # the model (or version) label of requests for ones that do not exist
 INFER_THREADS = 4  # inference runs off the loop thread (ONNX Runtime releases the GIL while it runs)
-EXTENSIONS = ["binary_tensor_data", "model_configuration", "model_repository", "statistics"]
+EXTENSIONS = ["binary_tensor_data", "classification", "model_configuration", "model_repository", "statistics"]
 CONFIG_OVERRIDE_UNSUPPORTED = "a load with parameters.config is not supported; edit the model's config.yaml instead"
 
 
@@ -236,6 +236,11 @@ class DataPlane:
                 backend, seconds = await loop.run_in_executor(
                     self._load_pool, open_version, name, version, path, config
                 )
+            try:
+                labels = tensor_settings(backend, config, self._settings_folders(name, version))
+            except LoadError:
+                backend.close()
+                raise
         except Exception as exc:
             reason = str(exc)
             self._failures[(name, version)] = reason
@@ -244,6 +249,7 @@ class DataPlane:
             raise LoadError(f"cannot load {name} version {version}: {public_message(reason)}") from exc
         self._failures.pop((name, version), None)
         model = self._wrap(name, version, path, backend, config, seconds)
+        model.labels = labels
         self.models.setdefault(name, {})[version] = model
         self.metrics.load_duration.labels(model=name, version=version).observe(seconds)
         self.metrics.loaded.labels(model=name, version=version).set(1)
@@ -253,6 +259,13 @@ class DataPlane:
         if self.memory_budget is not None:
             await self._make_room(0)
         return model
+
+    def _settings_folders(self, name: str, version: str) -> list[Path]:
+        """Where a version's label files are looked for: its folder, its model's, the model's config folder."""
+        folders = [self.repository / name / version, self.repository / name]
+        if self.config_dir is not None:
+            folders.append(self.config_dir / name)
+        return folders
 
     def _wrap(
         self, name: str, version: str, path: Path, backend: Backend, config: ModelConfig, seconds: float
@@ -440,9 +453,10 @@ class DataPlane:
         inputs: dict[str, npt.NDArray[Any]],
         datatypes: dict[str, str],
         output_names: list[str] | None,
+        classes: Mapping[str, int] | None = None,
     ) -> Outputs:
         """Validate and run one request (:func:`~modelyard_runtime.server.inference.run_inference`)."""
-        return await run_inference(model, inputs, datatypes, output_names, self._pool)
+        return await run_inference(model, inputs, datatypes, output_names, self._pool, classes)
 
     def count_request(
         self, name: str, version: str, model: LoadedModel | None, protocol: str, code: int, seconds: float

@@ -21,8 +21,23 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import BadRequestError, Code, ServingError, TooManyRequestsError, public_message
-from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, decode_tensor, encode_tensor
+from modelyard_runtime.errors import (
+    BadRequestError,
+    Code,
+    NotFoundError,
+    ServingError,
+    TooManyRequestsError,
+    public_message,
+)
+from modelyard_runtime.protocol.checks import check_supported
+from modelyard_runtime.protocol.classification import class_count
+from modelyard_runtime.protocol.datatypes import (
+    DatatypeError,
+    array_from_values,
+    decode_tensor,
+    encode_tensor,
+    protocol_datatype,
+)
 from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
 from modelyard_runtime.server.http import ADMIN_ONLY
 from modelyard_runtime.server.limits import Admission, Ticket
@@ -69,6 +84,20 @@ def decode_inputs(request: service_pb2.ModelInferRequest) -> tuple[dict[str, npt
         inputs[tensor.name] = array
         datatypes[tensor.name] = tensor.datatype
     return inputs, datatypes
+
+
+def parameter_value(param: service_pb2.InferParameter) -> object:
+    kind = param.WhichOneof("parameter_choice")
+    return getattr(param, kind) if kind else None
+
+
+def requested_classes(request: service_pb2.ModelInferRequest) -> dict[str, int]:
+    """The classification extension's class count of each requested output (``parameters["classification"]``)."""
+    classes: dict[str, int] = {}
+    for output in request.outputs:
+        if "classification" in output.parameters:
+            classes[output.name] = class_count(parameter_value(output.parameters["classification"]), output.name)
+    return classes
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -119,8 +148,11 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     async def ModelReady(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:
-            ready = self.plane.reports_ready and self.plane.is_ready(request.name, request.version or None)
-            return service_pb2.ModelReadyResponse(ready=ready)
+            try:  # an unknown model or version is not ready, as Triton answers (no NOT_FOUND)
+                known = self.plane.is_ready(request.name, request.version or None)
+            except NotFoundError:
+                known = False
+            return service_pb2.ModelReadyResponse(ready=self.plane.reports_ready and known)
 
         return await self._call(context, work, request)
 
@@ -192,20 +224,24 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             raise
         try:
             async with plane.use(request.model_name, request.model_version or None) as model:
+                check_supported(
+                    {key: parameter_value(value) for key, value in request.parameters.items()},
+                    [t.parameters for t in [*request.inputs, *request.outputs]],
+                )
                 inputs, datatypes = decode_inputs(request)
                 names = [o.name for o in request.outputs] or None
+                classes = requested_classes(request)
                 inflight = model.metrics.inflight if model.metrics else None
                 if inflight is not None:
                     inflight.inc()
                 try:
-                    outputs = await plane.infer(model, inputs, datatypes, names)
+                    outputs = await plane.infer(model, inputs, datatypes, names, classes)
                 finally:
                     if inflight is not None:
                         inflight.dec()
-            types = {t.name: t.datatype for t in model.backend.outputs}
             response = service_pb2.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
             for name, array in outputs.items():
-                response.outputs.add(name=name, datatype=types[name], shape=list(array.shape))
+                response.outputs.add(name=name, datatype=protocol_datatype(array.dtype), shape=list(array.shape))
                 response.raw_output_contents.append(encode_tensor(array))
             count(200)
             return response

@@ -12,12 +12,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import Code, ForbiddenError, ServingError, public_message
-from modelyard_runtime.protocol.checks import check_header_length
-from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, json_object, parse_infer_request
+from modelyard_runtime.errors import Code, ForbiddenError, NotFoundError, ServingError, public_message
+from modelyard_runtime.protocol.checks import SHARED_MEMORY, check_header_length
+from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, flag, json_object, parse_infer_request
 from modelyard_runtime.server import body
 from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
 from modelyard_runtime.server.limits import Admission, Ticket
+from modelyard_runtime.server.openapi import document as openapi_document
 
 log = logging.getLogger("modelyard.server")
 PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
@@ -63,8 +64,9 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge as exc:
         return error(Code.TOO_LARGE, f"request body too large: {exc.text}")
     except web.HTTPException as exc:
-        if exc.status >= 400:
-            return web.json_response({"error": exc.reason}, status=exc.status)
+        if exc.status >= 400:  # keeps the exception's headers: a 405 must list what is Allowed
+            headers = {k: v for k, v in exc.headers.items() if k.lower() not in ("content-type", "content-length")}
+            return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
         raise
     except Exception:
         log.exception("unexpected error serving %s %s", request.method, request.path)
@@ -131,12 +133,30 @@ async def read_body(request: web.Request) -> bytes:
 
 async def repository_index(request: web.Request) -> web.Response:
     doc = json_object(await read_body(request))
-    return web.json_response(request.app[PLANE].index(ready_only=bool(doc.get("ready", False))))
+    return web.json_response(request.app[PLANE].index(ready_only=flag(doc.get("ready", False), "'ready'")))
 
 
 async def admin_only(request: web.Request) -> web.Response:
     """Load and unload on an inference port: whoever reaches the Service must not be able to take a model offline."""
     raise ForbiddenError(ADMIN_ONLY)
+
+
+# Triton's HTTP endpoints of features this server does not implement: a 404 that says why, not a bare "Not Found"
+_UNSERVED = {
+    "/v2/systemsharedmemory": SHARED_MEMORY,
+    "/v2/cudasharedmemory": "CUDA " + SHARED_MEMORY,
+    "/v2/trace": "trace settings are not supported",
+    "/v2/logging": "log settings are not supported",
+}
+
+
+async def unserved(request: web.Request) -> web.Response:
+    prefix = next(p for p in _UNSERVED if request.path.startswith(p))
+    raise NotFoundError(f"{request.method} {prefix}: {_UNSERVED[prefix]}")
+
+
+async def unserved_trace(request: web.Request) -> web.Response:
+    raise NotFoundError(f"{request.method} {request.path[:200]}: {_UNSERVED['/v2/trace']}")
 
 
 async def infer(request: web.Request) -> web.Response:
@@ -155,7 +175,8 @@ async def infer(request: web.Request) -> web.Response:
                 inflight.inc()
             try:
                 names = [o.name for o in parsed.outputs] if parsed.outputs else None
-                outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names)
+                classes = {o.name: o.class_count for o in parsed.outputs or ()}
+                outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names, classes)
             finally:
                 if inflight is not None:
                     inflight.dec()
@@ -179,6 +200,10 @@ async def infer(request: web.Request) -> web.Response:
         plane.count_request(model_name, label_version, model, "http", status, time.perf_counter() - started)
 
 
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document(__version__))
+
+
 async def metrics(request: web.Request) -> web.Response:
     data = generate_latest(request.app[PLANE].metrics.registry)
     return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -198,6 +223,7 @@ def build_app(plane: DataPlane, settings: HttpSettings) -> web.Application:
     r.add_get("/v2/health/ready", ready)
     r.add_get("/v2", server_metadata)
     r.add_get("/metrics", metrics)
+    r.add_get("/v2/openapi.json", openapi)
     r.add_get("/v2/models/stats", model_stats)  # before /v2/models/{model}, which would match it too
     for prefix in ("/v2/models/{model}", "/v2/models/{model}/versions/{version}"):
         r.add_get(prefix, model_metadata)
@@ -206,6 +232,9 @@ def build_app(plane: DataPlane, settings: HttpSettings) -> web.Application:
         r.add_post(prefix + "/infer", infer)
         r.add_get(prefix + "/stats", model_stats)
     r.add_post("/v2/repository/index", repository_index)
+    for prefix in _UNSERVED:
+        r.add_route("*", prefix + "{tail:(/.*)?}", unserved)
+    r.add_route("*", "/v2/models/{model}/trace/setting", unserved_trace)
     r.add_post("/v2/repository/models/{model}/load", admin_only)
     r.add_post("/v2/repository/models/{model}/unload", admin_only)
     return app

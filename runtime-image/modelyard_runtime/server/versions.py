@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,35 @@ def _warm_up_with_samples(name: str, version: str, backend: Backend, config: Mod
     log.info("warmed up %s version %s with %d inference(s) on %d sample(s)", name, version, runs, len(samples))
 
 
+MAX_LABELS_BYTES = 16 * 2**20
+
+
+def tensor_settings(backend: Backend, config: ModelConfig, folders: Sequence[Path]) -> dict[str, list[str]]:
+    """config.yaml's ``inputs`` and ``outputs`` checked against the model, and each output's labels read from the
+    first of ``folders`` that has its label file (one label per line). LoadError names what does not fit."""
+    inputs = {t.name: t for t in backend.inputs}
+    outputs = {t.name for t in backend.outputs}
+    for name, fmt in config.input_formats.items():
+        tensor = inputs.get(name)
+        if tensor is None:
+            raise LoadError(f"config.yaml names input {name!r}, which the model does not have: {', '.join(inputs)}")
+        if fmt != "FORMAT_NONE" and len(tensor.shape) not in (3, 4):
+            raise LoadError(f"input {name!r} has {len(tensor.shape)} dimensions; {fmt} needs 3 (4 with the batch)")
+    labels: dict[str, list[str]] = {}
+    for name, file_name in config.label_files.items():
+        if name not in outputs:
+            raise LoadError(f"config.yaml names output {name!r}, which the model does not have: {', '.join(outputs)}")
+        found = next((folder / file_name for folder in folders if (folder / file_name).is_file()), None)
+        if found is None:
+            raise LoadError(
+                f"label file {file_name!r} of output {name!r} is in neither the version's nor the model's folder"
+            )
+        if found.stat().st_size > MAX_LABELS_BYTES:
+            raise LoadError(f"label file {file_name!r} is larger than {MAX_LABELS_BYTES} bytes")
+        labels[name] = found.read_text(encoding="utf-8", errors="replace").splitlines()
+    return labels
+
+
 def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float]:
     """Open a version's backend and warm it up (blocking: run it off the event loop); returns it and the seconds."""
     started = time.perf_counter()
@@ -149,6 +179,7 @@ class LoadedModel:
     stats: ModelStats = field(default_factory=ModelStats)
     metrics: VersionMetrics | None = None  # bound when the data plane wraps the version
     compute_ewma_ns: int = INLINE_BELOW_NS  # starts in the pool until a few runs show the model is small
+    labels: dict[str, list[str]] = field(default_factory=dict)  # output -> class labels (classification extension)
 
     @property
     def memory_bytes(self) -> int:
@@ -168,15 +199,30 @@ class LoadedModel:
 
         def tensor(t: Any) -> dict[str, Any]:
             dims = t.shape[1:] if self.max_batch_size > 0 else t.shape
-            return {"name": t.name, "data_type": f"TYPE_{t.datatype}", "dims": dims}
+            # Triton's DataType enum calls BYTES TYPE_STRING (perf_analyzer and tritonclient read it so)
+            data_type = "TYPE_STRING" if t.datatype == "BYTES" else f"TYPE_{t.datatype}"
+            return {"name": t.name, "data_type": data_type, "dims": dims}
+
+        def input_tensor(t: Any) -> dict[str, Any]:
+            entry = tensor(t)
+            fmt = self.config.input_formats.get(t.name, "FORMAT_NONE")
+            if fmt != "FORMAT_NONE":
+                entry["format"] = fmt
+            return entry
+
+        def output_tensor(t: Any) -> dict[str, Any]:
+            entry = tensor(t)
+            if t.name in self.config.label_files:
+                entry["label_filename"] = self.config.label_files[t.name]
+            return entry
 
         config: dict[str, Any] = {
             "name": self.name,
             "platform": self.backend.platform,
             "backend": "tensorrt" if self.backend.platform.startswith("tensorrt") else "onnxruntime",
             "max_batch_size": self.max_batch_size,
-            "input": [tensor(t) for t in self.backend.inputs],
-            "output": [tensor(t) for t in self.backend.outputs],
+            "input": [input_tensor(t) for t in self.backend.inputs],
+            "output": [output_tensor(t) for t in self.backend.outputs],
         }
         if self.batcher is not None:
             config["dynamic_batching"] = {
