@@ -111,7 +111,11 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
                     await _write_status(kube, md, update.status)
                     _emit(md, update.events)
                 return
-            children = [*deployments, *view.owned_services(namespace, name)]
+            children = [
+                *deployments,
+                *view.owned_services(namespace, name),
+                *view.owned_network_policies(namespace, name),
+            ]
             observed = {(o["kind"], o["metadata"]["name"]): o for o in children}
             try:
                 for obj in todo.apply:

@@ -18,6 +18,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from modelyard_operator.api.common import GROUP, VERSION
@@ -34,6 +35,7 @@ _KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Service"): Service,
     ("v1", "ConfigMap"): ConfigMap,
     ("batch/v1", "Job"): Job,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRouteResource,
 }
 
