@@ -4,8 +4,9 @@ One policy per ModelDeployment selects all its pods (every version): a pod holds
 loader (an init container, or a native sidecar in dynamic loading), and a NetworkPolicy applies to a pod,
 not to a container, so the loader's egress allowance is the server's too (docs/security.md).
 
-- ingress to the inference ports (HTTP, gRPC) from the ModelDeployment's namespace and the configured
-  gateway namespaces; to the HTTP port (which serves ``/metrics``) from the Prometheus namespaces; nothing else;
+- ingress to the inference ports (HTTP, gRPC) from the ModelDeployment's namespace, the configured
+  gateway namespaces and the ModelDeployment's ``serving.allowFromNamespaces``; to the HTTP port (which serves
+  ``/metrics``) from the Prometheus namespaces; nothing else;
 - egress to DNS (kube-dns, UDP and TCP 53) and to the artifact hosts of the versions the pods load: the
   exact address and port when a URI names an IP, else the installation's allowlist (object stores and
   registries behind names, whose addresses a policy cannot name).
@@ -121,9 +122,8 @@ def render_network_policy(md: ModelDeployment, versions: list[ModelVersion], set
     meta = md.metadata
     serving = md.spec.serving
     inference = [{"protocol": "TCP", "port": serving.http_port}, {"protocol": "TCP", "port": serving.grpc_port}]
-    ingress: list[Obj] = [
-        {"from": [_from_namespaces([meta.namespace, *settings.ingress_namespaces])], "ports": inference}
-    ]
+    clients = [meta.namespace, *settings.ingress_namespaces, *(serving.allow_from_namespaces or [])]
+    ingress: list[Obj] = [{"from": [_from_namespaces(clients)], "ports": inference}]
     if settings.prometheus_namespaces:
         metrics = [{"protocol": "TCP", "port": serving.http_port}]
         ingress.append({"from": [_from_namespaces(list(settings.prometheus_namespaces))], "ports": metrics})

@@ -66,7 +66,7 @@ def md(version: str, replicas: int = 1) -> dict[str, Any]:
         "kind": "ModelDeployment",
         "metadata": {"name": "fraud"},
         "spec": {"model": "fraud", "version": version, "replicas": replicas,
-                 "serving": {"httpPort": 9000, "grpcPort": 9001}},
+                 "serving": {"httpPort": 9000, "grpcPort": 9001, "allowFromNamespaces": ["payments"]}},
     }  # fmt: skip
 
 
@@ -89,9 +89,11 @@ def test_policy_has_the_configured_peers_and_follows_the_versions(kubectl: Kubec
     }  # fmt: skip
     assert spec["policyTypes"] == ["Ingress", "Egress"]
     inference, metrics = spec["ingress"]
-    assert inference["from"] == [{"namespaceSelector": {"matchExpressions": [
-        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": sorted(["gateways", "ingress-nginx",
-                                                                                    namespace])}]}}]  # fmt: skip
+    clients = sorted(["gateways", "ingress-nginx", "payments", namespace])
+    assert inference["from"] == [
+        {"namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                                     "values": clients}]}}
+    ]  # fmt: skip
     assert inference["ports"] == [{"protocol": "TCP", "port": 9000}, {"protocol": "TCP", "port": 9001}]
     assert metrics["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
     assert metrics["ports"] == [{"protocol": "TCP", "port": 9000}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import EgressRule, NetworkPolicySettings, OperatorConfig
@@ -101,6 +102,21 @@ def test_policy_peers_ports_and_selector() -> None:
     assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
     assert artifact["to"] == [{"ipBlock": {"cidr": "10.1.2.3/32"}}]
+
+
+def test_the_model_deployment_adds_namespaces_of_its_own() -> None:
+    md = ModelDeployment.model_validate(model_deployment(serving={"allowFromNamespaces": ["payments", "gateways"]}))
+    policy = render_network_policy(md, [], SETTINGS)
+    inference, metrics = policy["spec"]["ingress"]
+    values = inference["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert values == ["gateways", "ml", "payments"]  # sorted, each once
+    assert metrics["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == ["monitoring"]
+
+
+@pytest.mark.parametrize("bad", [["Payments"], ["a" * 64], ["-x"], [f"ns{i}" for i in range(17)]])
+def test_allow_from_namespaces_takes_namespace_names_only(bad: list[str]) -> None:
+    with pytest.raises(ValidationError):
+        ModelDeployment.model_validate(model_deployment(serving={"allowFromNamespaces": bad}))
 
 
 def test_without_prometheus_namespaces_only_the_inference_rule() -> None:
