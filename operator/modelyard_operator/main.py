@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -44,7 +45,13 @@ def _egress(text: str) -> tuple[EgressRule, ...]:
 
 
 def _names(text: str) -> tuple[str, ...]:
-    return tuple(n.strip() for n in text.split(",") if n.strip())
+    """A comma-separated list of namespace names (DNS-1123 labels): a typo is a usage error at start-up, not a
+    NetworkPolicy the API server refuses for every ModelDeployment."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if len(n) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not namespace names: {', '.join(bad)}")
+    return names
 
 
 def _flag(name: str, default: bool = False) -> bool:

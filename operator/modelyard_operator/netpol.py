@@ -50,7 +50,7 @@ def parse_egress_rules(value: Any) -> tuple[EgressRule, ...]:
         except ValueError as exc:
             raise ValueError(f"entry {i}: {exc}") from None
         ports = entry.get("ports") or []
-        if not isinstance(ports, list) or not all(isinstance(p, int) and 0 < p < 65536 for p in ports):
+        if not isinstance(ports, list) or not all(type(p) is int and 0 < p < 65536 for p in ports):
             raise ValueError(f"entry {i}: ports must be a list of TCP port numbers (1-65535)")
         rules.append(EgressRule(str(net), tuple(ports), excepts))
     return tuple(rules)

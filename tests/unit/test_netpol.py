@@ -158,6 +158,7 @@ def test_plan_keeps_egress_for_the_version_being_replaced() -> None:
         ([{"cidr": "0.0.0.0/0", "except": ["nonsense"]}], "entry 0:"),
         ([{"cidr": "0.0.0.0/0"}, {"cidr": "::/0", "ports": [0]}], "entry 1: ports must be"),
         ([{"cidr": "0.0.0.0/0", "ports": "443"}], "entry 0: ports must be"),
+        ([{"cidr": "0.0.0.0/0", "ports": [True]}], "entry 0: ports must be"),
     ],
 )
 def test_bad_allowlists_are_refused_with_the_entry_named(value: Any, error: str) -> None:
@@ -188,3 +189,12 @@ def test_a_bad_egress_value_is_a_usage_error(
     with pytest.raises(SystemExit):
         parse_args([])
     assert "host bits set" in capsys.readouterr().err
+
+
+def test_bad_namespace_names_are_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MODELYARD_NETWORK_POLICY_PROMETHEUS_NAMESPACES", "monitoring,Grafana_NS")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "not namespace names: Grafana_NS" in capsys.readouterr().err
