@@ -12,6 +12,34 @@ DEFAULT_IMAGE = f"ghcr.io/modelyard/modelyard-runtime:{__version__}"  # the char
 
 
 @dataclass(frozen=True)
+class EgressRule:
+    """A destination the loader may reach: a CIDR (minus ``except_``) on some TCP ports (none: every port)."""
+
+    cidr: str
+    ports: tuple[int, ...] = ()
+    except_: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        block: dict[str, Any] = {"cidr": self.cidr}
+        if self.except_:
+            block["except"] = list(self.except_)
+        rule: dict[str, Any] = {"to": [{"ipBlock": block}]}
+        if self.ports:
+            rule["ports"] = [{"protocol": "TCP", "port": p} for p in self.ports]
+        return rule
+
+
+@dataclass(frozen=True)
+class NetworkPolicySettings:
+    """The installation's choices (chart ``operator.networkPolicies``; on there, off for a bare process)."""
+
+    enabled: bool = False
+    ingress_namespaces: tuple[str, ...] = ()  # gateways / clients outside the model's namespace
+    prometheus_namespaces: tuple[str, ...] = ()  # may scrape /metrics on the HTTP port
+    artifact_egress: tuple[EgressRule, ...] = ()  # for artifact hosts given by name
+
+
+@dataclass(frozen=True)
 class OperatorConfig:
     """What rendering and reconciliation need to know about the installation."""
 
@@ -36,3 +64,5 @@ class OperatorConfig:
     # MODELYARD_ARTIFACT_CACHE_DIR
     artifact_cache_dir: str | None = None
     artifact_cache_verify: bool = True  # check each cache hit against the pinned digest (--cache-verify)
+    # a NetworkPolicy per ModelDeployment (netpol.py): MODELYARD_NETWORK_POLICIES and friends
+    network_policies: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)

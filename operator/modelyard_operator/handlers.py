@@ -125,7 +125,11 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             if todo.delete_autoscaler:  # before the Deployment gets its replicas back: no HPA may rescale it after
                 log.info("deleting HorizontalPodAutoscaler %s/%s: autoscaling is off", namespace, name)
                 await kube.delete_autoscaler(namespace, name)
-            children = [*deployments, *view.owned_services(namespace, name)]
+            children = [
+                *deployments,
+                *view.owned_services(namespace, name),
+                *view.owned_network_policies(namespace, name),
+            ]
             observed = {(o["kind"], o["metadata"]["name"]): o for o in children}
             try:
                 for obj in todo.apply:

@@ -1,6 +1,6 @@
 """In-memory views of the cluster, kept current by kopf's watch streams (``@kopf.index``).
 
-A reconcile reads the ModelDeployment, the ModelVersions it names, its Deployments and Services and the
+A reconcile reads the ModelDeployment, the ModelVersions it names, its Deployments, Services and NetworkPolicies and the
 validation pods from these indexes instead of the API: one watch per kind replaces a GET and two LISTs per
 reconcile (at 1,000 ModelDeployments the difference between a quiet API server and a busy one). kopf runs
 handlers only once every index holds the initial listing.
@@ -96,6 +96,12 @@ def service_index(namespace: str | None, labels: Mapping[str, str], body: kopf.B
     return {(namespace or "default", labels[LABEL_INSTANCE]): {"metadata": _meta(body), "kind": "Service"}}
 
 
+@kopf.index("networking.k8s.io", "v1", "networkpolicies", labels={**OWNED, LABEL_INSTANCE: kopf.PRESENT})
+def network_policy_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """The operator's NetworkPolicies by the ModelDeployment they belong to (metadata only: enough to skip writes)."""
+    return {(namespace or "default", labels[LABEL_INSTANCE]): {"metadata": _meta(body), "kind": "NetworkPolicy"}}
+
+
 @kopf.index("batch", "v1", "jobs", labels={**OWNED, LABEL_VALIDATES: kopf.PRESENT})
 def validation_job_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """Validation Jobs by the ModelVersion they validate (Jobs, not their pods: the operator watches no pods)."""
@@ -118,6 +124,7 @@ class View:
     deployments: Any
     services: Any
     validation_jobs: Any
+    network_policies: Any
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> View:
@@ -127,6 +134,7 @@ class View:
             kwargs["deployment_index"],
             kwargs["service_index"],
             kwargs["validation_job_index"],
+            kwargs["network_policy_index"],
         )
 
     def model_deployment(self, namespace: str, name: str) -> Obj | None:
@@ -165,6 +173,9 @@ class View:
 
     def owned_services(self, namespace: str, md_name: str) -> list[Obj]:
         return _all(self.services, (namespace, md_name))
+
+    def owned_network_policies(self, namespace: str, md_name: str) -> list[Obj]:
+        return _all(self.network_policies, (namespace, md_name))
 
     def validation_job(self, namespace: str, mv_name: str) -> Obj | None:
         found = _all(self.validation_jobs, (namespace, mv_name))

@@ -20,6 +20,7 @@ from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.coordination_v1 import Lease
 from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from modelyard_operator.api.common import GROUP, VERSION
@@ -36,6 +37,7 @@ _KINDS: dict[tuple[str, str], Any] = {
     ("v1", "Service"): Service,
     ("v1", "ConfigMap"): ConfigMap,
     ("batch/v1", "Job"): Job,
+    ("networking.k8s.io/v1", "NetworkPolicy"): NetworkPolicy,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPRouteResource,
     ("autoscaling/v2", "HorizontalPodAutoscaler"): HorizontalPodAutoscaler,
 }

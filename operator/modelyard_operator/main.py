@@ -10,12 +10,14 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from modelyard_operator import __version__
-from modelyard_operator.config import DEFAULT_IMAGE, OperatorConfig
+from modelyard_operator.config import DEFAULT_IMAGE, EgressRule, NetworkPolicySettings, OperatorConfig
+from modelyard_operator.netpol import parse_egress_rules
 
 
 def _env(name: str, default: str) -> str:
@@ -33,6 +35,24 @@ def _placement(text: str) -> dict[str, Any]:
     if not isinstance(value.get("nodeSelector", {}), dict) or not isinstance(value.get("tolerations", []), list):
         raise argparse.ArgumentTypeError("nodeSelector must be an object and tolerations a list")
     return value
+
+
+def _egress(text: str) -> tuple[EgressRule, ...]:
+    """``--network-policy-egress``: JSON ``[{"cidr": ..., "ports": [...], "except": [...]}, ...]``."""
+    try:
+        return parse_egress_rules(json.loads(text or "[]"))
+    except ValueError as exc:  # JSONDecodeError is a ValueError too
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of namespace names (DNS-1123 labels): a typo is a usage error at start-up, not a
+    NetworkPolicy the API server refuses for every ModelDeployment."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if len(n) > 63 or not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", n)]
+    if bad:
+        raise argparse.ArgumentTypeError(f"not namespace names: {', '.join(bad)}")
+    return names
 
 
 def _flag(name: str, default: bool = False) -> bool:
@@ -145,6 +165,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=_flag("ARTIFACT_CACHE_VERIFY", default=True),
         help="check each cache hit against the pinned digest before it is published (default: on)",
     )
+    p.add_argument(
+        "--network-policies",
+        action=argparse.BooleanOptionalAction,
+        default=_flag("NETWORK_POLICIES"),
+        help="render a NetworkPolicy per ModelDeployment (default: off; the chart turns it on)",
+    )
+    p.add_argument(
+        "--network-policy-ingress-namespaces",
+        type=_names,
+        default=_env("NETWORK_POLICY_INGRESS_NAMESPACES", ""),
+        help="comma-separated namespaces (gateways, clients) whose pods may reach the inference ports, besides the "
+        "ModelDeployment's own",
+    )
+    p.add_argument(
+        "--network-policy-prometheus-namespaces",
+        type=_names,
+        default=_env("NETWORK_POLICY_PROMETHEUS_NAMESPACES", ""),
+        help="comma-separated namespaces whose pods may scrape /metrics (the HTTP port)",
+    )
+    p.add_argument(
+        "--network-policy-egress",
+        type=_egress,
+        default=_env("NETWORK_POLICY_EGRESS", "[]"),
+        help='JSON [{"cidr": "203.0.113.0/24", "ports": [443], "except": []}]: where loaders may fetch artifacts '
+        "named by host name (an IP in a URI is allowed exactly)",
+    )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
     return p.parse_args(argv)
@@ -168,6 +214,12 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         loader_allow_hosts=tuple(h.strip() for h in args.loader_allow_hosts.split(",") if h.strip()),
         artifact_cache_dir=args.artifact_cache_dir,
         artifact_cache_verify=args.artifact_cache_verify,
+        network_policies=NetworkPolicySettings(
+            enabled=args.network_policies,
+            ingress_namespaces=args.network_policy_ingress_namespaces,
+            prometheus_namespaces=args.network_policy_prometheus_namespaces,
+            artifact_egress=args.network_policy_egress,
+        ),
     )
 
 

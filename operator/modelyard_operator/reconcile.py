@@ -19,6 +19,7 @@ from modelyard_operator.api.modeldeployment import ACTION_ANNOTATION, ModelDeplo
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.names import LABEL_VERSION
+from modelyard_operator.netpol import render_network_policy
 from modelyard_operator.podhealth import StartFailure
 from modelyard_operator.render import (
     ANNOTATION_AUTOSCALER,
@@ -154,6 +155,15 @@ def find_model_version(md: ModelDeployment, versions: VersionMap, config: Operat
     return mv
 
 
+def network_policy(md: ModelDeployment, versions: VersionMap, config: OperatorConfig, *loaded: str | None) -> list[Obj]:
+    """The pods' NetworkPolicy (none when the installation turned them off): egress for every version in
+    ``loaded`` that has a ModelVersion (the target, the stable one still serving, a canary)."""
+    if not config.network_policies.enabled:
+        return []
+    mvs = [mv for v in dict.fromkeys(loaded) if v and (mv := _model_version(md, versions, v)) is not None]
+    return [render_network_policy(md, mvs, config.network_policies)]
+
+
 def problem_status(md: ModelDeployment, problem: Problem, now: str) -> StatusUpdate:
     """Waiting for validation is progress; everything else that stops a version from serving is Degraded."""
     if problem.reason == Reason.PENDING_VALIDATION:
@@ -205,12 +215,16 @@ def plan(
     version's, while its Deployment is not rolled out, makes the ModelDeployment Degraded.
     """
     md = _parsed(md_obj)
-    found = find_model_version(md, version_map(model_versions), config)
+    versions = version_map(model_versions)
+    found = find_model_version(md, versions, config)
     if isinstance(found, Problem):
         return Plan(status=problem_status(md, found, now))
     observed = [DeploymentObservation.from_object(d, LABEL_VERSION) for d in deployments]
     target = found.spec.version
     result = Plan(apply=render_children(md, found, config))
+    # the versions being replaced still have pods (a dynamic loader may fetch again) until they go
+    old = [d.version for d in observed if d.version != target]
+    result.apply += network_policy(md, versions, config, target, md.status.stable_version, *old)
     if md.spec.rollout.traffic_router == "gatewayAPI":
         result.apply.append(render_route(md, 0, has_canary=False))
     current = next((d for d in observed if d.version == target), None)
@@ -387,6 +401,8 @@ def plan_rollout(
         result.apply.append(render_service(md, name=f"{name}-canary", version=target.canary or target.stable))
     if router == "gatewayAPI":
         result.apply.append(render_route(md, target.weight, has_canary=target.canary is not None))
+    leaving = [d.observation.version for d in observed]  # versions whose pods remain until they are deleted
+    result.apply += network_policy(md, versions, config, target.stable, target.canary, *leaving)
     keep = {target.stable, target.canary}
     if stable_ready + canary_ready >= replicas:
         # Versions that left the target go only once the remaining ones carry the requested capacity.

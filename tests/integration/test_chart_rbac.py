@@ -572,10 +572,11 @@ def test_operator_works_with_the_charts_rbac_and_policy(
     assert _bad_log_lines(log) == [], log.read_text()[-5000:]
 
     log = tmp_path / "operator-off.log"
-    with running_operator(kubeconfig, log, *flags, "--model-validation=off"):
-        for ns in expected:  # the model's Deployment and Services, server-side applied
+    with running_operator(kubeconfig, log, *flags, "--model-validation=off", "--network-policies"):
+        for ns in expected:  # the model's Deployment, Services and NetworkPolicy, server-side applied
             wait_for(lambda ns=ns: kube.get("deployment", "fraud-1", ns), timeout=30, what=f"Deployment in {ns}")
             wait_for(lambda ns=ns: kube.get("service", "fraud-stable", ns), timeout=10, what=f"Services in {ns}")
+            wait_for(lambda ns=ns: kube.get("networkpolicy", "fraud", ns), timeout=10, what=f"NetworkPolicy in {ns}")
             md = wait_for(lambda ns=ns: (kube.get("md", "fraud", ns) or {}).get("status"), timeout=10, what="status")
             assert md["phase"] == "Progressing"
     assert _bad_log_lines(log) == [], log.read_text()[-5000:]
@@ -584,4 +585,5 @@ def test_operator_works_with_the_charts_rbac_and_policy(
     if namespaces:  # nothing happened outside the watched namespace
         assert kube.get("deployment", "fraud-1", unwatched) is None
         assert kube.get("job", "fraud-1-validate", unwatched) is None
+        assert kube.get("networkpolicy", "fraud", unwatched) is None
         assert "status" not in kube.get("mv", "fraud-1", unwatched)

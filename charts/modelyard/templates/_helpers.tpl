@@ -73,6 +73,12 @@ creates a missing object, which the API server authorizes as "create" too.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# per-ModelDeployment NetworkPolicies: watched (an index tells which need writing) and server-side applied; the
+# garbage collector deletes them. Granted with operator.networkPolicies.enabled false too: the operator's watch on
+# them does not depend on the switch, and it writes none then
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["list", "watch", "create", "patch"]
 # kopf.event posts core/v1 Events
 - apiGroups: [""]
   resources: ["events"]

@@ -50,6 +50,15 @@ ModelName = Annotated[
         description="Model name: a DNS-1123 label (lower-case letters, digits and '-').",
     ),
 ]
+NamespaceName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS1123_LABEL,
+        description="A namespace's name (a DNS-1123 label).",
+    ),
+]
 VersionName = Annotated[
     str,
     Field(

@@ -14,6 +14,7 @@ from modelyard_operator.api.common import (
     Condition,
     Duration,
     ModelName,
+    NamespaceName,
     ObjectMeta,
     Quantity,
     VersionName,
@@ -92,6 +93,13 @@ class ServingSpec(ApiModel):
 
     http_port: int = Field(default=8080, ge=1024, le=65535, description="HTTP/REST port (also /metrics).")
     grpc_port: int = Field(default=8081, ge=1024, le=65535, description="gRPC port.")
+    allow_from_namespaces: list[NamespaceName] | None = Field(
+        default=None,
+        max_length=16,
+        description="Namespaces whose pods may reach the inference ports, besides this one and those the "
+        "installation allows (operator.networkPolicies.ingressNamespaces): added to the NetworkPolicy the operator "
+        "renders for the pods when the installation has network policies on.",
+    )
 
 
 class AutoscalingSpec(ApiModel):
