@@ -35,3 +35,10 @@ class OperatorConfig:
     # are keyed by pinned digest, one subdirectory per namespace: MODELYARD_ARTIFACT_CACHE_DIR
     artifact_cache_dir: str | None = None
     artifact_cache_verify: bool = True  # re-hash a cache entry before each use (--cache-verify)
+    # chart-wide S3 defaults for loaders (a ModelVersion's artifact.s3 and its credentials Secret's keys win):
+    # MODELYARD_S3_ENDPOINT, MODELYARD_S3_REGION, MODELYARD_S3_ADDRESSING_STYLE
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_addressing_style: str | None = None  # path | virtual
+    # ConfigMap (key ca.crt) of CAs every loader trusts for https (S3, HTTP, OCI): MODELYARD_LOADER_CA_BUNDLE
+    loader_ca_bundle_configmap: str | None = None

@@ -65,6 +65,11 @@ creates a missing object, which the API server authorizes as "create" too.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# a ModelVersion's credentialsSecret is checked for its opt-in label (modelyard.dev/artifact-credentials) before
+# any pod mounts it: read as PartialObjectMetadata (the values never reach the operator; docs/security.md)
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 # kopf.event posts core/v1 Events
 - apiGroups: [""]
   resources: ["events"]
