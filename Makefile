@@ -57,11 +57,14 @@ define apt_tool
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; }
 endef
 
+minio: ## build (or reuse from the cache) MinIO from its Go module: the S3-compatible server of the loader's S3 tests
+	bash hack/build-minio.sh >/dev/null
+
 oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cache) for the loader's OCI tests
 	$(call apt_tool,docker-registry)
 	bash hack/build-oras.sh >/dev/null
 
-test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools ## integration tier: real control plane, real node, real operator
+test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools minio ## integration tier: real control plane, real node, real operator
 	$(PYTEST) -m integration tests/integration
 
 node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real node (docs/real-node.md)
@@ -93,7 +96,7 @@ prometheus: ## install Debian's prometheus package (the rollout e2e tests start 
 test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: whole flows (the demo included)
 	$(PYTEST) -m e2e tests/e2e
 
-test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools check-generated lint check-manifests ## everything: generated files, lint, all test tiers
+test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools minio check-generated lint check-manifests ## everything: generated files, lint, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -119,5 +122,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools generate check-generated lint check-manifests test-unit test-integration test-e2e test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools minio generate check-generated lint check-manifests test-unit test-integration test-e2e test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean
