@@ -109,8 +109,13 @@ def artifact_access(
             if value:
                 args += [flag, value]
     if config.loader_ca_bundle_configmap:
-        items = [{"key": "ca.crt", "path": "ca.crt"}]
-        mount("ca-bundle", CA_BUNDLE_DIR, {"configMap": {"name": config.loader_ca_bundle_configmap, "items": items}})
+        # optional: a namespace without the ConfigMap gets a loader that says so (exit 2), not a pod stuck creating
+        bundle = {
+            "name": config.loader_ca_bundle_configmap,
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            "optional": True,
+        }
+        mount("ca-bundle", CA_BUNDLE_DIR, {"configMap": bundle})
     # pvc:// artifacts and signatures: each claim read-only, in the loader only (the server never sees the claim)
     claims = [uri.split("/", 3)[2] for uri in _uris(mv) if uri.startswith("pvc://")]
     for i, claim in enumerate(dict.fromkeys(claims)):

@@ -138,7 +138,11 @@ def test_chart_wide_settings_reach_every_loader_as_environment(monkeypatch: pyte
             "volumeMounts"
         ]
     volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["ca-bundle"]["configMap"] == {"name": "corp-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    assert volumes["ca-bundle"]["configMap"] == {
+        "name": "corp-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        "optional": True,
+    }
     assert "env" not in pod_of(model_version())["initContainers"][0]  # nothing set chart-wide: no environment
     assert all(e["name"] != "AWS_REGION" for e in pod["containers"][0].get("env", []))  # not the server's
 
