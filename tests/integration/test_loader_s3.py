@@ -2,7 +2,8 @@
 (``hack/build-minio.sh``), through the loader's own SigV4 client. Single objects (ranged, parallel), prefixes
 (ListObjectsV2, several pages), archives, tampering, unsafe object names; endpoint, region and path or
 virtual-hosted addressing from flags, the credentials Secret's keys or the environment; credentials from a
-Secret, the environment or shared credentials files (botocore's chain); a private CA; a Secret bound to a host.
+Secret, the environment, shared credentials files or a web identity token exchanged at MinIO's STS (botocore's
+chain); a private CA; a Secret bound to a host.
 
 MinIO checks signatures against its region (``eu-test-1`` here), so a request signed for another region fails:
 the region really reaches the signature. Virtual-hosted requests go to ``models.s3.test``, which only the
@@ -20,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from support.loader import LOADER, PLAIN_ONNX, file_digest, result, run_loader, sha256, tar_bytes
-from support.s3server import S3Server, minio_server
+from support.oidc import Issuer, oidc_issuer
+from support.s3server import S3Server, minio_server, openid_role_arn
 
 BIG = os.urandom(20 * 1024 * 1024 + 3)
 REGION = "eu-test-1"
@@ -270,3 +272,42 @@ def test_private_ca_from_the_secret_or_the_chart(s3_tls: S3Server, tmp_path: Pat
     env = env_for(s3_tls, MODELYARD_LOADER_CA_FILE=str(s3_tls.ca))
     code, out = s3_fetch(s3_tls, "s3://models/fraud/42/model.onnx", tmp_path / "c", env=env)
     assert code == 0, out
+
+
+AUDIENCE = "sts.amazonaws.com"  # what IRSA's projected token is issued for
+
+
+@pytest.fixture(scope="module")
+def s3_sts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[S3Server, Issuer]]:
+    """MinIO trusting a test OpenID issuer for AssumeRoleWithWebIdentity (role policy: readonly)."""
+    with oidc_issuer() as issuer:
+        openid = {
+            "MINIO_IDENTITY_OPENID_CONFIG_URL": f"{issuer.url}/.well-known/openid-configuration",
+            "MINIO_IDENTITY_OPENID_CLIENT_ID": AUDIENCE,
+            "MINIO_IDENTITY_OPENID_ROLE_POLICY": "readonly",
+        }
+        with minio_server(tmp_path_factory.mktemp("minio-sts"), region=REGION, extra_env=openid) as srv:
+            srv.create_bucket("models")
+            srv.put("models", "fraud/42/model.onnx", PLAIN_ONNX)
+            yield srv, issuer
+
+
+def test_credentials_from_a_web_identity_token_file(s3_sts: tuple[S3Server, Issuer], tmp_path: Path) -> None:
+    """IRSA's environment (AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE): botocore exchanges the token at the STS
+    (MinIO's, through AWS_ENDPOINT_URL_STS) for temporary credentials, which sign the loader's requests; a token
+    for another audience is refused by the STS, with the reason and without the token."""
+    srv, issuer = s3_sts
+    token = tmp_path / "token"
+    env = {"AWS_REGION": REGION, **NO_IMDS, "AWS_ROLE_ARN": openid_role_arn(AUDIENCE, REGION),
+           "AWS_WEB_IDENTITY_TOKEN_FILE": str(token), "AWS_ENDPOINT_URL_STS": endpoint(srv),
+           "AWS_ROLE_SESSION_NAME": "modelyard-loader"}  # fmt: skip
+    token.write_text(issuer.token(AUDIENCE, "system:serviceaccount:ml:fraud-loader"))
+    code, out = s3_fetch(srv, "s3://models/fraud/42/model.onnx", tmp_path / "a", env=env)
+    assert code == 0, out
+    assert (tmp_path / "a" / "model.onnx").read_bytes() == PLAIN_ONNX
+    wrong = issuer.token("another-audience", "system:serviceaccount:ml:fraud-loader")
+    token.write_text(wrong)
+    code, err = s3_fetch(srv, "s3://models/fraud/42/model.onnx", tmp_path / "b", env=env)
+    assert code == 3, err
+    assert "assume-role-with-web-identity" in err
+    assert wrong not in err

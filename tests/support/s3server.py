@@ -10,6 +10,8 @@ measured against it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -98,7 +100,12 @@ class S3Server:
 
 @contextmanager
 def minio_server(
-    workdir: Path, *, tls: bool = False, domain: str | None = None, region: str = "us-east-1"
+    workdir: Path,
+    *,
+    tls: bool = False,
+    domain: str | None = None,
+    region: str = "us-east-1",
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[S3Server]:
     port, console = free_port(), free_port()
     data = workdir / "data"
@@ -119,6 +126,7 @@ def minio_server(
     }
     if domain:
         env["MINIO_DOMAIN"] = domain
+    env.update(extra_env or {})
     log = workdir / "minio.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -133,6 +141,13 @@ def minio_server(
         yield srv
     finally:
         stop(proc, 10)
+
+
+def openid_role_arn(client_id: str, region: str) -> str:
+    """The role ARN MinIO gives an OpenID provider configured with a role policy: the base64url SHA-1 of its client
+    ID, in the server's region (MinIO's internal/config/identity/openid)."""
+    resource = base64.urlsafe_b64encode(hashlib.sha1(client_id.encode()).digest()).rstrip(b"=").decode()  # noqa: S324
+    return f"arn:minio:iam:{region}::role/{resource}"
 
 
 def _wait_ready(srv: S3Server) -> None:

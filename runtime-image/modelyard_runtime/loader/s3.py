@@ -52,7 +52,12 @@ class _Botocore:
         self.found = found
 
     def get(self) -> Credentials:
-        frozen = self.found.get_frozen_credentials()
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:  # a deferred provider (web identity, assume-role) calls STS here, on first use and when refreshing
+            frozen = self.found.get_frozen_credentials()
+        except (BotoCoreError, ClientError) as e:
+            raise FetchError(f"S3 credentials ({self.found.method}): {type(e).__name__}: {e}") from None
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token or None)
 
 
