@@ -61,6 +61,9 @@ define apt_tool
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; }
 endef
 
+minio: ## build (or reuse from the cache) MinIO from its Go module: the S3-compatible server of the loader's S3 tests
+	bash hack/build-minio.sh >/dev/null
+
 oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cache) for the loader's OCI tests
 	$(call apt_tool,docker-registry)
 	bash hack/build-oras.sh >/dev/null
@@ -68,7 +71,7 @@ oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cac
 gitops-test-tools: ## the kstatus checker (hack/kstatus-check, built from sigs.k8s.io/cli-utils into the cache)
 	bash hack/build-kstatus-check.sh >/dev/null
 
-test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools gitops-test-tools ## integration tier: real control plane, real node, real operator
+test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools gitops-test-tools minio ## integration tier: real control plane, real node, real operator
 	$(PYTEST) -m integration tests/integration
 
 node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real node (docs/real-node.md)
@@ -103,7 +106,7 @@ test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: w
 test-fuzz: $(STAMP) ## fuzz tier: schemathesis against /v2/openapi.json, hypothesis against gRPC ModelInfer (~1 min)
 	$(PYTEST) -m fuzz tests/fuzz
 
-test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools gitops-test-tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
+test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools gitops-test-tools minio check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -129,5 +132,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools gitops-test-tools generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test demo \
+.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools gitops-test-tools minio generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

@@ -66,3 +66,10 @@ class OperatorConfig:
     artifact_cache_verify: bool = True  # check each cache hit against the pinned digest (--cache-verify)
     # a NetworkPolicy per ModelDeployment (netpol.py): MODELYARD_NETWORK_POLICIES and friends
     network_policies: NetworkPolicySettings = field(default_factory=NetworkPolicySettings)
+    # chart-wide S3 defaults for loaders (a ModelVersion's artifact.s3 and its credentials Secret's keys win):
+    # MODELYARD_S3_ENDPOINT, MODELYARD_S3_REGION, MODELYARD_S3_ADDRESSING_STYLE
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_addressing_style: str | None = None  # path | virtual
+    # ConfigMap (key ca.crt) of CAs every loader trusts for https (S3, HTTP, OCI): MODELYARD_LOADER_CA_BUNDLE
+    loader_ca_bundle_configmap: str | None = None

@@ -293,18 +293,23 @@ async def model_version_created(
             patch.status.update(backfill)
         return
     config: OperatorConfig = memo.config
-    if config.model_validation == "off":
-        patch.status.update(validation.skipped_status(current, generation, _now()))
-        return
     try:
         mv = ModelVersion.model_validate(dict(body))
     except ValidationError as exc:
         failed = validation.Outcome(False, "InvalidSpec", parse_errors(exc))
         patch.status.update(validation.outcome_status(current, failed, generation, _now()))
         return
+    refused = await _credentials_refusal(mv, memo.kube)
+    if refused is not None:  # Failed: no Job and no model pod ever mounts the Secret
+        patch.status.update(validation.outcome_status(current, refused, generation, _now()))
+        kopf.event(body, type="Warning", reason=refused.reason, message=refused.message)
+        return
     refused = validation.unsupported_format(mv)
     if refused is not None:
         patch.status.update(validation.outcome_status(current, refused, generation, _now()))
+        return
+    if config.model_validation == "off":
+        patch.status.update(validation.skipped_status(current, generation, _now()))
         return
     try:
         await memo.kube.apply(validation.render_validation_job(mv, config))
@@ -312,6 +317,21 @@ async def model_version_created(
         raise kopf.TemporaryError(str(exc), delay=5) from exc
     if current.get("phase") != "Validating":
         patch.status.update(validation.validating_status(current, generation, _now()))
+
+
+async def _credentials_refusal(mv: ModelVersion, kube: Kube) -> validation.Outcome | None:
+    """The opt-in check of the version's credentialsSecret; a Secret not created yet is waited for (retried)."""
+    name = mv.spec.artifact.credentials_secret
+    if not name:
+        return None
+    namespace = mv.metadata.namespace or "default"
+    try:
+        secret = await kube.get_secret_metadata(namespace, name)
+    except KubeError as exc:
+        raise kopf.TemporaryError(str(exc), delay=5) from exc
+    if secret is None:
+        raise kopf.TemporaryError(f"credentialsSecret {namespace}/{name} does not exist (yet)", delay=10)
+    return validation.credentials_refusal(mv, secret)
 
 
 async def record_validation(namespace: str, mv_name: str, memo: Any, view: View) -> None:

@@ -137,6 +137,23 @@ class Kube:
     async def list_pods(self, namespace: str, labels: dict[str, str]) -> list[Obj]:
         return await self._list(Pod, f"pods in {namespace}", namespace, labels)
 
+    async def get_secret_metadata(self, namespace: str, name: str) -> Obj | None:
+        """A Secret's metadata only (labels, annotations), or None when it does not exist: the API server answers
+        with a PartialObjectMetadata, so the Secret's values never reach the operator."""
+        what = f"reading the metadata of Secret {namespace}/{name}"
+        http = self._client._client._client  # lightkube's configured httpx client (base URL, auth, TLS)
+        with _transport(what):
+            resp = await http.get(
+                f"/api/v1/namespaces/{namespace}/secrets/{name}",
+                headers={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"},
+            )
+        if resp.status_code == 404:
+            return None
+        if resp.status_code != 200:
+            raise KubeError(f"{what}: HTTP {resp.status_code}", status=resp.status_code, kind="Secret")
+        body = resp.json()
+        return {"metadata": body.get("metadata") or {}}
+
     async def get_model_version(self, namespace: str, name: str) -> Obj | None:
         return await self._get(ModelVersionResource, "ModelVersion", namespace, name)
 

@@ -89,6 +89,14 @@ def _own_namespace() -> str:
         return "default"
 
 
+def _endpoint(text: str) -> str:
+    """``--s3-endpoint``: an http(s) URL without a path."""
+    value = text.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")) or "/" in value.split("://", 1)[1]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected http(s)://HOST[:PORT]")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="modelyard-operator", description=__doc__.splitlines()[0])
     p.add_argument("--namespace", action="append", default=[], help="watch only these namespaces (repeat)")
@@ -150,6 +158,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--loader-allow-hosts",
         default=_env("LOADER_ALLOW_HOSTS", ""),
         help="comma-separated hosts, IPs or CIDRs the loader may fetch from despite its SSRF guard",
+    )
+    p.add_argument(
+        "--s3-endpoint",
+        type=_endpoint,
+        default=_env("S3_ENDPOINT", "") or None,
+        help="default S3 endpoint of loaders, e.g. https://minio.storage.svc:9000 (unset: AWS's)",
+    )
+    p.add_argument("--s3-region", default=_env("S3_REGION", "") or None, help="default S3 signing region")
+    p.add_argument(
+        "--s3-addressing-style",
+        choices=["path", "virtual"],
+        default=_env("S3_ADDRESSING_STYLE", "") or None,
+        help="default S3 addressing (unset: virtual on AWS, path elsewhere)",
+    )
+    p.add_argument(
+        "--loader-ca-bundle",
+        default=_env("LOADER_CA_BUNDLE", "") or None,
+        help="ConfigMap (key ca.crt) of CA certificates loaders trust for https, mounted into every loader",
     )
     p.add_argument(
         "--artifact-cache-dir",
@@ -220,6 +246,10 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
             prometheus_namespaces=args.network_policy_prometheus_namespaces,
             artifact_egress=args.network_policy_egress,
         ),
+        s3_endpoint=args.s3_endpoint,
+        s3_region=args.s3_region,
+        s3_addressing_style=args.s3_addressing_style,
+        loader_ca_bundle_configmap=args.loader_ca_bundle,
     )
 
 

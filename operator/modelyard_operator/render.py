@@ -32,6 +32,8 @@ SIGNING_DIR = "/var/run/secrets/modelyard/signing"
 CACHE_DIR = "/var/cache/modelyard"
 DRAIN_SECONDS = 5  # well inside terminationGracePeriodSeconds (30)
 TRUST_ROOT_DIR = "/var/run/modelyard/trust-root"
+CA_BUNDLE_DIR = "/var/run/modelyard/ca-bundle"  # the chart's loader CA bundle (ConfigMap key ca.crt)
+PVC_ROOT = "/mnt/pvc"  # pvc://CLAIM/PATH is read at PVC_ROOT/CLAIM/PATH (the loader's default --pvc-root)
 ARTIFACT_CACHE_DIR = "/var/cache/modelyard-artifacts"  # where a loader sees the node's artifact cache
 ARTIFACT_CACHE_VOLUME = "artifact-cache"
 RUN_AS = 65532
@@ -102,6 +104,26 @@ def artifact_access(
     if artifact.credentials_secret:
         args += ["--credentials-dir", CREDENTIALS_DIR]
         mount("credentials", CREDENTIALS_DIR, {"secret": {"secretName": artifact.credentials_secret}})
+    if artifact.s3 is not None:
+        for flag, value in (
+            ("--s3-endpoint", artifact.s3.endpoint),
+            ("--s3-region", artifact.s3.region),
+            ("--s3-addressing-style", artifact.s3.addressing_style),
+        ):
+            if value:
+                args += [flag, value]
+    if config.loader_ca_bundle_configmap:
+        # optional: a namespace without the ConfigMap gets a loader that says so (exit 2), not a pod stuck creating
+        bundle = {
+            "name": config.loader_ca_bundle_configmap,
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+            "optional": True,
+        }
+        mount("ca-bundle", CA_BUNDLE_DIR, {"configMap": bundle})
+    # pvc:// artifacts and signatures: each claim read-only, in the loader only (the server never sees the claim)
+    claims = [uri.split("/", 3)[2] for uri in _uris(mv) if uri.startswith("pvc://")]
+    for i, claim in enumerate(dict.fromkeys(claims)):
+        mount(f"pvc-{i}", f"{PVC_ROOT}/{claim}", {"persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     signature = artifact.signature
     if signature is not None:
         args += ["--signature", signature.uri]
@@ -126,6 +148,27 @@ def artifact_access(
         args += ["--allow-hosts", ",".join(config.loader_allow_hosts)]
     cache_args, cache_volumes, cache_mounts = artifact_cache(mv, config)
     return args + cache_args, volumes + cache_volumes, mounts + cache_mounts
+
+
+def _uris(mv: ModelVersion) -> list[str]:
+    signature = mv.spec.artifact.signature
+    return [mv.spec.artifact.uri] + ([signature.uri] if signature is not None else [])
+
+
+def loader_env(config: OperatorConfig) -> list[Obj]:
+    """The chart-wide loader settings, as environment variables: a ModelVersion's flags and its credentials
+    Secret's keys win over them (docs/loader.md, "S3")."""
+    env = [
+        {"name": name, "value": value}
+        for name, value in (
+            ("AWS_ENDPOINT_URL_S3", config.s3_endpoint),
+            ("AWS_REGION", config.s3_region),
+            ("MODELYARD_LOADER_S3_ADDRESSING_STYLE", config.s3_addressing_style),
+            ("MODELYARD_LOADER_CA_FILE", f"{CA_BUNDLE_DIR}/ca.crt" if config.loader_ca_bundle_configmap else None),
+        )
+        if value
+    ]
+    return env
 
 
 def artifact_cache(mv: ModelVersion, config: OperatorConfig) -> tuple[list[str], list[Obj], list[Obj]]:
@@ -270,6 +313,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "command": ["modelyard-loader"],
         "args": serving_loader_args(md, mv, access_args),
         "volumeMounts": [*_work_mounts(), *access_mounts],
+        **({"env": env} if (env := loader_env(config)) else {}),
         "securityContext": container_security(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }

@@ -20,6 +20,7 @@ from modelyard_operator.render import (
     artifact_access,
     container_security,
     loader_args,
+    loader_env,
     owner_reference,
     pod_security_context,
 )
@@ -80,6 +81,7 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
         "command": ["modelyard-loader"],
         "args": args,
         "volumeMounts": mounts,
+        **({"env": env} if (env := loader_env(config)) else {}),
         "securityContext": container_security(),
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
@@ -403,3 +405,29 @@ def _verified_message(result: Obj) -> str:
     if signed:
         parts.append("signature verified")
     return "; ".join(parts)
+
+
+CREDENTIALS_OPT_IN = "modelyard.dev/artifact-credentials"  # label or annotation a credentialsSecret must carry
+
+
+def credentials_refusal(mv: ModelVersion, secret: Obj | None) -> Outcome | None:
+    """Why ``mv`` may not use its credentialsSecret (None: it may, or it names none).
+
+    A Secret is mounted into a loader only when its owner opted in with the label (or annotation)
+    ``modelyard.dev/artifact-credentials: "true"``: otherwise anyone who may create a ModelVersion could have the
+    operator mount any Secret of the namespace into a pod that sends it to a URI of their choosing.
+    ``secret`` is the Secret's metadata (None: it does not exist; the caller waits for it instead).
+    """
+    name = mv.spec.artifact.credentials_secret
+    if not name or secret is None:
+        return None
+    meta = secret.get("metadata") or {}
+    marks = {**(meta.get("annotations") or {}), **(meta.get("labels") or {})}
+    if str(marks.get(CREDENTIALS_OPT_IN, "")).lower() == "true":
+        return None
+    return Outcome(
+        False,
+        "CredentialsSecretNotAllowed",
+        f"Secret {name} does not carry the label {CREDENTIALS_OPT_IN}=true (or that annotation), which marks a "
+        "Secret as artifact credentials; no pod mounts it (docs/security.md)",
+    )

@@ -305,3 +305,41 @@ def test_basic_credentials_do_not_follow_a_token_realm_redirect(tmp_path: Path) 
     assert _authorized(realm.requests) == ["/token?service=svc&scope=repository%3Amodels%2Fm%3Apull"]
     assert [path for _, path, _ in elsewhere.requests] == ["/token"]
     assert _authorized(elsewhere.requests) == []
+
+
+def _secret(tmp_path: Path, **keys: str) -> Path:
+    d = tmp_path / "secret"
+    d.mkdir(parents=True)
+    for k, v in keys.items():
+        (d / k).write_text(v)
+    return d
+
+
+def test_credentials_secret_for_another_host_is_refused_before_any_request(tmp_path: Path) -> None:
+    """A Secret whose 'host' key names another registry: nothing is sent, the reason says why (exit 2)."""
+    secret = _secret(tmp_path, username="erin", password="erin-pw-never-sent", host="registry.example.com")
+    with _front('Basic realm="front"', _one_layer_manifest(PLAIN_ONNX), "http://127.0.0.1:9") as front:
+        p = run_loader("fetch", "--uri", f"oci://{front.host}/models/m@{sha256(b'm')}",
+                       "--dest", str(tmp_path / "d"), *NET, "--credentials-dir", str(secret))  # fmt: skip
+        assert p.returncode == 2, p.stderr
+        assert "names host registry.example.com" in p.stderr
+        assert front.requests == []
+    assert "erin-pw-never-sent" not in p.stderr + p.stdout
+
+
+def test_basic_credentials_go_to_a_token_realm_only_when_the_secret_names_it(tmp_path: Path) -> None:
+    """The registry's token realm is another host:port: with a Secret bound to the registry's host:port, the realm
+    gets no credentials; naming the realm too in 'host' lets them through."""
+    (tmp_path / "root").mkdir()
+    for bound_to_realm in (False, True):
+        with serve(tmp_path / "root") as realm:
+            challenge = f'Bearer realm="{realm.url}/token",service="svc"'
+            with _front(challenge, _one_layer_manifest(PLAIN_ONNX), realm.url) as front:
+                hosts = front.host + (f",{realm.url.split('://')[1]}" if bound_to_realm else "")
+                secret = _secret(tmp_path / str(bound_to_realm), username="fay", password="fay-pw", host=hosts)
+                p = run_loader("fetch", "--uri", f"oci://{front.host}/models/m@{sha256(b'm')}",
+                               "--dest", str(tmp_path / "d"), *NET, "--credentials-dir", str(secret))  # fmt: skip
+            assert p.returncode == 3, p.stderr  # the realm is a plain file server: no token either way
+            token_requests = [path for _, path, _ in realm.requests if path.startswith("/token")]
+            assert len(token_requests) == 1
+            assert bool(_authorized(realm.requests)) is bound_to_realm

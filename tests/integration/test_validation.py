@@ -106,3 +106,86 @@ def test_a_deployment_waits_for_validation_then_serves(kubectl: Kubectl, namespa
     validated = condition(mv_obj, "Validated")
     assert validated is not None
     assert created >= validated["lastTransitionTime"]  # the Deployment came after the validation
+
+
+def secret(name: str, *, opted_in: bool) -> dict[str, Any]:
+    labels = {"modelyard.dev/artifact-credentials": "true"} if opted_in else {"team": "a"}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "labels": labels},
+            "stringData": {"token": "never-read-by-the-operator"}}  # fmt: skip
+
+
+def with_credentials(obj: dict[str, Any], secret_name: str) -> dict[str, Any]:
+    obj["spec"]["artifact"]["credentialsSecret"] = secret_name
+    return obj
+
+
+def test_a_credentials_secret_without_the_opt_in_label_is_never_mounted(kubectl: Kubectl, namespace: str) -> None:
+    """The Secret exists but does not carry modelyard.dev/artifact-credentials=true: the version fails with the
+    reason, no Job (and no model pod) mounts it, and the ModelDeployment is Degraded saying why."""
+    kubectl.apply(secret("team-db-password", opted_in=False), namespace)
+    kubectl.apply(with_credentials(mv("5"), "team-db-password"), namespace)
+    kubectl.apply(md(version="5"), namespace)
+    obj = settled(kubectl, namespace, "fraud-5")
+    assert obj["status"]["phase"] == "Failed"
+    ready = condition(obj, "Ready")
+    assert ready is not None
+    assert (ready["status"], ready["reason"]) == ("False", "CredentialsSecretNotAllowed")
+    assert "modelyard.dev/artifact-credentials" in ready["message"]
+
+    def degraded() -> dict[str, Any] | None:
+        found = condition(kubectl.get("md", "fraud", namespace=namespace), "Degraded")
+        return found if found and found["status"] == "True" else None
+
+    found = wait_for(degraded, timeout=30, what="ModelDeployment degraded")
+    assert "CredentialsSecretNotAllowed" in found["message"]
+    assert kubectl.get("jobs", namespace=namespace)["items"] == []
+    assert kubectl.get("deployments", namespace=namespace)["items"] == []
+
+
+def test_an_opted_in_secret_is_mounted_into_the_validation_job(kubectl: Kubectl, namespace: str) -> None:
+    """Labeled (here: created after the ModelVersion, which waits for it), the Secret is mounted read-only into the
+    validation Job's loader, and the version is validated."""
+    kubectl.apply(with_credentials(mv("6"), "store-token"), namespace)
+    kubectl.apply(secret("store-token", opted_in=True), namespace)
+    obj = settled(kubectl, namespace, "fraud-6")
+    assert obj["status"]["phase"] == "Ready"
+    pod = kubectl.get("job", "fraud-6-validate", namespace=namespace)["spec"]["template"]["spec"]
+    assert {"name": "credentials", "secret": {"secretName": "store-token", "defaultMode": 420}} in pod["volumes"]
+    loader = pod["containers"][0]
+    assert {"name": "credentials", "mountPath": "/var/run/secrets/modelyard/credentials", "readOnly": True} in loader[
+        "volumeMounts"
+    ]
+
+
+def test_a_pvc_artifact_mounts_its_claim_read_only_into_the_validation_job(kubectl: Kubectl, namespace: str) -> None:
+    """The claim (bound to a local PersistentVolume, so the pod can be scheduled) reaches the Job read-only."""
+    pv_name = f"model-store-{namespace}"
+    kubectl.apply(
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadOnlyMany"], "storageClassName": "",
+                  "hostPath": {"path": "/tmp/modelyard-test-model-store"},
+                  "claimRef": {"namespace": namespace, "name": "model-store"}}}
+    )  # fmt: skip
+    try:
+        kubectl.apply(
+            {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "model-store"},
+             "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": pv_name,
+                      "resources": {"requests": {"storage": "1Gi"}}}},
+            namespace,
+        )  # fmt: skip
+        _pvc_job(kubectl, namespace)
+    finally:
+        kubectl.run("delete", "pv", pv_name, "--wait=false", check=False)
+
+
+def _pvc_job(kubectl: Kubectl, namespace: str) -> None:
+    version = mv("8")
+    version["spec"]["artifact"]["uri"] = "pvc://model-store/fraud/8/model.onnx"
+    kubectl.apply(version, namespace)
+    obj = settled(kubectl, namespace, "fraud-8")
+    assert obj["status"]["phase"] == "Ready"
+    pod = kubectl.get("job", "fraud-8-validate", namespace=namespace)["spec"]["template"]["spec"]
+    claims = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == [{"name": "pvc-0", "persistentVolumeClaim": {"claimName": "model-store", "readOnly": True}}]
+    mounts = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "pvc-0"]
+    assert mounts == [{"name": "pvc-0", "mountPath": "/mnt/pvc/model-store", "readOnly": True}]

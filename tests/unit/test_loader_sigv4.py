@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import botocore.auth  # a dev dependency (moto[server] pulls it in)
+import botocore.auth  # a runtime dependency of the loader (its credential chain)
 import pytest
 from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest

@@ -79,6 +79,11 @@ creates a missing object, which the API server authorizes as "create" too.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["list", "watch", "create", "patch"]
+# a ModelVersion's credentialsSecret is checked for its opt-in label (modelyard.dev/artifact-credentials) before
+# any pod mounts it: read as PartialObjectMetadata (the values never reach the operator; docs/security.md)
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
 # kopf.event posts core/v1 Events
 - apiGroups: [""]
   resources: ["events"]

@@ -60,6 +60,30 @@ class SignatureSpec(ApiModel):
     sigstore: SigstoreIdentity | None = Field(default=None, description="Verify a keyless sigstore signature.")
 
 
+S3AddressingStyle = Literal["path", "virtual"]
+
+
+class S3Settings(ApiModel):
+    """How the loader reaches an ``s3://`` artifact's store. A field left out falls back to the credentials
+    Secret's key of the same name, then to the chart's ``operator.s3`` values, then to AWS's defaults."""
+
+    endpoint: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=r"^https?://[^\s/?#]+/?$",
+        description="S3 endpoint URL of an S3-compatible store, e.g. https://minio.storage.svc:9000 (the "
+        "default: AWS's regional endpoint). Still subject to the loader's SSRF guard.",
+    )
+    region: str | None = Field(
+        default=None, max_length=64, pattern=r"^[a-z0-9-]+$", description="Region requests are signed for."
+    )
+    addressing_style: S3AddressingStyle | None = Field(
+        default=None,
+        description="path: ENDPOINT/BUCKET/KEY; virtual: BUCKET.ENDPOINT-HOST/KEY (virtual-hosted). Default: "
+        "virtual on AWS's endpoints, path on any other endpoint.",
+    )
+
+
 class ArtifactSpec(ApiModel):
     """Where the model's bytes are and what they must hash to."""
 
@@ -69,7 +93,11 @@ class ArtifactSpec(ApiModel):
                 {
                     "rule": "!self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?/.+$')",
                     "message": "a pvc:// URI must be pvc://CLAIM/PATH",
-                }
+                },
+                {
+                    "rule": "!has(self.s3) || self.uri.startsWith('s3://')",
+                    "message": "s3 settings apply to s3:// URIs only",
+                },
             ]
         }
     }
@@ -87,8 +115,16 @@ class ArtifactSpec(ApiModel):
         description="sha256:<64 hex> of the artifact; required unless the operator allows unpinned artifacts.",
     )
     credentials_secret: str | None = Field(
-        default=None, max_length=253, description="Secret with the store's credentials (never logged)."
+        default=None,
+        max_length=253,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="Secret in this namespace with the store's credentials (never logged), mounted into the "
+        "loader only. It must carry the label modelyard.dev/artifact-credentials=true (docs/security.md). "
+        "Keys: S3 accessKeyId/secretAccessKey[/sessionToken] (or a shared credentials file 'credentials' with "
+        "'profile'), endpoint, region, addressingStyle, caBundle; HTTP token (bearer) or username/password "
+        "(basic); OCI username/password or .dockerconfigjson; 'host': the only host(s) credentials are sent to.",
     )
+    s3: S3Settings | None = Field(default=None, description="S3 endpoint, region and addressing (s3:// URIs).")
     signature: SignatureSpec | None = Field(default=None, description="Optional model-signing signature.")
 
 

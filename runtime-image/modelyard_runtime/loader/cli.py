@@ -53,18 +53,19 @@ def _add_common(cmd: argparse.ArgumentParser, *, uri_required: bool) -> None:
     cmd.add_argument("--max-bytes", type=_size, default=_size(os.environ.get("MODELYARD_LOADER_MAX_BYTES", "64G")))
     cmd.add_argument("--parallel", type=int, default=int(os.environ.get("MODELYARD_LOADER_PARALLEL", "4")))
     cmd.add_argument("--timeout", type=float, default=30.0, help="seconds per connection attempt and read")
-    cmd.add_argument("--ca-file", help="PEM bundle of extra CAs for https")
+    cmd.add_argument("--ca-file", help="PEM bundle of extra CAs for https (default: $MODELYARD_LOADER_CA_FILE)")
     cmd.add_argument("--no-progress", action="store_true")
     cmd.add_argument(
         "--credentials-dir",
         "--s3-credentials-dir",
         dest="credentials_dir",
-        help="mounted secret: accessKeyId/secretAccessKey (S3); username/password or .dockerconfigjson (OCI)",
+        help="mounted Secret: accessKeyId/secretAccessKey (S3); token or username/password (HTTP); username/password "
+        "or .dockerconfigjson (OCI); 'host' names the only hosts its credentials go to",
     )
-    cmd.add_argument(
-        "--s3-endpoint", default=os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    )
-    cmd.add_argument("--s3-region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    # S3: a flag wins over the credentials Secret's key, which wins over the environment (docs/loader.md, "S3")
+    cmd.add_argument("--s3-endpoint", help="http(s)://HOST[:PORT] (default: $AWS_ENDPOINT_URL_S3, AWS's)")
+    cmd.add_argument("--s3-region", help="signing region (default: $AWS_REGION, us-east-1)")
+    cmd.add_argument("--s3-addressing-style", choices=["path", "virtual"], help="default: virtual on AWS, else path")
     cmd.add_argument("--oci-username")
     cmd.add_argument("--oci-password-file")
     cmd.add_argument("--docker-config", help="docker config.json with registry auths (default $DOCKER_CONFIG)")
@@ -120,6 +121,7 @@ def request_from_args(args: argparse.Namespace, *, uri: str | None = None, dest:
         credentials_dir=args.credentials_dir,
         s3_endpoint=args.s3_endpoint,
         s3_region=args.s3_region,
+        s3_addressing_style=args.s3_addressing_style,
         oci_username=args.oci_username,
         oci_password_file=args.oci_password_file,
         docker_config=args.docker_config,

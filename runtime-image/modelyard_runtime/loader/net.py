@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 from modelyard_runtime.loader import ssrf
-from modelyard_runtime.loader.errors import BlockedAddressError, FetchError
+from modelyard_runtime.loader.errors import BlockedAddressError, FetchError, UsageError
 from modelyard_runtime.loader.uri import origin, redact
 
 USER_AGENT = "modelyard-loader/0.1"
@@ -29,16 +29,23 @@ Signer = Callable[[str, str, dict[str, str]], dict[str, str]]
 class NetPolicy:
     allow: ssrf.Allowlist = field(default_factory=ssrf.Allowlist)
     timeout: float = 30.0
-    ca_file: str | None = None
+    ca_file: str | None = None  # extra CAs (PEM), trusted besides the system's: --ca-file, MODELYARD_LOADER_CA_FILE
     max_redirects: int = 5
+    extra_ca_file: str | None = None  # one store's own CA (a credentials Secret's caBundle)
     _ssl: ssl.SSLContext | None = field(default=None, init=False, repr=False, compare=False)
 
     def ssl_context(self) -> ssl.SSLContext:
         """Built once per policy (loading the CA bundle takes milliseconds, and every request and redirect
         needs it); a context is safe to share between the download threads."""
         if self._ssl is None:
-            cafile = self.ca_file or os.environ.get("MODELYARD_LOADER_CA_FILE") or None
-            self._ssl = ssl.create_default_context(cafile=cafile)
+            context = ssl.create_default_context()
+            for extra in (self.ca_file or os.environ.get("MODELYARD_LOADER_CA_FILE"), self.extra_ca_file):
+                if extra:
+                    try:
+                        context.load_verify_locations(cafile=extra)
+                    except (OSError, ssl.SSLError) as e:
+                        raise UsageError(f"CA bundle {extra}: {e}") from None
+            self._ssl = context
         return self._ssl
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from modelyard_runtime.loader import secretdir
 from modelyard_runtime.loader.archive import extract
 from modelyard_runtime.loader.archive_rules import EntryKind, entry_problem, safe_relative
 from modelyard_runtime.loader.download import download
@@ -92,6 +93,10 @@ class Registry:
         self.label = uri.safe
         self.base = f"{'http' if opts.oci_plain_http else 'https'}://{uri.host}/v2/{self.repo}"
         self.creds = registry_credentials(opts, uri.host)
+        # credentials go to the hosts the Secret's 'host' key names (default: the registry's), token service included
+        self.hosts = secretdir.bound_hosts(opts.credentials_dir, uri.host.rsplit(":", 1)[0].strip("[]"))
+        if self.creds:
+            secretdir.require_host(self.base, self.hosts, self.label)
         self._auth: str | None = None
         self._lock = threading.Lock()
 
@@ -123,7 +128,7 @@ class Registry:
         query = {"service": params.get("service", ""), "scope": params.get("scope") or f"repository:{self.repo}:pull"}
         headers = {}
         basic = self._basic()
-        if basic:
+        if basic and secretdir.host_allowed(realm, self.hosts):
             headers["Authorization"] = basic
         status, body, _ = read_all(
             f"{realm}?{urlencode(query)}", self.opts.policy, max_bytes=MAX_TOKEN, headers=headers

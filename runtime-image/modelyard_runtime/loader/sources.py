@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import posixpath
 import stat
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from modelyard_runtime.loader import secretdir
 from modelyard_runtime.loader.archive import extract
 from modelyard_runtime.loader.archive_rules import archive_kind
 from modelyard_runtime.loader.download import DownloadOptions, download
@@ -30,9 +32,10 @@ class SourceOptions:
     max_bytes: int = 64 << 30
     parallel: int = 4
     progress: bool = True
-    credentials_dir: str | None = None  # mounted secret: S3 accessKeyId/secretAccessKey, OCI username/password
+    credentials_dir: str | None = None  # mounted Secret (see secretdir): S3, HTTP and OCI credentials
     s3_endpoint: str | None = None
     s3_region: str | None = None
+    s3_addressing_style: str | None = None  # path | virtual (None: the Secret's key, the environment, or auto)
     oci_username: str | None = None
     oci_password_file: str | None = None
     docker_config: str | None = None
@@ -89,12 +92,36 @@ def download_options(opts: SourceOptions, label: str, signer: Signer | None = No
     )
 
 
+def http_signer(uri: ArtifactURI, opts: SourceOptions) -> Signer | None:
+    """The credentials Secret's ``Authorization`` for an http(s) artifact: ``token`` (Bearer) or ``username`` and
+    ``password`` (Basic), sent only to the hosts its ``host`` key names (default: the URI's host) and never on a
+    redirect to another origin. None without such keys."""
+    token = secretdir.read_key(opts.credentials_dir, "token", "bearerToken")
+    user = secretdir.read_key(opts.credentials_dir, "username")
+    password = secretdir.read_key(opts.credentials_dir, "password")
+    if token:
+        header = f"Bearer {token}"
+    elif user is not None and password is not None:
+        header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    elif user is not None or password is not None:
+        raise UsageError(f"{uri.safe}: the credentials Secret needs both username and password")
+    else:
+        return None
+    hosts = secretdir.bound_hosts(opts.credentials_dir, uri.host)
+    secretdir.require_host(uri.raw, hosts, uri.safe)
+
+    def sign(method: str, url: str, headers: dict[str, str]) -> dict[str, str]:
+        return {**headers, "Authorization": header} if secretdir.host_allowed(url, hosts) else headers
+
+    return sign
+
+
 def fetch_into(uri: ArtifactURI, tree: Path, scratch: Path, opts: SourceOptions) -> Fetched:
     label = uri.safe
     if uri.scheme in ("http", "https"):
         name = single_name(uri)
         raw = scratch / "download"
-        got = download(uri.raw, str(raw), download_options(opts, label))
+        got = download(uri.raw, str(raw), download_options(opts, label, http_signer(uri, opts)))
         return place_single(raw, name, tree, "sha256:" + got.sha256, got.size, label=label, max_bytes=opts.max_bytes)
     if uri.scheme in ("file", "pvc"):
         return _fetch_local(Path(uri.path), tree, scratch, opts, label)
