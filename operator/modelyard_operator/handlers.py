@@ -111,6 +111,7 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             if md is None or md["metadata"].get("deletionTimestamp"):
                 kube.forget_owner(namespace, name)
                 memo.metrics.forget_model_deployment(namespace, name)
+                memo.get("pod_checks", {}).pop((namespace, name), None)
                 return
             deployments = view.owned_deployments(namespace, name)
             mvs = view.model_versions(namespace, (md.get("spec") or {}).get("model"), versions_in_use(md, deployments))
@@ -195,13 +196,25 @@ async def _report_gateway_api_missing(md: dict[str, Any], exc: KubeError, kube: 
     _emit(md, update.events)
 
 
+POD_CHECK_GRACE_SECONDS = 10.0  # a Deployment younger than this is still starting: its pods are not read yet
+POD_CHECK_INTERVAL_SECONDS = 10.0  # at most one pod LIST per ModelDeployment in this time
+
+
 async def _start_failures(
-    kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]]
+    kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]], last_checks: dict[tuple[str, str], float]
 ) -> dict[str, StartFailure]:
-    """What the model pods say about failed starts; read (one LIST) only while a Deployment is not rolled out, so a
-    steady ModelDeployment costs nothing. The periodic resync brings a crash-looping pod's reason within 30 s."""
-    if all(DeploymentObservation.from_object(d, LABEL_VERSION).rolled_out for d in deployments):
+    """What the model pods say about failed starts; read (one LIST) only while a Deployment that is not rolled out has
+    had time to start, and at most once per interval per ModelDeployment, so neither a steady ModelDeployment nor a
+    healthy start costs a read. A crash-looping pod's Deployment status events and the periodic resync bring its
+    reason within about 30 s."""
+    now = time.time()
+    starting = [d for d in deployments if not DeploymentObservation.from_object(d, LABEL_VERSION).rolled_out]
+    created = [parse_time(d["metadata"].get("creationTimestamp"), datetime.now(UTC)).timestamp() for d in starting]
+    if not created or now - min(created) < POD_CHECK_GRACE_SECONDS:
         return {}
+    if now - last_checks.get((namespace, name), 0.0) < POD_CHECK_INTERVAL_SECONDS:
+        return {}
+    last_checks[(namespace, name)] = now
     try:
         pods = await kube.list_pods(namespace, {LABEL_INSTANCE: name, LABEL_COMPONENT: "predictor"})
     except KubeError as exc:
@@ -216,7 +229,8 @@ async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list
     parsed = ModelDeployment.model_validate(md)
     if not uses_rollout(parsed):
         meta = parsed.metadata
-        failures = await _start_failures(memo.kube, meta.namespace, meta.name, deployments)
+        checks = memo.setdefault("pod_checks", {})
+        failures = await _start_failures(memo.kube, meta.namespace, meta.name, deployments, checks)
         return plan(parsed, mvs, deployments, memo.config, _now(), failures)
     now = datetime.now(UTC)
     measurement = None

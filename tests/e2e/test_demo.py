@@ -64,7 +64,8 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     assert re.search(r"preview requests to adder-canary: \d+ sent, [1-9]\d* failed on version 3", out), out
     assert "RollBack: CriticalMetricFailed: rolled back 3 to stable 2" in out
     assert "ModelVersion adder-4: DigestMismatch" in out
-    assert re.search(r"modeldeployment.modelyard.dev/adder +adder +2 +0 +Degraded", out), out
+    # -o wide: NAME MODEL STABLE CANARY(empty) WEIGHT REQUESTED(empty or a number) READY REASON PHASE URL ...
+    assert re.search(r"modeldeployment.modelyard.dev/adder +adder +2 +0 +(\d+ +)?(True|False) +\w+ +Degraded", out), out
     assert re.search(r"modelversion.modelyard.dev/adder-4 +adder +4 +onnx +Failed", out), out
     for label in ("control plane + real node + Prometheus up", "images pushed to the dev registry",
                   "helm install (operator Ready)", "v1: kubectl apply -> first correct "
