@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -70,6 +71,8 @@ PEERS = {
     "kserve": Peer("kserve", "0.21.0", ()),
     # uvloop 0.22 made asyncio.get_event_loop() raise where MLServer 1.7's inference workers still call it
     "mlserver": Peer("mlserver", "1.7.1", ("uvloop==0.21.0",)),
+    # NVIDIA's Triton: the tritonserver binary PyTriton's wheel ships (Python backend: peers/triton_python_model.py)
+    "triton": Peer("nvidia-pytriton", "0.7.0", ()),
 }
 
 # rows of the table: (label, server, protocol); "batching" is modelyard-server with dynamic batching on
@@ -82,6 +85,8 @@ ROWS = [
     ("KServe HTTP", "kserve", "http"),
     ("KServe gRPC", "kserve", "grpc"),
     ("MLServer gRPC", "mlserver", "grpc"),
+    ("Triton HTTP (Python backend + ORT)", "triton", "http"),
+    ("Triton gRPC (Python backend + ORT)", "triton", "grpc"),
 ]
 # cells: (key, concurrency, batch)
 CELLS = [("c1_b1", 1, 1), ("c8_b1", 8, 1), ("c8_b32", 8, 32)]
@@ -127,7 +132,7 @@ class Launch:
 MODELYARD_EXTRA: list[str] = []  # --modelyard-args: extra flags for every modelyard-server row
 BATCHING_DELAY_MS = 1.0
 BATCHING = ["--max-batch-size", "32", "--max-queue-delay-ms", f"{BATCHING_DELAY_MS:g}"]  # the "batching" rows
-SERVERS = ("inprocess", "modelyard", "batching", "kserve", "mlserver")
+SERVERS = ("inprocess", "modelyard", "batching", "kserve", "mlserver", "triton")
 
 
 def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
@@ -160,9 +165,60 @@ def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
         (settings / model / "model-settings.json").write_text(json.dumps(model_settings))
         argv = [str(PEERS["mlserver"].venv / "bin" / "mlserver"), "start", str(settings)]
         env["PYTHONPATH"] = str(HERE / "peers")
+    elif server == "triton":
+        argv, env = triton_launch(repo, model, workdir, http_port, grpc_port)
     else:
         raise ValueError(f"unknown server {server!r}")
     return Launch(argv, env, http_port, grpc_port)
+
+
+def triton_launch(
+    repo: Path, model: str, workdir: Path, http_port: int, grpc_port: int
+) -> tuple[list[str], dict[str, str]]:
+    """Triton's own model repository for ``model`` (config.pbtxt from the ONNX file, the Python-backend model that runs
+    it with ONNX Runtime) and a backend folder with the Python backend and the stub for the peer's Python."""
+    import onnx
+
+    venv = PEERS["triton"].venv
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    shipped = site / "pytriton" / "tritonserver"
+    backends = workdir / "triton-backends"
+    python_backend = backends / "python"
+    python_backend.mkdir(parents=True, exist_ok=True)
+    py_version = site.parent.name.removeprefix("python")
+    for src in (shipped / "backends" / "python").iterdir():
+        if src.is_file():
+            shutil.copy2(src, python_backend / src.name)
+    shutil.copy2(shipped / "python_backend_stubs" / py_version / "triton_python_backend_stub", python_backend)
+
+    onnx_file = repo / model / "1" / "model.onnx"
+    graph = onnx.load(str(onnx_file), load_external_data=False).graph
+
+    def tensors(values: Any) -> str:
+        out = []
+        for v in values:
+            dims = [d.dim_value or -1 for d in v.type.tensor_type.shape.dim][1:]  # the batch dimension is Triton's
+            out.append(f'{{ name: "{v.name}", data_type: TYPE_FP32, dims: [ {", ".join(map(str, dims))} ] }}')
+        return ", ".join(out)
+
+    triton_repo = workdir / f"triton-{model}"
+    version_dir = triton_repo / model / "1"
+    version_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(onnx_file, version_dir / "model.onnx")
+    shutil.copy2(HERE / "peers" / "triton_python_model.py", version_dir / "model.py")
+    (triton_repo / model / "config.pbtxt").write_text(
+        f'name: "{model}"\nbackend: "python"\nmax_batch_size: 32\n'
+        f"input [ {tensors(graph.input)} ]\noutput [ {tensors(graph.output)} ]\n"
+        "instance_group [ { kind: KIND_CPU, count: 1 } ]\n"
+        "dynamic_batching { }\n"  # Triton's batcher with no delay: it merges what is queued when the model frees
+    )
+    env = dict(os.environ)
+    env["PATH"] = f"{venv / 'bin'}:{env.get('PATH', '')}"  # the stub's python: the peer venv (ONNX Runtime, numpy)
+    env["LD_LIBRARY_PATH"] = str(site / "nvidia_pytriton.libs")  # the libraries the wheel vendors
+    argv = [str(shipped / "bin" / "tritonserver"), f"--model-repository={triton_repo}",
+            f"--backend-directory={backends}", f"--http-port={http_port}", f"--grpc-port={grpc_port}",
+            f"--metrics-port={free_port()}", "--log-verbose=0", "--log-info=false"]  # fmt: skip
+    return argv, env
 
 
 class Running:
@@ -575,7 +631,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         default=",".join(SERVERS),
         help="comma-separated servers to run (inprocess, modelyard, batching = modelyard with dynamic batching, "
-        "kserve, mlserver); 'modelyard,batching' is the batching comparison, which writes only its own section",
+        "kserve, mlserver, triton); 'modelyard,batching' is the batching comparison, which writes only its own section",
     )
     p.add_argument(
         "--modelyard-args",
@@ -622,11 +678,11 @@ def main(argv: list[str] | None = None) -> int:
     versions: dict[str, dict[str, str]] = {
         "project venv": package_versions(VENV_PY, ["modelyard", "onnxruntime", "tritonclient", "grpcio", "numpy"])
     }
-    for name in ("kserve", "mlserver"):
+    for name in ("kserve", "mlserver", "triton"):
         if name in args.only:
             peer = PEERS[name]
             venv = ensure_venv(peer.venv, peer.requirements())
-            versions[name] = package_versions(venv / "bin" / "python", [name, "onnxruntime", "grpcio", "numpy"])
+            versions[name] = package_versions(venv / "bin" / "python", [peer.name, "onnxruntime", "numpy"])
 
     refs = {batch: reference_output(mlp_file, batch) for batch in {b for _, _, b in CELLS}}
     results: dict[str, Any] = {"rows": {}, "time_to_ready": {}, "profile": {}}
