@@ -19,6 +19,7 @@ only, so it runs before the project's virtual environment exists.
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -299,15 +300,22 @@ def fake_nodes() -> list[dict[str, Any]]:
 _PORTS = range(20000, 32768)
 
 
+_GIVEN: collections.deque[int] = collections.deque(maxlen=512)  # ports handed out recently by this process
+
+
 def free_port() -> int:
-    """A loopback TCP port nothing listens on now, outside the ephemeral range."""
+    """A loopback TCP port nothing listens on now, outside the ephemeral range, and not one this process handed out
+    recently (a caller takes several ports before it binds any: two draws must never return the same one)."""
     for _ in range(200):
         port = random.choice(_PORTS)  # noqa: S311  (not cryptography: spreading tries over the range)
+        if port in _GIVEN:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _GIVEN.append(port)
             return port
     raise ClusterError("no free port between 20000 and 32767")
 
