@@ -39,7 +39,13 @@ check-generated: generate ## fail when generated files differ from the committed
 	@git diff --exit-code -- crds charts dashboards && test -z "$$(git status --porcelain -- crds charts dashboards)" \
 		|| { echo "error: generated files are stale or uncommitted: run 'make generate' and commit"; exit 1; }
 
-lint: $(STAMP) ## ruff (lint + format), mypy strict, import-linter contracts, helm lint
+lock: $(STAMP) ## pin every package of each image with its sha256 in images/locks/ (after a dependency change)
+	$(PY) hack/lock.py write
+
+check-locks: $(STAMP) ## fail when a lock in images/locks/ does not satisfy pyproject.toml (no network)
+	$(PY) hack/lock.py check
+
+lint: $(STAMP) check-locks ## ruff (lint + format), mypy strict, import-linter contracts, helm lint, the image locks
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy operator/modelyard_operator runtime-image/modelyard_runtime
@@ -61,6 +67,9 @@ define apt_tool
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; }
 endef
 
+prometheus-adapter: ## build (or reuse from the cache) prometheus-adapter from its Go module: the custom metrics API of the autoscaling test
+	bash hack/build-prometheus-adapter.sh >/dev/null
+
 minio: ## build (or reuse from the cache) MinIO from its Go module: the S3-compatible server of the loader's S3 tests
 	bash hack/build-minio.sh >/dev/null
 
@@ -71,7 +80,7 @@ oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cac
 gitops-test-tools: ## the kstatus checker (hack/kstatus-check, built from sigs.k8s.io/cli-utils into the cache)
 	bash hack/build-kstatus-check.sh >/dev/null
 
-test-integration: $(STAMP) controlplane node images perf-analyzer oci-test-tools gitops-test-tools minio ## integration tier: real control plane, real node, real operator
+test-integration: $(STAMP) controlplane node images tf-image perf-analyzer prometheus prometheus-adapter oci-test-tools gitops-test-tools minio java ## integration tier: real control plane, real node, real operator
 	$(PYTEST) -m integration tests/integration
 
 node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real node (docs/real-node.md)
@@ -93,9 +102,16 @@ images: image-tools ## build the images with buildah into dist/images/*.tar (cac
 cpu-images: image-tools ## only the CPU images (operator, runtime): what the demo and the real node run
 	$(PYTHON) hack/images.py build --only modelyard-operator --only modelyard-runtime
 
+tf-image: image-tools ## the runtime-tf variant (TensorFlow, for format savedmodel; ~2.5 min cold, 544 MB): not in `images`
+	$(PYTHON) hack/images.py build --only modelyard-runtime-tf
+
 push: images ## push the images to REGISTRY=host[:port][/prefix] with skopeo (INSECURE=1: plain HTTP)
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port][/prefix] [INSECURE=1] [IMAGES=name,...]"; exit 1; }
 	$(PYTHON) hack/images.py push $(REGISTRY) $(if $(filter 1 yes true,$(INSECURE)),--insecure) $(if $(IMAGES),--only $(IMAGES))
+
+java: ## a Java runtime (Debian's default JRE) for the PMML compiler's reference tests (JPMML converter, evaluator)
+	@command -v java >/dev/null || { echo "installing default-jre-headless"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends default-jre-headless >/dev/null; }
 
 prometheus: ## install Debian's prometheus package (the rollout e2e tests start it on a free port)
 	$(call apt_tool,prometheus)
@@ -106,7 +122,10 @@ test-e2e: $(STAMP) controlplane node cpu-images prometheus ## end-to-end tier: w
 test-fuzz: $(STAMP) ## fuzz tier: schemathesis against /v2/openapi.json, hypothesis against gRPC ModelInfer (~1 min)
 	$(PYTEST) -m fuzz tests/fuzz
 
-test: $(STAMP) controlplane node images perf-analyzer prometheus oci-test-tools gitops-test-tools minio check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
+test-chaos: $(STAMP) controlplane node cpu-images prometheus ## chaos tier: SIGKILLs at each rollout step, outages, relist, 10-min soak (~16 min)
+	$(PYTEST) -m chaos tests/chaos
+
+test: $(STAMP) controlplane node images tf-image perf-analyzer prometheus prometheus-adapter oci-test-tools gitops-test-tools minio java check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -132,5 +151,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help venv controlplane node node-tools image-tools images cpu-images push perf-analyzer prometheus oci-test-tools gitops-test-tools minio generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test demo \
+.PHONY: help lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

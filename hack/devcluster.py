@@ -19,6 +19,7 @@ only, so it runs before the project's virtual environment exists.
 from __future__ import annotations
 
 import argparse
+import base64
 import collections
 import datetime
 import json
@@ -52,6 +53,7 @@ OPERATOR_B_USER = "modelyard-operator-b"
 OWN_KWOK_STAGES = ("pod-complete.yaml", "validation-complete.yaml")  # in hack/kwok/
 # What make images writes to dist/images (the CPU ones; the GPU image is not pushed: no GPU here)
 PROJECT_IMAGES = ("modelyard-operator", "modelyard-runtime")
+FRONT_PROXY_USER = "front-proxy-client"  # the API server's client certificate towards aggregated API servers
 PROMETHEUS_USER = "system:modelyard-prometheus"  # read-only identity for Prometheus's service discovery
 COREDNS_USER = "system:modelyard-coredns"  # read-only identity of the real node's CoreDNS
 PROMETHEUS_SCRAPE_INTERVAL = "2s"  # short, so a new pod's series appear within seconds in development
@@ -151,6 +153,9 @@ def make_pki(pki: Path) -> None:
         "kwok": ("/O=system:masters/CN=kwok-controller", "extendedKeyUsage=clientAuth"),
         "kube-proxy": ("/CN=system:kube-proxy", "extendedKeyUsage=clientAuth"),  # bound to system:node-proxier
         "prometheus": (f"/CN={PROMETHEUS_USER}", "extendedKeyUsage=clientAuth"),  # no group: RBAC grants reads only
+        # the aggregation layer's identity towards extension API servers (prometheus-adapter in the autoscaling
+        # test): they trust the user it names in X-Remote-User because its certificate carries this name
+        "front-proxy-client": (f"/CN={FRONT_PROXY_USER}", "extendedKeyUsage=clientAuth"),
         # the real node: its kubelet's identity (Node authorizer), its serving certificate for logs/exec, the API
         # server's client certificate towards it, and CoreDNS's read-only identity
         "kubelet": (f"/O=system:nodes/CN=system:node:{realnode.NODE}", "extendedKeyUsage=clientAuth"),
@@ -529,6 +534,18 @@ class DevCluster:
                     f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
                     f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                     "--kubelet-preferred-address-types=InternalIP,Hostname",
+                    # the aggregation layer (APIServices of extension API servers, e.g. prometheus-adapter's
+                    # custom.metrics.k8s.io): proxied requests carry the user in X-Remote-* headers, signed by the
+                    # front-proxy client certificate, and go to an endpoint of the APIService's Service directly
+                    # (no kube-proxy needed for the API server to reach it)
+                    f"--requestheader-client-ca-file={pki / 'ca.crt'}",
+                    f"--requestheader-allowed-names={FRONT_PROXY_USER}",
+                    "--requestheader-username-headers=X-Remote-User",
+                    "--requestheader-group-headers=X-Remote-Group",
+                    "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                    f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                    f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                    "--enable-aggregator-routing=true",
                     *(self._audit_flags(logs) if audit else []),
                 ],
                 str(logs / "kube-apiserver.log"),
@@ -862,14 +879,77 @@ class DevCluster:
             os.kill(comp.pid, signal.SIGKILL)
             self._wait_gone(comp, time.monotonic() + 5.0)
 
-    def start_component(self, name: str, timeout: float = 60.0) -> None:
-        """Start a component :meth:`stop_component` stopped, with the same flags; returns once it is healthy."""
+    def start_component(self, name: str, timeout: float = 60.0, flags: dict[str, str] | None = None) -> None:
+        """Start a component :meth:`stop_component` stopped, with the same flags (``flags`` replaces or adds
+        ``--name=value`` ones, e.g. ``{"watch-cache": "false"}``); returns once it is healthy."""
         state = self.state()
         comp = next((c for c in state.components if c.name == name), None) if state else None
         if state is None or comp is None or comp.alive():
             raise ClusterError(f"{name} is not a stopped component of this cluster")
         state.components.remove(comp)
+        for flag, value in (flags or {}).items():
+            comp.args = [a for a in comp.args if a.split("=", 1)[0] != f"--{flag}"] + [f"--{flag}={value}"]
         self._start(comp, state, deadline=time.monotonic() + timeout)
+
+    def start_custom_metrics(self, binary: Path, rules: Path, timeout: float = 90.0) -> None:
+        """Run prometheus-adapter (``binary``, built by hack/build-prometheus-adapter.sh) beside the API server, on the
+        Prometheus of ``up --prometheus`` with the rules file ``rules``, and register it as the APIService of
+        ``custom.metrics.k8s.io``: the aggregation layer reaches it at an endpoint of a selector-less Service in
+        kube-system, the host's bridge address with a real node (the API server routes to endpoints itself)."""
+        state = self.state()
+        prometheus = self.prometheus_url()
+        if state is None or prometheus is None:
+            raise ClusterError("custom metrics need a running cluster with --prometheus")
+        host = realnode.GATEWAY if state.real_node else "127.0.0.1"
+        port = free_port()
+        admin = str(self.kubeconfig)
+        certs = self.dir / "prometheus-adapter-certs"  # its self-signed serving certificate
+        certs.mkdir(exist_ok=True)
+        comp = Component(
+            "prometheus-adapter",
+            str(binary),
+            [
+                f"--prometheus-url={prometheus}",
+                f"--config={rules}",
+                f"--lister-kubeconfig={admin}",
+                f"--authentication-kubeconfig={admin}",
+                f"--authorization-kubeconfig={admin}",
+                f"--bind-address={host}",
+                f"--secure-port={port}",
+                f"--cert-dir={certs}",
+                "--metrics-relist-interval=5s",  # new series (a new pod's) are served within seconds
+                "--v=1",
+            ],
+            str(self.dir / "logs" / "prometheus-adapter.log"),
+            f"https://{host}:{port}/healthz",
+        )
+        self._start(comp, state, deadline=time.monotonic() + timeout)
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(custom_metrics_registration(host, port)))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.kubectl("get", "--raw", "/apis/custom.metrics.k8s.io/v1beta1", check=False, capture=True):
+                log(f"custom.metrics.k8s.io served by prometheus-adapter at {host}:{port}")
+                return
+            time.sleep(0.5)
+        raise ClusterError(f"the APIService of custom.metrics.k8s.io never became available; see {comp.log}")
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision (through etcd's JSON gateway), so a watch that resumes
+        from an older resourceVersion gets 410 Gone; returns the revision."""
+        state = self.state()
+        etcd = next((c for c in state.components if c.name == "etcd"), None) if state else None
+        if etcd is None or not etcd.alive():
+            raise ClusterError("etcd is not running")
+        url = next(a.split("=", 1)[1] for a in etcd.args if a.startswith("--listen-client-urls="))
+
+        def call(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            req = urllib.request.Request(f"{url}{path}", data=json.dumps(body).encode(), method="POST")
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return dict(json.loads(resp.read()))
+
+        revision = int(call("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
+        call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
 
     # -- down / status --
 
@@ -1079,6 +1159,53 @@ class DevCluster:
 
 def prometheus_url(comp: Component) -> str:
     return comp.health.removesuffix("/-/ready")
+
+
+def custom_metrics_registration(host: str, port: int) -> dict[str, Any]:
+    """The Service (no selector), its endpoint and the APIService that send ``custom.metrics.k8s.io`` to an adapter
+    at ``host:port``. The adapter serves a self-signed certificate: the APIService skips its verification (dev
+    only; a cluster install sets caBundle)."""
+    name, ns = "prometheus-adapter", "kube-system"
+    ports = [{"name": "https", "port": port, "protocol": "TCP"}]
+    return {
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name, "namespace": ns},
+                "spec": {"ports": [{"name": "https", "port": port, "targetPort": port}]},
+            },
+            {  # the aggregator's resolver reads Endpoints or EndpointSlices depending on the release: both
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                "metadata": {"name": name, "namespace": ns},
+                "subsets": [{"addresses": [{"ip": host}], "ports": ports}],
+            },
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": name}},
+                "addressType": "IPv4",
+                "ports": ports,
+                "endpoints": [{"addresses": [host], "conditions": {"ready": True}}],
+            },
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": "v1beta1.custom.metrics.k8s.io"},
+                "spec": {
+                    "group": "custom.metrics.k8s.io",
+                    "version": "v1beta1",
+                    "service": {"name": name, "namespace": ns, "port": port},
+                    "insecureSkipTLSVerify": True,
+                    "groupPriorityMinimum": 100,
+                    "versionPriority": 100,
+                },
+            },
+        ],
+    }
 
 
 def prometheus_rbac() -> dict[str, Any]:

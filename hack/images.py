@@ -3,7 +3,8 @@
 
 ``make images`` runs ``hack/images.py build``. It makes a Python base image from Debian's packages with
 mmdebstrap (or takes it from the cache), builds modelyard-operator, modelyard-runtime and modelyard-runtime-gpu
-on it with ``buildah bud --layers --pull=never`` and writes each as an OCI archive ``dist/images/<name>.tar``
+(and, with ``--only modelyard-runtime-tf``, the runtime-tf variant with TensorFlow) on it with
+``buildah bud --layers --pull=never`` and writes each as an OCI archive ``dist/images/<name>.tar``
 holding one image named ``ghcr.io/modelyard/<name>:<version>``: the chart's default references, so
 ``kind load image-archive`` makes the chart's defaults resolvable without a registry. An image whose inputs
 (Dockerfile, pyproject.toml, its sources, the base, the version and commit) did not change is not built again: its
@@ -55,14 +56,39 @@ class ImageSpec:
     dockerfile: str
     target: str | None  # the Dockerfile stage; None: the last one
     sources: tuple[str, ...]  # what the image's COPY steps take from the repository (its cache key)
+    default: bool = True  # built by `hack/images.py build` without --only (make images)
 
 
 IMAGES: dict[str, ImageSpec] = {
     spec.name: spec
     for spec in (
-        ImageSpec("modelyard-operator", "operator/Dockerfile", None, ("operator/modelyard_operator",)),
-        ImageSpec("modelyard-runtime", "runtime-image/Dockerfile", "cpu", ("runtime-image/modelyard_runtime",)),
-        ImageSpec("modelyard-runtime-gpu", "runtime-image/Dockerfile", "gpu", ("runtime-image/modelyard_runtime",)),
+        ImageSpec(
+            "modelyard-operator",
+            "operator/Dockerfile",
+            None,
+            ("operator/modelyard_operator", "images/locks/operator.txt"),
+        ),
+        ImageSpec(
+            "modelyard-runtime",
+            "runtime-image/Dockerfile",
+            "cpu",
+            ("runtime-image/modelyard_runtime", "images/locks/runtime.txt"),
+        ),
+        ImageSpec(
+            "modelyard-runtime-gpu",
+            "runtime-image/Dockerfile",
+            "gpu",
+            ("runtime-image/modelyard_runtime", "images/locks/runtime-gpu.txt"),
+        ),
+        # the runtime-tf variant (format savedmodel): TensorFlow makes it large, so only on request (--only, or
+        # `make images IMAGES=modelyard-runtime-tf`)
+        ImageSpec(
+            "modelyard-runtime-tf",
+            "runtime-image/Dockerfile",
+            "tf",
+            ("runtime-image/modelyard_runtime", "images/locks/runtime-tf.txt"),
+            default=False,
+        ),
     )
 }
 COMMON_INPUTS = ("pyproject.toml", "README.md", ".dockerignore")
@@ -559,7 +585,9 @@ def report(results: list[Result], base: Base | None, total_seconds: float) -> No
 
 
 def select(only: Sequence[str] | None) -> list[ImageSpec]:
-    names = [n for item in only or [] for n in re.split(r"[,\s]+", item) if n] or list(IMAGES)
+    names = [n for item in only or [] for n in re.split(r"[,\s]+", item) if n] or [
+        n for n, spec in IMAGES.items() if spec.default
+    ]
     unknown = [n for n in names if n not in IMAGES]
     if unknown:
         raise ImageError(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(IMAGES)}")
@@ -567,7 +595,8 @@ def select(only: Sequence[str] | None) -> list[ImageSpec]:
 
 
 def build(only: Sequence[str] | None = None, *, rebuild: bool = False) -> list[Result]:
-    """Build (or take from the cache) the images named in ``only`` (all by default); write report.json."""
+    """Build (or take from the cache) the images named in ``only`` (by default all but those with
+    ``default=False``: the runtime-tf variant); write report.json."""
     specs = select(only)
     require_tools(["buildah"])
     started = time.monotonic()

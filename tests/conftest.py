@@ -1,4 +1,4 @@
-"""Shared fixtures. Tiers come from folders: tests/unit, tests/integration, tests/e2e.
+"""Shared fixtures. Tiers come from folders: tests/unit, tests/integration, tests/e2e, tests/fuzz, tests/chaos.
 
 The integration fixtures start the real local control plane with the same code as ``hack/devcluster``
 (one cluster per test session) and the real operator as a subprocess.
@@ -24,7 +24,7 @@ from fileserver import serve_directory
 from .support.processes import stop
 
 REPO = Path(__file__).resolve().parent.parent
-TIERS = ("unit", "integration", "e2e", "fuzz")
+TIERS = ("unit", "integration", "e2e", "fuzz", "chaos")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -201,3 +201,24 @@ def non_finite(path: Path) -> Path:
     b = helper.make_tensor_value_info("B", TensorProto.FLOAT, ["n", "m"])
     y = helper.make_tensor_value_info("Y", TensorProto.FLOAT, ["n", "m"])
     return _save(helper.make_graph([helper.make_node("Div", ["A", "B"], ["Y"])], "div", [a, b], [y]), path)
+
+
+def pmml_linear(path: Path, coefficients: dict[str, float] | None = None, intercept: float = 0.5,
+                model: str = "RegressionModel") -> Path:  # fmt: skip
+    """A PMML 4.4 linear regression ``y = intercept + sum(c * x)`` over continuous double fields (written by hand,
+    so tests that only need some valid PMML need no Java); ``model="ClusteringModel"``: one the compiler refuses."""
+    coefficients = coefficients or {"x1": 2.0, "x2": -1.5}
+    fields = "".join(f'<DataField name="{n}" optype="continuous" dataType="double"/>' for n in coefficients)
+    mining = "".join(f'<MiningField name="{n}"/>' for n in coefficients)
+    predictors = "".join(f'<NumericPredictor name="{n}" coefficient="{c!r}"/>' for n, c in coefficients.items())
+    text = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">\n<Header/>\n'
+        f'<DataDictionary>{fields}<DataField name="y" optype="continuous" dataType="double"/></DataDictionary>\n'
+        f'<{model} functionName="regression">\n'
+        f'<MiningSchema>{mining}<MiningField name="y" usageType="target"/></MiningSchema>\n'
+        f'<RegressionTable intercept="{intercept!r}">{predictors}</RegressionTable>\n'
+        f"</{model}>\n</PMML>\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

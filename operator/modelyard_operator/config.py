@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,8 @@ from modelyard_operator import __version__
 
 FIELD_MANAGER = "modelyard-operator"
 DEFAULT_IMAGE = f"ghcr.io/modelyard/modelyard-runtime:{__version__}"  # the chart's default too (make images)
+# the runtime-tf variant: the CPU image plus TensorFlow, for format savedmodel (engine tensorflow)
+DEFAULT_TF_IMAGE = f"ghcr.io/modelyard/modelyard-runtime-tf:{__version__}"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,9 @@ class OperatorConfig:
     """What rendering and reconciliation need to know about the installation."""
 
     runtime_image: str = DEFAULT_IMAGE
+    runtime_tf_image: str = DEFAULT_TF_IMAGE  # model pods and validation Jobs of savedmodel versions
     image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()  # Secrets in each model namespace: MODELYARD_MODEL_IMAGE_PULL_SECRETS
     allow_unpinned_artifacts: bool = False
     allow_file_uris: bool = False
     cluster_domain: str = "cluster.local"
@@ -73,3 +78,11 @@ class OperatorConfig:
     s3_addressing_style: str | None = None  # path | virtual
     # ConfigMap (key ca.crt) of CAs every loader trusts for https (S3, HTTP, OCI): MODELYARD_LOADER_CA_BUNDLE
     loader_ca_bundle_configmap: str | None = None
+    # text | json: the operator's own log format, passed to model pods' server and loader (MODELYARD_LOG_FORMAT)
+    log_format: str = "text"
+
+
+def runtime_image_for(config: OperatorConfig, formats: Iterable[str]) -> str:
+    """The image of a pod that loads versions of ``formats``: the runtime-tf variant when one is a SavedModel
+    (only that image has TensorFlow), else the runtime image."""
+    return config.runtime_tf_image if "savedmodel" in formats else config.runtime_image

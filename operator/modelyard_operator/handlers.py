@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import socket
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.api.modeldeployment import ModelDeployment
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
+from modelyard_operator.events import decision_fields, event_objects
 from modelyard_operator.indexes import View
 from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
@@ -54,6 +56,7 @@ from modelyard_operator.sweeper import Sweeper
 MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
 log = logging.getLogger("modelyard.operator")
+INSTANCE = socket.gethostname()  # the reporting instance of our Events (the pod name in a cluster)
 
 
 def _now() -> str:
@@ -120,8 +123,8 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             except ValidationError as exc:
                 update = invalid_status(md, exc, _now())
                 if update is not None:
+                    await _emit(kube, md, update.events)
                     await _write_status(kube, md, update.status)
-                    _emit(md, update.events)
                 return
             if todo.delete_autoscaler:  # before the Deployment gets its replicas back: no HPA may rescale it after
                 log.info("deleting HorizontalPodAutoscaler %s/%s: autoscaling is off", namespace, name)
@@ -141,12 +144,19 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
                 await _report_gateway_api_missing(md, exc, kube)
                 # Retried until the CRDs appear; what already serves keeps serving meanwhile.
                 raise kopf.TemporaryError(f"{exc}; retrying", delay=GATEWAY_API_RETRY_SECONDS) from exc
+            for dep, count in todo.scale.items():
+                current = observed.get(("Deployment", dep))
+                if current is None or (current.get("spec") or {}).get("replicas") != count:
+                    log.info(
+                        "scaling Deployment %s/%s to %d beside the autoscaled stable version", namespace, dep, count
+                    )
+                    await kube.scale_deployment(namespace, dep, count)
             for dep in todo.delete_deployments:
                 log.info("deleting Deployment %s/%s: replaced by %s", namespace, dep, md["spec"]["version"])
                 await kube.delete_deployment(namespace, dep)
             if todo.status is not None:
+                await _emit(kube, md, todo.status.events)  # first: a restart in between cannot repeat them
                 await _write_status(kube, md, todo.status.status)
-                _emit(md, todo.status.events)
                 memo.metrics.observe_weights(namespace, name, md["spec"].get("model", ""), todo.status.status)
             if isinstance(todo, RolloutPlan):
                 _count(memo.metrics, todo)
@@ -192,8 +202,8 @@ async def _report_gateway_api_missing(md: dict[str, Any], exc: KubeError, kube: 
         f"which this cluster does not serve ({exc}); install them, or use trafficRouter replicas or inPod",
     )
     update = degraded_status(parsed.metadata, parsed.status, problem, _now())
+    await _emit(kube, md, update.events)
     await _write_status(kube, md, update.status)
-    _emit(md, update.events)
 
 
 POD_CHECK_GRACE_SECONDS = 10.0  # a Deployment younger than this is still starting: its pods are not read yet
@@ -252,9 +262,20 @@ def _count(metrics: OperatorMetrics, todo: RolloutPlan) -> None:
             metrics.analysis_verdicts.labels(metric=m.name, verdict=str(m.verdict)).inc()
 
 
-def _emit(obj: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
-    for type_, reason, message in events:
-        kopf.event(cast(kopf.Body, obj), type=type_, reason=reason, message=message)
+async def _emit(kube: Kube, md: dict[str, Any], events: list[tuple[str, str, str]]) -> None:
+    """A decision's Events, created before its status is written, each exactly once (``events.py``)."""
+    if not events:
+        return
+    obj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelDeployment", **md}
+    for spec in events:  # one log line per decision, its fields structured (--log-format json)
+        log.info("decision %s: %s", spec[1], spec[2], extra=decision_fields(md, spec))
+    for event in event_objects(obj, events, now=_now(), instance=INSTANCE):
+        try:
+            await kube.create_event(event)
+        except KubeError as exc:
+            if exc.transient:
+                raise  # retried with the decision: the status is not written without its Events
+            log.warning("cannot record Event %s: %s", event["reason"], exc)
 
 
 @kopf.on.resume(*MD)

@@ -19,12 +19,14 @@ from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.batch_v1 import Job
 from lightkube.resources.coordination_v1 import Lease
-from lightkube.resources.core_v1 import ConfigMap, Pod, Service
+from lightkube.resources.core_v1 import ConfigMap, Event, Pod, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.config import FIELD_MANAGER
+
+SCALE_FIELD_MANAGER = f"{FIELD_MANAGER}-scale"  # replicas of a canary sized beside an autoscaler
 
 Obj = dict[str, Any]
 
@@ -225,6 +227,24 @@ class Kube:
     async def delete_deployment(self, namespace: str, name: str) -> None:
         await self._delete(Deployment, "Deployment", namespace, name)
 
+    async def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        """Set a Deployment's replicas with a merge patch under its own field manager (a canary beside an autoscaled
+        stable version): an apply that leaves the field out then never takes it back, so the pods stay when the HPA
+        takes the Deployment over at the promotion."""
+        what = f"scaling Deployment {namespace}/{name} to {replicas}"
+        try:
+            with _transport(what):
+                await self._client.patch(
+                    Deployment,
+                    name,
+                    {"spec": {"replicas": replicas}},
+                    namespace=namespace,
+                    patch_type=PatchType.MERGE,
+                    field_manager=SCALE_FIELD_MANAGER,
+                )
+        except ApiError as exc:
+            raise _translate(exc, what, kind="Deployment") from exc
+
     async def delete_autoscaler(self, namespace: str, name: str) -> None:
         """Delete the HorizontalPodAutoscaler of ModelDeployment ``name`` (autoscaling turned off)."""
         await self._delete(HorizontalPodAutoscaler, "HorizontalPodAutoscaler", namespace, name)
@@ -233,6 +253,20 @@ class Kube:
     async def delete_route(self, namespace: str, name: str) -> None:
         """Delete the gatewayAPI router's HTTPRoute; gone already, or no such API at all, is fine."""
         await self._delete(HTTPRouteResource, "HTTPRoute", namespace, name)
+
+    async def create_event(self, event: Obj) -> bool:
+        """Create one Event (``events.event_objects``); False when one of that name exists already (the same
+        decision's Event, written before a restart)."""
+        meta = event["metadata"]
+        what = f"creating Event {meta['namespace']}/{meta['name']}"
+        try:
+            with _transport(what):
+                await self._client.create(cast(Event, Event.from_dict(event)))
+        except ApiError as exc:
+            if exc.status.code == 409:
+                return False
+            raise _translate(exc, what, kind="Event") from exc
+        return True
 
     async def patch_status(self, kind: str, namespace: str, name: str, status: Obj) -> None:
         resource = ModelDeploymentResource if kind == "ModelDeployment" else ModelVersionResource

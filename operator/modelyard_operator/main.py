@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from modelyard_operator import __version__
-from modelyard_operator.config import DEFAULT_IMAGE, EgressRule, NetworkPolicySettings, OperatorConfig
+from modelyard_operator import __version__, logs
+from modelyard_operator.config import DEFAULT_IMAGE, DEFAULT_TF_IMAGE, EgressRule, NetworkPolicySettings, OperatorConfig
 from modelyard_operator.netpol import parse_egress_rules
 
 
@@ -101,7 +101,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="modelyard-operator", description=__doc__.splitlines()[0])
     p.add_argument("--namespace", action="append", default=[], help="watch only these namespaces (repeat)")
     p.add_argument("--runtime-image", default=_env("RUNTIME_IMAGE", DEFAULT_IMAGE), help="image of model pods")
+    p.add_argument(
+        "--runtime-tf-image",
+        default=_env("RUNTIME_TF_IMAGE", DEFAULT_TF_IMAGE),
+        help="image of model pods and validation Jobs of savedmodel versions (the runtime-tf variant, with TensorFlow)",
+    )
     p.add_argument("--image-pull-policy", default=_env("IMAGE_PULL_POLICY", "IfNotPresent"))
+    p.add_argument(
+        "--model-image-pull-secrets",
+        default=_env("MODEL_IMAGE_PULL_SECRETS", ""),
+        help="comma-separated Secrets (in each model namespace) that model pods and validation Jobs pull images with",
+    )
     p.add_argument("--allow-unpinned-artifacts", action="store_true", default=_flag("ALLOW_UNPINNED_ARTIFACTS"))
     p.add_argument("--allow-file-uris", action="store_true", default=_flag("ALLOW_FILE_URIS"))
     p.add_argument("--cluster-domain", default=_env("CLUSTER_DOMAIN", "cluster.local"))
@@ -218,15 +228,27 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "named by host name (an IP in a URI is allowed exactly)",
     )
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=_env("LOG_FORMAT", "text"),
+        help="text, or one JSON object per line (kopf's JSON formatter: time, level, logger, message, fields); "
+        "model pods (server and loader) get the same format",
+    )
     p.add_argument("--version", action="version", version=f"modelyard-operator {__version__}")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.log_format not in ("text", "json"):  # a default from the environment skips choices=
+        p.error(f"MODELYARD_LOG_FORMAT must be text or json, not {args.log_format!r}")
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> OperatorConfig:
     """The settings the parsed flags describe."""
     return OperatorConfig(
         runtime_image=args.runtime_image,
+        runtime_tf_image=args.runtime_tf_image,
         image_pull_policy=args.image_pull_policy,
+        image_pull_secrets=tuple(n.strip() for n in args.model_image_pull_secrets.split(",") if n.strip()),
         allow_unpinned_artifacts=args.allow_unpinned_artifacts,
         allow_file_uris=args.allow_file_uris,
         cluster_domain=args.cluster_domain,
@@ -250,12 +272,13 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         s3_region=args.s3_region,
         s3_addressing_style=args.s3_addressing_style,
         loader_ca_bundle_configmap=args.loader_ca_bundle,
+        log_format=args.log_format,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(args.log_format, args.log_level)
     if args.log_level.upper() != "DEBUG":  # one INFO line per request: with leader election, one every 2 s
         logging.getLogger("httpx2").setLevel(logging.WARNING)
     asyncio.run(_operate(args))

@@ -18,12 +18,13 @@ from modelyard_operator.api.common import ObjectMeta
 from modelyard_operator.api.modeldeployment import ACTION_ANNOTATION, ModelDeployment, ModelDeploymentStatus
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
-from modelyard_operator.names import LABEL_VERSION
+from modelyard_operator.names import LABEL_VERSION, deployment_name, selector
 from modelyard_operator.netpol import render_network_policy
-from modelyard_operator.podhealth import StartFailure
+from modelyard_operator.podhealth import LOADER_CONTAINER, StartFailure
 from modelyard_operator.render import (
     ANNOTATION_AUTOSCALER,
     ANNOTATION_VERSIONS,
+    render_autoscaler,
     render_children,
     render_deployment,
     render_in_pod_deployment,
@@ -58,6 +59,7 @@ class Plan:
     apply: list[Obj] = field(default_factory=list)
     delete_deployments: list[str] = field(default_factory=list)
     delete_autoscaler: bool = False  # autoscaling was turned off: its HPA would go on scaling the Deployment
+    scale: dict[str, int] = field(default_factory=dict)  # Deployment -> replicas, written apart from the apply
     status: StatusUpdate | None = None
 
 
@@ -164,6 +166,30 @@ def network_policy(md: ModelDeployment, versions: VersionMap, config: OperatorCo
     return [render_network_policy(md, mvs, config.network_policies)]
 
 
+def autoscaler_left(md: ModelDeployment, deployments: list[Obj]) -> bool:
+    """Autoscaling was turned off while a Deployment still carries the HPA's annotation: its HPA goes first."""
+    return md.spec.autoscaling is None and any(
+        ANNOTATION_AUTOSCALER in ((d.get("metadata") or {}).get("annotations") or {}) for d in deployments
+    )
+
+
+def autoscaled_base(md: ModelDeployment, deployments: list[ObservedDeployment], stable: str | None) -> int:
+    """The stable version's pods as its autoscaler set them (spec.replicas of its Deployment, which the HPA owns):
+    the capacity a canary's share is counted against. ``minReplicas`` before the Deployment is observed."""
+    assert md.spec.autoscaling is not None
+    current = next((d.observation.replicas for d in deployments if stable and d.observation.version == stable), None)
+    return max(current or 0, md.spec.autoscaling.min_replicas)
+
+
+def with_scale(update: StatusUpdate, md: ModelDeployment, deployments: list[Obj]) -> StatusUpdate:
+    """Adds what the scale subresource reads: ``replicas``, the Ready pods of every Deployment the ModelDeployment
+    owns (all versions), and ``selector``, the label selector of those pods as a string."""
+    ready = sum(int((d.get("status") or {}).get("readyReplicas") or 0) for d in deployments)
+    labels = selector(md.metadata.name)
+    update.status.update(replicas=ready, selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())))
+    return update
+
+
 def problem_status(md: ModelDeployment, problem: Problem, now: str) -> StatusUpdate:
     """Waiting for validation is progress; everything else that stops a version from serving is Degraded."""
     if problem.reason == Reason.PENDING_VALIDATION:
@@ -172,18 +198,22 @@ def problem_status(md: ModelDeployment, problem: Problem, now: str) -> StatusUpd
 
 
 def start_failure_problem(failure: StartFailure) -> Problem:
-    """A server that could not start, as the ModelDeployment's Degraded reason."""
+    """A server or loader that could not start, as the ModelDeployment's Degraded reason."""
     try:
         reason = Reason(failure.reason)
     except ValueError:
-        reason = Reason.SERVER_FAILED
-    return Problem(reason, f"version {failure.version}: pod {failure.pod} cannot start: {failure.message}"[:1024])
+        reason = Reason.LOADER_FAILED if failure.container == LOADER_CONTAINER else Reason.SERVER_FAILED
+    what = "its loader" if failure.container == LOADER_CONTAINER else "it"
+    message = f"version {failure.version}: pod {failure.pod} cannot start, {what} failed: {failure.message}"
+    return Problem(reason, message[:1024])
 
 
 # Progressing reasons of a ModelDeployment whose plan already reached its version's pods
 _SERVING_REASONS = {
     Reason.DEPLOYING, Reason.REPLACING, Reason.AVAILABLE, Reason.SCALED_TO_ZERO,
     Reason.EXECUTION_PROVIDER_UNAVAILABLE, Reason.MODEL_LOAD_FAILED, Reason.SERVER_FAILED,
+    Reason.ARTIFACT_FETCH_FAILED, Reason.ARTIFACT_DIGEST_MISMATCH, Reason.ARTIFACT_SIGNATURE_INVALID,
+    Reason.ARTIFACT_UNSAFE, Reason.ARTIFACT_ADDRESS_BLOCKED, Reason.LOADER_FAILED,
 }  # fmt: skip
 
 
@@ -218,7 +248,7 @@ def plan(
     versions = version_map(model_versions)
     found = find_model_version(md, versions, config)
     if isinstance(found, Problem):
-        return Plan(status=problem_status(md, found, now))
+        return Plan(status=with_scale(problem_status(md, found, now), md, deployments))
     observed = [DeploymentObservation.from_object(d, LABEL_VERSION) for d in deployments]
     target = found.spec.version
     result = Plan(apply=render_children(md, found, config))
@@ -229,9 +259,7 @@ def plan(
         result.apply.append(render_route(md, 0, has_canary=False))
     current = next((d for d in observed if d.version == target), None)
     scaling = md.spec.autoscaling
-    result.delete_autoscaler = scaling is None and any(
-        ANNOTATION_AUTOSCALER in ((d.get("metadata") or {}).get("annotations") or {}) for d in deployments
-    )
+    result.delete_autoscaler = autoscaler_left(md, deployments)
     full = current is not None and (
         current.replicas >= scaling.min_replicas if scaling else current.replicas == md.spec.replicas
     )
@@ -248,6 +276,7 @@ def plan(
     if md.status.canary_version is not None:
         # The strategy became immediate mid-rollout: the rollout's fields no longer describe anything.
         result.status.status.update(canaryVersion=None, requestedWeight=None, step=None, analysis=None)
+    with_scale(result.status, md, deployments)
     return result
 
 
@@ -369,8 +398,12 @@ def plan_rollout(
     versions = version_map(model_versions)
     found = find_model_version(md, versions, config)
     if isinstance(found, Problem):
-        return RolloutPlan(status=problem_status(md, found, stamp))
+        return RolloutPlan(status=with_scale(problem_status(md, found, stamp), md, deployments))
     observed = [ObservedDeployment.from_object(d) for d in deployments]
+    scaled = md.spec.autoscaling is not None
+    if scaled:  # the HPA sizes the stable version: the canary's share, its wait and the handover count against that
+        base = autoscaled_base(md, observed, md.status.stable_version)
+        md = md.model_copy(update={"spec": md.spec.model_copy(update={"replicas": base})})
     actions, action_errors = collect_actions(md.spec.rollout.action, md.metadata.annotations)
     decision = decide(md.spec, md.status, observations(md, observed, measurement, tuple(actions)), now)
     target = decision.target
@@ -390,10 +423,15 @@ def plan_rollout(
     else:
         # The stable version keeps all its pods until the rollout ends; the canary is surged beside it.
         if stable_mv is not None:
-            result.apply.append(render_deployment(md, stable_mv, config, replicas=replicas))
+            result.apply.append(render_deployment(md, stable_mv, config, replicas=None if scaled else replicas))
         if canary_mv is not None:
             pods = canary_pods(replicas, target.provision_weight, router=router, full=target.full)
-            result.apply.append(render_deployment(md, canary_mv, config, replicas=pods))
+            result.apply.append(render_deployment(md, canary_mv, config, replicas=None if scaled else pods))
+            if scaled:  # written apart from the apply: it stays when the HPA takes the Deployment over at promotion
+                result.scale[deployment_name(md.metadata.name, canary_mv.spec.version)] = pods
+        if scaled and target.stable is not None:
+            result.apply.append(render_autoscaler(md, target.stable))
+    result.delete_autoscaler = autoscaler_left(md, deployments)
     selects = main_service_version(router, target.stable, target.canary, target.weight)
     result.apply.append(render_service(md, name=name, version=selects, version_label=False))
     if target.stable is not None:
@@ -418,6 +456,7 @@ def plan_rollout(
         warning = weight_warning(replicas, weight, router=router)
         if warning is not None:
             result.status.events.append(("Warning", "WeightNotExpressible", warning))
+    with_scale(result.status, md, deployments)
     return result
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from modelyard_operator.api.common import API_VERSION
 from modelyard_operator.api.modeldeployment import ModelDeployment
 from modelyard_operator.api.modelversion import ModelVersion
-from modelyard_operator.config import OperatorConfig
+from modelyard_operator.config import OperatorConfig, runtime_image_for
 from modelyard_operator.names import (
     LABEL_COMPONENT,
     common_labels,
@@ -23,6 +23,7 @@ from modelyard_operator.names import (
     version_labels,
     version_slug,
 )
+from modelyard_operator.podoverrides import apply_pod_overrides, loader_resources, pod_metadata
 from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_http_route, render_weights_config_map
 from modelyard_operator.runtime_config import version_config_args, warmup_samples_dir
 
@@ -168,7 +169,12 @@ def loader_env(config: OperatorConfig) -> list[Obj]:
         )
         if value
     ]
-    return env
+    return env + log_env(config)
+
+
+def log_env(config: OperatorConfig) -> list[Obj]:
+    """The installation's log format for a model pod's containers (server, loader): none for the default, text."""
+    return [{"name": "MODELYARD_LOG_FORMAT", "value": config.log_format}] if config.log_format != "text" else []
 
 
 def artifact_cache(mv: ModelVersion, config: OperatorConfig) -> tuple[list[str], list[Obj], list[Obj]]:
@@ -216,6 +222,18 @@ def loader_args(subcommand: str, mv: ModelVersion, dest: str, access_args: list[
     return args + access_args
 
 
+def format_args(mv: ModelVersion) -> list[str]:
+    """The loader's ``--format`` for a model other than ONNX; for PMML, which the loader compiles to ONNX, also the
+    compiled model's digest that the validation recorded, which each pod's compilation must match."""
+    if mv.spec.format == "onnx":
+        return []
+    args = ["--format", mv.spec.format]
+    compiled = mv.status.compiled
+    if mv.spec.format == "pmml" and compiled is not None and compiled.digest:
+        args += ["--compiled-digest", compiled.digest]
+    return args
+
+
 def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list[str]) -> list[str]:
     """The model pod's loader: fetch for static loading, sidecar for dynamic, into the model repository. The sidecar
     has the server load what it publishes on request, through the server's admin API on the pod's loopback."""
@@ -223,9 +241,11 @@ def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list
     dest = f"{MODELS_DIR}/{spec.model}/{spec.version}"
     failure = ["--termination-log", TERMINATION_LOG]  # a failed fetch's reason: the container's termination message
     if md.spec.loading.mode == "static":
-        return [*loader_args("fetch", mv, dest, access_args), *failure]
+        return [*loader_args("fetch", mv, dest, access_args), *format_args(mv), *failure]
     admin = ["--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
-    return [*loader_args("sidecar", mv, dest, access_args), *admin, *failure]
+    if md.spec.loading.admin_token_secret is not None:
+        admin += ["--server-admin-token-file", ADMIN_TOKEN_FILE]
+    return [*loader_args("sidecar", mv, dest, access_args), *format_args(mv), *admin, *failure]
 
 
 def sidecar_startup_probe(port: int = LOADER_API_PORT) -> Obj:
@@ -240,6 +260,27 @@ def canary_loader_port(md: ModelDeployment) -> int:
     """The loopback port of the inPod router's second loader sidecar (dynamic mode), clear of every other port."""
     taken = {md.spec.serving.http_port, md.spec.serving.grpc_port, LOADER_API_PORT, admin_port(md)}
     return next(p for p in CANARY_LOADER_API_PORTS if p not in taken)  # four ports cannot take all five
+
+
+ADMIN_TOKEN_VOLUME = "admin-token"  # noqa: S105  (a volume name, not a secret)
+ADMIN_TOKEN_DIR = "/var/run/secrets/modelyard/admin"  # noqa: S105  (a mount path)
+ADMIN_TOKEN_FILE = f"{ADMIN_TOKEN_DIR}/token"
+
+
+def admin_token_volumes(md: ModelDeployment) -> list[Obj]:
+    """The Secret of ``spec.loading.adminTokenSecret`` as a volume (its one key as ``token``), if there is one."""
+    ref = md.spec.loading.admin_token_secret
+    if ref is None:
+        return []
+    items = [{"key": ref.key, "path": "token"}]
+    return [{"name": ADMIN_TOKEN_VOLUME, "secret": {"secretName": ref.name, "items": items, "defaultMode": 0o444}}]
+
+
+def admin_token_mounts(md: ModelDeployment) -> list[Obj]:
+    """The token's read-only mount, for the server and for the loaders that call its admin API."""
+    if md.spec.loading.admin_token_secret is None:
+        return []
+    return [{"name": ADMIN_TOKEN_VOLUME, "mountPath": ADMIN_TOKEN_DIR, "readOnly": True}]
 
 
 def admin_port(md: ModelDeployment) -> int:
@@ -278,6 +319,8 @@ def server_args(md: ModelDeployment, mv: ModelVersion) -> list[str]:
     ]
     if s.loading.memory_budget is not None:
         args += ["--memory-budget", str(s.loading.memory_budget)]
+    if s.loading.admin_token_secret is not None:
+        args += ["--admin-token-file", ADMIN_TOKEN_FILE]
     if mv.spec.batching.max_batch_size > 0:
         args += [
             "--max-batch-size",
@@ -306,24 +349,27 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
     s = md.spec
     mounts = _work_mounts()
     access_args, access_volumes, access_mounts = artifact_access(mv, config)
+    image = runtime_image_for(config, [mv.spec.format])
     loader: Obj = {
         "name": "loader",
-        "image": config.runtime_image,
+        "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
         "args": serving_loader_args(md, mv, access_args),
         "volumeMounts": [*_work_mounts(), *access_mounts],
         **({"env": env} if (env := loader_env(config)) else {}),
         "securityContext": container_security(),
-        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "resources": loader_resources(md),
     }
     volumes: list[Obj] = [{"name": "models", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}, *access_volumes]
+    volumes += admin_token_volumes(md)
     if s.loading.mode == "dynamic":
         loader["restartPolicy"] = "Always"  # native sidecar: keeps fetching versions on request
         loader["startupProbe"] = sidecar_startup_probe()
+        loader["volumeMounts"] += admin_token_mounts(md)
     server: Obj = {
         "name": "server",
-        "image": config.runtime_image,
+        "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-server"],
         "args": server_args(md, mv),
@@ -338,8 +384,8 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         # probed every second, because readiness is only probed once it has passed
         "startupProbe": _probe("/v2/health/live", period=1, failures=600),
         # the root filesystem is read-only: engine and timing caches (TensorRT) need a writable place
-        "env": [{"name": "MODELYARD_CACHE_DIR", "value": CACHE_DIR}],
-        "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_DIR}],
+        "env": [{"name": "MODELYARD_CACHE_DIR", "value": CACHE_DIR}, *log_env(config)],
+        "volumeMounts": [*mounts, {"name": "cache", "mountPath": CACHE_DIR}, *admin_token_mounts(md)],
         "securityContext": container_security(),
         # the operator reads why a start failed (a missing execution provider, a model that does not load) here
         "terminationMessagePath": TERMINATION_LOG,
@@ -367,6 +413,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         pod["tolerations"] = [t.to_wire() for t in s.placement.tolerations]
     if s.placement.affinity:
         pod["affinity"] = dict(s.placement.affinity)
+    apply_pod_overrides(pod, md, config)
     return pod
 
 
@@ -388,11 +435,12 @@ def warmup_samples_containers(
     return [
         {
             "name": f"warmup-samples{suffix}",
-            "image": config.runtime_image,
+            "image": runtime_image_for(config, [mv.spec.format]),
             "imagePullPolicy": config.image_pull_policy,
             "command": ["modelyard-loader"],
             "args": loader_args("fetch", fetch_mv, warmup_samples_dir(mv), access_args),
             "volumeMounts": [*_work_mounts(), *access_mounts],
+            **({"env": env} if (env := log_env(config)) else {}),
             "securityContext": container_security(),
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
         }
@@ -409,7 +457,7 @@ def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorCon
         "selector": {"matchLabels": selector(meta.name, version)},
         # A replacement pod is Ready before an old one goes: capacity never dips during an update.
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
-        "template": {"metadata": {"labels": dict(labels)}, "spec": render_pod_spec(md, mv, config)},
+        "template": {"metadata": pod_metadata(md, dict(labels)), "spec": render_pod_spec(md, mv, config)},
     }
     metadata: Obj = {
         "name": deployment_name(meta.name, version),
@@ -427,11 +475,45 @@ def render_deployment(md: ModelDeployment, mv: ModelVersion, config: OperatorCon
 ANNOTATION_AUTOSCALER = "modelyard.dev/autoscaler"  # on a Deployment whose replicas an HPA of that name owns
 
 
+# The Pods metrics of the custom metrics API that spec.autoscaling.metric names, as prometheus-adapter serves them
+# with the rules of the chart's autoscaling.prometheusAdapter.rules (docs/operator.md).
+AUTOSCALING_METRICS = {
+    "inflight": "modelyard_inference_inflight_requests",
+    "queueTime": "modelyard_inference_queue_milliseconds",
+    "rps": "modelyard_inference_requests_per_second",
+}
+
+
+def quantity(value: float) -> str:
+    """A Kubernetes quantity for a per-pod average: whole numbers as they are, anything else in thousandths."""
+    return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
+
+
 def render_autoscaler(md: ModelDeployment, version: str) -> Obj:
     """The HorizontalPodAutoscaler of ``spec.autoscaling``, on the Deployment that serves ``version``."""
     meta, scaling = md.metadata, md.spec.autoscaling
     assert scaling is not None
-    target = {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization}
+    metric: Obj
+    if scaling.metric == "cpu":
+        target = {"type": "Utilization", "averageUtilization": scaling.target_cpu_utilization}
+        metric = {"type": "Resource", "resource": {"name": "cpu", "target": target}}
+    else:
+        assert scaling.target is not None  # the schema requires it
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": AUTOSCALING_METRICS[scaling.metric]},
+                "target": {"type": "AverageValue", "averageValue": quantity(scaling.target)},
+            },
+        }
+    spec: Obj = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name(meta.name, version)},
+        "minReplicas": scaling.min_replicas,
+        "maxReplicas": scaling.max_replicas,
+        "metrics": [metric],
+    }
+    if scaling.scale_down_stabilization_seconds is not None:
+        spec["behavior"] = {"scaleDown": {"stabilizationWindowSeconds": scaling.scale_down_stabilization_seconds}}
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
@@ -441,16 +523,7 @@ def render_autoscaler(md: ModelDeployment, version: str) -> Obj:
             "labels": common_labels(meta.name, md.spec.model),
             "ownerReferences": [owner_reference("ModelDeployment", meta.name, meta.uid)],
         },
-        "spec": {
-            "scaleTargetRef": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": deployment_name(meta.name, version),
-            },
-            "minReplicas": scaling.min_replicas,
-            "maxReplicas": scaling.max_replicas,
-            "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": target}}],
-        },
+        "spec": spec,
     }
 
 
@@ -554,10 +627,17 @@ def render_in_pod_deployment(
             loader["args"] += ["--listen", f"127.0.0.1:{canary_loader_port(md)}"]
             loader["startupProbe"] = sidecar_startup_probe(canary_loader_port(md))
         loader["volumeMounts"] = [*_work_mounts(), *canary_mounts]
+        if md.spec.loading.mode == "dynamic":
+            loader["volumeMounts"] += admin_token_mounts(md)
         pod["initContainers"].append(loader)
         present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it
         pod["volumes"] += [v for v in canary_volumes if v["name"] not in present]
         pod["initContainers"] += warmup_samples_containers(canary, config, pod["volumes"], suffix="-canary")
+        if canary.spec.format == "savedmodel":  # the server loads the canary too: it needs TensorFlow
+            image = runtime_image_for(config, [stable.spec.format, canary.spec.format])
+            for container in [*pod["initContainers"], *pod["containers"]]:
+                if container["image"] == config.runtime_image:
+                    container["image"] = image
     pod["volumes"].append(
         {
             "name": "model-config",
@@ -575,7 +655,7 @@ def render_in_pod_deployment(
     server["volumeMounts"].append({"name": "model-config", "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
     annotations = {ANNOTATION_VERSIONS: ",".join(versions)}
     deployment["metadata"]["annotations"] = dict(annotations)
-    template["metadata"]["annotations"] = annotations  # a new version set rolls the pods (new loaders)
+    template["metadata"]["annotations"] = {**template["metadata"].get("annotations", {}), **annotations}  # new loaders
     return deployment
 
 

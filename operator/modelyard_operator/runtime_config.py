@@ -55,6 +55,8 @@ def provider_options(runtime: RuntimeSpec, provider: str) -> Obj:
 
 def backend_config(runtime: RuntimeSpec) -> Obj:
     """The ``backend:`` mapping of the server's config for this runtime (never a fallback to other providers)."""
+    if runtime.engine == "tensorflow":  # a SavedModel's serving_default signature, on the CPU
+        return {"kind": "tensorflow"}
     backend: Obj = {"kind": runtime.engine, "device_id": runtime.device_id, "allow_fallback": False}
     if runtime.engine == "onnxruntime":
         providers: list[Any] = []

@@ -37,6 +37,13 @@ class Reason(enum.StrEnum):
     EXECUTION_PROVIDER_UNAVAILABLE = "ExecutionProviderUnavailable"  # reported by the pod's server (podhealth)
     MODEL_LOAD_FAILED = "ModelLoadFailed"
     SERVER_FAILED = "ServerFailed"
+    # reported by the pod's loader (init container or sidecar) when it cannot fetch or verify the artifact
+    ARTIFACT_FETCH_FAILED = "FetchFailed"
+    ARTIFACT_DIGEST_MISMATCH = "DigestMismatch"
+    ARTIFACT_SIGNATURE_INVALID = "SignatureInvalid"
+    ARTIFACT_UNSAFE = "UnsafeContent"
+    ARTIFACT_ADDRESS_BLOCKED = "AddressBlocked"
+    LOADER_FAILED = "LoaderFailed"
     GPU_IDLE = "GPUIdle"
 
 

@@ -9,13 +9,15 @@ on the pod until the Job is cleaned up, and the status is rewritten from it on t
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelyard_operator.api.common import ConditionStatus
 from modelyard_operator.api.modelversion import SERVABLE_FORMATS, ModelVersion
-from modelyard_operator.config import OperatorConfig
+from modelyard_operator.config import OperatorConfig, runtime_image_for
 from modelyard_operator.names import LABEL_MANAGED_BY, LABEL_MODEL, LABEL_VERSION, MANAGED_BY, versioned_name
+from modelyard_operator.podoverrides import image_pull_secrets
 from modelyard_operator.render import (
     artifact_access,
     container_security,
@@ -33,6 +35,7 @@ LABEL_VALIDATES = "modelyard.dev/validates"
 CONTAINER = "validate"
 WORK_DIR = "/work"
 TERMINATION_LOG = "/dev/termination-log"
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 NO_RESULT_GRACE_SECONDS = 30.0  # a finished validator whose message never arrives fails after this
 
 # exit codes of modelyard-loader (docs/loader.md) → condition reasons, for when no JSON result arrived
@@ -69,14 +72,14 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
     access_args, access_volumes, access_mounts = artifact_access(mv, config)
     volumes += access_volumes
     mounts += access_mounts
-    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--format", spec.format]
+    args = [*loader_args("validate", mv, f"{WORK_DIR}/model", access_args), "--format", spec.format]  # no digest yet
     args += ["--termination-log", TERMINATION_LOG]
     resources: Obj = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": config.validation_memory}}
     if spec.format == "tensorrt":  # a plan only deserializes on a GPU (of the kind it was built for)
         resources["limits"][GPU_RESOURCE] = 1
     container: Obj = {
         "name": CONTAINER,
-        "image": config.runtime_image,
+        "image": runtime_image_for(config, [spec.format]),
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
         "args": args,
@@ -107,6 +110,7 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
+                    **({"imagePullSecrets": secrets} if (secrets := image_pull_secrets(None, config)) else {}),
                     "containers": [container],
                     "volumes": volumes,
                     **_placement(config),
@@ -377,7 +381,23 @@ def outcome_status(status: Obj, outcome: Outcome, generation: int, now: str, job
         out["signature"] = {"inputs": _tensors(result.get("inputs")), "outputs": _tensors(result.get("outputs"))}
     if isinstance(result.get("loadSeconds"), int | float):
         out["loadSeconds"] = round(float(result["loadSeconds"]), 3)
+    if outcome.ok and (compiled := _compiled(result.get("compiled"))):
+        out["compiled"] = compiled
     out["conditions"] = conditions
+    return out
+
+
+def _compiled(found: Any) -> Obj | None:
+    """The validator's ``compiled`` object as status (format pmml), None when absent or not a digest."""
+    if not isinstance(found, dict) or not isinstance(found.get("digest"), str) or not DIGEST.fullmatch(found["digest"]):
+        return None
+    out: Obj = {"digest": found["digest"]}
+    if isinstance(found.get("from"), str):
+        out["from"] = found["from"][:1024]
+    if isinstance(found.get("sizeBytes"), int) and found["sizeBytes"] >= 0:
+        out["sizeBytes"] = found["sizeBytes"]
+    if isinstance(found.get("seconds"), int | float) and found["seconds"] >= 0:
+        out["seconds"] = round(float(found["seconds"]), 3)
     return out
 
 

@@ -75,8 +75,20 @@ class ServerConfig:
     max_buffered_bytes: int = 256 * 2**20
     body_timeout_seconds: float = 60.0
     idle_timeout_seconds: float = 30.0
+    grpc_max_connection_age_seconds: float = 300.0
     version_configs: VersionConfigs = field(default_factory=dict)  # (model, version) → its backend / warmup
     termination_log: Path | None = None  # where a start that fails writes {"reason", "message"} (Kubernetes reads it)
+    log_format: str = "text"  # text | json (modelyard_runtime.logs)
+    access_log: bool = False  # one line per inference request (server.access)
+
+
+def _boolean(text: str, name: str, parser: argparse.ArgumentParser) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    parser.error(f"{name}={text!r} is not a boolean (true or false)")
 
 
 def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | None = None) -> ServerConfig:
@@ -139,6 +151,13 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         "its last response",
     )
     p.add_argument(
+        "--grpc-max-connection-age-seconds",
+        type=float,
+        default=default("grpc-max-connection-age-seconds", "300"),
+        help="send a gRPC connection GOAWAY this long after it opened and close it --body-timeout-seconds later: "
+        "bounds a message that trickles in, and lets clients rebalance over the Service's pods",
+    )
+    p.add_argument(
         "--version-config",
         action="append",
         type=_version_config_flag,
@@ -151,7 +170,22 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         default=default("termination-log", None),
         help="file that gets {reason, message} as JSON when the server cannot start (e.g. /dev/termination-log)",
     )
+    p.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default=default("log-format", "text"),
+        help="text, or one JSON object per line (time, level, logger, message and the line's fields)",
+    )
+    p.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=_boolean(default("access-log", "false") or "false", "MODELYARD_ACCESS_LOG", p),
+        help="one line per inference request, HTTP and gRPC (protocol, path or RPC, model, version, status, "
+        "duration, request bytes, peer; never tensors or headers)",
+    )
     args = p.parse_args(argv)
+    if args.log_format not in ("text", "json"):  # a default from the environment skips choices=
+        p.error(f"MODELYARD_LOG_FORMAT must be text or json, not {args.log_format!r}")
     if not args.model_repository:
         p.error("--model-repository (or MODELYARD_MODEL_REPOSITORY) is required")
     if args.load_mode not in ("static", "dynamic"):
@@ -177,10 +211,12 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
             f"--max-buffered-bytes {args.max_buffered_bytes} is below --max-body-bytes {args.max_body_bytes}: "
             "a body of the allowed size could never be read"
         )
-    for name, seconds in (("--body-timeout-seconds", args.body_timeout_seconds),
-                          ("--idle-timeout-seconds", args.idle_timeout_seconds)):  # fmt: skip
-        if not 0 < seconds <= 3600:
-            p.error(f"{name} {seconds} must be above 0 and at most 3600")
+    for name, seconds, most in (("--body-timeout-seconds", args.body_timeout_seconds, 3600),
+                                ("--idle-timeout-seconds", args.idle_timeout_seconds, 3600),
+                                ("--grpc-max-connection-age-seconds", args.grpc_max_connection_age_seconds,
+                                 86400)):  # fmt: skip
+        if not 0 < seconds <= most:
+            p.error(f"{name} {seconds} must be above 0 and at most {most}")
     return ServerConfig(
         model_repository=Path(args.model_repository),
         host=args.host,
@@ -201,6 +237,9 @@ def parse_server_args(argv: Sequence[str] | None, environ: Mapping[str, str] | N
         max_buffered_bytes=args.max_buffered_bytes,
         body_timeout_seconds=float(args.body_timeout_seconds),
         idle_timeout_seconds=float(args.idle_timeout_seconds),
+        grpc_max_connection_age_seconds=float(args.grpc_max_connection_age_seconds),
         version_configs=dict(args.version_config),
         termination_log=Path(args.termination_log) if args.termination_log else None,
+        log_format=args.log_format,
+        access_log=bool(args.access_log),
     )

@@ -66,6 +66,10 @@ class RequestTimeoutError(ServingError):
 class TooManyRequestsError(ServingError):
     code = Code.TOO_MANY_REQUESTS
 
+    def __init__(self, message: str, reason: str = "inflight") -> None:
+        super().__init__(message)
+        self.reason = reason  # which limit: inflight | buffered_bytes (the metric's label)
+
 
 class ClientGoneError(ServingError):
     """The client closed its connection before its request was read: counted as 499, answered to nobody."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -36,6 +36,15 @@ class ServerMetrics:
         self.loaded = Gauge("modelyard_model_loaded", "1 while the version is loaded.", mv, registry=r)
         self.memory = Gauge("modelyard_model_memory_bytes", "Memory attributed to the version.", mv, registry=r)
         self.load_failures = Counter("modelyard_model_load_failures", "Failed model loads.", mv, registry=r)
+        self.rejected = Counter(
+            "modelyard_requests_rejected",
+            "Requests refused at the server's limits (HTTP 429, gRPC RESOURCE_EXHAUSTED), by which limit.",
+            ["protocol", "reason"],
+            registry=r,
+        )
+        # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds ... (Linux's /proc): the
+        # default registry has them, this registry of its own needs them added
+        ProcessCollector(registry=r)
 
     def version(self, model: str, version: str) -> VersionMetrics:
         """The children of one loaded version, bound once (``labels()`` per request costs more than the model)."""

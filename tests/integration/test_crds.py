@@ -91,9 +91,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("autoscaling without max", md(autoscaling={"minReplicas": 1}), "spec.autoscaling.maxReplicas: Required value"),
     (
-        "autoscaling with a canary",
-        md(autoscaling={"maxReplicas": 4}, rollout=canary({"setWeight": 10})),
-        "autoscaling works with rollout strategy immediate only",
+        "autoscaling with the inPod router",
+        md(autoscaling={"maxReplicas": 4}, rollout={**canary({"setWeight": 10}), "trafficRouter": "inPod"}),
+        "autoscaling works with rollout strategies immediate and canary, and not with the inPod router",
     ),
     ("unknown load mode", md(loading={"mode": "lazy"}), 'Unsupported value: "lazy"'),
     (
@@ -108,6 +108,17 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
         "set at least one of min, max or compare",
     ),
     ("unknown field", md(replica=3), 'unknown field "spec.replica"'),
+    ("pod label of the operator's", md(pod={"labels": {"app.kubernetes.io/instance": "x"}}),
+     "labels under app.kubernetes.io/ and modelyard.dev/ are the operator's"),
+    ("pod env of the operator's", md(pod={"env": [{"name": "MODELYARD_LOG_FORMAT", "value": "json"}]}),
+     "MODELYARD_ variables are the operator's"),
+    ("pod env twice", md(pod={"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
+     "each env name at most once"),
+    ("pod env without a value", md(pod={"env": [{"name": "A"}]}), "set exactly one of value and valueFrom"),
+    ("pod env from a Secret",
+     md(pod={"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+     'unknown field "spec.pod.env[0].valueFrom.secretKeyRef"'),
+    ("pod service account", md(pod={"serviceAccountName": "admin"}), 'unknown field "spec.pod.serviceAccountName"'),
 ]  # fmt: skip
 
 

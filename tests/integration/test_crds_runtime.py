@@ -15,8 +15,13 @@ CPU, CUDA, TRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecu
 PLAN = {"uri": "s3://models/fraud/1/model.plan", "digest": DIGEST}
 
 INVALID: list[tuple[str, dict[str, Any], str]] = [
-    ("savedmodel", mv(format="savedmodel"), "format savedmodel cannot be served yet: use onnx or tensorrt"),
-    ("pmml", mv(format="pmml"), "format pmml cannot be served yet: use onnx or tensorrt"),
+    ("savedmodel on onnxruntime", mv(format="savedmodel"), "format savedmodel needs runtime.engine tensorflow"),
+    ("onnx on the tensorflow engine", mv(runtime={"engine": "tensorflow"}),
+     "format onnx needs runtime.engine onnxruntime"),
+    ("pmml on the tensorflow engine", mv(format="pmml", runtime={"engine": "tensorflow"}),
+     "format pmml needs runtime.engine onnxruntime"),
+    ("pmml on the tensorrt engine", mv(format="pmml", runtime={"engine": "tensorrt"}),
+     "format pmml needs runtime.engine onnxruntime"),
     ("onnx on the tensorrt engine", mv(runtime={"engine": "tensorrt"}), "format onnx needs runtime.engine onnxruntime"),
     ("provider no image has", mv(runtime={"executionProviders": ["ROCMExecutionProvider"]}),
      'Unsupported value: "ROCMExecutionProvider"'),
@@ -64,3 +69,8 @@ def test_a_gpu_runtime_with_options_and_samples_is_accepted(kubectl: Kubectl, na
     plan["metadata"]["name"] = "fraud-plan"
     kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(plan))
     assert kubectl.get("modelversion", "fraud-plan", namespace)["spec"]["runtime"]["executionProviders"] == [CPU]
+    saved = mv(format="savedmodel", artifact={"uri": "s3://models/fraud/1/model.tar.gz", "digest": DIGEST},
+               runtime={"engine": "tensorflow"})  # fmt: skip
+    saved["metadata"]["name"] = "fraud-savedmodel"
+    kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(saved))
+    assert kubectl.get("modelversion", "fraud-savedmodel", namespace)["spec"]["runtime"]["engine"] == "tensorflow"

@@ -27,6 +27,7 @@ from devcluster import OPERATOR_B_USER, OPERATOR_USER
 from modelyard_operator.leader import LEASE_SECONDS, RENEW_DEADLINE_SECONDS, RETRY_SECONDS
 
 from ..conftest import Kubectl, dev_cluster, running_operator, wait_for
+from ..support.processes import probe
 
 DIGEST = "sha256:" + "5f" * 32
 LEASE_NS = "default"
@@ -61,16 +62,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def probe(port: int, path: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
 
 
 def lease(kubectl: Kubectl) -> dict[str, Any]:

@@ -6,13 +6,19 @@ operator installed by the chart from the built images (the CPU runtime image: no
 2. a version asking for CUDAExecutionProvider: the CPU image lacks it, the server refuses to start and the
    ModelDeployment is Degraded with reason ExecutionProviderUnavailable (never a pod silently on the CPU);
 3. a ModelDeployment asking for nvidia.com/gpu for the CPU-only version: a Warning Event says the GPU would idle;
-4. a TensorRT plan: its validation needs a GPU node, there is none, and the ModelVersion says so in a condition.
+4. a TensorRT plan: its validation needs a GPU node, there is none, and the ModelVersion says so in a condition;
+5. an artifact changed in storage after its validation: the pods' loader (the init container, or the sidecar of
+   dynamic loading) refuses it, and the ModelDeployment is Degraded with the loader's reason, with a Warning Event;
+6. a PMML model exported by sklearn2pmml (format pmml): the validation Job compiles it to ONNX and records the compiled
+   model's digest, each pod's loader compiles it again and checks that digest, and the served predictions and
+   probabilities equal the reference evaluator's (jpmml_evaluator) on rows with missing values.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,7 @@ from realnode import GATEWAY, PLACEMENT
 
 from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
 from ..models import binary_op
+from .test_pmml_reference import TOLERANCE, data, reference_scores, two_classes
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -65,6 +72,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
     (root / "adder.plan").write_bytes(b"a serialized TensorRT engine would be here")
     sample = {"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]} for n in "AB"]}
     (root / "warmup.json").write_text(json.dumps([sample, sample]))
+    binary_op(root / "changed.onnx")  # validated as it is, then replaced in storage
     with serve_directory(root) as port:
         yield f"http://{GATEWAY}:{port}", root
 
@@ -169,3 +177,142 @@ def test_a_plan_without_a_gpu_node_says_so_in_a_condition(
     assert "nvidia.com/gpu" in found["message"]
     assert "holds no .onnx" not in found["message"]
     assert (kube.get("modelversion", "adder-plan", ns) or {})["status"]["phase"] == "Validating"
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_an_artifact_changed_after_validation_is_refused_by_the_loader_and_reported(
+    kube: Kubectl, ns: str, operator: None, artifacts: tuple[str, Path], mode: str
+) -> None:
+    root = artifacts[1]
+    if phase(kube, "modelversion", "adder-changed", ns, "Ready") is None:
+        apply(kube, ns, model_version("adder-changed", "7", artifacts, file="changed.onnx"))
+        wait_for(lambda: phase(kube, "modelversion", "adder-changed", ns, "Ready"), timeout=120,
+                 what="adder-changed validated")  # fmt: skip
+        binary_op(root / "changed.onnx", op="Sub")  # same name, other bytes: the pinned digest no longer matches
+    name = f"changed-{mode}"
+    apply(kube, ns, model_deployment(name, "7", loading={"mode": mode}))
+    md = wait_for(lambda: phase(kube, "modeldeployment", name, ns, "Degraded"), timeout=150, what=f"{name} Degraded")
+    degraded = condition(md, "Degraded")
+    assert degraded["reason"] == "DigestMismatch", degraded
+    assert "its loader failed" in degraded["message"]
+    assert not any(c.get("ready") for p in pods(kube, ns, name) for c in p["status"].get("containerStatuses", []))
+    events = kube.get("events", namespace=ns)["items"]
+    warnings = [e for e in events if e["involvedObject"]["name"] == name and e["reason"] == "DigestMismatch"]
+    assert [e["type"] for e in warnings] == ["Warning"]
+
+
+def test_a_pmml_model_is_compiled_checked_by_each_pod_and_scores_as_the_reference_evaluator(
+    kube: Kubectl, ns: str, operator: None, artifacts: tuple[str, Path]
+) -> None:
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn2pmml import sklearn2pmml
+    from sklearn2pmml.pipeline import PMMLPipeline
+
+    root = artifacts[1]
+    train = data(0)
+    pipeline = PMMLPipeline([("model", GradientBoostingClassifier(n_estimators=20, max_depth=3, random_state=0))])
+    pipeline.fit(train, two_classes(train))
+    sklearn2pmml(pipeline, str(root / "scorer.pmml"))
+    apply(kube, ns, model_version("scorer-1", "1", artifacts, file="scorer.pmml", model="scorer", format="pmml"))
+    mv = wait_for(lambda: phase(kube, "modelversion", "scorer-1", ns, "Ready"), timeout=120, what="scorer-1 Ready")
+    compiled = mv["status"]["compiled"]
+    assert compiled["from"] == "scorer.pmml"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", compiled["digest"])
+    assert compiled["sizeBytes"] > 0
+    assert [t["name"] for t in mv["status"]["signature"]["inputs"]] == ["x1", "x2", "x3", "x4"]
+    assert {t["datatype"] for t in mv["status"]["signature"]["inputs"]} == {"FP64"}
+    apply(kube, ns, model_deployment("pmml", "1", model="scorer"))
+    wait_for(lambda: phase(kube, "modeldeployment", "pmml", ns, "Healthy"), timeout=180, what="pmml Healthy")
+    (pod,) = pods(kube, ns, "pmml")
+    loader = kube.run("logs", "-n", ns, pod["metadata"]["name"], "-c", "loader").stdout
+    assert f"compiled scorer.pmml to model.onnx ({compiled['digest']})" in loader  # checked against the status
+    rows = data(1, rows=64)
+    rows.loc[rows.index[::7], "x1"] = np.nan
+    client = httpclient.InferenceServerClient(f"{pod['status']['podIP']}:8080", connection_timeout=5)
+    inputs = []
+    for name in ["x1", "x2", "x3", "x4"]:
+        tensor = httpclient.InferInput(name, [len(rows)], "FP64")
+        tensor.set_data_from_numpy(rows[name].to_numpy(np.float64))
+        inputs.append(tensor)
+    answer = client.infer("scorer", inputs)
+    reference = reference_scores(root / "scorer.pmml", rows)
+    labels = [v.decode() for v in answer.as_numpy("y")]
+    missing = [v is None or (isinstance(v, float) and np.isnan(v)) for v in reference["y"]]
+    assert 0 < sum(missing) < len(rows)  # rows the model cannot score (x1 missing) and rows it scores
+    assert labels == ["" if m else str(v) for v, m in zip(reference["y"], missing, strict=True)]  # no label: ""
+    for name in ("probability(no)", "probability(yes)"):
+        got, want = answer.as_numpy(name), reference[name].to_numpy(np.float64)
+        assert (np.isnan(got) == np.isnan(want)).all(), name
+        assert float(np.nanmax(np.abs(got - want))) <= TOLERANCE, name
+
+
+ADMIN_CALL = """
+import json, sys, urllib.error, urllib.request
+port, token = sys.argv[1], sys.argv[2]
+codes = []
+for header in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Bearer " + token}):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v2/repository/index", data=b"{}", headers=header)
+    try:
+        codes.append(urllib.request.urlopen(req, timeout=5).status)
+    except urllib.error.HTTPError as e:
+        codes.append(e.code)
+print(json.dumps(codes))
+"""
+
+
+def test_an_admin_token_secret_guards_the_admin_api_and_the_sidecar_sends_it(
+    kube: Kubectl, ns: str, operator: None
+) -> None:
+    wait_for(lambda: phase(kube, "modelversion", "adder-1", ns, "Ready"), timeout=120, what="adder-1 validated")
+    token = "modelyard-test-" + hashlib.sha256(ns.encode()).hexdigest()[:24]
+    kube.run("create", "secret", "generic", "admin-token", "-n", ns, f"--from-literal=bearer={token}")
+    loading = {"mode": "dynamic", "adminTokenSecret": {"name": "admin-token", "key": "bearer"}}
+    apply(kube, ns, model_deployment("guarded", "1", loading=loading))
+    # Healthy: the sidecar had the server load version 1 through the admin API, with the token
+    wait_for(lambda: phase(kube, "modeldeployment", "guarded", ns, "Healthy"), timeout=180, what="guarded Healthy")
+    (pod,) = pods(kube, ns, "guarded")
+    server = next(c for c in pod["spec"]["containers"] if c["name"] == "server")
+    port = server["args"][server["args"].index("--admin-port") + 1]
+    out = kube.run("exec", "-n", ns, pod["metadata"]["name"], "-c", "server", "--", "python3", "-c", ADMIN_CALL,
+                   port, token).stdout  # fmt: skip
+    assert json.loads(out) == [401, 401, 200]  # no token, a wrong one, the Secret's
+
+
+ENV_CALL = "import json, os; print(json.dumps({k: os.environ.get(k) for k in ('OMP_NUM_THREADS', 'TRACE')}))"
+
+
+def test_pod_settings_reach_the_running_pod(
+    kube: Kubectl, ns: str, operator: None, artifacts: tuple[str, Path]
+) -> None:
+    apply(kube, ns, model_version("adder-8", "8", artifacts))
+    wait_for(lambda: phase(kube, "modelversion", "adder-8", ns, "Ready"), timeout=120, what="adder-8 validated")
+    objects = [
+        {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": f"{ns}-serving"},
+         "value": 1000},
+        {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": f"{ns}-runc"}, "handler": "runc"},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tracing"},
+         "data": {"endpoint": "http://collector:4318"}},
+    ]  # fmt: skip
+    for obj in objects:
+        apply(kube, ns, obj)
+    pod_settings = {
+        "labels": {"team": "risk"},
+        "annotations": {"example.com/owner": "risk-ml"},
+        "runtimeClassName": f"{ns}-runc",  # a RuntimeClass on the node's runc handler: the pod must really start
+        "priorityClassName": f"{ns}-serving",
+        "env": [{"name": "OMP_NUM_THREADS", "value": "2"},
+                {"name": "TRACE", "valueFrom": {"configMapKeyRef": {"name": "tracing", "key": "endpoint"}}}],
+        "loaderResources": {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "384Mi"}},
+    }  # fmt: skip
+    apply(kube, ns, model_deployment("tuned", "8", pod=pod_settings))
+    wait_for(lambda: phase(kube, "modeldeployment", "tuned", ns, "Healthy"), timeout=180, what="tuned Healthy")
+    (pod,) = pods(kube, ns, "tuned")
+    assert pod["metadata"]["labels"]["team"] == "risk"
+    assert pod["metadata"]["annotations"]["example.com/owner"] == "risk-ml"
+    assert pod["spec"]["runtimeClassName"] == f"{ns}-runc"
+    assert (pod["spec"]["priorityClassName"], pod["spec"]["priority"]) == (f"{ns}-serving", 1000)  # admission set it
+    loader = next(c for c in pod["spec"]["initContainers"] if c["name"] == "loader")
+    assert loader["resources"] == {"requests": {"cpu": "50m", "memory": "96Mi"}, "limits": {"memory": "384Mi"}}
+    out = kube.run("exec", "-n", ns, pod["metadata"]["name"], "-c", "server", "--", "python3", "-c", ENV_CALL).stdout
+    assert json.loads(out) == {"OMP_NUM_THREADS": "2", "TRACE": "http://collector:4318"}  # in the server process
+    kube.run("delete", f"priorityclass/{ns}-serving", f"runtimeclass/{ns}-runc", "--wait=false")

@@ -74,11 +74,28 @@ def histogram(server: Server) -> tuple[float, float]:
     return values.get("count", 0.0), values.get("sum", 0.0)
 
 
-def first_then_others(c: grpcclient.InferenceServerClient, first: np.ndarray, others: list[np.ndarray]) -> list[Any]:
+def wait_in_flight(server: Server, timeout: float = 10.0) -> None:
+    """Until the server counts a request of ``slow`` in flight (the first one found the model idle and runs, ~0.25 s
+    a row): a fixed sleep would race a first request that is slow to arrive."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"http://{server.http}/metrics", timeout=10) as response:
+            for line in response.read().decode().splitlines():
+                gauge = line.startswith("modelyard_inference_inflight_requests{") and 'model="slow"' in line
+                if gauge and float(line.rsplit(" ", 1)[1]) >= 1:
+                    time.sleep(0.05)
+                    return
+        time.sleep(0.01)
+    raise AssertionError("the first request never showed as in flight")
+
+
+def first_then_others(
+    server: Server, c: grpcclient.InferenceServerClient, first: np.ndarray, others: list[np.ndarray]
+) -> list[Any]:
     """Send ``first``; once it is executing, send ``others`` at the same time; every answer in order."""
     with ThreadPoolExecutor(1 + len(others)) as pool:
         head = pool.submit(infer, c, first)
-        time.sleep(0.2)  # the first found the model idle and runs (~0.25 s a row); the others arrive meanwhile
+        wait_in_flight(server)  # the others arrive while it executes
         rest = [pool.submit(infer, c, x) for x in others]
         return [head.result(), *(f.result() for f in rest)]
 
@@ -111,7 +128,7 @@ def test_requests_arriving_while_a_batch_executes_are_merged_and_split_exactly(t
     others = [rows(10 + i, count=1 + i % 3 // 2) for i in range(6)]  # 1, 1, 2, 1, 1, 2 rows: 8, one full batch
     with run_server(repo) as s:
         c = client(s)
-        results = first_then_others(c, first, others)
+        results = first_then_others(s, c, first, others)
         for x, out in zip([first, *others], results, strict=True):
             assert out.shape == x.shape  # each caller gets exactly its own rows back ...
             np.testing.assert_allclose(out, reference(repo, x), rtol=1e-4, atol=1e-5)  # ... and their answers
@@ -130,7 +147,7 @@ def test_preferred_batch_sizes_run_at_once_and_the_rest_waits_for_company(tmp_pa
         c = client(s)
         with ThreadPoolExecutor(9) as pool:
             first = pool.submit(infer, c, rows(0, count=4))  # ~1 s
-            time.sleep(0.2)
+            wait_in_flight(s)
             six = [pool.submit(infer, c, rows(i)) for i in range(1, 7)]  # queue behind it: 4 run, 2 wait for company
             first.result()
             time.sleep(0.3)  # the batch of 4 runs (~1 s)

@@ -304,6 +304,62 @@ def bad_grpc_requests() -> list[tuple[str, object]]:
     ]
 
 
+def test_a_grpc_message_that_trickles_in_is_cut_at_the_connection_age_and_its_slot_comes_back(tmp_path: Path) -> None:
+    """gRPC has no deadline for a message that trickles in: the connection gets GOAWAY at
+    ``--grpc-max-connection-age-seconds`` and is closed ``--body-timeout-seconds`` later, unfinished call and all."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.exceptions
+
+    repo = tmp_path / "repo"
+    binary_op(repo / "calc" / "1" / "model.onnx", "Add")
+    age, grace = 2, 1
+    args = ["--grpc-max-connection-age-seconds", str(age), "--body-timeout-seconds", str(grace),
+            "--max-inflight-requests", "1"]  # fmt: skip
+    with run_server(repo, *args) as srv, socket.create_connection(("127.0.0.1", srv.grpc_port), timeout=10) as sock:
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        conn.initiate_connection()
+        conn.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "x"),
+                              (":path", "/inference.GRPCInferenceService/ModelInfer"),
+                              ("content-type", "application/grpc"), ("te", "trailers")])  # fmt: skip
+        conn.send_data(1, b"\x00" + (1000).to_bytes(4, "big"))  # a 1000-byte message, none of it sent yet
+        sock.sendall(conn.data_to_send())
+        opened, goaway, closed = time.monotonic(), None, None
+        sock.settimeout(0.25)
+        while closed is None and time.monotonic() - opened < 20:
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                data = None
+            if data == b"":
+                closed = time.monotonic() - opened
+                break
+            if goaway is not None:  # after GOAWAY the client's HTTP/2 state is closed: only wait for the close
+                continue
+            try:
+                events = conn.receive_data(data) if data else []
+            except h2.exceptions.ProtocolError:  # a frame after the GOAWAY in the same read (h2 is closed by then)
+                assert conn.state_machine.state == h2.connection.ConnectionState.CLOSED
+                events = [h2.events.ConnectionTerminated()]
+            if any(isinstance(e, h2.events.ConnectionTerminated) for e in events):
+                goaway = time.monotonic() - opened
+            if goaway is None:  # one byte of the message every quarter second, never all of it
+                conn.send_data(1, b"\x0a")
+                with contextlib.suppress(OSError):
+                    sock.sendall(conn.data_to_send())
+        assert goaway is not None, "no GOAWAY"
+        assert closed is not None, "the connection stayed open"
+        assert age - 0.5 <= goaway <= age + 2, goaway
+        assert closed <= age + grace + 3, closed
+        # the call's slot came back: with --max-inflight-requests 1, a new call is served
+        with grpc.insecure_channel(f"127.0.0.1:{srv.grpc_port}") as channel:
+            stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+            assert stub.ModelReady(service_pb2.ModelReadyRequest(name="calc"), timeout=10).ready
+            assert stub.ModelMetadata(service_pb2.ModelMetadataRequest(name="calc"), timeout=10).name == "calc"
+        print(f"trickled gRPC message: GOAWAY after {goaway:.1f}s, connection closed after {closed:.1f}s")
+
+
 def test_rss_after_10000_bad_requests_stays_within_10_percent(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     binary_op(repo / "calc" / "1" / "model.onnx", "Add")

@@ -1,14 +1,40 @@
-"""The server processes tests start: waiting until one listens, and stopping it (SIGTERM, a grace period, then
-SIGKILL)."""
+"""The server processes tests start: waiting until one listens, probing its health endpoints, reading its JSON log,
+and stopping it (SIGTERM, a grace period, then SIGKILL)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from typing import Any
+
+
+def probe(port: int, path: str) -> int:
+    """The HTTP status of GET 127.0.0.1:``port``/``path`` (0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every non-empty line of a log, each parsed as JSON (a line that is not JSON fails here)."""
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"not a JSON line: {line!r}") from None
+    return out
 
 
 def wait_port(proc: subprocess.Popen[Any], port: int, describe: Callable[[], str], timeout: float = 30.0) -> None:

@@ -24,6 +24,7 @@ from modelyard_runtime.backends.options import (
 
 MODEL = Path("/models/fraud/42/model.onnx")
 PLAN = Path("/models/fraud/42/model.plan")
+SAVED = Path("/models/fraud/42/model.savedmodel/saved_model.pb")
 
 
 def parse(raw: dict[str, Any] | None, model_file: Path = MODEL, **kwargs: Any) -> BackendOptions:
@@ -202,7 +203,12 @@ def test_options_are_frozen_and_comparable() -> None:
     [
         ({"provider": ["cpu"]}, MODEL, r"unknown key\(s\) in backend: provider; allowed: kind, providers"),
         ({"kind": "openvino"}, MODEL, "backend.kind: must be one of onnxruntime | tensorrt, got 'openvino'"),
-        ({}, Path("/m/x/1/model.savedmodel"), "cannot tell the backend from the file name 'model.savedmodel'"),
+        ({}, Path("/m/x/1/model.pt"), "cannot tell the backend from the file name 'model.pt'"),
+        ({"kind": "tensorflow"}, MODEL, "backend.kind: model.onnx is not a SavedModel"),
+        ({"kind": "onnxruntime"}, SAVED, "backend.kind: saved_model.pb is a TensorFlow SavedModel"),
+        ({"kind": "tensorflow", "providers": ["cpu"]}, SAVED, "backend.providers: does not apply to kind tensorflow"),
+        ({"signature": "predict"}, MODEL, "backend.signature: applies to kind tensorflow only"),
+        ({"signature": ""}, SAVED, "backend.signature: must be a non-empty signature name"),
         ({"kind": "tensorrt"}, MODEL, "use kind: onnxruntime with providers: \\[tensorrt, cuda, cpu\\]"),
         ({"kind": "onnxruntime"}, PLAN, "is a TensorRT engine; ONNX Runtime cannot load it"),
         ({"providers": ["cuda"]}, PLAN, "backend.providers: applies to kind onnxruntime only"),
@@ -280,3 +286,10 @@ def test_thread_spinning_is_off_unless_asked_for() -> None:
     assert parse({"thread_spinning": True}).thread_spinning is True
     with pytest.raises(ValueError, match=r"backend\.thread_spinning: must be true or false"):
         parse({"thread_spinning": "yes"})
+
+
+def test_a_savedmodel_runs_on_tensorflow_with_serving_default_unless_the_config_names_a_signature() -> None:
+    assert parse_backend_options(None, model_file=SAVED).kind == "tensorflow"
+    assert parse_backend_options(None, model_file=Path("/m/x/1/saved_model.pb")).signature == "serving_default"
+    options = parse_backend_options({"kind": "tensorflow", "signature": "predict"}, model_file=SAVED)
+    assert (options.kind, options.signature) == ("tensorflow", "predict")

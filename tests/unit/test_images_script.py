@@ -94,7 +94,8 @@ def test_select_accepts_lists_and_refuses_unknown_names() -> None:
         "modelyard-operator",
         "modelyard-runtime",
     ]
-    assert len(images.select(None)) == 3
+    assert [s.name for s in images.select(None)] == ["modelyard-operator", "modelyard-runtime", "modelyard-runtime-gpu"]
+    assert [s.target for s in images.select(["modelyard-runtime-tf"])] == ["tf"]  # on request only: it is large
     with pytest.raises(images.ImageError, match="unknown image"):
         images.select(["modelyard-nope"])
 

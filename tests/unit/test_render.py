@@ -161,6 +161,31 @@ def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> No
     assert "--server-admin" not in static_loader["args"]
 
 
+def test_an_admin_token_secret_reaches_the_server_and_every_loader_that_calls_it() -> None:
+    token = {"name": "fraud-admin", "key": "bearer"}
+    stable = ModelVersion.model_validate(model_version())
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    for mode in ("static", "dynamic"):
+        md = ModelDeployment.model_validate(model_deployment(loading={"mode": mode, "adminTokenSecret": token}))
+        pod = render_in_pod_deployment(md, stable, canary, CONFIG, replicas=1)["spec"]["template"]["spec"]
+        (volume,) = [v for v in pod["volumes"] if v["name"] == "admin-token"]
+        assert volume["secret"] == {"secretName": "fraud-admin", "items": [{"key": "bearer", "path": "token"}],
+                                    "defaultMode": 0o444}  # fmt: skip
+        mount = {"name": "admin-token", "mountPath": "/var/run/secrets/modelyard/admin", "readOnly": True}
+        server = pod["containers"][0]
+        assert flag(server["args"], "--admin-token-file") == ["/var/run/secrets/modelyard/admin/token"], mode
+        assert mount in server["volumeMounts"]
+        loaders = [c for c in pod["initContainers"] if c["name"].startswith("loader")]
+        assert len(loaders) == 2  # the stable's and the canary's
+        for loader in loaders:  # only the sidecars call the admin API; a static init container gets no token
+            sends = flag(loader["args"], "--server-admin-token-file")
+            assert sends == (["/var/run/secrets/modelyard/admin/token"] if mode == "dynamic" else []), mode
+            assert (mount in loader["volumeMounts"]) is (mode == "dynamic"), mode
+    plain = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]
+    assert not [v for v in plain["volumes"] if v["name"] == "admin-token"]
+    assert "--admin-token-file" not in plain["containers"][0]["args"]
+
+
 def test_a_failed_fetch_says_why_and_the_server_waits_for_the_sidecar() -> None:
     """Both loaders write a failure's reason to the termination message; the sidecar has a startup probe (its API is on
     loopback: an exec probe), so the kubelet starts the server only once the pod's version is published."""
@@ -337,3 +362,35 @@ def test_in_pod_loaders_share_one_node_cache_volume() -> None:
     assert [v["name"] for v in pod["volumes"]].count("artifact-cache") == 1
     assert "artifact-cache" in {m["name"] for m in pod["initContainers"][1]["volumeMounts"]}
     assert "artifact-cache" not in {m["name"] for m in pod["initContainers"][0]["volumeMounts"]}
+
+
+def test_savedmodel_versions_run_on_the_runtime_tf_image() -> None:
+    config = OperatorConfig(runtime_image="reg/runtime:1", runtime_tf_image="reg/runtime-tf:1")
+    md = ModelDeployment.model_validate(model_deployment(version="7"))
+    saved = model_version(
+        "fraud-7", version="7", format="savedmodel", runtime={"engine": "tensorflow"},
+        warmup={"samples": {"uri": "s3://models/fraud/7/warmup.json", "digest": DIGEST}},
+    )  # fmt: skip
+    tf_version = ModelVersion.model_validate(saved)
+    onnx_version = ModelVersion.model_validate(model_version())
+
+    def images(pod: dict[str, Any]) -> set[str]:
+        return {c["image"] for c in [*pod["initContainers"], *pod["containers"]]}
+
+    def deployment_pod(mv: ModelVersion) -> dict[str, Any]:
+        (deployment,) = [o for o in render_children(md, mv, config) if o["kind"] == "Deployment"]
+        pod: dict[str, Any] = deployment["spec"]["template"]["spec"]
+        return pod
+
+    pod = deployment_pod(tf_version)
+    assert images(pod) == {"reg/runtime-tf:1"}
+    loader_args = pod["initContainers"][0]["args"]
+    assert loader_args[loader_args.index("--format") + 1] == "savedmodel"
+    job = render_validation_job(tf_version, config)
+    assert {c["image"] for c in job["spec"]["template"]["spec"]["containers"]} == {"reg/runtime-tf:1"}
+    assert images(deployment_pod(onnx_version)) == {"reg/runtime:1"}
+    # an inPod canary that is a SavedModel: the one server loads both versions, so the whole pod needs TensorFlow
+    in_pod = render_in_pod_deployment(md, onnx_version, tf_version, config, replicas=1)["spec"]["template"]["spec"]
+    assert images(in_pod) == {"reg/runtime-tf:1"}
+    plain = render_in_pod_deployment(md, onnx_version, onnx_version, config, replicas=1)["spec"]["template"]["spec"]
+    assert images(plain) == {"reg/runtime:1"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from modelyard_operator.prometheus import PrometheusError, parse_response
 from modelyard_operator.reconcile import RolloutPlan, plan_rollout, rollout_active
 from modelyard_operator.rollout.decision import MetricObservation
 from modelyard_operator.rollout.measurement import Measurement
+from modelyard_operator.status import status_differs
 
 from .samples import deployment, model_deployment, model_version
 
@@ -191,3 +192,29 @@ def test_switching_to_immediate_mid_rollout_clears_the_rollout_fields() -> None:
     assert result.status.status["canaryVersion"] is None
     assert result.status.status["step"] is None
     assert result.status.status["stableVersion"] == "42"
+
+
+def merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch applied (RFC 7386)."""
+    out = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict):
+            out[key] = merged(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_a_steady_rollout_status_is_not_rewritten_by_a_resync() -> None:
+    """The same Steady decision 30 s later (the sweeper's resync, a relist) keeps lastDecision.at: nothing to write."""
+    deps = [deployment("fraud-41", version="41", replicas=4, available=4)]
+    first = plan_rollout(md(version="41"), MVS, deps, CONFIG, NOW, None)
+    assert first.status is not None
+    stored = merged(md(version="41")["status"], first.status.status)  # what the API server keeps
+    again = plan_rollout(md(version="41", status=stored), MVS, deps, CONFIG, NOW + timedelta(seconds=30), None)
+    assert again.status is not None
+    assert again.status.status["lastDecision"]["at"] == stored["lastDecision"]["at"] == "2026-11-24T12:00:30Z"
+    assert not status_differs(stored, again.status.status)
+    assert not again.status.events

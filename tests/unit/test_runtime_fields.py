@@ -17,6 +17,8 @@ from modelyard_operator.render import render_deployment, render_in_pod_deploymen
 from modelyard_operator.runtime_config import backend_config, version_config
 from modelyard_operator.status import Reason
 from modelyard_operator.validation import (
+    Outcome,
+    outcome_status,
     render_validation_job,
     unschedulable,
     unsupported_format,
@@ -209,6 +211,47 @@ def test_a_missing_provider_makes_the_model_deployment_degraded_not_silently_cpu
     assert done.status.status["phase"] == "Healthy"
 
 
+def failing_loader_pod(version: str, message: str, *, sidecar: bool) -> dict[str, Any]:
+    """A pod whose loader (the init container, or the native sidecar of dynamic loading) exited with ``message``."""
+    terminated = {"exitCode": 2, "reason": "Error", "message": message}
+    loader = {
+        "name": "loader",
+        "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+        "lastState": {"terminated": terminated},
+    }
+    server = {"name": "server", "state": {"waiting": {"reason": "PodInitializing"}}}
+    meta = {"name": f"fraud-{version}-{'dyn' if sidecar else 'st'}", "labels": {"modelyard.dev/version": version}}
+    return {"metadata": meta,
+            "status": {"initContainerStatuses": [loader], "containerStatuses": [server]}}  # fmt: skip
+
+
+TAMPERED = json.dumps({"reason": "DigestMismatch", "message": "sha256 of the artifact is 9f…, the pinned digest 5f…"})
+
+
+@pytest.mark.parametrize("sidecar", [False, True])
+def test_a_failing_loader_makes_the_model_deployment_degraded_with_its_reason_and_an_event(sidecar: bool) -> None:
+    failures = start_failures([failing_loader_pod("42", TAMPERED, sidecar=sidecar)])
+    assert failures["42"].container == "loader"
+    result = plan(model_deployment(), [model_version()], [deployment("fraud-42", "42", available=0)], CONFIG, NOW,
+                  failures)  # fmt: skip
+    assert result.status is not None
+    assert conditions(result.status.status)["Degraded"] == ("True", "DigestMismatch")
+    events = [(t, r, m) for t, r, m in result.status.events]
+    assert [(t, r) for t, r, _ in events] == [("Warning", "DigestMismatch")]
+    assert "its loader failed: sha256 of the artifact" in events[0][2]
+
+
+def test_an_unknown_loader_reason_is_loader_failed_and_log_text_is_ignored() -> None:
+    odd = json.dumps({"reason": "Error", "message": "unexpected"})
+    pods = [failing_loader_pod("42", odd, sidecar=True), failing_loader_pod("41", "a log line", sidecar=False)]
+    failures = start_failures(pods)
+    assert set(failures) == {"42"}
+    result = plan(model_deployment(), [model_version()], [deployment("fraud-42", "42", available=0)], CONFIG, NOW,
+                  failures)  # fmt: skip
+    assert result.status is not None
+    assert conditions(result.status.status)["Degraded"] == ("True", "LoaderFailed")
+
+
 def gpu_md(**status: Any) -> dict[str, Any]:
     md = model_deployment(resources={"limits": {"nvidia.com/gpu": 1}})
     if status:
@@ -265,14 +308,16 @@ def test_an_unschedulable_plan_validation_is_a_condition_naming_the_missing_gpu_
     assert "GPU node" in validated["message"]
 
 
-@pytest.mark.parametrize("fmt", ["savedmodel", "pmml"])
-def test_formats_the_project_cannot_serve_are_refused_naming_the_format(fmt: str) -> None:
-    outcome = unsupported_format(mv(format=fmt))
-    assert outcome is not None
-    assert not outcome.ok
-    assert outcome.reason == "UnsupportedFormat"
-    assert f"format {fmt} cannot be served yet" in outcome.message
-    assert unsupported_format(mv()) is None
+@pytest.mark.parametrize("fmt", ["onnx", "tensorrt", "pmml", "savedmodel"])
+def test_every_format_of_the_api_is_servable(fmt: str) -> None:
+    engine = {"onnx": "onnxruntime", "pmml": "onnxruntime", "tensorrt": "tensorrt", "savedmodel": "tensorflow"}[fmt]
+    assert unsupported_format(mv(format=fmt, runtime={"engine": engine})) is None
+
+
+def test_a_savedmodel_version_runs_the_tensorflow_engine_alone() -> None:
+    assert version_config(mv(format="savedmodel", runtime={"engine": "tensorflow"}))["backend"] == {
+        "kind": "tensorflow"
+    }
 
 
 def test_version_config_is_spelled_out_for_the_server() -> None:
@@ -293,3 +338,38 @@ def test_batching_reaches_the_server_with_its_preferred_sizes() -> None:
     document = version_config_flag(args)
     assert overlay_version_config(ModelConfig(), document).preferred_batch_sizes == (8, 16)
     assert "dynamic_batching" not in version_config_flag(server(model_deployment(), mv())["containers"][0]["args"])
+
+
+COMPILED = "sha256:" + "c" * 64
+
+
+def test_a_pmml_version_is_compiled_by_the_validation_and_each_pod_checks_the_recorded_digest() -> None:
+    pmml = {"uri": "s3://models/fraud/42/model.pmml", "digest": DIGEST}
+    version = mv(format="pmml", artifact=pmml)
+    assert unsupported_format(version) is None
+    job = render_validation_job(version, CONFIG)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert job[job.index("--format") + 1] == "pmml"
+    assert "--compiled-digest" not in job  # the validation is what finds it out
+    result = {"ok": True, "compiled": {"from": "model.pmml", "model": "model.onnx", "digest": COMPILED,
+                                       "sizeBytes": 2048, "seconds": 0.01234}}  # fmt: skip
+    status = outcome_status({}, Outcome(True, "Validated", "ok", result), 1, NOW)
+    assert status["compiled"] == {"from": "model.pmml", "digest": COMPILED, "sizeBytes": 2048, "seconds": 0.012}
+    validated = ModelVersion.model_validate({**model_version(format="pmml", artifact=pmml), "status": status})
+    assert validated.status.compiled is not None
+    assert validated.status.compiled.digest == COMPILED
+    for mode in ("static", "dynamic"):
+        md = model_deployment(loading={"mode": mode})
+        pod = render_deployment(ModelDeployment.model_validate(md), validated, CONFIG, replicas=1)["spec"]["template"]
+        (loader,) = [c for c in pod["spec"].get("initContainers", []) if c["name"].startswith("loader")]
+        args = loader["args"]
+        assert args[args.index("--format") + 1] == "pmml", mode
+        assert args[args.index("--compiled-digest") + 1] == COMPILED, mode
+    onnx_args = server(model_deployment(), mv())["initContainers"][0]["args"]
+    assert "--format" not in onnx_args
+    assert "--compiled-digest" not in onnx_args
+
+
+@pytest.mark.parametrize("compiled", [None, "not a dict", {"digest": "md5:abc"}, {"sizeBytes": 3}])
+def test_a_validation_result_without_a_compiled_digest_records_none(compiled: Any) -> None:
+    status = outcome_status({}, Outcome(True, "Validated", "ok", {"ok": True, "compiled": compiled}), 1, NOW)
+    assert "compiled" not in status

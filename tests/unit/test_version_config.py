@@ -105,8 +105,19 @@ def test_tensorrt_plans_are_chosen_like_onnx_models() -> None:
         choose_plan(["model.onnx"])
     with pytest.raises(ModelFileError, match=r"holds no \.onnx model"):
         choose_model(["model.plan"], "onnx")
-    with pytest.raises(ModelFileError, match="format savedmodel cannot be served yet"):
-        choose_model(["saved_model.pb"], "savedmodel")
+    with pytest.raises(ModelFileError, match="format caffe cannot be served yet"):
+        choose_model(["model.caffemodel"], "caffe")
+
+
+def test_savedmodels_are_chosen_by_their_saved_model_pb() -> None:
+    assert choose_model(["saved_model.pb", "variables/variables.index"], "savedmodel") == "saved_model.pb"
+    files = ["a/saved_model.pb", "model.savedmodel/saved_model.pb", "model.savedmodel/variables/variables.index"]
+    assert choose_model(files, "savedmodel") == "model.savedmodel/saved_model.pb"
+    assert choose_model(["x/export/saved_model.pb"], "savedmodel") == "x/export/saved_model.pb"
+    with pytest.raises(ModelFileError, match=r"several SavedModels and none in a folder named model\.savedmodel"):
+        choose_model(["a/saved_model.pb", "b/saved_model.pb"], "savedmodel")
+    with pytest.raises(ModelFileError, match="holds no SavedModel"):
+        choose_model(["model.onnx", "graph.pb", ".hidden/saved_model.pb"], "savedmodel")
 
 
 def test_failure_reasons_of_a_server_that_cannot_start() -> None:

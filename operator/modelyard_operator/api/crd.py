@@ -84,6 +84,7 @@ def _crd(
     status: type[BaseModel],
     description: str,
     columns: list[dict[str, Any]],
+    scale: bool = False,
 ) -> dict[str, Any]:
     spec_schema = structural_schema(spec)
     status_schema = structural_schema(status)
@@ -111,7 +112,7 @@ def _crd(
                     "name": VERSION,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": {"status": {}, **({"scale": SCALE} if scale else {})},
                     "additionalPrinterColumns": columns,
                     "schema": {
                         "openAPIV3Schema": {
@@ -132,6 +133,15 @@ def _crd(
             ],
         },
     }
+
+
+# `kubectl scale` (and anything else that speaks the scale subresource) writes spec.replicas; the operator reports the
+# model's Ready pods and their label selector in status.
+SCALE = {
+    "specReplicasPath": ".spec.replicas",
+    "statusReplicasPath": ".status.replicas",
+    "labelSelectorPath": ".status.selector",
+}
 
 
 def _col(name: str, path: str, kind: str = "string", priority: int = 0) -> dict[str, Any]:
@@ -174,6 +184,7 @@ def model_deployment_crd() -> dict[str, Any]:
         spec=ModelDeploymentSpec,
         status=ModelDeploymentStatus,
         description="What should serve a model, where, and how a new version takes over.",
+        scale=True,
         columns=[
             _col("Model", ".spec.model"),
             _col("Stable", ".status.stableVersion"),

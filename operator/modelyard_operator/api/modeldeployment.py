@@ -17,9 +17,11 @@ from modelyard_operator.api.common import (
     NamespaceName,
     ObjectMeta,
     Quantity,
+    SecretKeyRef,
     VersionName,
     schema_default,
 )
+from modelyard_operator.api.pod import PodOverrides
 
 Strategy = Literal["canary", "blueGreen", "immediate"]
 TrafficRouter = Literal["replicas", "gatewayAPI", "inPod"]
@@ -78,6 +80,12 @@ class LoadingSpec(ApiModel):
         description="static: load at start, ready after warm-up; dynamic: load on demand, evict LRU.",
     )
     memory_budget: Quantity | None = Field(default=None, description="Model memory budget in dynamic mode.")
+    admin_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="A key of a Secret in this namespace holding a bearer token. The server's admin API (load and "
+        "unload, on the pod's loopback only) then answers only requests that carry it, and dynamic mode's loader "
+        "sidecars send it; both read the mounted file on each call, so a rotated Secret applies without a restart.",
+    )
 
 
 class ServingSpec(ApiModel):
@@ -102,27 +110,60 @@ class ServingSpec(ApiModel):
     )
 
 
+AutoscalingMetric = Literal["cpu", "inflight", "queueTime", "rps"]
+
+
 class AutoscalingSpec(ApiModel):
-    """A HorizontalPodAutoscaler (autoscaling/v2) on the serving Deployment, on the pods' CPU use; the operator then
-    never sets that Deployment's replicas (the autoscaler owns them) and ``spec.replicas`` is not used."""
+    """A HorizontalPodAutoscaler (autoscaling/v2) on the serving Deployment; the operator then never sets that
+    Deployment's replicas (the autoscaler owns them) and ``spec.replicas`` is not used."""
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
-                {"rule": "self.maxReplicas >= self.minReplicas", "message": "maxReplicas must be at least minReplicas"}
+                {"rule": "self.maxReplicas >= self.minReplicas", "message": "maxReplicas must be at least minReplicas"},
+                {
+                    "rule": "!has(self.metric) || self.metric == 'cpu' || has(self.target)",
+                    "message": "metric inflight, queueTime and rps need a target",
+                },
+                {
+                    "rule": "!has(self.target) || (has(self.metric) && self.metric != 'cpu')",
+                    "message": "target is for metric inflight, queueTime or rps; cpu uses targetCPUUtilization",
+                },
             ]
         }
     }
 
     min_replicas: int = Field(default=1, ge=1, le=1000, description="Fewest pods the autoscaler keeps.")
     max_replicas: int = Field(ge=1, le=1000, description="Most pods the autoscaler starts.")
+    metric: AutoscalingMetric = Field(
+        default="cpu",
+        description="What the autoscaler holds at its target: cpu (percent of the CPU request, targetCPUUtilization), "
+        "inflight (average requests in flight per pod), queueTime (average time a request waits in the batch "
+        "queue, milliseconds) or rps (requests per second per pod). The last three are Pods metrics of the custom "
+        "metrics API, which prometheus-adapter serves from the server's Prometheus metrics with the rules in "
+        "docs/operator.md.",
+    )
+    target: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000000,
+        description="The per-pod average to aim for with metric inflight (requests), queueTime (milliseconds) or rps "
+        "(requests per second).",
+    )
     target_cpu_utilization: int = Field(
         default=80,
         alias="targetCPUUtilization",
         ge=1,
         le=1000,
-        description="Average CPU use the autoscaler aims for, in percent of the server container's CPU request "
-        "(set resources.requests.cpu); needs the resource metrics API (metrics-server) in the cluster.",
+        description="With metric cpu: average CPU use the autoscaler aims for, in percent of the server container's "
+        "CPU request (set resources.requests.cpu); needs the resource metrics API (metrics-server) in the cluster.",
+    )
+    scale_down_stabilization_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="How long the autoscaler looks back before it removes pods (the HPA's "
+        "behavior.scaleDown.stabilizationWindowSeconds; unset: the HPA's default, 300).",
     )
 
 
@@ -383,10 +424,11 @@ class ModelDeploymentSpec(ApiModel):
             "x-kubernetes-validations": [
                 {"rule": "self.model == oldSelf.model", "message": "model is immutable"},
                 {
-                    "rule": "!has(self.autoscaling) || !has(self.rollout) || !has(self.rollout.strategy) "
-                    "|| self.rollout.strategy == 'immediate'",
-                    "message": "autoscaling works with rollout strategy immediate only (canary and blueGreen under "
-                    "an autoscaler are not supported yet)",
+                    "rule": "!has(self.autoscaling) || !has(self.rollout) || ((!has(self.rollout.strategy) "
+                    "|| self.rollout.strategy != 'blueGreen') && (!has(self.rollout.trafficRouter) "
+                    "|| self.rollout.trafficRouter != 'inPod'))",
+                    "message": "autoscaling works with rollout strategies immediate and canary, and not with the "
+                    "inPod router (blueGreen and inPod under an autoscaler are not supported yet)",
                 },
             ]
         }
@@ -405,6 +447,11 @@ class ModelDeploymentSpec(ApiModel):
     loading: LoadingSpec = Field(default_factory=LoadingSpec, json_schema_extra=schema_default(LoadingSpec))
     serving: ServingSpec = Field(default_factory=ServingSpec, json_schema_extra=schema_default(ServingSpec))
     rollout: RolloutSpec = Field(default_factory=RolloutSpec, json_schema_extra=schema_default(RolloutSpec))
+    pod: PodOverrides | None = Field(
+        default=None,
+        description="Settings of the model pods the user chooses: labels, annotations, runtime and "
+        "priority class, image pull Secrets, server environment, loader resources.",
+    )
 
 
 class Weights(ApiModel):
@@ -527,6 +574,17 @@ class ModelDeploymentStatus(ApiModel):
         "progress) and Stalled (no progress without a change).",
     )
     endpoints: Endpoints | None = None
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        description="Ready pods of the model, all versions together (what `kubectl scale` and the scale "
+        "subresource read as the current count).",
+    )
+    selector: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Label selector of the model's pods, as a string (scale subresource).",
+    )
 
 
 class ModelDeployment(ApiModel):

@@ -18,12 +18,12 @@ from modelyard_operator.api.common import (
 )
 
 ModelFormat = Literal["onnx", "tensorrt", "savedmodel", "pmml"]
-Engine = Literal["onnxruntime", "tensorrt"]
+Engine = Literal["onnxruntime", "tensorrt", "tensorflow"]
 # The providers the project's images can run (the CPU image: CPU only; the GPU image: all three). A provider the
 # pod's image lacks fails the server's start with a reason the ModelDeployment shows as Degraded, never a CPU fallback.
 ExecutionProvider = Literal["CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"]
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
-SERVABLE_FORMATS = ("onnx", "tensorrt")
+SERVABLE_FORMATS = ("onnx", "tensorrt", "pmml", "savedmodel")
 MVPhase = Literal["Pending", "Validating", "Ready", "Failed"]
 
 SUPPORTED_SCHEMES = ("http", "https", "s3", "oci", "pvc", "file")
@@ -196,7 +196,8 @@ class RuntimeSpec(ApiModel):
 
     engine: Engine = Field(
         default="onnxruntime",
-        description="Backend: onnxruntime (format onnx) or tensorrt (format tensorrt: a serialized TensorRT plan).",
+        description="Backend: onnxruntime (formats onnx and pmml), tensorrt (format tensorrt: a serialized TensorRT "
+        "plan) or tensorflow (format savedmodel: the SavedModel's serving_default signature, in the runtime-tf image).",
     )
     execution_providers: list[ExecutionProvider] = Field(
         default_factory=lambda: list[ExecutionProvider](["CPUExecutionProvider"]),
@@ -277,12 +278,16 @@ class ModelVersionSpec(ApiModel):
             "x-kubernetes-validations": [
                 {"rule": "self == oldSelf", "message": "spec is immutable: create a new ModelVersion instead"},
                 {
-                    "rule": "self.format in ['onnx', 'tensorrt']",
-                    "messageExpression": "'format ' + self.format + ' cannot be served yet: use onnx or tensorrt'",
+                    "rule": "self.format != 'savedmodel' || self.runtime.engine == 'tensorflow'",
+                    "message": "format savedmodel needs runtime.engine tensorflow",
                 },
                 {
                     "rule": "self.format != 'tensorrt' || self.runtime.engine == 'tensorrt'",
                     "message": "format tensorrt needs runtime.engine tensorrt",
+                },
+                {
+                    "rule": "self.format != 'pmml' || self.runtime.engine == 'onnxruntime'",
+                    "message": "format pmml needs runtime.engine onnxruntime (the loader compiles it to ONNX)",
                 },
                 {
                     "rule": "self.format != 'onnx' || self.runtime.engine == 'onnxruntime'",
@@ -297,8 +302,11 @@ class ModelVersionSpec(ApiModel):
     version: VersionName
     format: ModelFormat = Field(
         default="onnx",
-        description="Artifact format, checked by validation: onnx (an .onnx model) or tensorrt (a .plan/.engine "
-        "TensorRT plan, validated on a GPU node). savedmodel and pmml are refused until the project serves them.",
+        description="Artifact format, checked by validation: onnx (an .onnx model), tensorrt (a .plan/.engine "
+        "TensorRT plan, validated on a GPU node) or pmml (a PMML 4.x document, compiled to ONNX by the loader; the "
+        "compiled model's digest is recorded in status.compiled and checked by every pod) or savedmodel (a TensorFlow "
+        "SavedModel folder, model.savedmodel/ or saved_model.pb at the top, served by engine tensorflow in the "
+        "runtime-tf image).",
     )
     artifact: ArtifactSpec
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, json_schema_extra=schema_default(RuntimeSpec))
@@ -334,6 +342,17 @@ class ArtifactStatus(ApiModel):
     )
 
 
+class CompiledStatus(ApiModel):
+    """The ONNX model the loader compiled a PMML document to (deterministic: every pod compiles the same bytes)."""
+
+    source: str | None = Field(default=None, alias="from", max_length=1024, description="The compiled file.")
+    digest: str | None = Field(
+        default=None, max_length=71, description="sha256 digest of the compiled model; pods publish only this model."
+    )
+    size_bytes: int | None = Field(default=None, ge=0, description="Size of the compiled model in bytes.")
+    seconds: float | None = Field(default=None, ge=0, description="Seconds the compilation took.")
+
+
 class ValidationJobRef(ApiModel):
     """The operator's validation Job whose pod produced the recorded result."""
 
@@ -357,6 +376,9 @@ class ModelVersionStatus(ApiModel):
     artifact: ArtifactStatus | None = None
     signature: ModelSignatureStatus | None = None
     load_seconds: float | None = Field(default=None, ge=0, description="Seconds the validation took to load the model.")
+    compiled: CompiledStatus | None = Field(
+        default=None, description="format pmml: the ONNX model the validation compiled the document to."
+    )
     validation_job: ValidationJobRef | None = Field(
         default=None, description="The Job whose pod produced this result (only the operator's own Job counts)."
     )

@@ -115,6 +115,14 @@ class Transitions:
         previous = self.state.last_decision
         if reason == Reason.VERSION_ROLLED_BACK and previous is not None and previous.verdict == Kind.ROLLBACK:
             decision = previous  # the rollback's reason and numbers stay visible while it holds
+        elif (
+            kind in (Kind.STEADY, Kind.HOLD)
+            and previous is not None
+            and decision.model_copy(update={"at": previous.at}) == previous
+        ):
+            # The same decision again (a resync, a relist, a restart): it keeps the time it was first made, so a
+            # steady ModelDeployment's status is not rewritten every resync (``at`` says since when it holds).
+            decision = previous
         return self.state.model_copy(
             update={
                 "phase": w.phase,

@@ -2,8 +2,8 @@
 
 :func:`load_backend` picks the backend from :class:`~modelyard_runtime.backends.options.BackendOptions`
 (parsed from the ``backend:`` mapping of ``DIR/<model>/config.yaml`` by
-:func:`~modelyard_runtime.backends.options.parse_backend_options`). Neither onnxruntime nor tensorrt is imported
-before a model of that kind loads, so the CPU image needs no GPU packages.
+:func:`~modelyard_runtime.backends.options.parse_backend_options`). None of onnxruntime, tensorrt and
+tensorflow is imported before a model of that kind loads, so the CPU image needs no GPU or TensorFlow packages.
 """
 
 from __future__ import annotations
@@ -68,4 +68,8 @@ def load_backend(path: Path, options: BackendOptions) -> Backend:
         from modelyard_runtime.backends.tensorrt import TensorRTBackend  # lazy: imports tensorrt
 
         return TensorRTBackend(path, options)
+    if options.kind == "tensorflow":
+        from modelyard_runtime.backends.tensorflow import TensorFlowBackend  # lazy: imports tensorflow
+
+        return TensorFlowBackend(path, options)
     raise ValueError(f"unknown backend kind {options.kind!r}")

@@ -6,9 +6,9 @@ ignoring an option or a GPU session quietly running on the CPU. :func:`render_or
 exactly what ``onnxruntime.InferenceSession(providers=...)`` receives, which is what the unit tests pin down.
 
 Defaults: the backend kind comes from the model file name (``*.onnx`` → ``onnxruntime``, ``*.plan``/``*.engine`` →
-``tensorrt``); ONNX Runtime runs on the CPU provider only; TensorRT engine and timing caches live in
-``<cache root>/tensorrt/<model>/<version>/`` where the cache root is the ``cache_root`` argument, else
-``$MODELYARD_CACHE_DIR``, else ``~/.cache/modelyard``.
+``tensorrt``, a SavedModel's ``saved_model.pb`` → ``tensorflow``); ONNX Runtime runs on the CPU provider only;
+TensorRT engine and timing caches live in ``<cache root>/tensorrt/<model>/<version>/`` where the cache root is the
+``cache_root`` argument, else ``$MODELYARD_CACHE_DIR``, else ``~/.cache/modelyard``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Kind = Literal["onnxruntime", "tensorrt"]
-KINDS: tuple[Kind, ...] = ("onnxruntime", "tensorrt")
+Kind = Literal["onnxruntime", "tensorrt", "tensorflow"]
+KINDS: tuple[Kind, ...] = ("onnxruntime", "tensorrt", "tensorflow")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -30,7 +30,11 @@ GPU_PROVIDERS = (CUDA, TENSORRT)
 
 GRAPH_OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 EXECUTION_MODES = ("sequential", "parallel")
-_SUFFIX_KINDS: dict[str, Kind] = {".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt"}
+_SUFFIX_KINDS: dict[str, Kind] = {
+    ".onnx": "onnxruntime", ".plan": "tensorrt", ".engine": "tensorrt", ".savedmodel": "tensorflow",
+}  # fmt: skip
+SAVED_MODEL_PB = "saved_model.pb"
+DEFAULT_SIGNATURE = "serving_default"
 _KEYS = (
     "kind",
     "providers",
@@ -42,6 +46,7 @@ _KEYS = (
     "allow_fallback",
     "cache_dir",
     "device_id",
+    "signature",
 )
 _ORT_ONLY_KEYS = (
     "providers", "intra_op_threads", "inter_op_threads", "graph_optimization", "execution_mode", "thread_spinning",
@@ -166,6 +171,7 @@ class BackendOptions:
     allow_fallback: bool = False
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "modelyard" / "tensorrt")
     device_id: int = 0
+    signature: str = DEFAULT_SIGNATURE  # kind tensorflow: the SavedModel signature served
 
     @property
     def provider_names(self) -> list[str]:
@@ -282,6 +288,12 @@ def model_cache_dir(model_file: Path, cache_root: Path) -> Path:
     return cache_root / "tensorrt" / version_dir.parent.name / version_dir.name
 
 
+def _suffix_kind(model_file: Path) -> Kind | None:
+    if model_file.name == SAVED_MODEL_PB:
+        return "tensorflow"
+    return _SUFFIX_KINDS.get(model_file.suffix.lower())
+
+
 def _kind(raw: Mapping[str, Any], model_file: Path) -> Kind:
     if "kind" in raw:
         value = raw["kind"]
@@ -289,7 +301,7 @@ def _kind(raw: Mapping[str, Any], model_file: Path) -> Kind:
             raise _fail("kind", f"must be one of {' | '.join(KINDS)}, got {value!r}")
         kind: Kind = value
     else:
-        guessed = _SUFFIX_KINDS.get(model_file.suffix.lower())
+        guessed = _suffix_kind(model_file)
         if guessed is None:
             raise _fail(
                 "kind",
@@ -297,7 +309,11 @@ def _kind(raw: Mapping[str, Any], model_file: Path) -> Kind:
                 f"(known: {', '.join(_SUFFIX_KINDS)}); set kind: {' | '.join(KINDS)}",
             )
         kind = guessed
-    suffix_kind = _SUFFIX_KINDS.get(model_file.suffix.lower())
+    suffix_kind = _suffix_kind(model_file)
+    if kind == "tensorflow" and suffix_kind != "tensorflow":
+        raise _fail("kind", f"{model_file.name} is not a SavedModel; kind tensorflow serves a saved_model.pb folder")
+    if kind != "tensorflow" and suffix_kind == "tensorflow":
+        raise _fail("kind", f"{model_file.name} is a TensorFlow SavedModel; only kind tensorflow serves it")
     if kind == "tensorrt" and suffix_kind == "onnxruntime":
         raise _fail(
             "kind",
@@ -332,6 +348,15 @@ def parse_backend_options(
         misplaced = [k for k in _ORT_ONLY_KEYS if k in raw]
         if misplaced:
             raise _fail(misplaced[0], "applies to kind onnxruntime only (a TensorRT plan is already optimized)")
+    if kind == "tensorflow":
+        misplaced = [k for k in _KEYS if k in raw and k not in ("kind", "signature")]
+        if misplaced:
+            raise _fail(misplaced[0], "does not apply to kind tensorflow (its only setting is signature)")
+    elif "signature" in raw:
+        raise _fail("signature", "applies to kind tensorflow only (a SavedModel's signature)")
+    signature = raw.get("signature", DEFAULT_SIGNATURE)
+    if not isinstance(signature, str) or not signature:
+        raise _fail("signature", f"must be a non-empty signature name, got {signature!r}")
     providers = _parse_providers(raw["providers"]) if "providers" in raw else (ProviderSpec(CPU),)
     allow_fallback = raw.get("allow_fallback", False)
     if not isinstance(allow_fallback, bool):
@@ -356,6 +381,7 @@ def parse_backend_options(
         allow_fallback=allow_fallback,
         cache_dir=cache_dir,
         device_id=_int_key(raw, "device_id", 0),
+        signature=signature,
     )
 
 

@@ -23,11 +23,11 @@ import fcntl
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from modelyard_runtime import logs
 from modelyard_runtime.loader.archive_rules import EntryKind, entry_problem
 from modelyard_runtime.loader.sources import Fetched
 from modelyard_runtime.loader.tree import fsync_dir, fsync_tree, hash_file, link_or_copy, walk_files
@@ -81,7 +81,7 @@ class Cache:
         return dict(index)
 
     def evict(self, digest: str, why: str) -> None:
-        sys.stderr.write(f"modelyard-loader: cache entry {digest} evicted: {why}\n")
+        logs.line("modelyard-loader", f"cache entry {digest} evicted: {why}", level="WARNING", digest=digest)
         entry = self.entry(digest)
         if entry.exists():
             doomed = Path(tempfile.mkdtemp(prefix="evict-", dir=self.root / "tmp"))

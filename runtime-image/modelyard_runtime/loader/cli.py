@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelyard_runtime import logs
 from modelyard_runtime.loader import ssrf
 from modelyard_runtime.loader.errors import EXIT_USAGE, LoaderError
 from modelyard_runtime.loader.net import NetPolicy
@@ -21,6 +22,7 @@ from modelyard_runtime.loader.sources import SourceOptions
 from modelyard_runtime.loader.uri import redact
 
 ENV_ALLOW_HOSTS = "MODELYARD_LOADER_ALLOW_HOSTS"
+FORMATS = ("onnx", "tensorrt", "pmml", "savedmodel")  # spec.format; pmml is compiled to model.onnx before publishing
 
 
 def _size(text: str) -> int:
@@ -76,6 +78,15 @@ def _add_common(cmd: argparse.ArgumentParser, *, uri_required: bool) -> None:
     cmd.add_argument("--sigstore-identity")
     cmd.add_argument("--sigstore-issuer")
     cmd.add_argument("--trust-root", help="sigstore trust configuration JSON (offline)")
+    cmd.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="onnx",
+        help="spec.format: what the artifact holds; pmml is compiled to model.onnx before publishing",
+    )
+    cmd.add_argument(
+        "--compiled-digest", help="pmml: the compiled model's digest the validation recorded; a mismatch fails closed"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,9 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="fetch, verify, inspect and load once; write a JSON result")
     _add_common(val, uri_required=True)
     val.add_argument("--termination-log", default="/dev/termination-log")
-    val.add_argument(
-        "--format", choices=["onnx", "tensorrt"], default="onnx", help="what the artifact must hold (spec.format)"
-    )
+    for cmd in (fetch, side, val):
+        cmd.add_argument(
+            "--log-format",
+            choices=["text", "json"],
+            default=None,
+            help="text, or one JSON object per line (default: $MODELYARD_LOG_FORMAT, else text)",
+        )
     dig = sub.add_parser("digest", help="print the digest of a file or the tree digest of a directory")
     dig.add_argument("path", type=Path)
     health = sub.add_parser("health", help="exit 0 when the sidecar at --listen answers (a startup probe)")
@@ -144,6 +159,8 @@ def request_from_args(args: argparse.Namespace, *, uri: str | None = None, dest:
         require_digest=args.require_digest,
         allow_file=args.allow_file,
         pvc_root=args.pvc_root,
+        model_format=args.format,
+        compiled_digest=args.compiled_digest,
         signature=sig,
         source=source,
     )
@@ -176,6 +193,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return int(e.code or 0) and EXIT_USAGE
+    if getattr(args, "log_format", None):  # logs.line reads it (a flag wins over the environment)
+        os.environ[logs.ENV] = args.log_format
     try:
         if args.command == "digest":
             return _digest_command(args.path)
@@ -193,7 +212,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             return run_sidecar(args)
         result = run_fetch(request_from_args(args))
     except LoaderError as e:
-        sys.stderr.write(f"modelyard-loader: error ({e.reason}): {e}\n")
+        logs.line("modelyard-loader", f"error ({e.reason}): {e}", level="ERROR", reason=e.reason)
         if getattr(args, "termination_log", None):
             _write_termination_log(args.termination_log, e)
         return e.exit_code
@@ -207,6 +226,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = run(argv)
     except Exception as e:
-        sys.stderr.write(f"modelyard-loader: internal error: {type(e).__name__}: {redact(str(e))}\n")
+        logs.line("modelyard-loader", f"internal error: {type(e).__name__}: {redact(str(e))}", level="ERROR")
         code = 1
     sys.exit(code)

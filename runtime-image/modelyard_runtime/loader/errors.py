@@ -19,6 +19,7 @@ class LoaderError(Exception):
 
     exit_code = 1
     reason = "Error"
+    artifact: dict[str, object] | None = None  # the verified artifact's digest and size, when it got that far
 
 
 class UsageError(LoaderError):
@@ -55,3 +56,25 @@ class BlockedAddressError(UnsafeContentError):
 class ValidationError(LoaderError):
     exit_code = EXIT_VALIDATE
     reason = "ModelLoadFailed"
+
+
+class FormatMismatchError(ValidationError):
+    """The artifact holds no model of the ModelVersion's format."""
+
+    reason = "FormatMismatch"
+
+
+class EngineUnavailableError(ValidationError):
+    """This image cannot load the format (no TensorRT runtime or no GPU): say so rather than "does not load"."""
+
+    reason = "EngineUnavailable"
+
+
+class CompileError(ValidationError):
+    """A verified PMML document the compiler refuses (an element it does not compile, named with its line)."""
+
+    reason = "CompileFailed"
+
+
+class CompiledDigestError(IntegrityError):
+    """This loader compiled a different model than the validation recorded (another compiler, another image)."""

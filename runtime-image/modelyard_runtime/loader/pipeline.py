@@ -1,7 +1,8 @@
-"""The fetch pipeline: cache or source → digest check → content checks → signature → cache fill → publish.
+"""The fetch pipeline: cache or source → digest check → content checks → signature → cache fill → compile → publish.
 
 Order matters: nothing is published (and nothing enters the cache) before the pinned digest matched, the
-tree passed the content checks and the signature verified.
+tree passed the content checks and the signature verified. A format served through a compiler (PMML) is compiled
+after that, into the published tree only (:mod:`modelyard_runtime.loader.compiling`).
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from modelyard_runtime import logs
 from modelyard_runtime.loader import cachehit, safety, signature
 from modelyard_runtime.loader.cache import Cache
-from modelyard_runtime.loader.errors import IntegrityError, SignatureError, UsageError
+from modelyard_runtime.loader.compiling import COMPILED_FORMATS, Compiled, compile_into
+from modelyard_runtime.loader.errors import IntegrityError, LoaderError, SignatureError, UsageError
 from modelyard_runtime.loader.publish import Staging
 from modelyard_runtime.loader.sources import Fetched, SourceOptions, fetch_into
 from modelyard_runtime.loader.tree import walk_files
@@ -35,6 +38,8 @@ class FetchRequest:
     require_digest: bool = False
     allow_file: bool = False
     pvc_root: str = "/mnt/pvc"
+    model_format: str = "onnx"  # spec.format; pmml is compiled to model.onnx before publishing
+    compiled_digest: str | None = None  # the compiled model's digest the validation recorded (pods check it)
     signature: signature.SignatureOptions = field(default_factory=signature.SignatureOptions)
     source: SourceOptions = field(default_factory=SourceOptions)
 
@@ -49,6 +54,7 @@ class FetchResult:
     signature: str | None  # verification method, None when unsigned
     cache_hit: bool
     seconds: float
+    compiled: Compiled | None = None
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -61,12 +67,13 @@ class FetchResult:
             "signature": {"verified": self.signature is not None, "method": self.signature},
             "cacheHit": self.cache_hit,
             "seconds": round(self.seconds, 3),
+            **({"compiled": self.compiled.as_dict()} if self.compiled else {}),
         }
 
 
-def log(msg: str) -> None:
-    sys.stderr.write(f"modelyard-loader: {msg}\n")
-    sys.stderr.flush()
+def log(msg: str, **fields: Any) -> None:
+    """One line on stderr: text, or JSON with ``fields`` under ``--log-format json`` (modelyard_runtime.logs)."""
+    logs.line("modelyard-loader", msg, **fields)
 
 
 def run_fetch(req: FetchRequest) -> FetchResult:
@@ -80,6 +87,11 @@ def run_fetch(req: FetchRequest) -> FetchResult:
     if req.require_digest and not pinned:
         raise UsageError(f"{uri.safe}: a pinned --digest is required (--require-digest)")
     method = req.signature.method()  # usage errors before any network traffic
+    if req.compiled_digest:
+        if req.model_format not in COMPILED_FORMATS:
+            raise UsageError(f"--compiled-digest is for a compiled format ({', '.join(COMPILED_FORMATS)})")
+        req.compiled_digest = check_digest(req.compiled_digest)
+    compiled: Compiled | None = None
     cache = _open_cache(req.cache) if req.cache and pinned else None
     if req.cache and not pinned:
         log("no --digest given: the cache is not used (it is keyed by pinned digests)")
@@ -107,9 +119,16 @@ def run_fetch(req: FetchRequest) -> FetchResult:
                     cache.insert(pinned, staging.tree, got)
                 except OSError as e:  # a full or read-only cache costs the next start a download, nothing more
                     log(f"could not add {pinned} to the cache ({type(e).__name__}: {e})")
+        if req.model_format in COMPILED_FORMATS:
+            try:
+                compiled = compile_into(staging.tree, files, req.model_format, req.compiled_digest, uri.safe)
+            except LoaderError as e:  # the artifact was fetched and verified: the validation's result says so
+                e.artifact = {"digest": digest, "sizeBytes": size}
+                raise
+            log(f"compiled {compiled.source} to {compiled.model} ({compiled.digest}) in {compiled.seconds:.3f}s")
         staging.publish()
     log(f"published {uri.safe} ({digest}) at {req.dest}")
-    return FetchResult(uri.safe, digest, size, kind, files, method, hit, time.monotonic() - start)
+    return FetchResult(uri.safe, digest, size, kind, files, method, hit, time.monotonic() - start, compiled)
 
 
 def _open_cache(root: Path) -> Cache | None:

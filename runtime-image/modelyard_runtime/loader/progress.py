@@ -7,6 +7,8 @@ import threading
 import time
 from typing import TextIO
 
+from modelyard_runtime import logs
+
 
 def human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -49,7 +51,10 @@ class Progress:
         pct = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
         total = f" / {human(self.total)}" if self.total else ""
         word = "fetched" if final else "fetching"
-        self._stream.write(
-            f"modelyard-loader: {word} {self.label}: {human(self.done)}{total}{pct} at {human(rate)}/s\n"
+        logs.line(
+            "modelyard-loader",
+            f"{word} {self.label}: {human(self.done)}{total}{pct} at {human(rate)}/s",
+            stream=self._stream,
+            bytes=self.done,
+            total_bytes=self.total,
         )
-        self._stream.flush()

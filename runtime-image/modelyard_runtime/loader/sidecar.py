@@ -3,8 +3,9 @@
 It first fetches ``--uri`` into ``--dest`` when given (the version the pod was rendered for), then serves a
 small JSON API on a loopback address only (other containers of the pod can reach it, nothing outside):
 
-- ``POST /fetch`` ``{"uri", "digest", "model", "version", "signature"?}`` → fetches, verifies and publishes
-  into ``<repository>/<model>/<version>/`` atomically; answers ``200`` with the fetch result, or an error
+- ``POST /fetch`` ``{"uri", "digest", "model", "version", "signature"?, "format"?, "compiledDigest"?}`` → fetches,
+  verifies (``format``: onnx, the default, tensorrt or pmml, compiled and checked against ``compiledDigest``) and
+  publishes into ``<repository>/<model>/<version>/`` atomically; answers ``200`` with the fetch result, or an error
   object ``{"ok": false, "reason", "message"}`` with 400 (bad request), 409 (unsafe content, digest or
   signature failure) or 502 (the store failed). Requests for the same model/version are serialized; a
   version already published with the same digest is answered without fetching again.
@@ -34,7 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from modelyard_runtime.loader.cli import request_from_args
+from modelyard_runtime.loader.cli import FORMATS, request_from_args
 from modelyard_runtime.loader.errors import (
     EXIT_USAGE,
     FetchError,
@@ -86,6 +87,12 @@ class Sidecar:
             if not isinstance(signature, str):
                 raise UsageError("signature must be a URI")
             req.signature.uri = signature
+        model_format, compiled = body.get("format", "onnx"), body.get("compiledDigest")
+        if model_format not in FORMATS:
+            raise UsageError(f"format must be one of {', '.join(FORMATS)}, not {model_format!r}")
+        if compiled is not None and not isinstance(compiled, str):
+            raise UsageError("compiledDigest must be a string (sha256:<64 hex>)")
+        req.model_format, req.compiled_digest = model_format, compiled or None
         return req
 
     def fetch(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """``modelyard-loader validate``: what the operator's validation Job runs for a new ModelVersion.
 
 Fetch and verify exactly as ``fetch`` does, find the model the ModelVersion's ``format`` names (an ``.onnx`` file
-for ``onnx``, a ``.plan``/``.engine`` TensorRT plan for ``tensorrt``), load it once (an ONNX Runtime session on the
-CPU; a TensorRT engine on the node's GPU), measure how long that took, read the inputs and outputs, and write one
+for ``onnx``, a ``.plan``/``.engine`` TensorRT plan for ``tensorrt``, the ``model.onnx`` compiled from the PMML
+document for ``pmml``, whose digest the result records, a SavedModel's ``saved_model.pb`` for ``savedmodel``), load
+it once (an ONNX Runtime session on the CPU; a TensorRT engine on the node's GPU; the SavedModel's
+``serving_default`` signature with TensorFlow), measure how long that took, read the inputs and outputs, and write one
 compact JSON object to the termination-log path (what Kubernetes shows as the container's termination message,
 at most 4096 bytes) and to stdout. The shape is documented in docs/loader.md; the exit code is the loader's usual
 one, with 7 for a model that was verified but does not load (or holds no model of the format).
@@ -16,27 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from modelyard_runtime.loader.errors import LoaderError, ValidationError
+from modelyard_runtime.loader.errors import EngineUnavailableError, FormatMismatchError, LoaderError, ValidationError
 from modelyard_runtime.loader.pipeline import FetchRequest, run_fetch
 from modelyard_runtime.modelfile import ModelFileError, choose_model
 from modelyard_runtime.protocol.datatypes import from_onnx_type
 
 TERMINATION_LOG_LIMIT = 4096
-
-
-FORMATS = ("onnx", "tensorrt")
-
-
-class FormatMismatchError(ValidationError):
-    """The artifact holds no model of the ModelVersion's format."""
-
-    reason = "FormatMismatch"
-
-
-class EngineUnavailableError(ValidationError):
-    """This image cannot load the format (no TensorRT runtime or no GPU): say so rather than "does not load"."""
-
-    reason = "EngineUnavailable"
 
 
 def find_model(root: Path, files: list[str], model_format: str = "onnx") -> Path:
@@ -69,6 +56,37 @@ def load_plan_once(plan: Path) -> tuple[float, list[dict[str, Any]], list[dict[s
     tensors = ([t.to_json() for t in backend.inputs], [t.to_json() for t in backend.outputs])
     backend.close()
     return seconds, *tensors
+
+
+def load_savedmodel_once(
+    model: Path, signature: str = "serving_default"
+) -> tuple[float, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Load the SavedModel holding ``model`` (its saved_model.pb) with TensorFlow and read the signature's I/O."""
+    from modelyard_runtime.backends import BackendUnavailableError
+    from modelyard_runtime.backends.options import parse_backend_options
+
+    start = time.perf_counter()
+    try:
+        from modelyard_runtime.backends.tensorflow import TensorFlowBackend
+
+        options = parse_backend_options({"kind": "tensorflow", "signature": signature}, model_file=model)
+        backend = TensorFlowBackend(model, options)
+    except BackendUnavailableError as e:
+        raise EngineUnavailableError(f"{model.parent.name}: {e}") from None
+    except Exception as e:
+        raise ValidationError(f"{model.parent.name}: TensorFlow cannot load it: {str(e)[:500]}") from None
+    seconds = time.perf_counter() - start
+    tensors = ([t.to_json() for t in backend.inputs], [t.to_json() for t in backend.outputs])
+    backend.close()
+    return seconds, *tensors
+
+
+def _loader_for(model_format: str) -> Any:
+    if model_format == "tensorrt":
+        return load_plan_once
+    if model_format == "savedmodel":
+        return load_savedmodel_once
+    return load_once
 
 
 def _tensors(metas: list[Any]) -> list[dict[str, Any]]:
@@ -119,8 +137,12 @@ def run_validate(req: FetchRequest, termination_log: str, model_format: str = "o
         fetched = run_fetch(req)
         result["artifact"] = {"digest": fetched.digest, "sizeBytes": fetched.size}
         result["signature"] = {"verified": fetched.signature is not None, "method": fetched.signature}
-        model = find_model(req.dest, fetched.files, model_format)
-        seconds, inputs, outputs = load_plan_once(model) if model_format == "tensorrt" else load_once(model)
+        if fetched.compiled is not None:  # pmml: what the server serves is the compiled model
+            model = req.dest / fetched.compiled.model
+            result["compiled"] = fetched.compiled.as_dict()
+        else:
+            model = find_model(req.dest, fetched.files, model_format)
+        seconds, inputs, outputs = _loader_for(model_format)(model)
         result.update(
             format=model_format,
             ok=True,
@@ -133,6 +155,8 @@ def run_validate(req: FetchRequest, termination_log: str, model_format: str = "o
         )
     except LoaderError as e:
         result.update(reason=e.reason, message=str(e))
+        if e.artifact and "artifact" not in result:
+            result["artifact"] = e.artifact
         code = e.exit_code
     text = compact(result)
     try:

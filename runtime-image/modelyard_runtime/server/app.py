@@ -14,7 +14,8 @@ from modelyard_runtime.metrics import ServerMetrics
 from modelyard_runtime.server.admin import TokenFile, build_admin_app
 from modelyard_runtime.server.core import DataPlane
 from modelyard_runtime.server.grpc_service import build_server
-from modelyard_runtime.server.http import HttpSettings, build_app
+from modelyard_runtime.server.http import build_app
+from modelyard_runtime.server.httpcommon import HttpSettings
 from modelyard_runtime.server.limits import Admission
 from modelyard_runtime.server.preload import Preload
 
@@ -78,6 +79,7 @@ async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | No
         required=config.serve,
         version_configs=config.version_configs,
     )
+    plane.access.enabled = config.access_log
     admission = Admission(config.max_inflight_requests, config.max_buffered_bytes)
     settings = HttpSettings(admission, config.max_body_bytes, config.body_timeout_seconds)
     # keepalive_timeout: aiohttp closes a connection whose request headers are not complete this long after it
@@ -86,7 +88,12 @@ async def serve(config: ServerConfig, stop: asyncio.Event, preload: Preload | No
     admin = AdminListener(plane, config)
     await runner.setup()
     grpc_server = build_server(
-        plane, admission, max_receive_bytes=config.max_body_bytes, handshake_seconds=config.idle_timeout_seconds
+        plane,
+        admission,
+        max_receive_bytes=config.max_body_bytes,
+        handshake_seconds=config.idle_timeout_seconds,
+        max_age_seconds=config.grpc_max_connection_age_seconds,
+        age_grace_seconds=config.body_timeout_seconds,
     )
     try:
         await web.TCPSite(runner, config.host, config.http_port, reuse_address=True).start()

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelyard_runtime import logs
 from modelyard_runtime.config import parse_server_args
 from modelyard_runtime.server.preload import Preload
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = parse_server_args(argv)
+    logs.configure(config.log_format)
     if not config.model_repository.is_dir():
         sys.exit(f"modelyard-server: model repository {config.model_repository} is not a directory")
 

@@ -26,12 +26,20 @@ from modelyard_runtime.backends import Backend
 from modelyard_runtime.errors import BadRequestError, NotFoundError, UnavailableError, public_message
 from modelyard_runtime.metrics import ServerMetrics
 from modelyard_runtime.modelconfig import ModelConfig, WeightedPicker, overlay_version_config
+from modelyard_runtime.server.access import AccessLog
 from modelyard_runtime.server.batcher import Batcher, Outputs
 from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required, unserved
 from modelyard_runtime.server.repository import scan_repository, size_on_disk, version_key
-from modelyard_runtime.server.versions import LoadedModel, LoadError, batchable, open_version, tensor_settings
+from modelyard_runtime.server.versions import (
+    LoadedModel,
+    LoadError,
+    batchable,
+    open_version,
+    reported_memory,
+    tensor_settings,
+)
 from modelyard_runtime.server.view import RESCAN_SECONDS, RepositoryView
 
 __all__ = ["DataPlane", "LoadError", "LoadedModel", "open_version", "scan_repository", "version_key"]
@@ -63,6 +71,7 @@ class DataPlane:
         self._preload = preload
         self.required = list(required)  # what readiness needs (server.readiness); static: all loaded at start
         self.metrics = metrics
+        self.access = AccessLog()  # --access-log turns it on
         self.mode = mode
         self.memory_budget = memory_budget
         self.default_max_batch_size = max_batch_size
@@ -231,9 +240,9 @@ class DataPlane:
             loop = asyncio.get_running_loop()
             preloaded = self._preload.take(name, version) if self._preload is not None else None
             if preloaded is not None:
-                backend, seconds = await asyncio.wrap_future(preloaded)
+                backend, seconds, grown = await asyncio.wrap_future(preloaded)
             else:
-                backend, seconds = await loop.run_in_executor(
+                backend, seconds, grown = await loop.run_in_executor(
                     self._load_pool, open_version, name, version, path, config
                 )
             try:
@@ -250,10 +259,12 @@ class DataPlane:
         self._failures.pop((name, version), None)
         model = self._wrap(name, version, path, backend, config, seconds)
         model.labels = labels
+        model.measured_bytes = grown
         self.models.setdefault(name, {})[version] = model
         self.metrics.load_duration.labels(model=name, version=version).observe(seconds)
         self.metrics.loaded.labels(model=name, version=version).set(1)
-        self.metrics.memory.labels(model=name, version=version).set(model.memory_bytes)
+        memory = reported_memory(backend.platform, grown, model.memory_bytes)  # as measured (versions.py)
+        self.metrics.memory.labels(model=name, version=version).set(memory)
         batching = f", batching up to {model.max_batch_size}" if model.batcher else ""
         log.info("loaded %s version %s from %s in %.3fs%s", name, version, path, seconds, batching)
         if self.memory_budget is not None:
@@ -455,19 +466,46 @@ class DataPlane:
         output_names: list[str] | None,
         classes: Mapping[str, int] | None = None,
     ) -> Outputs:
-        """Validate and run one request (:func:`~modelyard_runtime.server.inference.run_inference`)."""
-        return await run_inference(model, inputs, datatypes, output_names, self._pool, classes)
+        """Validate and run one request (:func:`~modelyard_runtime.server.inference.run_inference`), counted in the
+        version's in-flight gauge meanwhile (for every API and binding)."""
+        inflight = model.metrics.inflight if model.metrics else None
+        if inflight is not None:
+            inflight.inc()
+        try:
+            return await run_inference(model, inputs, datatypes, output_names, self._pool, classes)
+        finally:
+            if inflight is not None:
+                inflight.dec()
 
     def count_request(
-        self, name: str, version: str, model: LoadedModel | None, protocol: str, code: int, seconds: float
+        self,
+        name: str,
+        version: str,
+        model: LoadedModel | None,
+        protocol: str,
+        code: int,
+        seconds: float,
+        *,
+        method: str = "",
+        request_bytes: int = 0,
+        peer: str = "",
     ) -> None:
-        """One finished inference request, for both bindings (``code`` is the HTTP status, also for gRPC)."""
+        """One finished inference request, for both bindings (``code`` is the HTTP status, also for gRPC): its
+        metrics, and its access-log line (``method`` is the HTTP method and path, or the gRPC method)."""
+        self.access.request(
+            protocol=protocol, method=method, model=name, version=version, status=code, seconds=seconds,
+            request_bytes=request_bytes, peer=peer,
+        )  # fmt: skip
         if model is None or model.metrics is None:
             self.metrics.count_request(*self.label_values(name, version), protocol, str(code))
             return
         model.metrics.request(protocol, str(code)).inc()
         if code == 200:
             model.metrics.duration.observe(seconds)
+
+    def count_rejected(self, protocol: str, reason: str) -> None:
+        """A request refused at the server's limits (server.limits): ``reason`` is the limit."""
+        self.metrics.rejected.labels(protocol, reason).inc()
 
     def label_values(self, name: str, version: str) -> tuple[str, str]:
         """The metric labels of a request that reached no loaded version: names and versions the repository does

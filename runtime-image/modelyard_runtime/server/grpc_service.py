@@ -44,6 +44,7 @@ from modelyard_runtime.server.limits import Admission, Ticket
 
 T = TypeVar("T")
 log = logging.getLogger("modelyard.server")
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"  # the RPC an access-log line names
 INTERNAL_MESSAGE = "internal error (the server log has the details)"
 # why each RPC of Triton's service that is not served here is not; each answers UNIMPLEMENTED, logged once
 _UNSERVED = {
@@ -108,10 +109,15 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
 
     def _admit(self, request: Any) -> Ticket:
         """A ticket holding the request's bytes (server.limits, shared with HTTP); TooManyRequestsError beyond."""
-        ticket = self.admission.enter()
+        try:
+            ticket = self.admission.enter()
+        except TooManyRequestsError as exc:
+            self.plane.count_rejected("grpc", exc.reason)
+            raise
         try:
             ticket.reserve(request.ByteSize())
-        except TooManyRequestsError:
+        except TooManyRequestsError as exc:
+            self.plane.count_rejected("grpc", exc.reason)
             ticket.close()
             raise
         return ticket
@@ -215,11 +221,15 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
             nonlocal counted
             counted = True
             version = model.version if model is not None else request.model_version or ""
-            plane.count_request(request.model_name, version, model, "grpc", code, time.perf_counter() - started)
+            plane.count_request(
+                request.model_name, version, model, "grpc", code, time.perf_counter() - started,
+                method=MODEL_INFER, request_bytes=request.ByteSize(), peer=context.peer() or "",
+            )  # fmt: skip
 
         try:
             ticket = self._admit(request)
-        except TooManyRequestsError as exc:  # refused before any work, like HTTP's 429: not counted as a request
+        except TooManyRequestsError as exc:  # refused before any work, like HTTP's 429
+            count(exc.code.http)
             await context.abort(grpc.StatusCode[exc.code.grpc], exc.message)
             raise
         try:
@@ -231,14 +241,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
                 inputs, datatypes = decode_inputs(request)
                 names = [o.name for o in request.outputs] or None
                 classes = requested_classes(request)
-                inflight = model.metrics.inflight if model.metrics else None
-                if inflight is not None:
-                    inflight.inc()
-                try:
-                    outputs = await plane.infer(model, inputs, datatypes, names, classes)
-                finally:
-                    if inflight is not None:
-                        inflight.dec()
+                outputs = await plane.infer(model, inputs, datatypes, names, classes)
             response = service_pb2.ModelInferResponse(model_name=model.name, model_version=model.version, id=request.id)
             for name, array in outputs.items():
                 response.outputs.add(name=name, datatype=protocol_datatype(array.dtype), shape=list(array.shape))
@@ -283,18 +286,29 @@ for _method in dir(service_pb2_grpc.GRPCInferenceServiceServicer):
 
 
 def build_server(
-    plane: DataPlane, admission: Admission, *, max_receive_bytes: int, handshake_seconds: float = 30.0
+    plane: DataPlane,
+    admission: Admission,
+    *,
+    max_receive_bytes: int,
+    handshake_seconds: float = 30.0,
+    max_age_seconds: float = 300.0,
+    age_grace_seconds: float = 60.0,
 ) -> grpc.aio.Server:
     """A gRPC server with raised message limits (the library's default receive limit is 4 MiB).
 
     The library itself refuses calls beyond ``admission.max_requests`` (RESOURCE_EXHAUSTED) and closes connections
     that do not finish their handshake within ``handshake_seconds``; the cap shared with HTTP and the buffered bytes
-    are :class:`Admission`'s, applied once a message has arrived."""
+    are :class:`Admission`'s, applied once a message has arrived. gRPC has no deadline for a message that trickles
+    in, so a connection gets GOAWAY ``max_age_seconds`` after it opened (a client opens a new one for its next
+    calls, which also spreads clients over a Service's pods as they scale) and is closed ``age_grace_seconds`` after
+    that with whatever is still unfinished on it."""
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_receive_bytes),
             ("grpc.max_send_message_length", 2**31 - 1),
             ("grpc.server_handshake_timeout_ms", int(handshake_seconds * 1000)),
+            ("grpc.max_connection_age_ms", int(max_age_seconds * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(age_grace_seconds * 1000)),
         ],
         maximum_concurrent_rpcs=admission.max_requests,
     )

@@ -2,42 +2,42 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modelyard_runtime import __version__
-from modelyard_runtime.errors import Code, ForbiddenError, NotFoundError, ServingError, public_message
+from modelyard_runtime.errors import (
+    Code,
+    ForbiddenError,
+    NotFoundError,
+    ServingError,
+    TooManyRequestsError,
+    public_message,
+)
 from modelyard_runtime.protocol.checks import SHARED_MEMORY, check_header_length
 from modelyard_runtime.protocol.rest import HEADER_LENGTH, build_infer_response, flag, json_object, parse_infer_request
-from modelyard_runtime.server import body
-from modelyard_runtime.server.core import EXTENSIONS, DataPlane, LoadedModel
-from modelyard_runtime.server.limits import Admission, Ticket
+from modelyard_runtime.server import tfserving
+from modelyard_runtime.server.core import EXTENSIONS, DataPlane
+from modelyard_runtime.server.httpcommon import (
+    PLANE,
+    SETTINGS,
+    TICKET,
+    Counted,
+    HttpSettings,
+    access_method,
+    read_body,
+)
 from modelyard_runtime.server.openapi import document as openapi_document
 
 log = logging.getLogger("modelyard.server")
-PLANE: web.AppKey[DataPlane] = web.AppKey("plane", DataPlane)
-TICKET: web.RequestKey[Ticket] = web.RequestKey("ticket", Ticket)  # the request's share of the server's limits
 UNLIMITED = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})  # probes must answer under load too
 ADMIN_ONLY = (
     "the repository API's load and unload are not served on the inference ports; "
     "use the admin API (modelyard-server --admin-port, on loopback by default)"
 )
-
-
-@dataclass(frozen=True)
-class HttpSettings:
-    admission: Admission
-    max_body_bytes: int = 64 * 2**20
-    body_timeout_seconds: float = 60.0
-
-
-SETTINGS: web.AppKey[HttpSettings] = web.AppKey("settings", HttpSettings)
 
 
 def error(code: Code, message: str) -> web.Response:
@@ -79,12 +79,30 @@ async def admit(request: web.Request, handler: Handler) -> web.StreamResponse:
     beyond the server's caps, and its bytes given back however it ends."""
     if request.path in UNLIMITED:
         return await handler(request)
-    with request.app[SETTINGS].admission.enter() as ticket:
+    plane = request.app[PLANE]
+    inference = _INFERENCE.get(request.match_info.route.handler)  # the metrics' protocol of an inference route
+    try:
+        ticket = request.app[SETTINGS].admission.enter()
+    except TooManyRequestsError as exc:  # refused before its handler runs: an inference request is counted here
+        plane.count_rejected(inference or "http", exc.reason)
+        if inference is not None:
+            model, version = _name(request)
+            plane.count_request(
+                model, version or "", None, inference, exc.code.http, 0.0,
+                method=access_method(request), request_bytes=request.content_length or 0, peer=request.remote or "",
+            )  # fmt: skip
+        raise
+    with ticket:
         request[TICKET] = ticket
-        return await handler(request)
+        try:
+            return await handler(request)
+        except TooManyRequestsError as exc:  # its body would pass the buffered-bytes cap (counted by the handler)
+            plane.count_rejected(inference or "http", exc.reason)
+            raise
 
 
 def _name(request: web.Request) -> tuple[str, str | None]:
+    """The model and version a request names (TF Serving's routes name them alike)."""
     return request.match_info["model"], request.match_info.get("version") or None
 
 
@@ -122,15 +140,6 @@ async def model_stats(request: web.Request) -> web.Response:
     return web.json_response({"model_stats": request.app[PLANE].statistics(name, request.match_info.get("version"))})
 
 
-async def read_body(request: web.Request) -> bytes:
-    """The decoded body, within the deadline, the size limit and the server's buffered-bytes cap
-    (:func:`~modelyard_runtime.server.body.read_body`)."""
-    settings = request.app[SETTINGS]
-    return await body.read_body(
-        request, request[TICKET], limit=settings.max_body_bytes, seconds=settings.body_timeout_seconds
-    )
-
-
 async def repository_index(request: web.Request) -> web.Response:
     doc = json_object(await read_body(request))
     return web.json_response(request.app[PLANE].index(ready_only=flag(doc.get("ready", False), "'ready'")))
@@ -161,43 +170,25 @@ async def unserved_trace(request: web.Request) -> web.Response:
 
 async def infer(request: web.Request) -> web.Response:
     plane = request.app[PLANE]
-    started = time.perf_counter()
     model_name, version = _name(request)
-    model: LoadedModel | None = None
-    status = Code.INTERNAL.http
-    try:
+    with Counted(request, model_name, version, "http") as count:
         header_length = check_header_length(request.headers.get(HEADER_LENGTH))
         body = await read_body(request)
+        count.size = len(body)
         async with plane.use(model_name, version) as model:
+            count.model = model
             parsed = parse_infer_request(body, header_length)
-            inflight = model.metrics.inflight if model.metrics else None
-            if inflight is not None:
-                inflight.inc()
-            try:
-                names = [o.name for o in parsed.outputs] if parsed.outputs else None
-                classes = {o.name: o.class_count for o in parsed.outputs or ()}
-                outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names, classes)
-            finally:
-                if inflight is not None:
-                    inflight.dec()
+            names = [o.name for o in parsed.outputs] if parsed.outputs else None
+            classes = {o.name: o.class_count for o in parsed.outputs or ()}
+            outputs = await plane.infer(model, parsed.inputs, parsed.datatypes, names, classes)
         payload, json_length = build_infer_response(model.name, model.version, parsed, outputs)
         headers = {HEADER_LENGTH: str(json_length)} if json_length is not None else {}
         content_type = "application/octet-stream" if json_length is not None else "application/json"
-        response = web.Response(body=payload, headers=headers, content_type=content_type)
-        status = 200
-        return response
-    except ServingError as exc:
-        status = exc.code.http
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:  # the client went away: not the server's failure
-        status = Code.CANCELLED.http
-        raise
-    finally:
-        label_version = model.version if model is not None else version or ""
-        plane.count_request(model_name, label_version, model, "http", status, time.perf_counter() - started)
+        # a client that went away while its request ran gets nothing: counted 499 (nginx's "client closed request")
+        return web.Response(body=payload, headers=headers, content_type=content_type)
+
+
+_INFERENCE: dict[object, str] = {infer: "http", tfserving.predict: "tfserving"}
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -237,4 +228,5 @@ def build_app(plane: DataPlane, settings: HttpSettings) -> web.Application:
     r.add_route("*", "/v2/models/{model}/trace/setting", unserved_trace)
     r.add_post("/v2/repository/models/{model}/load", admin_only)
     r.add_post("/v2/repository/models/{model}/unload", admin_only)
+    tfserving.add_routes(r)
     return app

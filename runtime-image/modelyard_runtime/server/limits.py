@@ -53,7 +53,8 @@ class Ticket:
             admission.refused += 1
             raise TooManyRequestsError(
                 f"server busy: {admission.bytes} bytes of requests buffered, {count} more would pass the limit of "
-                f"{admission.max_bytes}; retry later"
+                f"{admission.max_bytes}; retry later",
+                reason="buffered_bytes",
             )
         admission.bytes += count
         self.bytes += count

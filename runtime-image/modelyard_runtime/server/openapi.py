@@ -2,8 +2,9 @@
 
 It describes the Open Inference Protocol's REST endpoints (KServe V2: health, metadata, inference) with Triton's
 extensions this server implements (binary tensor data, classification, model configuration, statistics, the
-repository index), as this server answers them: every status code it can give and the body of each. The fuzz tier
-(``tests/fuzz``) runs schemathesis against the served document.
+repository index), and TensorFlow Serving's REST API (``/v1/models/...``, :mod:`.tfserving`), as this server
+answers them: every status code it can give and the body of each. The fuzz tier (``tests/fuzz``) runs schemathesis
+against the served document.
 """
 
 from __future__ import annotations
@@ -43,10 +44,11 @@ def _errors(*codes: str) -> dict[str, Any]:
     return {code: _error(_ERRORS[code]) for code in codes}
 
 
-def _model_params(versioned: bool) -> list[dict[str, Any]]:
-    params = [{"name": "model", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}]
+def _model_params(versioned: bool, pattern: str | None = None) -> list[dict[str, Any]]:
+    schema: dict[str, Any] = {"type": "string", "minLength": 1, **({"pattern": pattern} if pattern else {})}
+    params = [{"name": "model", "in": "path", "required": True, "schema": schema}]
     if versioned:
-        params.append({"name": "version", "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}})
+        params.append({"name": "version", "in": "path", "required": True, "schema": schema})
     return params
 
 
@@ -231,6 +233,126 @@ def _model_paths(versioned: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+_TF_SCHEMAS: dict[str, Any] = {
+    "TfModelStatus": {
+        "type": "object",
+        "required": ["model_version_status"],
+        "properties": {
+            "model_version_status": {
+                "type": "array",
+                "minItems": 1,
+                "items": {
+                    "type": "object",
+                    "required": ["version", "state", "status"],
+                    "properties": {
+                        "version": {"type": "string"},
+                        "state": {"type": "string", "enum": ["START", "LOADING", "AVAILABLE", "UNLOADING", "END"]},
+                        "status": {
+                            "type": "object",
+                            "required": ["error_code", "error_message"],
+                            "properties": {"error_code": {"type": "string"}, "error_message": {"type": "string"}},
+                        },
+                    },
+                },
+            }
+        },
+    },
+    "TfModelMetadata": {
+        "type": "object",
+        "required": ["model_spec", "metadata"],
+        "properties": {
+            "model_spec": {
+                "type": "object",
+                "required": ["name", "signature_name", "version"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "signature_name": {"type": "string"},
+                    "version": {"type": "string"},
+                },
+            },
+            "metadata": {
+                "type": "object",
+                "required": ["signature_def"],
+                "properties": {
+                    "signature_def": {
+                        "type": "object",
+                        "required": ["signature_def"],
+                        "properties": {"signature_def": {"type": "object", "required": ["serving_default"]}},
+                    }
+                },
+            },
+        },
+    },
+    "TfPredictRequest": {
+        "description": "row format (instances: one item per batch row) or columnar format (inputs), not both",
+        "type": "object",
+        "properties": {
+            "signature_name": {"type": "string", "description": "serving_default (the only signature), or absent"},
+            "instances": {"type": "array", "minItems": 1},
+            "inputs": {"description": "a tensor (one input), or an object keyed by input name"},
+        },
+    },
+    "TfPredictResponse": {
+        "description": "predictions (row format) or outputs (columnar format), as the request",
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {"predictions": {"type": "array"}, "outputs": {}},
+    },
+}
+
+
+def _tf_paths() -> dict[str, Any]:
+    """TensorFlow Serving's REST API (server.tfserving)."""
+    label = {"name": "label", "in": "path", "required": True, "schema": {"type": "string", "pattern": "^[^/:]+$"}}
+    body = {"required": True, "content": {_JSON: {"schema": _ref("TfPredictRequest")}}}
+    paths: dict[str, Any] = {}
+    for versioned in (False, True):
+        base = "/v1/models/{model}" + ("/versions/{version}" if versioned else "")
+        params = _model_params(versioned, pattern="^[^/:]+$")
+        paths[base] = {
+            "get": {
+                "summary": "TF Serving: model status",
+                "parameters": params,
+                "responses": {"200": _ok(_ref("TfModelStatus")), **_errors("404", "429")},
+            }
+        }
+        paths[base + "/metadata"] = {
+            "get": {
+                "summary": "TF Serving: model metadata (signature_def)",
+                "parameters": params,
+                "responses": {"200": _ok(_ref("TfModelMetadata")), **_errors("404", "429", "503")},
+            }
+        }
+        paths[base + ":predict"] = {
+            "post": {
+                "summary": "TF Serving: predict",
+                "parameters": params,
+                "requestBody": body,
+                "responses": {"200": _ok(_ref("TfPredictResponse")), **_errors(*_BUSY, "404", "500", "503")},
+            }
+        }
+        for method in ("classify", "regress"):
+            paths[f"{base}:{method}"] = {
+                "post": {
+                    "summary": f"TF Serving: {method}, unsupported (no model has a {method} signature): 400",
+                    "parameters": params,
+                    "requestBody": {"required": False, "content": {_JSON: {"schema": {"type": "object"}}}},
+                    "responses": {**_errors("400", "404", "429")},
+                }
+            }
+    labelled = "/v1/models/{model}/labels/{label}"
+    refused = {"responses": _errors("400", "404", "429")}  # 404: a label with ':' or '/' names no route
+    paths[labelled] = {
+        "get": {
+            "summary": "TF Serving: version labels, unsupported: 400",
+            "parameters": [*_model_params(False, pattern="^[^/:]+$"), label],
+            **refused,
+        }
+    }
+    return paths  # fmt: skip
+
+
 def document(server_version: str) -> dict[str, Any]:
     """The OpenAPI document (a new dict on each call)."""
     refused = {"summary": "load/unload: served on the admin port only",
@@ -258,6 +380,7 @@ def document(server_version: str) -> dict[str, Any]:
             "description": "text exposition format", "content": {"text/plain": {"schema": {"type": "string"}}}}}}},
         "/v2/openapi.json": {"get": {"summary": "this document", "responses": {
             "200": _ok({"type": "object"}), **_errors("429")}}},
+        **_tf_paths(),
     }  # fmt: skip
     return {
         "openapi": "3.0.3",
@@ -265,9 +388,9 @@ def document(server_version: str) -> dict[str, Any]:
             "title": "modelyard-server inference API",
             "version": server_version,
             "description": "The Open Inference Protocol (KServe V2) REST API with Triton's binary tensor data, "
-            "classification, model configuration, statistics and repository index extensions. Errors are "
-            '{"error": "..."}. See docs/server.md.',
+            "classification, model configuration, statistics and repository index extensions, and TensorFlow "
+            'Serving\'s REST API (/v1/models). Errors are {"error": "..."}. See docs/server.md.',
         },
         "paths": paths,
-        "components": {"schemas": _SCHEMAS},
+        "components": {"schemas": {**_SCHEMAS, **_TF_SCHEMAS}},
     }

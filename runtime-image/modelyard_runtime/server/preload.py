@@ -33,7 +33,7 @@ class Preload:
         return self
 
     def take(self, name: str, version: str) -> Future[Any] | None:
-        """The future of ``(backend, seconds)`` for a version, once; None when it was not preloaded."""
+        """The future of ``(backend, seconds, grown bytes)`` for a version, once; None when it was not preloaded."""
         self.scanned.wait()
         return self.futures.pop((name, version), None)
 

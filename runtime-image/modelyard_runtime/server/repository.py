@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modelyard_runtime.modelfile import PLAN_SUFFIXES, ModelFileError, choose_onnx, choose_plan
+from modelyard_runtime.modelfile import (
+    PLAN_SUFFIXES,
+    SAVED_MODEL_PB,
+    ModelFileError,
+    choose_onnx,
+    choose_plan,
+    choose_savedmodel,
+)
 
-MODEL_FILES = ("model.onnx", "model.plan")
+MODEL_FILES = ("model.onnx", "model.plan", f"model.savedmodel/{SAVED_MODEL_PB}", SAVED_MODEL_PB)
 
 
 def version_key(version: str) -> tuple[int, int | str]:
@@ -28,7 +35,8 @@ def _model_files(version_dir: Path, suffixes: tuple[str, ...] = (".onnx",)) -> l
 
 
 def model_file(version_dir: Path) -> Path | None:
-    """``model.onnx`` or ``model.plan``, else what the validator (``modelyard-loader validate``) loads, by the
+    """``model.onnx``, ``model.plan`` or a SavedModel's ``saved_model.pb`` (in ``model.savedmodel/``, Triton's
+    name, or in the version folder itself), else what the validator (``modelyard-loader validate``) loads, by the
     same function (:func:`modelyard_runtime.modelfile.choose_onnx`). The loader publishes a single-file artifact
     under its URI's file name (``.../adder-v1.onnx``) and extracts archives as they are laid out, so the server
     must find exactly the file that passed validation."""
@@ -42,11 +50,16 @@ def model_file(version_dir: Path) -> Path | None:
     try:  # a TensorRT plan published under its own name (format tensorrt)
         return version_dir / choose_plan(_model_files(version_dir, PLAN_SUFFIXES))
     except ModelFileError:
+        pass
+    try:  # a SavedModel in a folder of another name (format savedmodel): its saved_model.pb
+        return version_dir / choose_savedmodel(_model_files(version_dir, (".pb",)))
+    except ModelFileError:
         return None
 
 
 def scan_repository(root: Path) -> dict[str, dict[str, Path]]:
-    """``root/<model>/<version>/model.onnx`` (or ``model.plan``, or one other ``.onnx``) → {model: {version: path}}."""
+    """``root/<model>/<version>/model.onnx`` (or ``model.plan``, a SavedModel's ``saved_model.pb``, or one other
+    ``.onnx``) → {model: {version: path}}."""
     found: dict[str, dict[str, Path]] = {}
     if not root.is_dir():
         return found

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -139,9 +140,31 @@ def tensor_settings(backend: Backend, config: ModelConfig, folders: Sequence[Pat
     return labels
 
 
-def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float]:
-    """Open a version's backend and warm it up (blocking: run it off the event loop); returns it and the seconds."""
+def resident_bytes() -> int | None:
+    """The process's resident set size now (Linux's /proc/self/statm); None where there is no such file."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def reported_memory(platform: str, grown: int | None, backend_bytes: int) -> int:
+    """``modelyard_model_memory_bytes`` of a version: the RSS growth while it opened (:func:`open_version`), except
+    for a TensorRT engine, whose memory is on the GPU, where the engine's own figure (plan plus the context's device
+    memory) is reported; the backend's figure (the file's size for ONNX) where RSS cannot be read."""
+    if platform == "tensorrt_plan" or grown is None:
+        return backend_bytes
+    return grown
+
+
+def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tuple[Backend, float, int | None]:
+    """Open a version's backend and warm it up (blocking: run it off the event loop); returns it, the seconds, and
+    the bytes the process's resident set grew by meanwhile (the version's memory as measured; None where RSS cannot
+    be read). Loads that overlap (a preload beside the web stack's imports, parallel loads) each count the growth
+    of the overlap: an upper bound then."""
     started = time.perf_counter()
+    before = resident_bytes()
     backend = _open_backend(path, config)
     if config.warmup_samples:
         try:
@@ -159,7 +182,9 @@ def open_version(name: str, version: str, path: Path, config: ModelConfig) -> tu
             log.warning("warm-up of %s version %s failed (set warmup: false to skip it): %s", name, version, exc)
         else:
             log.info("warmed up %s version %s with %d inference(s)", name, version, config.warmup_runs)
-    return backend, time.perf_counter() - started
+    after = resident_bytes()
+    grown = max(after - before, 0) if after is not None and before is not None else None
+    return backend, time.perf_counter() - started, grown
 
 
 @dataclass(eq=False)
@@ -180,6 +205,7 @@ class LoadedModel:
     metrics: VersionMetrics | None = None  # bound when the data plane wraps the version
     compute_ewma_ns: int = INLINE_BELOW_NS  # starts in the pool until a few runs show the model is small
     labels: dict[str, list[str]] = field(default_factory=dict)  # output -> class labels (classification extension)
+    measured_bytes: int | None = None  # RSS growth while it opened (open_version); None: not measurable here
 
     @property
     def memory_bytes(self) -> int:

@@ -1,0 +1,115 @@
+"""A TensorFlow SavedModel (``format: savedmodel``, engine ``tensorflow``) on the real node: the operator installed by
+the chart picks the runtime-tf image for the version's validation Job and its model pod, the Job loads the SavedModel
+with TensorFlow and records its signature, and the pod's answers to tritonclient equal TensorFlow's own in this
+process."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import io
+import json
+import os
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+
+from devcluster import DevCluster
+from realnode import GATEWAY, PLACEMENT
+
+from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+
+pytestmark = pytest.mark.timeout(600)
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+tf: Any = importlib.import_module("tensorflow")  # the dev extra installs it (no type stubs: Any)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
+    with dev_cluster(tmp_path_factory.mktemp("savedmodel"), crds=False, nodes=False, real_node=True) as cl:
+        cl.push_images(["modelyard-operator", "modelyard-runtime", "modelyard-runtime-tf"])
+        yield cl
+
+
+@pytest.fixture(scope="module")
+def kube(cluster: DevCluster) -> Kubectl:
+    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
+
+
+@pytest.fixture(scope="module")
+def ns(kube: Kubectl) -> Iterator[str]:
+    with temp_namespace(kube, "tf") as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: DevCluster, ns: str) -> None:
+    cluster.install_chart(
+        {"operator.watchNamespaces": "{" + ns + "}", "operator.loaderAllowHosts": "{" + GATEWAY + "}"}
+    )
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
+    """A Keras dense model exported as a SavedModel, as the archive ``model.savedmodel/...`` served over HTTP:
+    (URL, digest, the SavedModel folder here)."""
+    root = tmp_path_factory.mktemp("savedmodel-artifacts")
+    tf.keras.utils.set_random_seed(3)
+    model = tf.keras.Sequential(
+        [tf.keras.Input((4,), name="x"), tf.keras.layers.Dense(8, activation="tanh"), tf.keras.layers.Dense(2)]
+    )
+    saved = root / "model.savedmodel"
+    model.export(str(saved), verbose=False)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        archive.add(saved, arcname="model.savedmodel")
+    (root / "dense.tar.gz").write_bytes(buffer.getvalue())
+    digest = "sha256:" + hashlib.sha256(buffer.getvalue()).hexdigest()
+    with serve_directory(root) as port:
+        yield f"http://{GATEWAY}:{port}/dense.tar.gz", digest, saved
+
+
+def apply(kube: Kubectl, ns: str, obj: dict[str, Any]) -> None:
+    kube.run("apply", "-n", ns, "-f", "-", stdin=json.dumps(obj))
+
+
+def phase(kube: Kubectl, kind: str, name: str, ns: str, wanted: str) -> dict[str, Any] | None:
+    obj = kube.get(kind, name, ns)
+    return obj if obj and (obj.get("status") or {}).get("phase") == wanted else None
+
+
+def test_a_savedmodel_is_validated_and_served_by_the_runtime_tf_image_as_tensorflow_computes_it(
+    cluster: DevCluster, kube: Kubectl, ns: str, operator: None, artifact: tuple[str, str, Path]
+) -> None:
+    uri, digest, saved = artifact
+    mv = {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelVersion", "metadata": {"name": "dense-1"},
+          "spec": {"model": "dense", "version": "1", "format": "savedmodel", "runtime": {"engine": "tensorflow"},
+                   "artifact": {"uri": uri, "digest": digest}}}  # fmt: skip
+    apply(kube, ns, mv)
+    ready = wait_for(lambda: phase(kube, "modelversion", "dense-1", ns, "Ready"), timeout=240, what="dense-1 Ready")
+    assert [(t["name"], t["datatype"]) for t in ready["status"]["signature"]["inputs"]] == [("x", "FP32")]
+    (job_pod,) = kube.get("pods", namespace=ns, labels="modelyard.dev/validates=dense-1")["items"]
+    assert job_pod["spec"]["containers"][0]["image"] == cluster.image("modelyard-runtime-tf")
+    md = {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "dense"},
+          "spec": {"model": "dense", "version": "1", "replicas": 1, "placement": PLACEMENT,
+                   "resources": {"requests": {"cpu": "100m"}}}}  # fmt: skip
+    apply(kube, ns, md)
+    wait_for(lambda: phase(kube, "modeldeployment", "dense", ns, "Healthy"), timeout=240, what="dense Healthy")
+    (pod,) = kube.get("pods", namespace=ns, labels="app.kubernetes.io/instance=dense")["items"]
+    assert {c["image"] for c in pod["spec"]["containers"]} == {cluster.image("modelyard-runtime-tf")}
+    x = np.random.default_rng(5).normal(size=(6, 4)).astype(np.float32)
+    client = httpclient.InferenceServerClient(f"{pod['status']['podIP']}:8080", connection_timeout=5)
+    tensor = httpclient.InferInput("x", list(x.shape), "FP32")
+    tensor.set_data_from_numpy(x)
+    answer = client.infer("dense", [tensor])
+    (name,) = [o["name"] for o in answer.get_response()["outputs"]]
+    expected = tf.saved_model.load(str(saved)).signatures["serving_default"](x=tf.constant(x))
+    (want,) = [v.numpy() for v in expected.values()]
+    np.testing.assert_allclose(answer.as_numpy(name), want, rtol=0, atol=1e-6)
+    assert client.get_model_metadata("dense")["platform"] == "tensorflow_savedmodel"
