@@ -138,6 +138,9 @@ bench-runtime: $(STAMP) ## benchmark the server (batching off and on) vs ORT in-
 bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)
 	$(PY) benchmarks/loader/bench.py $(BENCH_ARGS)
 
+bench-build: $(STAMP) ## benchmark modelyard-build's transforms: int8 (dynamic, static), float16, pruning vs FP32 (~1 min; not part of test)
+	$(PY) benchmarks/build/bench.py $(BENCH_ARGS)
+
 bench-operator: $(STAMP) controlplane ## benchmark the operator at 1,000 ModelDeployments vs raw API writes (~11 min; not part of test)
 	$(PY) benchmarks/operator/bench.py $(BENCH_ARGS)
 

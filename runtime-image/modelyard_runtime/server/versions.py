@@ -3,7 +3,6 @@ of a request's inputs against its signature."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -20,7 +19,8 @@ from modelyard_runtime.backends.options import parse_backend_options
 from modelyard_runtime.metrics import VersionMetrics
 from modelyard_runtime.modelconfig import ModelConfig
 from modelyard_runtime.protocol.checks import check_inputs
-from modelyard_runtime.protocol.datatypes import DatatypeError, array_from_values, numpy_dtype
+from modelyard_runtime.protocol.datatypes import numpy_dtype
+from modelyard_runtime.samples import read_samples
 from modelyard_runtime.server.batcher import INLINE_BELOW_NS, Batcher, Outputs, Timing
 from modelyard_runtime.server.stats import ModelStats
 
@@ -52,49 +52,10 @@ def _warmup_inputs(backend: Backend) -> dict[str, npt.NDArray[Any]]:
     return inputs
 
 
-MAX_SAMPLES_BYTES = 16 << 20
-
-
-def _samples_file(where: Path) -> Path:
-    """``where`` itself, or the one ``.json`` file in the folder the loader published it into."""
-    if not where.is_dir():
-        return where
-    found = sorted(p for p in where.iterdir() if p.is_file() and p.suffix.lower() == ".json")
-    if len(found) != 1:
-        raise ValueError(f"warm-up samples: expected one .json file in {where}, found {len(found)}")
-    return found[0]
-
-
 def load_samples(where: Path, backend: Backend) -> list[dict[str, npt.NDArray[Any]]]:
-    """Warm-up inputs from a JSON file: one Open Inference Protocol request body (``{"inputs": [...]}``), a list of
-    them, or ``{"requests": [...]}``; each must give every input of the model. ValueError naming the sample."""
-    file = _samples_file(where)
-    if file.stat().st_size > MAX_SAMPLES_BYTES:
-        raise ValueError(f"warm-up samples: {file.name} is larger than {MAX_SAMPLES_BYTES} bytes")
-    document = json.loads(file.read_text())
-    if isinstance(document, dict) and "requests" in document:
-        document = document["requests"]
-    requests = document if isinstance(document, list) else [document]
-    wanted = {t.name for t in backend.inputs}
-    samples: list[dict[str, npt.NDArray[Any]]] = []
-    for i, request in enumerate(requests):
-        tensors = request.get("inputs") if isinstance(request, dict) else None
-        if not isinstance(tensors, list):
-            raise ValueError(f"warm-up sample {i}: expected an object with an inputs list")
-        sample: dict[str, npt.NDArray[Any]] = {}
-        for t in tensors:
-            if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-                raise ValueError(f"warm-up sample {i}: each input needs a name, datatype, shape and data")
-            try:
-                sample[t["name"]] = array_from_values(t.get("data"), str(t.get("datatype")), list(t.get("shape") or []))
-            except (DatatypeError, TypeError) as exc:
-                raise ValueError(f"warm-up sample {i}, input {t['name']!r}: {exc}") from None
-        if set(sample) != wanted:
-            raise ValueError(f"warm-up sample {i}: has inputs {sorted(sample)}, the model takes {sorted(wanted)}")
-        samples.append(sample)
-    if not samples:
-        raise ValueError(f"warm-up samples: {file.name} holds no request")
-    return samples
+    """Warm-up inputs from a JSON file of request bodies (:mod:`modelyard_runtime.samples`); ValueError naming the
+    sample at fault."""
+    return read_samples(where, (t.name for t in backend.inputs))
 
 
 def _warm_up_with_samples(name: str, version: str, backend: Backend, config: ModelConfig) -> None:

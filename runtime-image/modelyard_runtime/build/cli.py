@@ -1,0 +1,167 @@
+"""``modelyard-build``: derive an optimized model from a parent model on local files.
+
+    modelyard-build --parent model.onnx --out int8.onnx -t 'quantize: {mode: dynamic}' --gate 'top1Agreement: 0.99'
+    modelyard-build --parent model.onnx --out derived.onnx --spec derive.yaml --report report.json
+
+The spec (``--spec``, or ``-t`` once per transform and ``--gate``) has the shape of ``ModelVersion.spec.derivedFrom``
+without ``version`` (docs/optimization.md). Files it names (``gate.samples``, ``calibration``) are local paths,
+relative to the spec file's folder, and are checked against their ``digest`` when one is given. Progress goes to
+stderr, the report (JSON) to ``--report`` or stdout.
+
+Exit codes: 0 built and the gate passed; 1 the gate failed (the report says why, nothing is written to ``--out``);
+2 usage or spec error; 3 a transform or the gate could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modelyard_runtime import logs
+from modelyard_runtime.build import spec as s
+
+EXIT_GATE, EXIT_USAGE, EXIT_BUILD = 1, 2, 3
+FORMATS = ("onnx", "pmml", "savedmodel")
+
+
+class UsageError(Exception):
+    pass
+
+
+def _yaml(text: str, what: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise UsageError(f"{what}: not YAML ({e})") from None
+
+
+def _spec(args: argparse.Namespace) -> tuple[s.BuildSpec, Path]:
+    if args.spec and (args.transform or args.gate):
+        raise UsageError("give --spec, or -t/--gate, not both")
+    if args.spec:
+        try:
+            document = _yaml(Path(args.spec).read_text(), str(args.spec))
+        except OSError as e:
+            raise UsageError(f"--spec: {e.strerror}: {args.spec}") from None
+        base = Path(args.spec).resolve().parent
+    else:
+        if not args.transform:
+            raise UsageError("name the transforms: --spec FILE, or -t 'quantize: {mode: dynamic}' once per transform")
+        document = {"transforms": [_yaml(t, f"-t {t!r}") for t in args.transform]}
+        if args.gate:
+            document["gate"] = _yaml(args.gate, "--gate")
+        base = Path.cwd()
+    document = document if isinstance(document, dict) else {"transforms": document}
+    try:
+        return s.parse_spec(document), base
+    except s.SpecError as e:
+        raise UsageError(str(e)) from None
+
+
+def _resolver(base: Path) -> Callable[[s.Pinned, str], Path]:
+    def resolve(pinned: s.Pinned, where: str) -> Path:
+        uri = pinned.uri.removeprefix("file://")
+        if "://" in uri:
+            raise ValueError(f"{where}: modelyard-build reads local files; {pinned.uri} is fetched by a build Job")
+        path = (base / uri).resolve()
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ValueError(f"{where}: {e.strerror}: {path}") from None
+        got = "sha256:" + hashlib.sha256(data).hexdigest()
+        if pinned.digest and got != pinned.digest:
+            raise ValueError(f"{where}: {path} has digest {got}, the spec pins {pinned.digest}")
+        return path
+
+    return resolve
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelyard-build", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--parent", required=True, type=Path, help="the parent model file (ONNX, or PMML with convert)")
+    p.add_argument("--format", choices=FORMATS, help="the parent's format (default: from its file name)")
+    p.add_argument("--out", required=True, type=Path, help="where the derived ONNX model is written")
+    p.add_argument("--spec", help="YAML or JSON file: {transforms: [...], gate: {...}}")
+    p.add_argument("-t", "--transform", action="append", default=[], help="one transform as YAML, repeatable, in order")
+    p.add_argument("--gate", help="the gate as YAML, e.g. 'maxAbsDiff: 0.05'")
+    p.add_argument("--report", type=Path, help="write the JSON report here (default: stdout)")
+    p.add_argument("--latency-batch", type=int, default=32, help="rows per inference of the latency measurement")
+    p.add_argument("--latency-runs", type=int, default=30, help="timed inferences per model; 0 skips the measurement")
+    p.add_argument("--log-format", choices=logs.FORMATS, default=None, help="text (default) or json")
+    return p
+
+
+def _format(args: argparse.Namespace) -> str:
+    if args.format:
+        return str(args.format)
+    suffix = args.parent.suffix.lower()
+    if suffix in (".pmml", ".xml"):
+        return "pmml"
+    if suffix == ".onnx":
+        return "onnx"
+    raise UsageError(f"--format: cannot tell the format of {args.parent.name}; say --format onnx|pmml")
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write through a temporary file and a rename, so a crash never leaves half a model or report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logs.configure(logs.log_format(args.log_format))
+    log = logging.getLogger("modelyard.build")
+    try:
+        build_spec, base = _spec(args)
+        parent_format = _format(args)
+        if args.latency_batch < 1 or args.latency_runs < 0:
+            raise UsageError("--latency-batch must be at least 1 and --latency-runs at least 0")
+        parent = args.parent.read_bytes()
+    except UsageError as e:
+        parser.print_usage(sys.stderr)
+        print(f"modelyard-build: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:
+        print(f"modelyard-build: error: --parent: {e.strerror}: {args.parent}", file=sys.stderr)
+        return EXIT_USAGE
+    from modelyard_runtime.build.pipeline import BuildError, build  # onnxruntime only once the arguments are good
+
+    log.info("building from %s (%s, %d bytes): %d transform(s)", args.parent, parent_format, len(parent),
+             len(build_spec.transforms))  # fmt: skip
+    try:
+        built = build(parent, parent_format, build_spec, _resolver(base), latency_batch=args.latency_batch,
+                      latency_runs=args.latency_runs)  # fmt: skip
+    except (BuildError, ValueError) as e:
+        print(f"modelyard-build: error: {e}", file=sys.stderr)
+        return EXIT_BUILD
+    text = json.dumps(built.report, indent=2) + "\n"
+    if args.report:
+        _write(args.report, text.encode())
+    else:
+        sys.stdout.write(text)
+    if not built.passed:
+        for failure in built.report["gate"]["failures"]:
+            print(f"modelyard-build: gate failed: {failure}", file=sys.stderr)
+        return EXIT_GATE
+    _write(args.out, built.model)
+    derived = built.report["derived"]
+    log.info("wrote %s: %s, %d bytes", args.out, derived["digest"], derived["sizeBytes"])
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))
