@@ -141,6 +141,9 @@ bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1
 bench-build: $(STAMP) ## benchmark modelyard-build's transforms: int8 (dynamic, static), float16, pruning vs FP32 (~1 min; not part of test)
 	$(PY) benchmarks/build/bench.py $(BENCH_ARGS)
 
+bench-pmml: $(STAMP) java ## benchmark PMML compiled to ONNX vs JPMML-Evaluator and pypmml (own venv, cached) on the same rows (~3 min)
+	$(PY) benchmarks/pmml/bench.py $(BENCH_ARGS)
+
 bench-operator: $(STAMP) controlplane ## benchmark the operator at 1,000 ModelDeployments vs raw API writes (~11 min; not part of test)
 	$(PY) benchmarks/operator/bench.py $(BENCH_ARGS)
 
