@@ -69,12 +69,14 @@ class Graph:
         """``outputs``: (graph value, output name, element type); each gets an Identity under its public name."""
         for value, public, _ in outputs:
             self.nodes.append(helper.make_node("Identity", [value], [public]))
+        read = {name for node in self.nodes for name in node.input}
         graph = helper.make_graph(
             self.nodes,
             "pmml",
             inputs,
             [helper.make_tensor_value_info(public, dtype, ["N"]) for _, public, dtype in outputs],
-            initializer=self.initializers,
+            # constants a branch made but no node reads (ONNX Runtime warns about each at every load)
+            initializer=[t for t in self.initializers if t.name in read],
         )
         opsets = [helper.make_opsetid("", OPSET), helper.make_opsetid("ai.onnx.ml", ML_OPSET)]
         model = helper.make_model(graph, opset_imports=opsets, producer_name="modelyard-pmml")
