@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+DIFF_BUCKETS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 0.01, 0.1, 1.0, 10.0)
 
 
 class ServerMetrics:
@@ -40,6 +41,24 @@ class ServerMetrics:
             "modelyard_requests_rejected",
             "Requests refused at the server's limits (HTTP 429, gRPC RESOURCE_EXHAUSTED), by which limit.",
             ["protocol", "reason"],
+            registry=r,
+        )
+        # shadow traffic (server.shadow): labelled with the candidate version, the one being compared
+        self.shadow_comparisons = Counter(
+            "modelyard_shadow_comparisons",
+            "Requests copied to a shadow version, by outcome: agree, disagree, error (the shadow failed), skipped "
+            "(not compared: too many in flight, or a classification request).",
+            [*mv, "result"],
+            registry=r,
+        )
+        self.shadow_abs_diff = Histogram(
+            "modelyard_shadow_abs_diff", "Largest absolute difference of a shadowed request's float outputs.", mv,
+            buckets=DIFF_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.shadow_top1 = Counter(
+            "modelyard_shadow_top1_rows",
+            "Rows of shadowed requests whose top-1 class (or label) the shadow version agrees on, or not.",
+            [*mv, "result"],
             registry=r,
         )
         # process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds ... (Linux's /proc): the

@@ -10,6 +10,7 @@ Example::
       runs: 1                     # inferences before the version is ready (0: none; with samples: 0 = one each)
       samples: /path/samples.json # optional: real inputs (a request body, or a list of them); else zero-filled
     version_weights: {"1": 90, "2": 10}   # how unversioned requests are split (default: highest version)
+    shadow: {version: "3", percent: 100, compare: values, max_abs_diff: 0.001}  # copies to a candidate, compared
     backend: {...}                # see docs/backends.md
     inputs:
       image: {format: FORMAT_NCHW}          # image layout, reported in the model configuration (NCHW, NHWC)
@@ -31,12 +32,25 @@ from pathlib import Path
 from typing import Any
 
 CONFIG_FILE = "config.yaml"
-_TOP_KEYS = {"max_batch_size", "dynamic_batching", "warmup", "version_weights", "backend", "inputs", "outputs"}
+_TOP_KEYS = {
+    "max_batch_size", "dynamic_batching", "warmup", "version_weights", "shadow", "backend", "inputs", "outputs",
+}  # fmt: skip
 INPUT_FORMATS = ("FORMAT_NONE", "FORMAT_NHWC", "FORMAT_NCHW")  # Triton's ModelInput.Format names
 
 
 class ModelConfigError(ValueError):
     """config.yaml is malformed; the message names the key and what is allowed."""
+
+
+@dataclass(frozen=True)
+class ShadowConfig:
+    """Requests served by another version are copied to ``version`` (``percent`` of them) and the answers compared;
+    only the serving version's answer reaches the client (server.shadow)."""
+
+    version: str
+    percent: float = 100.0
+    compare: str = "values"  # values: agree when no element differs by more than max_abs_diff; top1: same classes
+    max_abs_diff: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class ModelConfig:
     backend: dict[str, Any] | None = None
     input_formats: dict[str, str] = field(default_factory=dict)  # input name -> one of INPUT_FORMATS
     label_files: dict[str, str] = field(default_factory=dict)  # output name -> its labels file's name
+    shadow: ShadowConfig | None = None
 
 
 def _int(value: Any, key: str, minimum: int = 0) -> int:
@@ -121,6 +136,7 @@ def parse_model_config(raw: Any) -> ModelConfig:
     weights = {str(v): _int(w, f"version_weights[{v}]") for v, w in raw_weights.items()}
     if weights and not any(weights.values()):
         raise ModelConfigError("version_weights: at least one version needs a weight above 0")
+    shadow = _shadow(top["shadow"], weights) if top.get("shadow") is not None else None
     backend = top.get("backend")
     if backend is not None and not isinstance(backend, Mapping):
         raise ModelConfigError(f"backend must be a mapping, got {type(backend).__name__}")
@@ -150,6 +166,35 @@ def parse_model_config(raw: Any) -> ModelConfig:
         backend=dict(backend) if backend is not None else None,
         input_formats=formats,
         label_files=labels,
+        shadow=shadow,
+    )
+
+
+def _number(value: Any, key: str, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ModelConfigError(f"{key} must be a number from {low:g} to {high:g}, got {value!r}")
+    return float(value)
+
+
+def _compare(value: Any) -> str:
+    if value not in ("values", "top1"):
+        raise ModelConfigError(f"shadow.compare must be values or top1, got {value!r}")
+    return str(value)
+
+
+def _shadow(value: Any, weights: Mapping[str, int]) -> ShadowConfig:
+    body = _mapping(value, "shadow", {"version", "percent", "compare", "max_abs_diff"})
+    version = body.get("version")
+    if isinstance(version, bool) or not isinstance(version, str | int) or not str(version):
+        raise ModelConfigError(f"shadow.version must name a version, got {version!r}")
+    if weights.get(str(version), 0) > 0:
+        raise ModelConfigError(f"shadow.version {version}: it has weight {weights[str(version)]} in version_weights; "
+                               "a shadowed version takes no user traffic (weight 0)")  # fmt: skip
+    return ShadowConfig(
+        version=str(version),
+        percent=_number(body.get("percent", 100), "shadow.percent", 0, 100),
+        compare=_compare(body.get("compare", "values")),
+        max_abs_diff=_number(body.get("max_abs_diff", 1e-3), "shadow.max_abs_diff", 0, float("inf")),
     )
 
 

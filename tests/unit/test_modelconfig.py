@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -131,3 +132,41 @@ def test_input_formats_and_label_files() -> None:
 def test_tensor_settings_errors(raw: dict[str, object], match: str) -> None:
     with pytest.raises(ModelConfigError, match=match):
         parse_model_config(raw)
+
+
+def test_shadow_settings_and_their_refusals() -> None:
+    from modelyard_runtime.modelconfig import ShadowConfig
+
+    config = parse_model_config({"version_weights": {"1": 100, "2": 0}, "shadow": {"version": 2, "percent": 25}})
+    assert config.shadow == ShadowConfig(version="2", percent=25.0, compare="values", max_abs_diff=1e-3)
+    top1 = parse_model_config({"shadow": {"version": "7", "compare": "top1", "max_abs_diff": 0}}).shadow
+    assert top1 == ShadowConfig("7", 100.0, "top1", 0.0)
+    for raw, message in [
+        ({"shadow": {"percent": 5}}, "shadow.version must name a version"),
+        ({"shadow": {"version": True}}, "shadow.version must name a version"),
+        ({"shadow": {"version": "2", "percent": 101}}, "shadow.percent must be a number from 0 to 100"),
+        ({"shadow": {"version": "2", "compare": "top5"}}, "shadow.compare must be values or top1"),
+        ({"shadow": {"version": "2", "max_abs_diff": -1}}, "shadow.max_abs_diff must be a number"),
+        ({"shadow": {"version": "2", "copies": 1}}, "unknown key(s) in shadow: copies"),
+        ({"shadow": {"version": "2"}, "version_weights": {"1": 50, "2": 50}}, "a shadowed version takes no user"),
+    ]:
+        with pytest.raises(ModelConfigError, match=re.escape(message)):
+            parse_model_config(raw)
+
+
+def test_shadow_judgement() -> None:
+    import numpy as np
+
+    from modelyard_runtime.build.compare import Agreement
+    from modelyard_runtime.modelconfig import ShadowConfig
+    from modelyard_runtime.server.shadow import judge
+
+    scores = np.array([[0.1, 0.9], [0.6, 0.4]], np.float32)
+    close = Agreement()
+    close.add({"p": scores}, {"p": scores + 0.05})  # same classes, values 0.05 apart
+    assert judge(close, ShadowConfig("2", compare="top1")) == "agree"
+    assert judge(close, ShadowConfig("2", compare="values", max_abs_diff=0.01)) == "disagree"
+    assert judge(close, ShadowConfig("2", compare="values", max_abs_diff=0.1)) == "agree"
+    flipped = Agreement()
+    flipped.add({"p": scores}, {"p": scores[:, ::-1]})
+    assert judge(flipped, ShadowConfig("2", compare="top1")) == "disagree"

@@ -32,6 +32,7 @@ from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required, unserved
 from modelyard_runtime.server.repository import scan_repository, size_on_disk, version_key
+from modelyard_runtime.server.shadow import Shadows
 from modelyard_runtime.server.versions import (
     LoadedModel,
     LoadError,
@@ -89,6 +90,7 @@ class DataPlane:
         self.view = RepositoryView(repository, config_dir)
         self._pickers: dict[str, WeightedPicker] = {}
         self.version_configs = dict(version_configs or {})  # --version-config: a version's backend and warmup
+        self.shadows = Shadows(metrics, self._run_shadow)  # config.yaml's shadow: copies to a candidate version
 
     # --- repository view (server.view) ----------------------------------------------------------------
 
@@ -364,7 +366,10 @@ class DataPlane:
             if name in self.models or name in self.available():
                 raise UnavailableError(f"model {name!r} is not loaded")
             raise NotFoundError(f"unknown model {name!r}")
-        weights = {v: w for v, w in self.model_config(name).version_weights.items() if v in candidates}
+        config = self.model_config(name)
+        weights = {v: w for v, w in config.version_weights.items() if v in candidates}
+        if config.shadow is not None:  # a shadow version answers no client unless it is all there is
+            candidates = [v for v in candidates if v != config.shadow.version] or candidates
         if any(weights.values()):
             picker = self._pickers.get(name)
             if picker is None or picker.weights != {v: w for v, w in weights.items() if w > 0}:
@@ -472,10 +477,20 @@ class DataPlane:
         if inflight is not None:
             inflight.inc()
         try:
-            return await run_inference(model, inputs, datatypes, output_names, self._pool, classes)
+            outputs = await run_inference(model, inputs, datatypes, output_names, self._pool, classes)
         finally:
             if inflight is not None:
                 inflight.dec()
+        shadow = self.model_config(model.name).shadow
+        if shadow is not None:
+            classified = any((classes or {}).values())
+            self.shadows.offer(shadow, model.name, model.version, inputs, datatypes, outputs, classified)
+        return outputs
+
+    async def _run_shadow(self, name: str, version: str, inputs: dict[str, npt.NDArray[Any]],
+                          datatypes: dict[str, str], names: list[str]) -> Outputs:  # fmt: skip
+        async with self.use(name, version) as candidate:
+            return await self.infer(candidate, inputs, datatypes, names)
 
     def count_request(
         self,
@@ -530,6 +545,7 @@ class DataPlane:
         return [m.stats.to_json(m.name, m.version) for m in chosen]
 
     async def close(self) -> None:
+        await self.shadows.close()
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
