@@ -25,7 +25,8 @@ from modelyard_operator.rollout.promql import (
     freshness_query,
     render_metric,
 )
-from modelyard_operator.rollout.steps import analysis_of
+from modelyard_operator.rollout.steps import analysis_of, applicable, shadowing
+from modelyard_operator.rollout.transitions import requested_weight
 
 
 class PrometheusError(Exception):
@@ -105,10 +106,12 @@ async def measure(prom: Prometheus | None, md: ModelDeployment, now: datetime) -
     ns, model = md.metadata.namespace, md.spec.model
     started = parse_time(status.step.started_at if status.step else None, now)
     since = max(1.0, (now - started).total_seconds())
+    post = bool(status.step and status.step.post_promotion)
+    shadow = shadowing(md.spec, canary, requested_weight(status), post_promotion=post)
     try:
         requests, newest = await asyncio.gather(
-            prom.query(evidence_query(model=model, version=canary, namespace=ns, since_seconds=since)),
-            prom.query(freshness_query(model=model, version=canary, namespace=ns)),
+            prom.query(evidence_query(model=model, version=canary, namespace=ns, since_seconds=since, shadow=shadow)),
+            prom.query(freshness_query(model=model, version=canary, namespace=ns, shadow=shadow)),
         )
     except PrometheusError as exc:
         return Measurement(None, None, (), str(exc))
@@ -126,5 +129,5 @@ async def measure(prom: Prometheus | None, md: ModelDeployment, now: datetime) -
             return MetricObservation(metric.name, error=str(exc))
         return MetricObservation(metric.name, value, other)
 
-    metrics = await asyncio.gather(*(one(m) for m in analysis.metrics))
+    metrics = await asyncio.gather(*(one(m) for m in applicable(analysis.metrics, shadow=shadow)))
     return Measurement(requests if requests is not None else 0.0, age, tuple(metrics))

@@ -39,6 +39,7 @@ from modelyard_operator.rollout.decision import Decision, Kind, Observations, Ta
 from modelyard_operator.rollout.decision import Reason as DecisionReason
 from modelyard_operator.rollout.measurement import Measurement
 from modelyard_operator.rollout.routers import main_service_version, version_weights
+from modelyard_operator.rollout.steps import shadowing
 from modelyard_operator.runtime_config import gpu_idle_warning
 from modelyard_operator.status import (
     DeploymentObservation,
@@ -479,7 +480,8 @@ def in_pod_children(
     replicas = md.spec.replicas
     assert target.stable is not None
     weights = version_weights(target.stable, target.canary if canary is not None else None, target.weight)
-    objs = [render_version_weights(md, weights)]
+    shadow = target.canary if canary is not None and shadowing(md.spec, target.canary, target.weight) else None
+    objs = [render_version_weights(md, weights, shadow if shadow != target.stable else None)]
     own = replicas
     holders = [d for d in observed if d.observation.version != target.stable and target.stable in d.loads]
     if holders:

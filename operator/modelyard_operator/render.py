@@ -659,12 +659,24 @@ def render_in_pod_deployment(
     return deployment
 
 
-def render_version_weights(md: ModelDeployment, weights: dict[str, int]) -> Obj:
+def render_version_weights(md: ModelDeployment, weights: dict[str, int], shadow: str | None = None) -> Obj:
+    """The inPod router's ConfigMap: version weights, and the server's shadow setting while ``shadow`` (the canary's
+    version) shadows."""
     meta = md.metadata
+    spec = md.spec.rollout.shadow
+    setting = None
+    if shadow is not None and spec is not None:
+        setting = {
+            "version": shadow,
+            "percent": spec.percent,
+            "compare": spec.compare,
+            "max_abs_diff": spec.max_abs_diff,
+        }
     return render_weights_config_map(
         name=weights_config_map_name(meta.name),
         namespace=meta.namespace,
         labels=common_labels(meta.name, md.spec.model),
         owner=owner_reference("ModelDeployment", meta.name, meta.uid),
         weights=weights,
+        shadow=setting,
     )

@@ -341,3 +341,48 @@ def test_bad_action_annotation_is_a_clear_error(value: str, message: str) -> Non
     actions, errors = collect_actions(None, {"modelyard.dev/action": value})
     assert actions == []
     assert message in errors[0]
+
+
+SHADOW_STEPS = [{"analyze": {"minDuration": "60s"}}, {"setWeight": 50}, {"analyze": {"minDuration": "30s"}}]
+SHADOW_METRICS = [
+    {"name": "agree", "template": "agreement", "min": 0.99, "critical": True},
+    {"name": "error-rate", "template": "errorRate", "max": 0.05, "critical": True},
+]
+
+
+def shadow_spec() -> dict[str, Any]:
+    return spec(metrics=SHADOW_METRICS, steps=SHADOW_STEPS, trafficRouter="inPod",
+                shadow={"percent": 100, "compare": "top1"})  # fmt: skip
+
+
+def shadowed(agree: float | None, requests: float = 500) -> Observations:
+    """While shadowing the operator measures the agreement only (prometheus.measure), the evidence in comparisons."""
+    return Observations(canary_ready=4, stable_ready=4, measured=True, requests=requests,
+                        metrics=(MetricObservation("agree", agree),))  # fmt: skip
+
+
+def test_while_shadowing_only_agreement_counts_and_passes() -> None:
+    status = in_step(0, weight=0, analysis={"metrics": [{"name": "agree"}]})
+    hold, advance = run(Case("", shadow_spec(), status, [(30, shadowed(0.995)), (70, shadowed(0.995))], {}))
+    assert (str(hold.kind), str(hold.reason)) == ("Hold", "Analyzing")
+    assert {m.name for m in hold.metrics} == {"agree"}  # errorRate has no data while the canary serves no client
+    assert (str(advance.kind), advance.status.step.index if advance.status.step else None) == ("Advance", 1)
+
+
+def test_a_shadow_that_disagrees_rolls_back_before_any_user_sees_it() -> None:
+    status = in_step(0, weight=0, analysis={"metrics": [{"name": "agree"}]})
+    [decision] = run(Case("", shadow_spec(), status, [(30, shadowed(0.9))], {}))
+    assert (str(decision.kind), str(decision.reason)) == ("RollBack", "CriticalMetricFailed")
+    assert decision.target.weight == 0
+    last = decision.status.last_decision
+    assert last is not None
+    assert [(m.name, m.canary) for m in last.metrics] == [("agree", 0.9)]
+
+
+def test_once_the_canary_serves_agreement_is_not_measured() -> None:
+    status = in_step(2, weight=50, analysis={"metrics": [{"name": "error-rate"}]})
+    obs = Observations(canary_ready=4, stable_ready=4, measured=True, requests=500,
+                       metrics=(MetricObservation("error-rate", 0.0),))  # fmt: skip
+    [decision] = run(Case("", shadow_spec(), status, [(10, obs)], {}))
+    assert {m.name for m in decision.metrics} == {"error-rate"}
+    assert str(decision.reason) == "Analyzing"

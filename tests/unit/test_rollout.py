@@ -106,3 +106,33 @@ def test_in_pod_version_weights() -> None:
     assert version_weights("1", "2", 100) == {"2": 100}
     assert version_weights("1", None, 50) == {"1": 100}
     assert model_config_yaml({"2": 10, "1": 90}) == 'version_weights: {"1": 90, "2": 10}\n'
+
+
+def test_agreement_template_and_shadow_evidence() -> None:
+    query = render_metric(MetricSpec(name="a", template="agreement", min=0.99), **WHERE)
+    assert query == (
+        f'(sum(increase(modelyard_shadow_comparisons_total{{{SEL},result="agree"}}[1m])) or vector(0)) / '
+        f'sum(increase(modelyard_shadow_comparisons_total{{{SEL},result=~"agree|disagree|error"}}[1m]))'
+    )
+    assert evidence_query(model="fraud", version="2", namespace="ml", since_seconds=30, shadow=True) == (
+        f'sum(increase(modelyard_shadow_comparisons_total{{{SEL},result=~"agree|disagree|error"}}[30s]))'
+    )
+    assert freshness_query(model="fraud", version="2", namespace="ml", shadow=True) == (
+        f"max(timestamp(modelyard_shadow_comparisons_total{{{SEL}}}))"
+    )
+
+
+def test_shadow_setting_is_a_config_the_server_reads() -> None:
+    """The inPod ConfigMap's shadow line, parsed by the server's own config parser."""
+    import yaml
+
+    from modelyard_runtime.modelconfig import ShadowConfig, parse_model_config
+
+    text = model_config_yaml({"7": 100}, {"version": "8", "percent": 50, "compare": "top1", "max_abs_diff": 0.001})
+    assert (
+        text
+        == 'version_weights: {"7": 100}\nshadow: {version: "8", percent: 50, compare: "top1", max_abs_diff: 0.001}\n'
+    )
+    config = parse_model_config(yaml.safe_load(text))
+    assert config.version_weights == {"7": 100}
+    assert config.shadow == ShadowConfig(version="8", percent=50.0, compare="top1", max_abs_diff=0.001)

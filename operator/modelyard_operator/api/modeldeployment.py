@@ -27,7 +27,7 @@ Strategy = Literal["canary", "blueGreen", "immediate"]
 TrafficRouter = Literal["replicas", "gatewayAPI", "inPod"]
 LoadMode = Literal["static", "dynamic"]
 MDPhase = Literal["Progressing", "Paused", "Healthy", "RolledBack", "Degraded"]
-Template = Literal["errorRate", "latencyP95", "latencyP99"]
+Template = Literal["errorRate", "latencyP95", "latencyP99", "agreement"]
 ActionType = Literal["approve", "abort", "promoteFull", "retry"]
 ACTION_ANNOTATION = "modelyard.dev/action"
 
@@ -273,7 +273,9 @@ class MetricSpec(ApiModel):
         max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="Metric name, unique in the list."
     )
     template: Template | None = Field(
-        default=None, description="Built-in query: errorRate (share of failed requests), latencyP95 or latencyP99."
+        default=None,
+        description="Built-in query: errorRate (share of failed requests), latencyP95, latencyP99, or agreement (share "
+        "of shadowed requests the canary agreed on; needs rollout.shadow, measured only while the canary shadows).",
     )
     query: str | None = Field(
         default=None, max_length=4096, description="PromQL with {{model}} {{version}} {{namespace}} {{window}}."
@@ -388,6 +390,19 @@ class GatewayAPISpec(ApiModel):
     mirror_percent: int = Field(default=0, ge=0, le=100, description="Copy this share of stable traffic to canary.")
 
 
+class ShadowSpec(ApiModel):
+    """While the canary's weight is 0, each pod copies requests the stable version answers to the canary, compares
+    the answers and returns only the stable one (inPod router). The agreement analysis template gates on it."""
+
+    percent: int = Field(default=100, ge=1, le=100, description="Share of answered requests copied to the canary.")
+    compare: Literal["top1", "values"] = Field(
+        default="top1",
+        description="top1: a request agrees when the canary names the same class on every row (classifiers, "
+        "quantized or distilled); values: when no output element differs by more than maxAbsDiff.",
+    )
+    max_abs_diff: float = Field(default=0.001, ge=0, description="The tolerance of compare: values.")
+
+
 class RolloutSpec(ApiModel):
     """How a new spec.version takes over."""
 
@@ -397,7 +412,17 @@ class RolloutSpec(ApiModel):
                 {
                     "rule": "self.strategy != 'canary' || (has(self.steps) && size(self.steps) > 0)",
                     "message": "the canary strategy needs at least one step",
-                }
+                },
+                {
+                    "rule": "!has(self.shadow) || (self.trafficRouter == 'inPod' && self.strategy != 'immediate')",
+                    "message": "shadow needs trafficRouter inPod (pods copy requests to the canary inside themselves) "
+                    "and a canary or blueGreen strategy",
+                },
+                {
+                    "rule": "has(self.shadow) || !has(self.analysis) || !has(self.analysis.metrics) || "
+                    "!self.analysis.metrics.exists(m, has(m.template) && m.template == 'agreement')",
+                    "message": "the agreement template measures shadowed requests: set rollout.shadow",
+                },
             ]
         }
     }
@@ -411,6 +436,7 @@ class RolloutSpec(ApiModel):
     gateway_api: GatewayAPISpec | None = Field(default=None, alias="gatewayAPI")
     analysis: AnalysisSpec | None = None
     post_promotion: PostPromotionSpec | None = None
+    shadow: ShadowSpec | None = None
     action: RolloutAction | None = Field(
         default=None, description="A manual action; also settable as annotation modelyard.dev/action: TYPE:NONCE."
     )

@@ -34,6 +34,7 @@ from modelyard_operator.api.modeldeployment import (
 from modelyard_operator.rollout.actions import Action
 from modelyard_operator.rollout.capacity import canary_pods
 from modelyard_operator.rollout.decision import Decision, Kind, Observations, Reason, Verdict, parse_time
+from modelyard_operator.rollout.steps import applicable, shadowing
 from modelyard_operator.rollout.transitions import Transitions
 from modelyard_operator.rollout.verdicts import carried_over, finite, tally
 
@@ -124,10 +125,15 @@ class _Decider(Transitions):
             return self._start(desired)
         return self._step()
 
+    def _applicable(self, post_promotion: bool) -> list[MetricSpec]:
+        """The metrics that apply now: the agreement ones while the canary shadows, the others otherwise."""
+        shadow = shadowing(self.spec, self.w.canary, self.w.weight, post_promotion=post_promotion)
+        return applicable(self.analysis.metrics, shadow=shadow)
+
     def _measure(self, *, post_promotion: bool) -> tuple[MetricSpec, ...]:
         """Update failure counters from this tick's observations; return the metrics that breach."""
         w, obs = self.w, self.obs
-        metrics = [m for m in self.analysis.metrics if not (post_promotion and m.compare is not None)]
+        metrics = [m for m in self._applicable(post_promotion) if not (post_promotion and m.compare is not None)]
         counters = {c.name: c for c in (w.analysis.metrics if w.analysis else [])}
         if not obs.measured:
             self.evaluations = carried_over(metrics, counters, self.state.last_decision)
@@ -203,7 +209,8 @@ class _Decider(Transitions):
         maximum = parse_duration(step.max_duration) if step.max_duration else None
         acting = [e for e in self.evaluations if not e.dry_run]
         counters = {c.name: c for c in (w.analysis.metrics if w.analysis else [])}
-        gating = [m for m in self.analysis.metrics if not m.dry_run and not (post_duration is not None and m.compare)]
+        post = post_duration is not None
+        gating = [m for m in self._applicable(post) if not m.dry_run and not (post and m.compare)]
         all_pass = all(counters.get(m.name) and counters[m.name].last_verdict == Verdict.PASS for m in gating)
         evidence = w.step.evidence
         enough = evidence >= self.analysis.evidence.min_requests

@@ -13,6 +13,8 @@ import re
 from modelyard_operator.api.modeldeployment import MetricSpec
 
 REQUESTS = "modelyard_inference_requests_total"
+COMPARISONS = "modelyard_shadow_comparisons_total"  # shadowed requests, by result (the server's shadow traffic)
+COMPARED = 'result=~"agree|disagree|error"'  # skipped copies were not compared
 DURATION = "modelyard_inference_request_duration_seconds"
 # Server errors: HTTP 5xx (the server labels gRPC calls with the HTTP status of their outcome: INTERNAL is 500,
 # UNAVAILABLE 503), and the gRPC names for servers that label calls by gRPC status. Client errors (4xx,
@@ -55,6 +57,12 @@ def render_template(template: str, *, model: str, version: str, namespace: str, 
     if template in ("latencyP95", "latencyP99"):
         q = "0.95" if template == "latencyP95" else "0.99"
         return f"histogram_quantile({q}, sum by (le) (rate({DURATION}_bucket{sel}[{window}])))"
+    if template == "agreement":
+        agree = selector(model, version, namespace, 'result="agree"')
+        compared = selector(model, version, namespace, COMPARED)
+        # no "agree" series but comparisons: 0 agreement, not no data
+        return (f"(sum(increase({COMPARISONS}{agree}[{window}])) or vector(0)) / "
+                f"sum(increase({COMPARISONS}{compared}[{window}]))")  # fmt: skip
     raise QueryError(f"unknown template {template!r}")
 
 
@@ -80,12 +88,17 @@ def render_metric(metric: MetricSpec, *, model: str, version: str, namespace: st
     return render_raw(metric.query, model=model, version=version, namespace=namespace, window=window)
 
 
-def evidence_query(*, model: str, version: str, namespace: str, since_seconds: float) -> str:
-    """Requests the version served since the step started (its evidence)."""
+def evidence_query(*, model: str, version: str, namespace: str, since_seconds: float, shadow: bool = False) -> str:
+    """Requests the version served since the step started (its evidence); while it shadows, the requests it was
+    compared on."""
+    if shadow:
+        sel = selector(model, version, namespace, COMPARED)
+        return f"sum(increase({COMPARISONS}{sel}[{range_seconds(since_seconds)}]))"
     sel = selector(model, version, namespace)
     return f"sum(increase({REQUESTS}{sel}[{range_seconds(since_seconds)}]))"
 
 
-def freshness_query(*, model: str, version: str, namespace: str) -> str:
-    """Time of the newest sample of the version's request counter (to tell stale data)."""
-    return f"max(timestamp({REQUESTS}{selector(model, version, namespace)}))"
+def freshness_query(*, model: str, version: str, namespace: str, shadow: bool = False) -> str:
+    """Time of the newest sample of the version's request counter, or comparison counter while it shadows (to tell
+    stale data)."""
+    return f"max(timestamp({COMPARISONS if shadow else REQUESTS}{selector(model, version, namespace)}))"

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from modelyard_operator.api.modeldeployment import GatewayAPISpec
@@ -97,18 +98,28 @@ def version_weights(stable: str, canary: str | None, canary_weight: int) -> dict
     return {v: w for v, w in weights.items() if w > 0} or {stable: 100}
 
 
-def model_config_yaml(weights: dict[str, int]) -> str:
-    """``<model>/config.yaml`` holding only the version weights (a YAML flow mapping, keys quoted)."""
+def model_config_yaml(weights: dict[str, int], shadow: dict[str, Any] | None = None) -> str:
+    """``<model>/config.yaml`` holding the version weights (a YAML flow mapping, keys quoted) and, while the canary
+    shadows, the server's ``shadow`` setting (``version``, ``percent``, ``compare``, ``max_abs_diff``)."""
     body = ", ".join(f'"{v}": {w}' for v, w in sorted(weights.items()))
-    return f"version_weights: {{{body}}}\n"
+    text = f"version_weights: {{{body}}}\n"
+    if shadow:
+        text += "shadow: {" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in shadow.items()) + "}\n"
+    return text
 
 
 def render_weights_config_map(
-    *, name: str, namespace: str, labels: dict[str, str], owner: Obj, weights: dict[str, int]
+    *,
+    name: str,
+    namespace: str,
+    labels: dict[str, str],
+    owner: Obj,
+    weights: dict[str, int],
+    shadow: dict[str, Any] | None = None,
 ) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {"name": name, "namespace": namespace, "labels": dict(labels), "ownerReferences": [owner]},
-        "data": {MODEL_CONFIG_KEY: model_config_yaml(weights)},
+        "data": {MODEL_CONFIG_KEY: model_config_yaml(weights, shadow)},
     }

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from modelyard_operator.api.common import parse_duration
 from modelyard_operator.api.modeldeployment import (
     AnalysisSpec,
     AnalyzeStep,
+    MetricSpec,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
     PauseStep,
@@ -43,3 +45,16 @@ def measurement_due(spec: ModelDeploymentSpec, state: ModelDeploymentStatus, now
         return True
     interval = parse_duration(analysis_of(spec).interval)
     return now - parse_time(last, now - interval) >= interval
+
+
+def shadowing(spec: ModelDeploymentSpec, canary: str | None, weight: int, *, post_promotion: bool = False) -> bool:
+    """Whether the canary shadows now: ``rollout.shadow`` set (inPod router), and the canary at weight 0."""
+    rollout = spec.rollout
+    return (rollout.shadow is not None and rollout.traffic_router == "inPod" and canary is not None and weight == 0
+            and not post_promotion)  # fmt: skip
+
+
+def applicable(metrics: Sequence[MetricSpec], *, shadow: bool) -> list[MetricSpec]:
+    """The metrics measured now: while the canary shadows, the ``agreement`` ones only (it serves no client, so its
+    request metrics have no data); otherwise all but those (nothing is copied to it)."""
+    return [m for m in metrics if (m.template == "agreement") == shadow]
