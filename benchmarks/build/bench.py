@@ -14,11 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +27,7 @@ from onnx import TensorProto, helper, numpy_helper
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "benchmarks" / "runtime")]
 
-from sections import splice  # noqa: E402
+from sections import run_facts, write_results  # noqa: E402
 
 from models import mlp  # noqa: E402
 from modelyard_runtime.build import spec as s  # noqa: E402
@@ -178,7 +176,7 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=200, help="timed inferences per model and variant")
     p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks")
     args = p.parse_args()
-    started, load = time.time(), [round(os.getloadavg()[0], 2)]
+    started, load = time.time(), os.getloadavg()[0]
     models: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="modelyard-bench-build-") as tmp:
         folder = Path(tmp)
@@ -191,25 +189,15 @@ def main() -> int:
             models[name] = {"parent_mb": path.stat().st_size / 1e6, "rows": measure(path, args.runs, folder)}
     import onnxruntime
 
-    load.append(round(os.getloadavg()[0], 2))
     results = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "wall_s": time.time() - started,
-        "load": load,
-        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}",
+        **run_facts(started, load),
         "onnxruntime": onnxruntime.__version__,
         "onnx": onnx.__version__,
         "numpy": np.__version__,
         "runs": args.runs,
         "models": models,
     }
-    own = args.out_dir / "build"
-    own.mkdir(parents=True, exist_ok=True)
-    (own / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
-    md = args.out_dir / "RESULTS.md"
-    md.write_text(splice(md.read_text() if md.is_file() else None, render(results), START, END))
-    print(f"wrote {md} and {own / 'RESULTS.json'}", file=sys.stderr)
+    write_results(args.out_dir, "build", results, render, START, END)
     return 0
 
 

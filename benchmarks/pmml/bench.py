@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,7 @@ from sklearn2pmml.pipeline import PMMLPipeline
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "benchmarks")]
 
-from sections import splice  # noqa: E402
+from sections import run_facts, write_results  # noqa: E402
 from venvs import ensure_venv, log  # noqa: E402
 
 from modelyard_runtime.pmml import compile_pmml  # noqa: E402
@@ -258,7 +256,7 @@ def main() -> int:
     p.add_argument("--venvs", type=Path, default=Path.home() / ".cache" / "modelyard" / "bench" / "venvs")
     p.add_argument("--out-dir", type=Path, default=REPO / "benchmarks")
     args = p.parse_args()
-    started, load = time.time(), [round(os.getloadavg()[0], 2)]
+    started, load = time.time(), os.getloadavg()[0]
     peer = ensure_venv(args.venvs / "pypmml", PYPMML)
     rows = table(1, args.rows, missing=0.02)
     models = {}
@@ -268,25 +266,15 @@ def main() -> int:
     import jpmml_evaluator
 
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
-    load.append(round(os.getloadavg()[0], 2))
     results = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "wall_s": time.time() - started,
-        "load": load,
-        "machine": f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}",
+        **run_facts(started, load),
         "jpmml": jpmml_evaluator.__version__,
         "java": java,
         "reps": args.reps,
         "singles": args.singles,
         "models": models,
     }
-    own = args.out_dir / "pmml"
-    own.mkdir(parents=True, exist_ok=True)
-    (own / "RESULTS.json").write_text(json.dumps(results, indent=2) + "\n")
-    md = args.out_dir / "RESULTS.md"
-    md.write_text(splice(md.read_text() if md.is_file() else None, render(results), START, END))
-    log(f"wrote {md} and {own / 'RESULTS.json'}")
+    write_results(args.out_dir, "pmml", results, render, START, END)
     return 0
 
 

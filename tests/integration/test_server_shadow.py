@@ -18,18 +18,10 @@ import tritonclient.http as httpclient
 from ..conftest import wait_for
 from ..models import binary_op, failing_model, image_classifier
 from ..serving import run_server
+from .test_server_http import calc_inputs as http_calc_inputs
 from .test_server_loading import A, B, calc_inputs, metric
 
 COMPARED = "modelyard_shadow_comparisons_total"
-
-
-def http_inputs(a: np.ndarray, b: np.ndarray) -> list[httpclient.InferInput]:
-    ins = []
-    for name, arr in (("A", a), ("B", b)):
-        inp = httpclient.InferInput(name, list(arr.shape), "FP32")
-        inp.set_data_from_numpy(arr, binary_data=True)
-        ins.append(inp)
-    return ins
 
 
 def test_a_shadow_version_is_compared_and_never_answers(tmp_path: Path) -> None:
@@ -47,7 +39,7 @@ def test_a_shadow_version_is_compared_and_never_answers(tmp_path: Path) -> None:
             answer = grpc.infer("calc", calc_inputs(A, B))
             assert answer.get_response().model_version == "1"
             np.testing.assert_array_equal(answer.as_numpy("OUT0"), A + B)
-            answer = http.infer("calc", http_inputs(A, B))
+            answer = http.infer("calc", http_calc_inputs(A, B))
             assert answer.get_response()["model_version"] == "1"
         wait_for(lambda: metric(s, COMPARED, model="calc", version="2", result="agree") == 10, timeout=10,
                  what="10 agreeing comparisons")  # fmt: skip

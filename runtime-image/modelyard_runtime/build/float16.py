@@ -48,6 +48,29 @@ def _attributes(node: onnx.NodeProto) -> None:
             a.i = F16
 
 
+def _edges(graph: onnx.GraphProto, values: list[onnx.ValueInfoProto], keep_io: bool,
+           outward: bool) -> list[onnx.NodeProto]:  # fmt: skip
+    """The graph's float32 inputs (or outputs): retyped, or with ``keep_io`` renamed inside the graph and joined to
+    the outside through a Cast, which this returns."""
+    casts = []
+    for value in values:
+        if value.type.tensor_type.elem_type != F32:
+            continue
+        if not keep_io:
+            _retype(value)
+            continue
+        inner = f"{value.name}__fp16"
+        for node in graph.node:
+            node.input[:] = [inner if n == value.name else n for n in node.input]
+            if outward:
+                node.output[:] = [inner if n == value.name else n for n in node.output]
+        if outward:
+            casts.append(helper.make_node("Cast", [inner], [value.name], name=f"{value.name}__to_fp32", to=F32))
+        else:
+            casts.append(helper.make_node("Cast", [value.name], [inner], name=f"{value.name}__to_fp16", to=F16))
+    return casts
+
+
 def to_float16(model: onnx.ModelProto, keep_io: bool = True) -> onnx.ModelProto:
     """A float16 copy of ``model``; Float16Error when it holds what the conversion cannot handle."""
     out = onnx.ModelProto()
@@ -62,29 +85,9 @@ def to_float16(model: onnx.ModelProto, keep_io: bool = True) -> onnx.ModelProto:
     for value in graph.value_info:
         _retype(value)
     initializers = {i.name for i in graph.initializer}
-    edges_in: list[onnx.NodeProto] = []
-    edges_out: list[onnx.NodeProto] = []
-    for value in graph.input:
-        if value.name in initializers or value.type.tensor_type.elem_type != F32:
-            continue
-        if not keep_io:
-            _retype(value)
-            continue
-        inner = f"{value.name}__fp16"
-        for node in graph.node:
-            node.input[:] = [inner if n == value.name else n for n in node.input]
-        edges_in.append(helper.make_node("Cast", [value.name], [inner], name=f"{value.name}__to_fp16", to=F16))
-    for value in graph.output:
-        if value.type.tensor_type.elem_type != F32:
-            continue
-        if not keep_io:
-            _retype(value)
-            continue
-        inner = f"{value.name}__fp16"
-        for node in graph.node:
-            node.output[:] = [inner if n == value.name else n for n in node.output]
-            node.input[:] = [inner if n == value.name else n for n in node.input]
-        edges_out.append(helper.make_node("Cast", [inner], [value.name], name=f"{value.name}__to_fp32", to=F32))
+    inputs = [v for v in graph.input if v.name not in initializers]
+    edges_in = _edges(graph, inputs, keep_io, outward=False)
+    edges_out = _edges(graph, list(graph.output), keep_io, outward=True)
     nodes = [*edges_in, *graph.node, *edges_out]
     del graph.node[:]
     graph.node.extend(nodes)
