@@ -31,7 +31,7 @@ import pytest
 from devcluster import free_port
 
 from ..conftest import REPO, Kubectl, wait_for
-from ..models import binary_op, failing_model, slow_model
+from ..models import binary_op, failing_model, image_classifier, slow_model
 from ..support.processes import stop
 
 pytestmark = pytest.mark.timeout(180)
@@ -123,6 +123,8 @@ class World:
     operator_log: Path
     operator_env: dict[str, str]
     gateway_crds: Path  # the Gateway API CRDs cached with the control plane's binaries
+    shadow_port: int = 0  # the server of model cls (shadow traffic), which reads its config from shadow_config
+    shadow_config: Path = Path()
     operator: subprocess.Popen[bytes] | None = None
 
     def start_operator(self) -> None:
@@ -138,6 +140,27 @@ class World:
             self.operator = None
 
 
+def shadow_models(repo: Path) -> Path:
+    """Model cls: 1 an FP32 image classifier, 2 its int8 form built by modelyard-build, 3 a broken one (its class
+    weights negated, so it names another class on most inputs)."""
+    import onnx
+    from onnx import numpy_helper
+
+    parent = image_classifier(repo / "cls" / "1" / "model.onnx")
+    (repo / "cls" / "2").mkdir(parents=True)
+    built = subprocess.run([str(Path(sys.executable).parent / "modelyard-build"), "--parent", str(parent), "--out",
+                            str(repo / "cls" / "2" / "model.onnx"), "-t", "quantize: {mode: dynamic}",
+                            "--latency-runs", "0"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    broken = onnx.load(parent)
+    for i, init in enumerate(broken.graph.initializer):
+        if init.name == "W":
+            broken.graph.initializer[i].CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), "W"))
+    (repo / "cls" / "3").mkdir(parents=True)
+    onnx.save(broken, repo / "cls" / "3" / "model.onnx")
+    return repo
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     from devcluster import DevCluster
@@ -148,15 +171,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         binary_op(good / "fraud" / version / "model.onnx")
     failing_model(bad / "fraud" / "3" / "model.onnx")
     slow_model(slow / "fraud" / "6" / "model.onnx")
+    shadow_repo = shadow_models(tmp / "repo-shadow")
     procs: list[subprocess.Popen[bytes]] = []
     ports: dict[str, int] = {}
     server = Path(sys.executable).parent / "modelyard-server"
-    for pod, repo in (("good-0", good), ("bad-0", bad), ("slow-0", slow)):
+    for pod, repo in (("good-0", good), ("bad-0", bad), ("slow-0", slow), ("shadow-0", shadow_repo)):
         ports[pod] = free_port()
         log = open(tmp / f"{pod}.log", "wb")  # noqa: SIM115  (handed to the process)
+        config = ["--model-config-dir", str(tmp / "shadow-config")] if pod == "shadow-0" else []
         procs.append(subprocess.Popen(
             [str(server), "--model-repository", str(repo), "--host", "127.0.0.1", "--http-port", str(ports[pod]),
-             "--grpc-port", str(free_port()), "--admin-port", "0"],  # three servers on one host: no admin API
+             "--grpc-port", str(free_port()), "--admin-port", "0", *config],  # servers on one host: no admin API
             stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
     cluster = DevCluster(tmp / "cluster")
     operator_port = free_port()
@@ -178,11 +203,25 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                                  "artifact": {"uri": f"https://models.example.com/fraud/{v}/model.onnx",
                                               "digest": DIGEST}}}
                        for v in ("1", "2", "3", "4", "6")], NS)  # fmt: skip
+        kubectl.apply([{"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelVersion",
+                        "metadata": {"name": f"cls-{v}"}, "spec": {"model": "cls", "version": v,
+                                 "artifact": {"uri": f"https://models.example.com/cls/{v}/model.onnx",
+                                              "digest": DIGEST}}}
+                       for v in ("1", "2", "3")], NS)  # fmt: skip
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig), "MODELYARD_PROMETHEUS_URL": prom.url,
                "MODELYARD_METRICS_PORT": str(operator_port)}  # fmt: skip
         by_version = {"1": ports["good-0"], "2": ports["good-0"], "4": ports["good-0"], "3": ports["bad-0"],
                       "6": ports["slow-0"]}  # fmt: skip
-        world = World(kubectl, prom, by_version, tmp / "operator.log", env, cluster.bin.parent / "gateway-api")
+        world = World(
+            kubectl,
+            prom,
+            by_version,
+            tmp / "operator.log",
+            env,
+            cluster.bin.parent / "gateway-api",
+            shadow_port=ports["shadow-0"],
+            shadow_config=tmp / "shadow-config",
+        )
         world.start_operator()
         yield world
     finally:
@@ -763,3 +802,111 @@ def test_every_dashboard_panel_shows_data_after_a_rollout(world: World) -> None:
     finally:
         finish(world, load, name)
     assert empty == [], "panels without data:\n" + "\n".join(empty)
+
+
+def test_a_shadowing_int8_candidate_is_promoted_and_a_broken_one_rolled_back_unseen(world: World) -> None:
+    """inPod shadow step: the pod (a real server, its config synced from the operator's ConfigMap as the kubelet
+    would) copies each answered request to the canary; the agreement template passes the int8 version at 0.99 top-1
+    agreement and rolls back a broken one, and no client ever gets a candidate's answer."""
+    import tritonclient.http as triton
+
+    name, kubectl, folder = "shadow", world.kubectl, world.shadow_config / "cls"
+    agreement = {"name": "top1", "template": "agreement", "min": 0.99, "critical": True}
+    rollout = {"strategy": "canary", "trafficRouter": "inPod", "shadow": {"percent": 100, "compare": "top1"},
+               "steps": [{"analyze": {"minDuration": "6s", "maxDuration": "60s"}}, {"setWeight": 100}],
+               "analysis": {**ANALYSIS, "metrics": [agreement]}}  # fmt: skip
+    body = rollout_md(name, "1", rollout)
+    body["spec"]["model"] = "cls"
+    stop_event, answers, configs = threading.Event(), [], set()
+
+    def kubelet() -> None:  # the ConfigMap volume's items, as the pod sees them
+        while not stop_event.is_set():
+            cm = kubectl.get("configmap", f"{name}-version-weights", NS)
+            if cm:
+                text = cm["data"]["config.yaml"]
+                folder.mkdir(parents=True, exist_ok=True)
+                if not (folder / "config.yaml").is_file() or (folder / "config.yaml").read_text() != text:
+                    (folder / "config.yaml.new").write_text(text)
+                    os.replace(folder / "config.yaml.new", folder / "config.yaml")  # atomic, as the kubelet's swap
+                    configs.add(text)
+            time.sleep(0.3)
+
+    def users() -> None:  # unversioned requests: the server picks the version by the weights
+        client = triton.InferenceServerClient(f"127.0.0.1:{world.shadow_port}", network_timeout=10)
+        rng = np.random.default_rng(3)
+        while not stop_event.is_set():
+            images = rng.random((4, 3, 8, 8), dtype=np.float32) * 0.5  # each image mostly one colour: a clear class
+            images[np.arange(4), rng.integers(0, 3, 4)] += 0.5
+            x = triton.InferInput("data", [4, 3, 8, 8], "FP32")
+            x.set_data_from_numpy(images)
+            try:
+                answers.append((time.monotonic(), client.infer("cls", [x]).get_response()["model_version"]))
+            except Exception as exc:  # recorded: every request must succeed
+                answers.append((time.monotonic(), f"error: {exc}"))
+            time.sleep(0.05)
+
+    threads = [threading.Thread(target=kubelet, daemon=True), threading.Thread(target=users, daemon=True)]
+    load = Load(world, name)
+    try:
+        kubectl.apply(body, NS)
+        until(load, lambda s: s.get("phase") == "Healthy", timeout=60, what="shadow on version 1")
+        threads[0].start()  # the pod's config first, as a pod starts with its ConfigMap mounted
+        wait_for(lambda: (folder / "config.yaml").is_file(), timeout=30, what="the weights ConfigMap in the pod")
+        time.sleep(1.5)  # the server re-reads config.yaml at most once a second
+        threads[1].start()
+        body["spec"]["version"] = "2"
+        kubectl.apply(body, NS)
+        promoted = until(load, lambda s: s.get("stableVersion") == "2" and s.get("phase") == "Healthy", timeout=120,
+                         what="the int8 version promoted after shadowing")  # fmt: skip
+        promoted_at = time.monotonic()
+        body["spec"]["version"] = "3"
+        kubectl.apply(body, NS)
+        rolled = until(
+            load, lambda s: s.get("phase") == "RolledBack", timeout=120, what="the broken version rolled back"
+        )
+        time.sleep(1)
+    finally:
+        stop_event.set()
+        for t in threads:
+            if t.is_alive():
+                t.join(timeout=15)
+        kubectl.run("delete", "md", name, "-n", NS, "--wait=false", check=False)
+    assert 'shadow: {version: "2", percent: 100, compare: "top1", max_abs_diff: 0.001}' in "".join(configs)
+    assert 'shadow: {version: "3", percent: 100, compare: "top1", max_abs_diff: 0.001}' in "".join(configs)
+    assert [(h["version"], h["outcome"]) for h in promoted["history"]][-1] == ("2", "Promoted")
+    assert rolled["rolledBackVersions"] == ["3"]
+    assert rolled["lastDecision"]["reason"] == "CriticalMetricFailed"
+    top1 = {m["name"]: m for m in rolled["lastDecision"]["metrics"]}["top1"]
+    assert top1["canary"] < 0.99
+    errors = [a for _, a in answers if a.startswith("error")]
+    assert not errors, errors[:3]
+    before = {v for t, v in answers if t < promoted_at}
+    after = {v for t, v in answers if t > promoted_at + 2}
+    assert "3" not in {v for _, v in answers}, "a client got the broken candidate's answer"
+    assert before <= {"1", "2"}  # 2 only once promoted (setWeight 100), never while it shadowed
+    assert after == {"2"}
+    compared = served_shadow(world.shadow_port)
+    assert compared.get(("2", "agree"), 0) >= ANALYSIS["evidence"]["minRequests"]
+    assert compared.get(("3", "disagree"), 0) > 0
+    # the kubectl plugin's compare reads the same numbers from Prometheus
+    plugin = subprocess.run([str(Path(sys.executable).parent / "kubectl-modelyard"), "compare", "mv", "cls-2", "cls-3",
+                             "-n", NS, "--prometheus", world.prometheus.url, "--window", "5m", "-o", "json"],
+                            capture_output=True, text=True, timeout=60, env=world.operator_env)  # fmt: skip
+    assert plugin.returncode == 0, plugin.stderr
+    figures = json.loads(plugin.stdout)
+    assert float(figures["shadow agreement"]["cls-2"]) >= 0.99  # values as the table prints them (4 digits)
+    assert float(figures["shadow agreement"]["cls-3"]) < 0.99
+    assert float(figures["requests/s"]["cls-2"]) > 0
+
+
+def served_shadow(port: int) -> dict[tuple[str, str], float]:
+    """modelyard_shadow_comparisons_total by (candidate version, result) from a server's /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("modelyard_shadow_comparisons_total{"):
+            labels = dict(part.split("=", 1) for part in line.split("{", 1)[1].split("}", 1)[0].split(","))
+            key = (labels["version"].strip('"'), labels["result"].strip('"'))
+            counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts

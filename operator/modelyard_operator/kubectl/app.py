@@ -233,7 +233,7 @@ def cmd_compare(args: argparse.Namespace, cluster: Cluster, out: Output) -> int:
 def live_figures(
     args: argparse.Namespace, namespace: str, a: dict[str, Any], b: dict[str, Any]
 ) -> dict[str, tuple[float | None, float | None]]:
-    """Request rate, error rate and latency of each version from Prometheus, over --window."""
+    """Request rate, error rate, latency and shadow agreement of each version from Prometheus, over --window."""
 
     def one(mv: dict[str, Any], query: str) -> float | None:
         spec = mv["spec"]
@@ -251,6 +251,7 @@ def live_figures(
         "error rate": "errorRate",
         "latency p95 (s)": "latencyP95",
         "latency p99 (s)": "latencyP99",
+        "shadow agreement": "agreement",  # the share of copied requests a shadowing version agreed on
     }
     return {name: (one(a, q), one(b, q)) for name, q in figures.items()}
 
