@@ -1,7 +1,7 @@
 """``make bench-build``: what each transform of ``modelyard-build`` does to size, latency and outputs (issue 14).
 
 Two FP32 parents: the runtime benchmark's MLP (256-1024-1024-10, Gemm+Relu) and a small conv net (3x32x32 input,
-three 3x3 convolutions of 32, 64 and 64 channels, global average pool, 10 classes). Each goes through int8 dynamic
+four 3x3 convolutions of 32, 64, 128 and 128 channels, global average pool, 10 classes). Each goes through int8 dynamic
 quantization, int8 static quantization (QDQ, calibrated on 8 seeded batches), float16 and 50 % magnitude pruning,
 with the same code as ``modelyard-build`` (``modelyard_runtime.build.pipeline.build``). Per row: sizes, the gate's
 numbers against the parent on 256 seeded rows, and the median latency of batch-32 inferences, parent and derived
@@ -45,11 +45,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+LAYERS = [(32, 1), (64, 2), (128, 2), (128, 1)]  # (output channels, stride) of each 3x3 convolution
+
+
 def convnet(path: Path, seed: int = 0) -> Path:
-    """3x32x32 -> Conv(32)+Relu -> Conv(64, stride 2)+Relu -> Conv(64, stride 2)+Relu -> GAP -> Gemm(10)."""
+    """3x32x32 -> 3x3 Conv+Relu per LAYERS -> global average pool -> Gemm(10)."""
     rng = np.random.default_rng(seed)
     nodes, inits, current, channels = [], [], "INPUT0", 3
-    for i, (out, stride) in enumerate([(32, 1), (64, 2), (64, 2)]):
+    for i, (out, stride) in enumerate(LAYERS):
         w = rng.standard_normal((out, channels, 3, 3)).astype(np.float32) * np.float32(np.sqrt(2.0 / (channels * 9)))
         inits += [numpy_helper.from_array(w, f"W{i}"), numpy_helper.from_array(np.full(out, 0.01, np.float32), f"B{i}")]
         nodes += [
@@ -182,7 +185,7 @@ def main() -> int:
         folder = Path(tmp)
         for name, path, shape in (
             ("MLP 256-1024-1024-10", mlp(folder / "mlp.onnx"), [256]),
-            ("conv net 3×32×32 → 10", convnet(folder / "convnet.onnx"), [3, 32, 32]),
+            ("conv net 3×32×32, 4 conv layers → 10", convnet(folder / "convnet.onnx"), [3, 32, 32]),
         ):
             print(f"{name}:", file=sys.stderr)
             calibration(folder, shape)
