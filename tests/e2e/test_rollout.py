@@ -185,9 +185,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
     cluster = DevCluster(tmp / "cluster")
     operator_port = free_port()
-    prom = PrometheusProcess(tmp, ports, operator_port)
     world: World | None = None
+    prom: PrometheusProcess | None = None
     try:
+        prom = PrometheusProcess(tmp, ports, operator_port)  # refuses without Debian's prometheus: stop the servers
         for pod, port in ports.items():
             wait_for(lambda p=port: http_ok(f"http://127.0.0.1:{p}/v2/health/ready"), timeout=60, what=f"{pod} ready")
         prom.start()
@@ -227,7 +228,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         if world is not None and world.operator is not None:
             stop(world.operator, 15)
-        prom.stop()
+        if prom is not None:
+            prom.stop()
         cluster.down()
         for proc in procs:
             stop(proc, 15)
