@@ -3,8 +3,9 @@ answer is compared with the one the client got and then dropped.
 
 The model's ``config.yaml`` says which version shadows and how much (``shadow: {version, percent, max_abs_diff}``;
 the operator writes it for a rollout's ``shadow`` step). The copy runs after the client's answer is computed, as a
-task of its own, so it adds no latency to the answer; at most ``MAX_IN_FLIGHT`` copies run at once, and a request
-beyond that is counted ``skipped``, not queued (memory stays bounded whatever the load).
+task of its own, so it adds no latency to the answer; at most ``MAX_IN_FLIGHT`` copies holding at most ``MAX_BYTES``
+of inputs and answers run at once, and a request beyond that is counted ``skipped``, not queued (memory stays
+bounded whatever the load).
 
 With ``compare: values`` (the default) a request agrees when no float element of the two answers differs by more
 than ``max_abs_diff``; with ``compare: top1`` when the candidate names the same class on every row (the arg-max of
@@ -29,6 +30,7 @@ from modelyard_runtime.modelconfig import ShadowConfig
 
 log = logging.getLogger("modelyard.server")
 MAX_IN_FLIGHT = 8
+MAX_BYTES = 64 << 20  # inputs and served answers held by the copies in flight
 
 Arrays = dict[str, npt.NDArray[Any]]
 RunCandidate = Callable[[str, str, Arrays, dict[str, str], list[str]], Awaitable[Arrays]]
@@ -48,6 +50,7 @@ class Shadows:
         self._metrics = metrics
         self._run = run
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bytes = 0  # held by the copies in flight
         self._credit: dict[str, float] = {}  # per model: percent owed, so 25 % copies exactly every fourth request
 
     def offer(self, config: ShadowConfig | None, name: str, served: str, inputs: Arrays, datatypes: dict[str, str],
@@ -60,12 +63,19 @@ class Shadows:
             self._credit[name] = credit % 100
             if credit < 100:
                 return
-        if classified or len(self._tasks) >= MAX_IN_FLIGHT:
+        size = sum(a.nbytes for a in inputs.values()) + sum(a.nbytes for a in outputs.values())
+        if classified or len(self._tasks) >= MAX_IN_FLIGHT or self._bytes + size > MAX_BYTES:
             self._metrics.shadow_comparisons.labels(name, config.version, "skipped").inc()
             return
         task = asyncio.get_running_loop().create_task(self._compare(config, name, inputs, datatypes, dict(outputs)))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._bytes += size
+
+        def done(finished: asyncio.Task[None]) -> None:
+            self._tasks.discard(finished)
+            self._bytes -= size
+
+        task.add_done_callback(done)
 
     async def _compare(self, config: ShadowConfig, name: str, inputs: Arrays, datatypes: dict[str, str],
                        served: Arrays) -> None:  # fmt: skip
