@@ -151,6 +151,11 @@ VALID: list[tuple[str, dict[str, Any]]] = [
                               {"name": "custom", "query": "rate(x{model=\"{{model}}\"}[{{window}}])", "min": 0.9}]},
                           postPromotion={"analyze": {"duration": "10m"}, "onFailure": "rollback"})),
     ),
+    (
+        "shadowing deployment",
+        md(rollout=canary({"analyze": {"minDuration": "5m"}}, {"setWeight": 100}, trafficRouter="inPod", shadow={},
+                          analysis={"metrics": [{"name": "a", "template": "agreement", "min": 0.99}]})),
+    ),
 ]  # fmt: skip
 
 
@@ -160,6 +165,8 @@ def test_valid_manifest_is_accepted_with_defaults(
 ) -> None:
     kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
     stored = kubectl.get(body["kind"].lower(), body["metadata"]["name"], namespace)
+    if case == "shadowing deployment":
+        assert stored["spec"]["rollout"]["shadow"] == {"percent": 100, "compare": "top1", "maxAbsDiff": 0.001}
     if body["kind"] == "ModelDeployment":
         assert stored["spec"]["serving"] == {"httpPort": 8080, "grpcPort": 8081}
         assert stored["spec"]["loading"]["mode"] == "static"
@@ -279,6 +286,33 @@ ROLLOUT_INVALID: list[tuple[str, dict[str, Any], str]] = [
         'Unsupported value: "promote"',
     ),
     ("mirror above 100", md(rollout={"gatewayAPI": {"mirrorPercent": 101}}), "spec.rollout.gatewayAPI.mirrorPercent"),
+    (
+        "shadow without the inPod router",
+        md(rollout=canary({"analyze": {}}, shadow={"percent": 100})),
+        "shadow needs trafficRouter inPod",
+    ),
+    (
+        "shadow with the immediate strategy",
+        md(rollout={"strategy": "immediate", "trafficRouter": "inPod", "shadow": {}}),
+        "shadow needs trafficRouter inPod (pods copy requests to the canary inside themselves) and a canary or "
+        "blueGreen strategy",
+    ),
+    (
+        "agreement without shadow",
+        md(rollout=canary({"analyze": {}}, trafficRouter="inPod",
+                          analysis={"metrics": [{"name": "a", "template": "agreement", "min": 0.99}]})),
+        "the agreement template measures shadowed requests: set rollout.shadow",
+    ),
+    (
+        "shadow percent 0",
+        md(rollout=canary({"analyze": {}}, trafficRouter="inPod", shadow={"percent": 0})),
+        "spec.rollout.shadow.percent",
+    ),
+    (
+        "shadow compare unknown",
+        md(rollout=canary({"analyze": {}}, trafficRouter="inPod", shadow={"compare": "top5"})),
+        'Unsupported value: "top5"',
+    ),
 ]  # fmt: skip
 
 
