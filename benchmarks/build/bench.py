@@ -164,6 +164,9 @@ def render(results: dict[str, Any]) -> str:
         "ONNX Runtime's default session options, CPU provider. Gate: 256 seeded standard-normal rows, the same "
         "for parent and derived. Compressed: zlib level 6 of the model file, the size a registry layer or a "
         "gzip transfer sees.",
+        "- Dynamic int8 leaves convolutions in float by design (ONNX Runtime's ConvInteger made this conv net 12× "
+        "slower when it was quantized), so the conv net's dynamic row is its parent with the classifier's few weights "
+        "quantized: static int8 is the mode for convolutional networks.",
         "- Pruning keeps the dense layout: the file is as large and inference as fast as the parent's (dense "
         "kernels multiply the zeros); only the compressed size shrinks. It is the first step of a sparse or "
         "distilled model, not a speed-up by itself.",
