@@ -156,13 +156,18 @@ def test_compiled_model_matches_jpmml_evaluator(case: str, tmp_path: Path) -> No
     assert worst <= TOLERANCE
 
 
-TREE = """<?xml version="1.0" encoding="UTF-8"?>
+# the opening of every hand-written document here: a DataDictionary that starts with two continuous inputs
+X1_X2 = """<?xml version="1.0" encoding="UTF-8"?>
 <PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
   <Header/>
   <DataDictionary>
     <DataField name="x1" optype="continuous" dataType="double"/>
     <DataField name="x2" optype="continuous" dataType="double"/>
-    <DataField name="y" optype="continuous" dataType="double"/>
+"""
+
+TREE = (
+    X1_X2
+    + """    <DataField name="y" optype="continuous" dataType="double"/>
   </DataDictionary>
   <TreeModel functionName="regression" missingValueStrategy="{strategy}" noTrueChildStrategy="{no_true}">
     <MiningSchema>
@@ -194,6 +199,7 @@ TREE = """<?xml version="1.0" encoding="UTF-8"?>
   </TreeModel>
 </PMML>
 """
+)
 
 
 @pytest.mark.parametrize("no_true", ["returnNullPrediction", "returnLastPrediction"])
@@ -207,13 +213,9 @@ def test_tree_missing_value_strategies_match_jpmml_evaluator(strategy: str, no_t
     assert worst == 0.0
 
 
-NEURAL = """<?xml version="1.0" encoding="UTF-8"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <Header/>
-  <DataDictionary>
-    <DataField name="x1" optype="continuous" dataType="double"/>
-    <DataField name="x2" optype="continuous" dataType="double"/>
-    <DataField name="y" {target}>
+NEURAL = (
+    X1_X2
+    + """    <DataField name="y" {target}>
   </DataDictionary>
   <NeuralNetwork functionName="{function}" activationFunction="{activation}" threshold="0.25">
     <MiningSchema>
@@ -249,6 +251,7 @@ NEURAL = """<?xml version="1.0" encoding="UTF-8"?>
   </NeuralNetwork>
 </PMML>
 """
+)
 CLASSIFICATION = {
     "target": 'optype="categorical" dataType="string"><Value value="no"/><Value value="yes"/></DataField',
     "function": "classification",
@@ -290,13 +293,9 @@ def test_hand_written_neural_networks_match_jpmml_evaluator(activation: str, tmp
     assert worst <= TOLERANCE
 
 
-SVM = """<?xml version="1.0" encoding="UTF-8"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <Header/>
-  <DataDictionary>
-    <DataField name="x1" optype="continuous" dataType="double"/>
-    <DataField name="x2" optype="continuous" dataType="double"/>
-    <DataField name="y" optype="categorical" dataType="string">
+SVM = (
+    X1_X2
+    + """    <DataField name="y" optype="categorical" dataType="string">
       <Value value="a"/><Value value="b"/><Value value="c"/>
     </DataField>
   </DataDictionary>
@@ -316,6 +315,7 @@ SVM = """<?xml version="1.0" encoding="UTF-8"?>
   </SupportVectorMachineModel>
 </PMML>
 """
+)
 MACHINE = """<SupportVectorMachine targetCategory="{target}" {other} {threshold}>
       <SupportVectors><SupportVector vectorId="v1"/><SupportVector vectorId="v2"/></SupportVectors>
       <Coefficients absoluteValue="{offset}"><Coefficient value="{c1}"/><Coefficient value="{c2}"/></Coefficients>
@@ -360,13 +360,9 @@ def test_hand_written_svm_classifiers_match_jpmml_evaluator(document: str, tmp_p
     assert worst == 0.0
 
 
-BAYES = """<?xml version="1.0" encoding="UTF-8"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <Header/>
-  <DataDictionary>
-    <DataField name="x1" optype="continuous" dataType="double"/>
-    <DataField name="x2" optype="continuous" dataType="double"/>
-    <DataField name="y" optype="categorical" dataType="string">
+BAYES = (
+    X1_X2
+    + """    <DataField name="y" optype="categorical" dataType="string">
       <Value value="a"/><Value value="b"/><Value value="c"/>
     </DataField>
   </DataDictionary>
@@ -398,6 +394,7 @@ BAYES = """<?xml version="1.0" encoding="UTF-8"?>
   </NaiveBayesModel>
 </PMML>
 """
+)
 
 
 @pytest.mark.parametrize("threshold", ["0", "0.001", "0.05"])
@@ -412,13 +409,9 @@ def test_hand_written_naive_bayes_matches_jpmml_evaluator(threshold: str, tmp_pa
     assert worst <= TOLERANCE
 
 
-GENERAL = """<?xml version="1.0" encoding="UTF-8"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <Header/>
-  <DataDictionary>
-    <DataField name="x1" optype="continuous" dataType="double"/>
-    <DataField name="x2" optype="continuous" dataType="double"/>
-    <DataField name="y" {target}>
+GENERAL = (
+    X1_X2
+    + """    <DataField name="y" {target}>
   </DataDictionary>
   <GeneralRegressionModel functionName="{function}" {attributes}>
     <MiningSchema>
@@ -438,6 +431,7 @@ GENERAL = """<?xml version="1.0" encoding="UTF-8"?>
   </GeneralRegressionModel>
 </PMML>
 """
+)
 CONTINUOUS_TARGET = 'optype="continuous" dataType="double"/'
 ABC = 'optype="categorical" dataType="string"><Value value="a"/><Value value="b"/><Value value="c"/></DataField'
 YES_NO = 'optype="categorical" dataType="string"><Value value="no"/><Value value="yes"/></DataField'

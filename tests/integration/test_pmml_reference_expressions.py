@@ -13,22 +13,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from .test_pmml_reference import compare
+from .test_pmml_reference import X1_X2, compare
 
 pytestmark = pytest.mark.timeout(300)
 
-HEAD = """<?xml version="1.0" encoding="UTF-8"?>
-<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4">
-  <Header/>
-  <DataDictionary>
-    <DataField name="x1" optype="continuous" dataType="double"/>
-    <DataField name="x2" optype="continuous" dataType="double"/>
-    <DataField name="c" optype="categorical" dataType="string">
+HEAD = (
+    X1_X2
+    + """    <DataField name="c" optype="categorical" dataType="string">
       <Value value="a"/><Value value="b"/><Value value="c"/><Value value="NA" property="missing"/>
     </DataField>
     <DataField name="y" optype="continuous" dataType="double"/>
   </DataDictionary>
 """
+)
 SCHEMA = """<MiningSchema>
       <MiningField name="x1"/><MiningField name="x2"/><MiningField name="c" invalidValueTreatment="asIs"/>
       <MiningField name="y" usageType="target"/>
