@@ -244,8 +244,8 @@ def render(results: dict[str, Any]) -> str:
         "- All in-process on the same machine; serving adds the server's per-request cost (the runtime section "
         "above) to modelyard's one-row time.",
         "- The JVM engines speed up over repeated calls (JIT): under load, with fewer warm calls, the same models "
-        "measured 13-26× against both. Where the target is missed, the compiled tree ensembles spend their time in "
-        "ONNX Runtime's TreeEnsemble operators; a profile of the compiled graph is the next step.",
+        "measured 13-26× against both. Where the target is missed, a profile of the compiled tree graphs (ONNX "
+        "Runtime's profiler) is the next step.",
         END,
     ]
     return "\n".join(lines) + "\n"
