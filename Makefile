@@ -125,7 +125,29 @@ test-fuzz: $(STAMP) ## fuzz tier: schemathesis against /v2/openapi.json, hypothe
 test-chaos: $(STAMP) controlplane node cpu-images prometheus ## chaos tier: SIGKILLs at each rollout step, outages, relist, 10-min soak (~16 min)
 	$(PYTEST) -m chaos tests/chaos
 
-test: $(STAMP) controlplane node images tf-image perf-analyzer prometheus prometheus-adapter oci-test-tools gitops-test-tools minio java check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
+# Debian's packages of every tier, in one apt-get run before the parallel builds below (two apt-gets at once would
+# race for dpkg's lock); each target above still installs its own when run alone.
+DEBIAN_PACKAGES := openssl runc iptables docker-registry skopeo buildah mmdebstrap prometheus default-jre-headless
+debian-packages: ## install the Debian packages of all test tiers in one apt-get run (skipped when all are there)
+	@missing=$$(for p in $(DEBIAN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [[ -n "$$missing" ]]; then echo "installing" $$missing; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; fi
+
+# The images in one hack/images.py run (two runs at once would both build the shared base image).
+test-images: image-tools
+	$(PYTHON) hack/images.py build --only modelyard-operator --only modelyard-runtime --only modelyard-runtime-gpu \
+		--only modelyard-runtime-tf
+
+# What the test tiers need, built side by side: the Go builds (control plane, node, MinIO, prometheus-adapter, ORAS,
+# kstatus) are CPU-bound, the images and the venv mostly wait on downloads, so a cold machine's set-up overlaps them.
+TEST_TOOLS := $(STAMP) controlplane node test-images perf-analyzer prometheus prometheus-adapter oci-test-tools \
+	gitops-test-tools minio java
+JOBS ?= 4
+tools: debian-packages ## build (or reuse from the caches) everything the test tiers need, JOBS at a time
+	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=line $(TEST_TOOLS)
+
+test: tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
 demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
@@ -157,5 +179,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
+.PHONY: help tools test-images debian-packages lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean
