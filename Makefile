@@ -80,7 +80,10 @@ oci-test-tools: ## Debian's docker-registry and the ORAS CLI (built into the cac
 gitops-test-tools: ## the kstatus checker (hack/kstatus-check, built from sigs.k8s.io/cli-utils into the cache)
 	bash hack/build-kstatus-check.sh >/dev/null
 
-test-integration: $(STAMP) controlplane node images tf-image perf-analyzer prometheus prometheus-adapter oci-test-tools gitops-test-tools minio java ## integration tier: real control plane, real node, real operator
+dashboard-check: ## the Grafana dashboard schema checker (hack/dashboard-check, from Grafana's Foundation SDK, cached)
+	bash hack/build-dashboard-check.sh >/dev/null
+
+test-integration: $(STAMP) controlplane node images tf-image perf-analyzer prometheus prometheus-adapter oci-test-tools gitops-test-tools dashboard-check minio java ## integration tier: real control plane, real node, real operator
 	$(PYTEST) -m integration tests/integration
 
 node-tools: ## Debian's runc, iptables, docker-registry and skopeo for the real node (docs/real-node.md)
@@ -142,7 +145,7 @@ test-images: image-tools
 # What the test tiers need, built side by side: the Go builds (control plane, node, MinIO, prometheus-adapter, ORAS,
 # kstatus) are CPU-bound, the images and the venv mostly wait on downloads, so a cold machine's set-up overlaps them.
 TEST_TOOLS := $(STAMP) controlplane node test-images perf-analyzer prometheus prometheus-adapter oci-test-tools \
-	gitops-test-tools minio java
+	gitops-test-tools dashboard-check minio java
 JOBS ?= 4
 tools: debian-packages ## build (or reuse from the caches) everything the test tiers need, JOBS at a time
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=line $(TEST_TOOLS)
@@ -179,5 +182,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help tools test-images debian-packages lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
+.PHONY: help dashboard-check tools test-images debian-packages lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean

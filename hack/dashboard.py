@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
-GRAFANA_VERSION = "11.3.0"  # the Grafana the dashboard declares (``__requires``) and its schemaVersion
-SCHEMA_VERSION = 39
+GRAFANA_VERSION = "12.3.0"  # the Grafana the dashboard declares (``__requires``) and its schemaVersion: the schema
+# hack/dashboard-check validates it against (Grafana 12.3's dashboard kind, through the Foundation SDK)
+SCHEMA_VERSION = 42
 UID = "modelyard-models"
 
 SEL = 'namespace=~"$namespace", model=~"$model"'
@@ -91,7 +92,7 @@ def _panel(pid: int, title: str, unit: str, targets: list[tuple[str, str]], x: i
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"h": 8, "w": w, "x": x, "y": y},
         "fieldConfig": {"defaults": {"unit": unit, "custom": {"lineWidth": 1, "fillOpacity": 10}}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+        "options": {"legend": {"calcs": [], "displayMode": "list", "placement": "bottom", "showLegend": True},
                     "tooltip": {"mode": "multi", "sort": "desc"}},
         "targets": [
             {"refId": chr(ord("A") + i), "datasource": {"type": "prometheus", "uid": "${datasource}"},

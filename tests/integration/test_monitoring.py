@@ -4,14 +4,17 @@ server with the Prometheus Operator's CRDs (from its Go module) installed."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..conftest import REPO, Kubectl
+from ..support.gitops import go_checker
 
 CHART = REPO / "charts" / "modelyard"
 PROMTOOL_TESTS = Path(__file__).parent / "promtool" / "alerts_test.yaml"
@@ -102,3 +105,37 @@ def test_monitoring_objects_are_accepted_by_the_api_server(kubectl: Kubectl, nam
     proc = kubectl.run("apply", "--dry-run=server", "--validate=strict", "-f", str(manifest), check=False)
     assert proc.returncode != 0
     assert 'unknown field "spec.podMetricEndpoints"' in proc.stderr
+
+
+def test_the_dashboard_follows_grafanas_dashboard_schema(tmp_path: Path) -> None:
+    """The dashboard (as committed and as the chart ships it) against Grafana's dashboard schema: Grafana's Foundation
+    SDK's strict decoding and the schema's constraints (hack/dashboard-check), for the Grafana it declares."""
+    checker = go_checker("build-dashboard-check.sh")
+    (configmap,) = (d for d in render("monitoring", *ALL_ON) if d["kind"] == "ConfigMap")
+    ((_, shipped),) = configmap["data"].items()
+    files = [REPO / "dashboards" / "modelyard.json", tmp_path / "configmap.json"]
+    files[1].write_text(shipped)
+    proc = subprocess.run([str(checker), *map(str, files)], capture_output=True, text=True, timeout=60, check=False)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.count("(declares Grafana 12.3.0, schemaVersion 42)") == 2
+    # the check really constrains: each mistake below is found and named
+    dashboard = json.loads(shipped)
+    mistakes: dict[str, Callable[[dict[str, Any]], None]] = {
+        "unexpected field 'refreshInterval'": lambda d: d.update(refreshInterval="30s"),
+        "panels[1].gridPos.w: json: cannot unmarshal string": lambda d: d["panels"][1]["gridPos"].update(w="wide"),
+        "panels[1].options.legend.calcs: required field is missing": lambda d: d["panels"][1]["options"]["legend"].pop(
+            "calcs"
+        ),
+        "fiscalYearStartMonth: must be < 12": lambda d: d.update(fiscalYearStartMonth=12),
+        "unexpected field 'exprr'": lambda d: d["panels"][1]["targets"][0].update(exprr="up"),
+    }
+    for message, mistake in mistakes.items():
+        broken = json.loads(shipped)
+        mistake(broken)
+        path = tmp_path / "broken.json"
+        path.write_text(json.dumps(broken))
+        proc = subprocess.run([str(checker), str(path)], capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 1, (message, proc.stdout)
+        assert message in proc.stdout
+    assert dashboard["__requires"][0] == {"type": "grafana", "id": "grafana", "name": "Grafana", "version": "12.3.0"}

@@ -24,18 +24,23 @@ def argocd_health(obj: dict[str, Any], script: str | None = None) -> tuple[str, 
     return str(result["status"]), str(result["message"])
 
 
-def kstatus_binary() -> Path:
-    """The checker, built (or reused from the cache) by hack/build-kstatus-check.sh."""
+def go_checker(script: str) -> Path:
+    """One of the project's Go checkers, built (or reused from the cache) by ``hack/<script>``."""
     proc = subprocess.run(
-        ["bash", str(REPO / "hack" / "build-kstatus-check.sh")],
+        ["bash", str(REPO / "hack" / script)],
         capture_output=True,
         text=True,
         timeout=900,
         check=False,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"building kstatus-check failed: {proc.stderr}")
+        raise RuntimeError(f"hack/{script} failed: {proc.stderr}")
     return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def kstatus_binary() -> Path:
+    """The kstatus checker (hack/kstatus-check, from sigs.k8s.io/cli-utils)."""
+    return go_checker("build-kstatus-check.sh")
 
 
 def kstatus(binary: Path, objects: list[dict[str, Any]]) -> list[dict[str, str]]:
