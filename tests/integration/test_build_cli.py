@@ -185,3 +185,59 @@ def test_a_digest_mismatch_stops_the_build(mlp: Path, tmp_path: Path) -> None:
                          f"{{samples: {{uri: {gate}, digest: '{pinned}'}}}}")  # fmt: skip
     assert code == 3
     assert f"has digest {digest(gate)}, the spec pins {pinned}" in err
+
+
+def test_push_stores_a_model_the_loader_fetches_back_by_digest(mlp: Path, tmp_path: Path) -> None:
+    """``--push`` to a real registry (Debian's docker-registry, basic auth): the loader's ``oci://`` fetch of the
+    reported reference publishes exactly the derived model, and the termination summary carries the numbers."""
+    from support.loader import run_loader
+    from support.registry import registry
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "username").write_text("builder")
+    (creds / "password").write_text("s3cret")
+    out, summary = tmp_path / "int8.onnx", tmp_path / "termination-log"
+    net = ("--allow-hosts", "127.0.0.1", "--oci-plain-http")
+    with registry(tmp_path / "registry", auth=("builder", "s3cret")) as reg:
+        target = f"oci://{reg.host}/models/fraud:7"
+        code, report, err = build("--parent", mlp.parent, "--format", "onnx", "--out", out, "-t", "quantize: {}",
+                                  "--latency-runs", "3", "--push", target, "--credentials-dir", creds,
+                                  "--termination-log", summary, *net)  # fmt: skip
+        assert code == 0, err
+        assert report is not None
+        pushed = report["pushed"]
+        assert pushed["uri"] == f"oci://{reg.host}/models/fraud@{pushed['digest']}"
+        assert pushed["tag"] == "7"
+        document = json.loads(summary.read_text())
+        assert document["ok"] is True
+        assert document["pushed"] == pushed
+        assert document["derived"] == report["derived"]
+        assert document["latency"]["ratio"] > 0
+        fetched = tmp_path / "fetched"
+        proc = run_loader("fetch", "--uri", pushed["uri"], "--dest", str(fetched), "--credentials-dir", str(creds),
+                          *net)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert (fetched / "int8.onnx").read_bytes() == out.read_bytes()
+        # without credentials the registry refuses the push, and the build says so (exit 4, PushFailed)
+        code, _, err = build("--parent", mlp, "--out", tmp_path / "again.onnx", "-t", "quantize: {}",
+                             "--latency-runs", "0", "--push", target, "--termination-log", summary, *net)  # fmt: skip
+        assert code == 4
+        assert json.loads(summary.read_text())["reason"] == "PushFailed"
+
+
+def test_the_termination_summary_is_small_and_has_the_numbers(mlp: Path, tmp_path: Path) -> None:
+    summary = tmp_path / "termination-log"
+    code, _, err = build("--parent", mlp, "--out", tmp_path / "p.onnx", "-t", "prune: {sparsity: 0.95}",
+                              "--gate", "{maxAbsDiff: 0.001}", "--latency-runs", "0",
+                              "--termination-log", summary)  # fmt: skip
+    assert code == 1, err
+    text = summary.read_text()
+    assert len(text.encode()) <= 4096
+    document = json.loads(text)
+    assert document["ok"] is False
+    assert document["reason"] == "GateFailed"
+    assert document["gate"]["passed"] is False
+    assert document["gate"]["maxAbsDiff"] > 0.001
+    assert document["achievedSparsity"] >= 0.9
+    assert document["parent"]["digest"] == digest(mlp)

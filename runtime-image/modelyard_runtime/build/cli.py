@@ -2,14 +2,18 @@
 
     modelyard-build --parent model.onnx --out int8.onnx -t 'quantize: {mode: dynamic}' --gate 'top1Agreement: 0.99'
     modelyard-build --parent model.onnx --out derived.onnx --spec derive.yaml --report report.json
+    modelyard-build --parent model.onnx --out int8.onnx -t 'quantize: {}' --push oci://registry.example/models/fraud:7
 
 The spec (``--spec``, or ``-t`` once per transform and ``--gate``) has the shape of ``ModelVersion.spec.derivedFrom``
 without ``version`` (docs/optimization.md). Files it names (``gate.samples``, ``calibration``) are local paths,
 relative to the spec file's folder, and are checked against their ``digest`` when one is given. Progress goes to
-stderr, the report (JSON) to ``--report`` or stdout.
+stderr, the report (JSON) to ``--report`` or stdout. ``--push`` uploads a model that passed the gate to an OCI registry
+as a one-file artifact (what ``oci://`` ModelVersions and the loader read) and adds ``pushed`` (its digest-pinned
+reference) to the report. The operator's build Job for ``spec.derivedFrom`` runs exactly this, with
+``--termination-log``.
 
 Exit codes: 0 built and the gate passed; 1 the gate failed (the report says why, nothing is written to ``--out``);
-2 usage or spec error; 3 a transform or the gate could not run.
+2 usage or spec error; 3 a transform or the gate could not run; 4 the push failed.
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ from typing import Any
 import yaml
 
 from modelyard_runtime import logs
+from modelyard_runtime.build import publish
 from modelyard_runtime.build import spec as s
 
-EXIT_GATE, EXIT_USAGE, EXIT_BUILD = 1, 2, 3
+EXIT_GATE, EXIT_USAGE, EXIT_BUILD, EXIT_PUSH = 1, 2, 3, 4
 FORMATS = ("onnx", "pmml", "savedmodel")
 
 
@@ -45,9 +50,11 @@ def _yaml(text: str, what: str) -> Any:
 
 
 def _spec(args: argparse.Namespace) -> tuple[s.BuildSpec, Path]:
-    if args.spec and (args.transform or args.gate):
-        raise UsageError("give --spec, or -t/--gate, not both")
-    if args.spec:
+    if sum(map(bool, (args.spec, args.spec_json, args.transform or args.gate))) > 1:
+        raise UsageError("give --spec, --spec-json, or -t/--gate: one of them")
+    if args.spec_json:
+        document, base = _yaml(args.spec_json, "--spec-json"), Path.cwd()
+    elif args.spec:
         try:
             document = _yaml(Path(args.spec).read_text(), str(args.spec))
         except OSError as e:
@@ -88,22 +95,27 @@ def _resolver(base: Path) -> Callable[[s.Pinned, str], Path]:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelyard-build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    p.add_argument("--parent", required=True, type=Path, help="the parent model file (ONNX, or PMML with convert)")
+    p.add_argument("--parent", required=True, type=Path,
+                   help="the parent model file (ONNX, or PMML with convert), or a folder that holds it")  # fmt: skip
     p.add_argument("--format", choices=FORMATS, help="the parent's format (default: from its file name)")
     p.add_argument("--out", required=True, type=Path, help="where the derived ONNX model is written")
     p.add_argument("--spec", help="YAML or JSON file: {transforms: [...], gate: {...}}")
+    p.add_argument("--spec-json", help="the same document inline (what the operator's build Job passes)")
     p.add_argument("-t", "--transform", action="append", default=[], help="one transform as YAML, repeatable, in order")
     p.add_argument("--gate", help="the gate as YAML, e.g. 'maxAbsDiff: 0.05'")
     p.add_argument("--report", type=Path, help="write the JSON report here (default: stdout)")
     p.add_argument("--latency-batch", type=int, default=32, help="rows per inference of the latency measurement")
     p.add_argument("--latency-runs", type=int, default=30, help="timed inferences per model; 0 skips the measurement")
     p.add_argument("--log-format", choices=logs.FORMATS, default=None, help="text (default) or json")
+    publish.add_arguments(p)
     return p
 
 
 def _format(args: argparse.Namespace) -> str:
     if args.format:
         return str(args.format)
+    if args.parent.is_dir():
+        raise UsageError(f"--format: say the format of the model in the folder {args.parent} (onnx or pmml)")
     suffix = args.parent.suffix.lower()
     if suffix in (".pmml", ".xml"):
         return "pmml"
@@ -124,43 +136,75 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logs.configure(logs.log_format(args.log_format))
-    log = logging.getLogger("modelyard.build")
+
+    def fail(code: int, reason: str, message: str, report: dict[str, Any] | None = None) -> int:
+        if reason == "GateFailed":
+            for failure in report["gate"]["failures"] if report else []:
+                print(f"modelyard-build: gate failed: {failure}", file=sys.stderr)
+        else:
+            print(f"modelyard-build: error: {message}", file=sys.stderr)
+        publish.write_termination(args.termination_log, publish.summary(False, reason, message, report))
+        return code
+
     try:
         build_spec, base = _spec(args)
         parent_format = _format(args)
         if args.latency_batch < 1 or args.latency_runs < 0:
             raise UsageError("--latency-batch must be at least 1 and --latency-runs at least 0")
+        if args.push:
+            publish.parse_target_or_raise(args.push)
+        args.parent = publish.parent_file(args.parent, parent_format)
         parent = args.parent.read_bytes()
-    except UsageError as e:
+    except (UsageError, publish.PushError, ValueError) as e:
         parser.print_usage(sys.stderr)
-        print(f"modelyard-build: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, "InvalidSpec", str(e))
     except OSError as e:
-        print(f"modelyard-build: error: --parent: {e.strerror}: {args.parent}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(EXIT_USAGE, "InvalidSpec", f"--parent: {e.strerror}: {args.parent}")
+    built = _build(args, parent, parent_format, build_spec, base)
+    if isinstance(built, str):
+        return fail(EXIT_BUILD, "BuildFailed", built)
+    report = built.report
+    if not built.passed:
+        _report(args, report)
+        return fail(EXIT_GATE, "GateFailed", "; ".join(report["gate"]["failures"]), report)
+    _write(args.out, built.model)
+    derived = report["derived"]
+    log.info("wrote %s: %s, %d bytes", args.out, derived["digest"], derived["sizeBytes"])
+    if args.push:
+        try:
+            pushed = publish.push(args.out, args.push, args, {"org.opencontainers.image.title": args.out.name})
+        except publish.PushError as e:
+            _report(args, report)
+            return fail(EXIT_PUSH, "PushFailed", str(e), report)
+        report["pushed"] = {"uri": pushed.uri, "digest": pushed.digest, "tag": pushed.tag}
+        log.info("pushed %s", pushed.uri)
+    _report(args, report)
+    publish.write_termination(args.termination_log, publish.summary(True, "Built", "built, gated and stored", report))
+    return 0
+
+
+log = logging.getLogger("modelyard.build")
+
+
+def _build(args: argparse.Namespace, parent: bytes, parent_format: str, build_spec: s.BuildSpec, base: Path) -> Any:
+    """The build's result, or why it could not run (a string)."""
     from modelyard_runtime.build.pipeline import BuildError, build  # onnxruntime only once the arguments are good
 
     log.info("building from %s (%s, %d bytes): %d transform(s)", args.parent, parent_format, len(parent),
              len(build_spec.transforms))  # fmt: skip
     try:
-        built = build(parent, parent_format, build_spec, _resolver(base), latency_batch=args.latency_batch,
-                      latency_runs=args.latency_runs)  # fmt: skip
+        return build(parent, parent_format, build_spec, _resolver(base), latency_batch=args.latency_batch,
+                     latency_runs=args.latency_runs)  # fmt: skip
     except (BuildError, ValueError) as e:
-        print(f"modelyard-build: error: {e}", file=sys.stderr)
-        return EXIT_BUILD
-    text = json.dumps(built.report, indent=2) + "\n"
+        return str(e)
+
+
+def _report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    text = json.dumps(report, indent=2) + "\n"
     if args.report:
         _write(args.report, text.encode())
     else:
         sys.stdout.write(text)
-    if not built.passed:
-        for failure in built.report["gate"]["failures"]:
-            print(f"modelyard-build: gate failed: {failure}", file=sys.stderr)
-        return EXIT_GATE
-    _write(args.out, built.model)
-    derived = built.report["derived"]
-    log.info("wrote %s: %s, %d bytes", args.out, derived["digest"], derived["sizeBytes"])
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -99,6 +99,7 @@ class Registry:
             secretdir.require_host(self.base, self.hosts, self.label)
         self._auth: str | None = None
         self._lock = threading.Lock()
+        self.scope = f"repository:{self.repo}:pull"  # what a token is asked for when the challenge names no scope
 
     def signer(self, method: str, url: str, headers: dict[str, str]) -> dict[str, str]:
         with self._lock:
@@ -110,7 +111,7 @@ class Registry:
             return None
         return "Basic " + base64.b64encode(f"{self.creds[0]}:{self.creds[1]}".encode()).decode()
 
-    def _answer_challenge(self, challenge: str) -> None:
+    def answer_challenge(self, challenge: str) -> None:
         scheme = challenge.split(" ", 1)[0].lower()
         if scheme == "basic":
             basic = self._basic()
@@ -125,7 +126,7 @@ class Registry:
         realm = params.get("realm")
         if not realm:
             raise FetchError(f"{self.label}: bearer challenge without a realm")
-        query = {"service": params.get("service", ""), "scope": params.get("scope") or f"repository:{self.repo}:pull"}
+        query = {"service": params.get("service", ""), "scope": params.get("scope") or self.scope}
         headers = {}
         basic = self._basic()
         if basic and secretdir.host_allowed(realm, self.hosts):
@@ -151,7 +152,7 @@ class Registry:
         with open_url("HEAD", url, self.opts.policy, headers, signer=self.signer) as resp:
             resp.read()
             if resp.status == 401:
-                self._answer_challenge(resp.headers.get("WWW-Authenticate", ""))
+                self.answer_challenge(resp.headers.get("WWW-Authenticate", ""))
 
     def manifest(self, digest: str) -> tuple[dict[str, Any], bytes]:
         """The manifest ``digest`` names, parsed, and its bytes (which hash to it)."""
