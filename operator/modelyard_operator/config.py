@@ -78,6 +78,11 @@ class OperatorConfig:
     s3_addressing_style: str | None = None  # path | virtual
     # ConfigMap (key ca.crt) of CAs every loader trusts for https (S3, HTTP, OCI): MODELYARD_LOADER_CA_BUNDLE
     loader_ca_bundle_configmap: str | None = None
+    # where derived versions (spec.derivedFrom) are pushed: oci://REGISTRY/PREFIX (each goes to
+    # PREFIX/<namespace>/<model>:<version>); None: derived versions fail with NoArtifactStore. MODELYARD_ARTIFACT_STORE*
+    artifact_store: str | None = None
+    artifact_store_secret: str | None = None  # Secret (in the version's namespace) with the registry's credentials
+    artifact_store_plain_http: bool = False  # a registry without TLS (a local one): builds and loaders use plain http
     # text | json: the operator's own log format, passed to model pods' server and loader (MODELYARD_LOG_FORMAT)
     log_format: str = "text"
 

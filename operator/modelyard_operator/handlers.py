@@ -19,7 +19,7 @@ from typing import Any, cast
 import kopf
 from pydantic import ValidationError
 
-from modelyard_operator import validation
+from modelyard_operator import derived, validation
 from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.api.modeldeployment import ModelDeployment
 from modelyard_operator.api.modelversion import ModelVersion
@@ -29,6 +29,7 @@ from modelyard_operator.indexes import View
 from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
 from modelyard_operator.names import (
+    LABEL_BUILDS,
     LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
@@ -314,7 +315,7 @@ async def child_deployment_event(
 @kopf.on.resume(*MV)
 @kopf.on.create(*MV)
 async def model_version_created(
-    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: Any, **_: Any
+    body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch, memo: Any, **kw: Any
 ) -> None:
     """Label the version (``kubectl get mv -l modelyard.dev/model=...``) and start its validation Job."""
     memo.sweeper.ready()
@@ -333,6 +334,11 @@ async def model_version_created(
     except ValidationError as exc:
         failed = validation.Outcome(False, "InvalidSpec", parse_errors(exc))
         patch.status.update(validation.outcome_status(current, failed, generation, _now()))
+        return
+    if derived.pending(dict(body)):  # built first; validated once the build pushed it
+        first = await derived.step(dict(body), memo, View.of(kw))
+        if first is not None:
+            patch.status.update(first)
         return
     refused = await _credentials_refusal(mv, memo.kube)
     if refused is not None:  # Failed: no Job and no model pod ever mounts the Secret
@@ -356,7 +362,7 @@ async def model_version_created(
 
 async def _credentials_refusal(mv: ModelVersion, kube: Kube) -> validation.Outcome | None:
     """The opt-in check of the version's credentialsSecret; a Secret not created yet is waited for (retried)."""
-    name = mv.spec.artifact.credentials_secret
+    name = mv.artifact.credentials_secret
     if not name:
         return None
     namespace = mv.metadata.namespace or "default"
@@ -415,9 +421,31 @@ async def validation_job_event(type: str | None, body: kopf.Body, namespace: str
         log.warning("cannot record the validation of %s: %s", mv_name, exc)
 
 
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_BUILDS: kopf.PRESENT, LABEL_MANAGED_BY: MANAGED_BY})
+async def build_job_event(type: str | None, body: kopf.Body, namespace: str | None, memo: Any, **kw: Any) -> None:
+    if type == "DELETED" or not validation.job_finished(dict(body)):
+        return
+    mv_name = (body.get("metadata", {}).get("labels") or {})[LABEL_BUILDS]
+    await advance_build(namespace or "default", mv_name, memo, View.of(kw))
+
+
+async def advance_build(namespace: str, name: str, memo: Any, view: View) -> None:
+    """One step of a derived version's build (:mod:`derived`), one at a time per version, on its current status."""
+    async with memo.locks[("ModelVersion", namespace, name)]:
+        mv = await _current(view.model_version, "ModelVersion", namespace, name, memo.kube)
+        if mv is None or not derived.pending(mv):
+            return
+        if validation.decided(mv.get("status") or {}, int(mv["metadata"].get("generation") or 0)):
+            return
+        await derived.advance(namespace, name, mv, memo, view)
+
+
 async def check_validation(namespace: str, name: str, mv: dict[str, Any], memo: Any, view: View) -> None:
     """The sweeper's safety net for a version still Validating: a missed Job event, a result whose message came
     late (or never: NoResult), a Job deleted by hand or not created yet (applying it again is harmless)."""
+    if derived.pending(mv):  # a derived version not built yet: its parent, its build Job
+        await advance_build(namespace, name, memo, view)
+        return
     job = view.validation_job(namespace, name)
     if job is not None and not validation.job_finished(job):
         await _report_unschedulable(namespace, name, mv, memo)

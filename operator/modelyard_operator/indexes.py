@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 
 from modelyard_operator.api.common import GROUP, VERSION
-from modelyard_operator.names import LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
+from modelyard_operator.names import LABEL_BUILDS, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from modelyard_operator.status import Reason
 from modelyard_operator.validation import LABEL_VALIDATES
 
@@ -108,6 +108,12 @@ def validation_job_index(namespace: str | None, labels: Mapping[str, str], body:
     return {(namespace or "default", labels[LABEL_VALIDATES]): _observed_job(body)}
 
 
+@kopf.index("batch", "v1", "jobs", labels={**OWNED, LABEL_BUILDS: kopf.PRESENT})
+def build_job_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    """Build Jobs (spec.derivedFrom) by the ModelVersion they build."""
+    return {(namespace or "default", labels[LABEL_BUILDS]): _observed_job(body)}
+
+
 def _all(index: Any, key: Any) -> list[Any]:
     try:
         return list(index[key])
@@ -125,6 +131,7 @@ class View:
     services: Any
     validation_jobs: Any
     network_policies: Any
+    build_jobs: Any
 
     @classmethod
     def of(cls, kwargs: Mapping[str, Any]) -> View:
@@ -135,6 +142,7 @@ class View:
             kwargs["service_index"],
             kwargs["validation_job_index"],
             kwargs["network_policy_index"],
+            kwargs["build_job_index"],
         )
 
     def model_deployment(self, namespace: str, name: str) -> Obj | None:
@@ -179,4 +187,8 @@ class View:
 
     def validation_job(self, namespace: str, mv_name: str) -> Obj | None:
         found = _all(self.validation_jobs, (namespace, mv_name))
+        return found[0] if found else None
+
+    def build_job(self, namespace: str, mv_name: str) -> Obj | None:
+        found = _all(self.build_jobs, (namespace, mv_name))
         return found[0] if found else None

@@ -24,6 +24,18 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"MODELYARD_{name}", default)
 
 
+ARTIFACT_STORE = re.compile(r"^oci://[A-Za-z0-9.-]+(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+/?$")
+
+
+def _artifact_store(text: str) -> str:
+    """``--artifact-store``: an OCI registry and a repository prefix (lower case), e.g. oci://registry.local/models."""
+    if not ARTIFACT_STORE.match(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected oci://REGISTRY[:PORT]/PREFIX, e.g. oci://registry.example/models (lower-case prefix)"
+        )
+    return text.rstrip("/")
+
+
 def _placement(text: str) -> dict[str, Any]:
     """``--validation-placement``: a JSON object with nodeSelector and/or tolerations, nothing else."""
     try:
@@ -165,6 +177,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help='JSON {"nodeSelector": {...}, "tolerations": [...]} for validation pods',
     )
     p.add_argument(
+        "--artifact-store",
+        type=_artifact_store,
+        default=_env("ARTIFACT_STORE", "") or None,
+        help="oci://REGISTRY/PREFIX where derived versions (spec.derivedFrom) go, as PREFIX/NAMESPACE/MODEL:VERSION",
+    )
+    p.add_argument(
+        "--artifact-store-secret",
+        default=_env("ARTIFACT_STORE_SECRET", "") or None,
+        help="Secret (in each namespace with derived versions, labelled modelyard.dev/artifact-credentials=true) "
+        "with the store's username/password or .dockerconfigjson",
+    )
+    p.add_argument(
+        "--artifact-store-plain-http",
+        action=argparse.BooleanOptionalAction,
+        default=_env("ARTIFACT_STORE_PLAIN_HTTP", "false").lower() in ("1", "true", "yes"),
+        help="talk plain http to the artifact store (a registry without TLS, e.g. a local one)",
+    )
+    p.add_argument(
         "--loader-allow-hosts",
         default=_env("LOADER_ALLOW_HOSTS", ""),
         help="comma-separated hosts, IPs or CIDRs the loader may fetch from despite its SSRF guard",
@@ -260,6 +290,9 @@ def config_from_args(args: argparse.Namespace) -> OperatorConfig:
         sigstore_trust_root_configmap=args.sigstore_trust_root_configmap,
         validation_placement=args.validation_placement,
         loader_allow_hosts=tuple(h.strip() for h in args.loader_allow_hosts.split(",") if h.strip()),
+        artifact_store=args.artifact_store,
+        artifact_store_secret=args.artifact_store_secret,
+        artifact_store_plain_http=args.artifact_store_plain_http,
         artifact_cache_dir=args.artifact_cache_dir,
         artifact_cache_verify=args.artifact_cache_verify,
         network_policies=NetworkPolicySettings(

@@ -11,6 +11,7 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MODEL = "modelyard.dev/model"
 LABEL_VERSION = "modelyard.dev/version"
+LABEL_BUILDS = "modelyard.dev/builds"  # on a build Job (spec.derivedFrom): the ModelVersion it builds
 LABEL_DEPLOYMENT = "modelyard.dev/deployment"
 SERVER_NAME = "modelyard-server"
 MANAGED_BY = "modelyard"

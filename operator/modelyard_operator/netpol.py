@@ -81,9 +81,11 @@ def artifact_egress(versions: list[ModelVersion], settings: NetworkPolicySetting
     exact: set[EgressRule] = set()
     named = False
     for mv in versions:
-        uris = [mv.spec.artifact.uri]
-        if mv.spec.artifact.signature is not None:
-            uris.append(mv.spec.artifact.signature.uri)
+        if not mv.built:  # a derived version its build has not pushed yet: no pod loads it
+            continue
+        uris = [mv.artifact.uri]
+        if mv.artifact.signature is not None:
+            uris.append(mv.artifact.signature.uri)
         for uri in uris:
             rule = host_rule(uri)
             if isinstance(rule, EgressRule):

@@ -139,13 +139,13 @@ def find_model_version(md: ModelDeployment, versions: VersionMap, config: Operat
         why = next((c for c in mv.status.conditions if c.type == "Ready"), None)
         detail = f": {why.reason}: {why.message}" if why is not None and why.reason else ""
         return Problem(Reason.MODEL_VERSION_FAILED, f"ModelVersion {mv.metadata.name} failed validation{detail}")
-    if mv.spec.artifact.digest is None and not config.allow_unpinned_artifacts:
+    if mv.artifact.digest is None and not config.allow_unpinned_artifacts:
         return Problem(
             Reason.ARTIFACT_NOT_PINNED,
             f"ModelVersion {mv.metadata.name} has no artifact.digest and the operator does not allow "
             "unpinned artifacts",
         )
-    if mv.spec.artifact.uri.startswith("file://") and not config.allow_file_uris:
+    if mv.artifact.uri.startswith("file://") and not config.allow_file_uris:
         return Problem(
             Reason.FILE_URI_NOT_ALLOWED,
             f"ModelVersion {mv.metadata.name} uses a file:// URI, which the operator does not allow",

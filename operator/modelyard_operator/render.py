@@ -93,7 +93,7 @@ def artifact_access(
     apart when two versions' loaders share a pod (the inPod router); the node cache's volume keeps its name,
     as it is the same directory for every loader of the pod.
     """
-    artifact = mv.spec.artifact
+    artifact = mv.artifact
     args: list[str] = []
     volumes: list[Obj] = []
     mounts: list[Obj] = []
@@ -143,6 +143,8 @@ def artifact_access(
             args += ["--trust-root", f"{TRUST_ROOT_DIR}/trust_root.json"]
             if config.sigstore_trust_root_configmap:
                 mount("trust-root", TRUST_ROOT_DIR, {"configMap": {"name": config.sigstore_trust_root_configmap}})
+    if mv.spec.derived_from is not None and config.artifact_store_plain_http:
+        args += ["--oci-plain-http"]  # a derived version is in the artifact store, which speaks plain http
     if config.allow_file_uris:
         args += ["--allow-file"]
     if config.loader_allow_hosts:
@@ -152,8 +154,8 @@ def artifact_access(
 
 
 def _uris(mv: ModelVersion) -> list[str]:
-    signature = mv.spec.artifact.signature
-    return [mv.spec.artifact.uri] + ([signature.uri] if signature is not None else [])
+    signature = mv.artifact.signature
+    return [mv.artifact.uri] + ([signature.uri] if signature is not None else [])
 
 
 def loader_env(config: OperatorConfig) -> list[Obj]:
@@ -205,7 +207,7 @@ def node_cache_dir(root: str, namespace: str) -> str:
 
 def _pinned(mv: ModelVersion) -> bool:
     """Whether the loader will know the artifact's digest up front (``--digest``, or an OCI reference's)."""
-    artifact = mv.spec.artifact
+    artifact = mv.artifact
     return bool(artifact.digest) or (artifact.uri.startswith("oci://") and "@sha256:" in artifact.uri)
 
 
@@ -215,7 +217,7 @@ def loader_args(subcommand: str, mv: ModelVersion, dest: str, access_args: list[
     ``access_args`` are the flags of :func:`artifact_access` for it, which the caller computes once per pod
     (it needs the volumes and mounts too).
     """
-    artifact = mv.spec.artifact
+    artifact = mv.artifact
     args = [subcommand, "--uri", artifact.uri, "--dest", dest]
     if artifact.digest:
         args += ["--digest", artifact.digest]
@@ -427,7 +429,7 @@ def warmup_samples_containers(
     samples = mv.spec.warmup.samples
     if samples is None:
         return []
-    unsigned = mv.spec.artifact.model_copy(update={"uri": samples.uri, "digest": samples.digest, "signature": None})
+    unsigned = mv.artifact.model_copy(update={"uri": samples.uri, "digest": samples.digest, "signature": None})
     fetch_mv = mv.model_copy(update={"spec": mv.spec.model_copy(update={"artifact": unsigned})})
     access_args, access_volumes, access_mounts = artifact_access(fetch_mv, config, suffix=suffix)
     present = {v["name"] for v in volumes}

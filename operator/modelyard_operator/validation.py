@@ -113,7 +113,7 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
                     **({"imagePullSecrets": secrets} if (secrets := image_pull_secrets(None, config)) else {}),
                     "containers": [container],
                     "volumes": volumes,
-                    **_placement(config),
+                    **placement(config),
                 },
             },
         },
@@ -162,7 +162,7 @@ def waiting_for_node_status(status: Obj, mv: ModelVersion, scheduler_message: st
     return {"conditions": conditions}
 
 
-def _placement(config: OperatorConfig) -> Obj:
+def placement(config: OperatorConfig) -> Obj:
     placement = config.validation_placement
     out: Obj = {}
     if placement.get("nodeSelector"):
@@ -255,7 +255,7 @@ def outcome_from_failed_job(job: Obj) -> Outcome | None:
     return Outcome(False, "ValidationJobFailed", str(failed.get("message") or failed.get("reason") or "the Job failed"))
 
 
-def trusted_pods(mv: Obj, job: Obj | None, pods: list[Obj]) -> list[Obj]:
+def trusted_pods(mv: Obj, job: Obj | None, pods: list[Obj], name: str | None = None) -> list[Obj]:
     """The pods whose result may count for ``mv``: those its own validation Job created.
 
     The chain is checked by UID: the Job has the name the operator gives it and is controlled by this very
@@ -264,7 +264,8 @@ def trusted_pods(mv: Obj, job: Obj | None, pods: list[Obj]) -> list[Obj]:
     message) never counts, nor does a Job left over from a ModelVersion of the same name that was deleted.
     """
     meta = mv.get("metadata") or {}
-    if job is None or (job.get("metadata") or {}).get("name") != job_name(meta.get("name", "")):
+    expected = name or job_name(meta.get("name", ""))  # the validation Job's, unless the caller names its own
+    if job is None or (job.get("metadata") or {}).get("name") != expected:
         return []
     if not _controlled_by(job, "ModelVersion", meta.get("uid")):
         return []
@@ -438,7 +439,11 @@ def credentials_refusal(mv: ModelVersion, secret: Obj | None) -> Outcome | None:
     operator mount any Secret of the namespace into a pod that sends it to a URI of their choosing.
     ``secret`` is the Secret's metadata (None: it does not exist; the caller waits for it instead).
     """
-    name = mv.spec.artifact.credentials_secret
+    return secret_refusal(mv.artifact.credentials_secret, secret)
+
+
+def secret_refusal(name: str | None, secret: Obj | None) -> Outcome | None:
+    """Why the Secret ``name`` (metadata ``secret``) may not be mounted into a loader or a build (None: it may)."""
     if not name or secret is None:
         return None
     meta = secret.get("metadata") or {}

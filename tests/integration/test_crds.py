@@ -26,6 +26,18 @@ def mv(**spec: Any) -> dict[str, Any]:
     return body
 
 
+DERIVED = {"version": "1", "transforms": [{"quantize": {}}]}
+
+
+def derived(derived_from: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    """Version 2 of fraud, derived from version 1 (no artifact)."""
+    body = mv(version="2", **spec)
+    del body["spec"]["artifact"]
+    if derived_from is not None:
+        body["spec"]["derivedFrom"] = derived_from
+    return body
+
+
 def md(**spec: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "apiVersion": "modelyard.dev/v1alpha1",
@@ -119,6 +131,22 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
      md(pod={"env": [{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
      'unknown field "spec.pod.env[0].valueFrom.secretKeyRef"'),
     ("pod service account", md(pod={"serviceAccountName": "admin"}), 'unknown field "spec.pod.serviceAccountName"'),
+    ("artifact and derivedFrom", mv(derivedFrom=DERIVED), "set artifact (where the model is) or derivedFrom"),
+    ("neither artifact nor derivedFrom", derived(), "set artifact (where the model is) or derivedFrom"),
+    ("derived pmml", derived(DERIVED, format="pmml"), "a derived version is an ONNX model: format onnx"),
+    ("derived from itself", derived({**DERIVED, "version": "2"}), "derivedFrom.version names another version"),
+    ("no transforms", derived({"version": "1", "transforms": []}), "spec.derivedFrom.transforms"),
+    ("two keys in a transform", derived({"version": "1", "transforms": [{"quantize": {}, "float16": {}}]}),
+     "a transform has exactly one of convert, quantize, float16 or prune"),
+    ("convert after quantize", derived({"version": "1", "transforms": [{"quantize": {}}, {"convert": "onnx"}]}),
+     "convert comes first"),
+    ("static without calibration", derived({"version": "1", "transforms": [{"quantize": {"mode": "static"}}]}),
+     "static quantization needs calibration"),
+    ("sparsity 1", derived({"version": "1", "transforms": [{"prune": {"sparsity": 1}}]}),
+     "spec.derivedFrom.transforms[0].prune.sparsity"),
+    ("top-1 above 1", derived({**DERIVED, "gate": {"top1Agreement": 1.5}}), "spec.derivedFrom.gate.top1Agreement"),
+    ("tensorrtPlan", derived({"version": "1", "transforms": [{"tensorrtPlan": {"precision": "fp16"}}]}),
+     'unknown field "spec.derivedFrom.transforms[0].tensorrtPlan"'),
 ]  # fmt: skip
 
 
@@ -137,6 +165,7 @@ VALID: list[tuple[str, dict[str, Any]]] = [
                                     "signature": {"uri": SIG, "sigstore": {"identity": "ci@example.com",
                                                                            "issuer": "https://issuer.example.com"}}})),
     ("pvc version", mv(artifact={"uri": "pvc://models/fraud/1/model.onnx", "digest": DIGEST})),
+    ("derived version", derived(DERIVED)),
     ("minimal deployment", md()),
     (
         "design example deployment",
@@ -165,6 +194,11 @@ def test_valid_manifest_is_accepted_with_defaults(
 ) -> None:
     kubectl.run("create", "-n", namespace, "-f", "-", stdin=json.dumps(body))
     stored = kubectl.get(body["kind"].lower(), body["metadata"]["name"], namespace)
+    if case == "derived version":
+        assert stored["spec"]["derivedFrom"]["transforms"] == [
+            {"quantize": {"mode": "dynamic", "weightType": "int8", "perChannel": False}}
+        ]
+        assert stored["spec"]["derivedFrom"]["gate"] == {"generated": 64, "seed": 0}
     if case == "shadowing deployment":
         assert stored["spec"]["rollout"]["shadow"] == {"percent": 100, "compare": "top1", "maxAbsDiff": 0.001}
     if body["kind"] == "ModelDeployment":

@@ -16,6 +16,7 @@ from modelyard_operator.api.common import (
     VersionName,
     schema_default,
 )
+from modelyard_operator.api.derived import BuildStatus, DerivedFrom
 
 ModelFormat = Literal["onnx", "tensorrt", "savedmodel", "pmml"]
 Engine = Literal["onnxruntime", "tensorrt", "tensorflow"]
@@ -290,6 +291,19 @@ class ModelVersionSpec(ApiModel):
                     "message": "format pmml needs runtime.engine onnxruntime (the loader compiles it to ONNX)",
                 },
                 {
+                    "rule": "has(self.artifact) != has(self.derivedFrom)",
+                    "message": "set artifact (where the model is) or derivedFrom (build it from another version), "
+                    "exactly one",
+                },
+                {
+                    "rule": "!has(self.derivedFrom) || self.format == 'onnx'",
+                    "message": "a derived version is an ONNX model: format onnx",
+                },
+                {
+                    "rule": "!has(self.derivedFrom) || self.derivedFrom.version != self.version",
+                    "message": "derivedFrom.version names another version of the model, not this one",
+                },
+                {
                     "rule": "self.format != 'onnx' || self.runtime.engine == 'onnxruntime'",
                     "message": "format onnx needs runtime.engine onnxruntime (for TensorRT through ONNX Runtime, "
                     "list TensorrtExecutionProvider in runtime.executionProviders)",
@@ -308,7 +322,12 @@ class ModelVersionSpec(ApiModel):
         "SavedModel folder, model.savedmodel/ or saved_model.pb at the top, served by engine tensorflow in the "
         "runtime-tf image).",
     )
-    artifact: ArtifactSpec
+    artifact: ArtifactSpec | None = Field(default=None, description="Where the model is (or derivedFrom).")
+    derived_from: DerivedFrom | None = Field(
+        default=None,
+        description="Build this version from another version of the same model instead (transforms, a gate): the "
+        "operator's build Job pushes the result to the installation's artifact store (docs/optimization.md).",
+    )
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec, json_schema_extra=schema_default(RuntimeSpec))
     batching: BatchingSpec = Field(default_factory=BatchingSpec, json_schema_extra=schema_default(BatchingSpec))
     warmup: WarmupSpec = Field(default_factory=WarmupSpec, json_schema_extra=schema_default(WarmupSpec))
@@ -382,6 +401,7 @@ class ModelVersionStatus(ApiModel):
     validation_job: ValidationJobRef | None = Field(
         default=None, description="The Job whose pod produced this result (only the operator's own Job counts)."
     )
+    build: BuildStatus | None = Field(default=None, description="derivedFrom: what the build Job made.")
 
 
 class ModelVersion(ApiModel):
@@ -392,3 +412,19 @@ class ModelVersion(ApiModel):
     metadata: ObjectMeta
     spec: ModelVersionSpec
     status: ModelVersionStatus = Field(default_factory=ModelVersionStatus)
+
+    @property
+    def built(self) -> bool:
+        """Whether the artifact is known: given in the spec, or pushed by the build of a derived version."""
+        return self.spec.artifact is not None or bool(self.status.build and self.status.build.uri)
+
+    @property
+    def artifact(self) -> ArtifactSpec:
+        """The artifact the loader fetches: ``spec.artifact``, or the one the build of a derived version pushed to the
+        artifact store (pinned by the digest it recorded). ValueError before a derived version is built."""
+        if self.spec.artifact is not None:
+            return self.spec.artifact
+        build = self.status.build
+        if build is None or not build.uri:
+            raise ValueError(f"ModelVersion {self.metadata.name} is derived and not built yet")
+        return ArtifactSpec(uri=build.uri, digest=build.digest, credentials_secret=build.credentials_secret)

@@ -80,6 +80,11 @@ def _resolver(base: Path) -> Callable[[s.Pinned, str], Path]:
         if "://" in uri:
             raise ValueError(f"{where}: modelyard-build reads local files; {pinned.uri} is fetched by a build Job")
         path = (base / uri).resolve()
+        if path.is_dir():  # the folder a loader fetched the file into (the operator's build Job)
+            inside = sorted(p for p in path.rglob("*") if p.is_file())
+            if len(inside) != 1:
+                raise ValueError(f"{where}: {path} holds {len(inside)} files; expected the one file")
+            path = inside[0]
         try:
             data = path.read_bytes()
         except OSError as e:
