@@ -153,7 +153,7 @@ tools: debian-packages ## build (or reuse from the caches) everything the test t
 test: tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
 	$(PYTEST) tests
 
-demo: $(STAMP) controlplane node cpu-images prometheus ## real inference on a local cluster: canary promoted, bad versions stopped (~1 min)
+demo: $(STAMP) controlplane node cpu-images tf-image prometheus ## real inference on a local cluster: canary promoted, bad versions stopped, PMML and SavedModel served, an int8 version derived, shadowed and promoted (~4 min)
 	$(PY) hack/demo.py
 
 BENCH_ARGS ?=

@@ -12,7 +12,10 @@
 6. version 3: a model that fails at run time, rolled out blue/green: its copy gets preview traffic only, the
    analysis fails and the operator rolls it back by itself;
 7. version 4: a tampered artifact: validation rejects it (digest mismatch) and it never gets a pod;
-8. ``kubectl get md,mv,pods``, the rollout events and a summary with timings; everything stopped (Ctrl-C too).
+8. the model pipeline (hack/demo_pipeline.py): a PMML document and a TensorFlow SavedModel served next to the ONNX
+   models; an int8 version of a classifier derived by the operator (spec.derivedFrom: built, gated and pushed to an
+   OCI registry), shadowed on live requests and promoted by the agreement analysis;
+9. ``kubectl get md,mv,pods``, the rollout events and a summary with timings; everything stopped (Ctrl-C too).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from realnode import GATEWAY, NODE, PLACEMENT
 from traffic import Traffic, infer_inputs
 
 sys.path.insert(0, str(REPO / "tests"))
-from models import binary_op, failing_model  # the tests' ONNX generators (no downloads)
+import demo_pipeline as pipeline
+from models import binary_op, failing_model, image_classifier, pmml_linear  # the tests' generators (no downloads)
 
 NAMESPACE = "modelyard-demo"
 SYSTEM_NAMESPACE = "modelyard-system"
@@ -92,6 +96,7 @@ class Demo:
         self.timings: list[tuple[str, float]] = []
         self.users: Traffic | None = None
         self.previews: Traffic | None = None
+        self.classified: Traffic | None = None
         self.started = time.monotonic()
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
@@ -148,7 +153,7 @@ class Demo:
         self.cluster.up(nodes=False, real_node=True, prometheus=True)
         self.timed("control plane + real node + Prometheus up", t)
         t = time.monotonic()
-        for ref in self.cluster.push_images():
+        for ref in self.cluster.push_images(["modelyard-operator", "modelyard-runtime", "modelyard-runtime-tf"]):
             print(f"    pushed {ref}")
         self.timed("images pushed to the dev registry", t)
 
@@ -158,13 +163,20 @@ class Demo:
         (cache / NAMESPACE).mkdir(parents=True, exist_ok=True)  # provisioning: a folder the loaders (UID 65532) own
         os.chown(cache / NAMESPACE, 65532, 65532)
         (cache / NAMESPACE).chmod(0o700)
-        values = {
-            "operator.prometheusURL": str(self.cluster.prometheus_url()),
-            "operator.loaderAllowHosts": "{" + GATEWAY + "}",
-            "operator.artifactCache.hostPath": str(cache),
-            "operator.logLevel": "WARNING",
-        }
-        self.cluster.install_chart(values, namespace=SYSTEM_NAMESPACE)
+        with pipeline.artifact_store(folder / "artifact-store") as store:
+            values = {
+                "operator.prometheusURL": str(self.cluster.prometheus_url()),
+                "operator.loaderAllowHosts": "{" + GATEWAY + "}",
+                "operator.artifactCache.hostPath": str(cache),
+                "operator.artifactStore.uri": f"oci://{store}/modelyard",  # where derived versions are pushed
+                "operator.artifactStore.plainHTTP": "true",
+                "operator.logLevel": "WARNING",
+            }
+            self.cluster.install_chart(values, namespace=SYSTEM_NAMESPACE)
+            self.installed(folder, values, t)
+
+    def installed(self, folder: Path, values: dict[str, str], t: float) -> None:
+        """Everything after ``helm install``, while the artifact store (derived versions) runs."""
         self.timed("helm install (operator Ready)", t)
         print("    " + " ".join(f"--set {key}={value}" for key, value in values.items()))
         print(
@@ -184,10 +196,11 @@ class Demo:
             print(f"    {path.name:<16} {path.stat().st_size:>5} bytes")
         with serve_directory(models) as port:
             base = f"http://{GATEWAY}:{port}"
-            print(f"    artifact store: {base}/ (the pods' loader fetches from here and checks the pinned digest)")
+            print(f"    artifacts served at {base}/ (the pods' loader fetches from here and checks the pinned digest)")
             self.kubectl("create", "namespace", NAMESPACE)
             try:
                 self.story(base, models, pinned_v4)
+                self.pipeline(base, models)
             finally:
                 self.save_operator_log(folder / "operator.log")
 
@@ -261,6 +274,71 @@ class Demo:
                            "--field-selector=involvedObject.kind=ModelDeployment",
                            "-o", "custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message"))  # fmt: skip
 
+    def pipeline(self, base: str, models: Path) -> None:
+        step("Formats: a PMML document (compiled to ONNX by the loader) and a TensorFlow SavedModel, next to ONNX")
+        t = time.monotonic()
+        churn = pmml_linear(models / "churn.pmml", {"x1": 2.0, "x2": -1.5}, intercept=0.5)
+        dense = pipeline.savedmodel_archive(models)
+        self.apply(pipeline.version("churn", "1", format="pmml",
+                                    artifact={"uri": f"{base}/churn.pmml", "digest": pipeline.sha256(churn)}),
+                   pipeline.version("dense", "1", format="savedmodel", runtime={"engine": "tensorflow"},
+                                    artifact={"uri": f"{base}/dense.tar.gz", "digest": pipeline.sha256(dense)}),
+                   pipeline.deployment("churn", "1"), pipeline.deployment("dense", "1"))  # fmt: skip
+        answers = {}
+        for model, inputs, datatype in (
+            ("churn", {"x1": np.array([1.0]), "x2": np.array([2.0])}, "FP64"),
+            ("dense", {"x": np.array([[0.1, 0.2, 0.3, 0.4]], dtype=np.float32)}, "FP32"),
+        ):
+            self.wait(f"{model} Healthy", lambda s: s.get("phase") == "Healthy", name=model, timeout=300)
+            answers[model] = pipeline.one_answer(self.pod_ip(model), model, inputs, datatype)
+        print(f"    churn (PMML RegressionModel y = 0.5 + 2 x1 - 1.5 x2), x1=1, x2=2: {answers['churn']}")
+        print(f"    dense (SavedModel, engine tensorflow in the runtime-tf image): {answers['dense']}")
+        self.timed("PMML + SavedModel: apply -> answers", t)
+
+        step("An int8 version derived by the operator (spec.derivedFrom): built, gated, pushed, shadowed, promoted")
+        t = time.monotonic()
+        classifier = image_classifier(models / "cls-v1.onnx", classes=pipeline.CLASSES, side=pipeline.SIDE)
+        derive = {"version": "1", "transforms": [{"quantize": {"mode": "dynamic", "weightType": "int8"}}],
+                  "gate": {"generated": 256, "seed": 7, "top1Agreement": 0.95}}  # fmt: skip
+        self.apply(pipeline.version("cls", "1", artifact={"uri": f"{base}/cls-v1.onnx",
+                                                          "digest": pipeline.sha256(classifier)}),
+                   pipeline.version("cls", "1-int8", derivedFrom=derive),
+                   pipeline.deployment("cls", "1", pipeline.SHADOW))  # fmt: skip
+        mv = self.wait("cls-1-int8 built and validated", lambda s: s.get("phase") in ("Ready", "Failed"), kind="mv",
+                       name="cls-1-int8", timeout=300)  # fmt: skip
+        if mv["status"]["phase"] != "Ready":
+            ready = next(c for c in mv["status"]["conditions"] if c["type"] == "Ready")
+            raise ClusterError(f"cls-1-int8 failed: {ready['reason']}: {ready['message']}")
+        b, gate = mv["status"]["build"], mv["status"]["build"]["gate"]
+        print(
+            f"    build Job {b['job']}: {b['sizeBytesBefore']} -> {b['sizeBytesAfter']} bytes; gate on "
+            f"{gate['rows']} rows: top-1 agreement {gate['top1Agreement']}, max |diff| {gate['maxAbsDiff']}; "
+            f"median latency {b['latencyMsBefore']} -> {b['latencyMsAfter']} ms (batch {b['latencyBatch']})"
+        )
+        print(f"    pushed to the artifact store: {b['uri']}")
+        self.timed("int8: apply -> built, gated, pushed, validated", t)
+        self.wait("cls Healthy on version 1", lambda s: s.get("phase") == "Healthy" and s.get("stableVersion") == "1",
+                  name="cls", timeout=240)  # fmt: skip
+        data = pipeline.images(np.random.default_rng(5), 8)
+        expected = pipeline.classes(classifier, data)
+        self.classified = Traffic(Kube(self.cluster.kubeconfig), NAMESPACE, "cls", "cls", {"data": data},
+                                  lambda _i, out: bool((out["probs"].argmax(axis=1) == expected).all()),
+                                  rate=20).start()  # fmt: skip
+        t = time.monotonic()
+        self.apply(pipeline.deployment("cls", "1-int8", pipeline.SHADOW))
+        status = self.wait("1-int8 shadowed, then promoted",
+                           lambda s: s.get("stableVersion") == "1-int8" and s.get("phase") == "Healthy", name="cls",
+                           timeout=300)["status"]  # fmt: skip
+        self.classified.stop()
+        self.timed("int8: shadowed -> agreement analysis -> promoted", t)
+        decision = status.get("lastDecision") or {}
+        print(f"    {decision.get('verdict')}: {decision.get('reason')}: {decision.get('message')}")
+
+    def pod_ip(self, instance: str) -> str:
+        pods = json.loads(self.kubectl("get", "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={instance}",
+                                       "-o", "json"))["items"]  # fmt: skip
+        return str(next(p["status"]["podIP"] for p in pods if p["status"].get("podIP")))
+
     def through_service(self) -> None:
         """One request to the Service's virtual IP, as any in-cluster client would send it (kube-proxy routes it)."""
         vip = json.loads(self.kubectl("get", "service", "adder", "-n", NAMESPACE, "-o", "json"))["spec"]["clusterIP"]
@@ -278,7 +356,7 @@ class Demo:
         print(f"    through the Service adder ({vip}:8080): A + B = {out[0].tolist()} ... (tritonclient over HTTP)")
 
     def stop_traffic(self) -> None:
-        for load in (self.users, self.previews):
+        for load in (self.users, self.previews, self.classified):
             if load is not None:
                 load.stop()
 
@@ -294,6 +372,10 @@ class Demo:
             sent, failed = len(self.previews.results), len(self.previews.failures())
             print(f"    preview requests to adder-canary: {sent} sent, {failed} failed on version 3 "
                   "- the analysis saw them, users never did")  # fmt: skip
+        if self.classified is not None:
+            counts = ", ".join(f"{v}: {n}" for v, n in sorted(self.classified.versions().items()))
+            print(f"    classifier requests: {len(self.classified.results)} sent, {len(self.classified.failures())} "
+                  f"failed (answered right by {counts}; the int8 version shadowed first, unseen)")  # fmt: skip
         print(f"    {'demo wall time (before stopping)':<52} {time.monotonic() - self.started:6.1f} s")
 
 
@@ -309,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         demo.run(args.dir)
         demo.summary()
-        failed = len(demo.users.failures()) if demo.users else 0
+        failed = sum(len(t.failures()) for t in (demo.users, demo.classified) if t is not None)
         if failed:
             print(f"\ndemo failed: {failed} user requests failed", file=sys.stderr)
             code = 1

@@ -42,7 +42,7 @@ WORK_DIR = "/work"
 PARENT_DIR = f"{WORK_DIR}/parent"
 INPUTS_DIR = f"{WORK_DIR}/inputs"
 OUT = f"{WORK_DIR}/out/model.onnx"
-STORE_CREDENTIALS_DIR = "/var/run/modelyard/store-credentials"
+STORE_CREDENTIALS_DIR = "/var/run/secrets/modelyard/store-credentials"
 TERMINATION_LOG = "/dev/termination-log"
 EXIT_REASONS = {1: "GateFailed", 2: "InvalidSpec", 3: "BuildFailed", 4: "PushFailed"}
 
@@ -213,8 +213,10 @@ def outcome_from_pod(pod: Obj) -> Outcome | None:
     except ValueError:
         summary = {}
     summary = summary if isinstance(summary, dict) else {}
-    if code == 0 and summary.get("ok") is True and (summary.get("pushed") or {}).get("uri"):
-        return Outcome(True, "Built", "built, gated and pushed", summary)
+    if code == 0 and summary.get("ok") is True:
+        if (summary.get("pushed") or {}).get("uri"):
+            return Outcome(True, "Built", "built, gated and pushed", summary)
+        return Outcome(False, "NotPushed", "the build reported no pushed artifact", summary)
     reason = str(summary.get("reason") or EXIT_REASONS.get(code) or stopped.get("reason") or "BuildFailed")
     message = str(summary.get("message") or f"modelyard-build exited with code {code}")
     return Outcome(False, reason, message[:1024], summary)

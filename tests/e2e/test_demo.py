@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-# A cluster start, helm and four versions through real pods: above the suite's default per-test timeout.
-pytestmark = pytest.mark.timeout(300)
+# A cluster start, helm, four versions and the model pipeline through real pods: above the default per-test timeout.
+pytestmark = pytest.mark.timeout(600)
 
 
 def demo(state: Path) -> subprocess.Popen[str]:
@@ -51,7 +51,7 @@ def no_node_left() -> bool:
 
 def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
     proc = demo(tmp_path)
-    out, _ = proc.communicate(timeout=280)
+    out, _ = proc.communicate(timeout=580)
     assert proc.returncode == 0, out
     # real inference all along: every user request answered right, by version 1 and then version 2
     m = re.search(r"user requests: (\d+) sent, (\d+) failed \(answered right by v1: (\d+), v2: (\d+)\)", out)
@@ -73,6 +73,18 @@ def test_demo_runs_end_to_end_and_stops_everything(tmp_path: Path) -> None:
                   "v4: apply -> rejected by validation", "demo wall time"):  # fmt: skip
         assert label in out
     assert "Stopped 12 cluster processes" in out
+    # the model pipeline: PMML and SavedModel answer; an int8 version is derived, shadowed, promoted; no request failed
+    assert re.search(r"churn \(PMML RegressionModel .*\): \{'y': \[-0\.5\]\}", out), out
+    assert re.search(r"dense \(SavedModel, engine tensorflow in the runtime-tf image\): \{'\w+': \[-?\d", out), out
+    assert re.search(
+        r"pushed to the artifact store: oci://10\.244\.100\.1:\d+/modelyard/modelyard-demo/cls@sha256:", out
+    )
+    assert "Promote" in out.split("int8: shadowed -> agreement analysis -> promoted")[-1], out
+    m = re.search(r"classifier requests: (\d+) sent, (\d+) failed \(answered right by 1: (\d+), 1-int8: (\d+)", out)
+    assert m, out
+    sent, failed, v1, int8 = map(int, m.groups())
+    assert (failed, v1 + int8) == (0, sent)
+    assert v1 > 20, out
     vip_answer = r"through the Service adder \(10\.96\.[0-9.]+:8080\): A \+ B = \[10\.0, 11\.0, 12\.0, 13\.0\]"
     assert re.search(vip_answer, out), out
     assert not (tmp_path / "state.json").exists()

@@ -37,12 +37,14 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     return out
 
 
-def wait_port(proc: subprocess.Popen[Any], port: int, describe: Callable[[], str], timeout: float = 30.0) -> None:
-    """Return once something accepts on 127.0.0.1:``port``; RuntimeError with ``describe()`` (e.g. the process's
+def wait_port(
+    proc: subprocess.Popen[Any], port: int, describe: Callable[[], str], timeout: float = 30.0, host: str = "127.0.0.1"
+) -> None:
+    """Return once something accepts on ``host``:``port``; RuntimeError with ``describe()`` (e.g. the process's
     log) when ``proc`` exits first or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
             return
         if proc.poll() is not None:
             raise RuntimeError(f"exited with {proc.returncode} before listening on {port}: {describe()}")

@@ -42,9 +42,10 @@ def oras_binary() -> str:
 
 
 class Registry:
-    def __init__(self, port: int, auth: tuple[str, str] | None) -> None:
+    def __init__(self, port: int, auth: tuple[str, str] | None, address: str = "127.0.0.1") -> None:
         self.port = port
-        self.host = f"127.0.0.1:{port}"
+        self.address = address
+        self.host = f"{address}:{port}"
         self.auth = auth
 
     def oras(self, *args: str, cwd: Path) -> str:
@@ -69,7 +70,7 @@ class Registry:
     def _api(
         self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
     ) -> http.client.HTTPResponse:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection(self.address, self.port, timeout=30)
         h = {"Content-Length": str(len(body)), **(headers or {})}
         if self.auth:
             import base64
@@ -77,16 +78,24 @@ class Registry:
             h["Authorization"] = "Basic " + base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
         conn.request(method, path, body=body, headers=h)
         resp = conn.getresponse()
-        resp.read()
+        self.last_body = resp.read()
         conn.close()
         return resp
+
+    def tags(self, repo: str) -> list[str]:
+        """The repository's tags (none when it does not exist)."""
+        resp = self._api("GET", f"/v2/{repo}/tags/list")
+        if resp.status == 404:
+            return []
+        assert resp.status == 200, resp.status
+        return list(json.loads(self.last_body).get("tags") or [])
 
     def push_blob(self, repo: str, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         resp = self._api("POST", f"/v2/{repo}/blobs/uploads/")
         assert resp.status == 202, resp.status
         location = resp.getheader("Location", "")
-        location = location.split(f"127.0.0.1:{self.port}", 1)[-1]
+        location = location.split(f"{self.address}:{self.port}", 1)[-1]
         sep = "&" if "?" in location else "?"
         resp = self._api("PUT", f"{location}{sep}digest={digest}", data, {"Content-Type": "application/octet-stream"})
         assert resp.status == 201, resp.status
@@ -123,15 +132,18 @@ class Registry:
 
 
 @contextmanager
-def registry(root: Path, auth: tuple[str, str] | None = None, auth_yaml: str | None = None) -> Iterator[Registry]:
-    """``auth``: basic credentials (htpasswd); with ``auth_yaml`` (a token service) they go to that instead."""
+def registry(
+    root: Path, auth: tuple[str, str] | None = None, auth_yaml: str | None = None, address: str = "127.0.0.1"
+) -> Iterator[Registry]:
+    """``auth``: basic credentials (htpasswd); with ``auth_yaml`` (a token service) they go to that instead.
+    ``address``: where it listens (the real node's bridge address, for pods)."""
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     config = [
         "version: 0.1",
         "log: {level: error}",
         f"storage: {{filesystem: {{rootdirectory: {root / 'data'}}}}}",
-        f"http: {{addr: '127.0.0.1:{port}'}}",
+        f"http: {{addr: '{address}:{port}'}}",
     ]
     if auth_yaml:
         config.append(auth_yaml)
@@ -143,8 +155,9 @@ def registry(root: Path, auth: tuple[str, str] | None = None, auth_yaml: str | N
     log = open(root / "registry.log", "wb")  # noqa: SIM115  (closed below, after the process)
     proc = subprocess.Popen([registry_binary(), "serve", str(root / "config.yml")], stdout=log, stderr=log)
     try:
-        wait_port(proc, port, lambda: f"docker-registry did not start: {(root / 'registry.log').read_text()}")
-        yield Registry(port, auth)
+        wait_port(proc, port, lambda: f"docker-registry did not start: {(root / 'registry.log').read_text()}",
+                  host=address)  # fmt: skip
+        yield Registry(port, auth, address)
     finally:
         stop(proc, 10)
         log.close()

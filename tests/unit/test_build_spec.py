@@ -77,3 +77,14 @@ def test_refusals_name_the_key(document: Any, message: str) -> None:
     with pytest.raises(SpecError) as refused:
         parse_spec(document)
     assert message in str(refused.value)
+
+
+def test_thresholds_in_exponent_notation_are_numbers() -> None:
+    """PyYAML (YAML 1.1) reads 1e-6 as a string; the tool reads YAML 1.2's floats, and --spec-json is JSON."""
+    from modelyard_runtime.build.cli import _json, _yaml
+
+    assert _yaml("{maxAbsDiff: 1e-6, rows: 12, top1Agreement: .99}", "--gate") == {
+        "maxAbsDiff": 1e-6, "rows": 12, "top1Agreement": 0.99,
+    }  # fmt: skip
+    assert _yaml("{uri: '1e-6'}", "-t") == {"uri": "1e-6"}
+    assert _json('{"gate": {"maxAbsDiff": 1e-06}}', "--spec-json") == {"gate": {"maxAbsDiff": 1e-6}}

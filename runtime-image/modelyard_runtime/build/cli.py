@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,18 +43,38 @@ class UsageError(Exception):
     pass
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2's floats: PyYAML (YAML 1.1) reads ``1e-6`` (no dot) as a string, which a threshold never is."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+    ),
+    list("-+0123456789."),
+)
+
+
 def _yaml(text: str, what: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as e:
         raise UsageError(f"{what}: not YAML ({e})") from None
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise UsageError(f"{what}: not JSON ({e})") from None
 
 
 def _spec(args: argparse.Namespace) -> tuple[s.BuildSpec, Path]:
     if sum(map(bool, (args.spec, args.spec_json, args.transform or args.gate))) > 1:
         raise UsageError("give --spec, --spec-json, or -t/--gate: one of them")
     if args.spec_json:
-        document, base = _yaml(args.spec_json, "--spec-json"), Path.cwd()
+        document, base = _json(args.spec_json, "--spec-json"), Path.cwd()
     elif args.spec:
         try:
             document = _yaml(Path(args.spec).read_text(), str(args.spec))
