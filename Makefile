@@ -26,7 +26,7 @@ venv: $(STAMP) ## create .venv with the project and its dev tools
 controlplane: ## build (or reuse from the cache) etcd, kube-* (kubelet too), kubectl, kwok, helm
 	bash hack/build-controlplane.sh
 
-node: controlplane node-tools ## build (or reuse) the real node's containerd, CNI plugins, CoreDNS and pause
+node: node-tools ## build (or reuse) the real node's containerd, CNI plugins, CoreDNS and pause (the kubelet: controlplane)
 	bash hack/build-node.sh >/dev/null
 
 perf-analyzer: $(STAMP) ## install NVIDIA's perf_analyzer into the cache (compatibility tests)
@@ -151,7 +151,7 @@ tools: debian-packages ## build (or reuse from the caches) everything the test t
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=line $(TEST_TOOLS)
 
 test: tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
-	$(PYTEST) tests
+	$(PYTEST) --durations=40 tests
 
 demo: $(STAMP) controlplane node cpu-images tf-image prometheus ## real inference on a local cluster: canary promoted, bad versions stopped, PMML and SavedModel served, an int8 version derived, shadowed and promoted (~4 min)
 	$(PY) hack/demo.py
