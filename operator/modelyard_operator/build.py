@@ -24,17 +24,14 @@ from modelyard_operator.names import (
     MANAGED_BY,
     versioned_name,
 )
-from modelyard_operator.podoverrides import image_pull_secrets
 from modelyard_operator.render import (
     artifact_access,
     container_security,
     loader_args,
     loader_env,
-    owner_reference,
-    pod_security_context,
 )
 from modelyard_operator.status import CondValue, set_abnormal_conditions, set_condition
-from modelyard_operator.validation import Outcome, outcome_status, placement
+from modelyard_operator.validation import Outcome, outcome_status, version_job
 
 Obj = dict[str, Any]
 CONTAINER = "build"
@@ -149,35 +146,8 @@ def render_build_job(mv: ModelVersion, parent: ModelVersion, config: OperatorCon
         "terminationMessagePolicy": "File",
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": config.validation_memory}},
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": job_name(meta.name),
-            "namespace": meta.namespace,
-            "labels": labels,
-            "ownerReferences": [owner_reference("ModelVersion", meta.name, meta.uid or "")],
-        },
-        "spec": {
-            "backoffLimit": 0,  # a failed gate is an answer, not a flake to retry
-            "activeDeadlineSeconds": int(config.validation_timeout_seconds),
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "automountServiceAccountToken": False,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    **({"imagePullSecrets": secrets} if (secrets := image_pull_secrets(None, config)) else {}),
-                    "initContainers": init,
-                    "containers": [container],
-                    "volumes": volumes,
-                    **placement(config),
-                },
-            },
-        },
-    }
+    pod = {"initContainers": init, "containers": [container], "volumes": volumes}
+    return version_job(mv, job_name(meta.name), labels, config, pod)
 
 
 def _terminated(pod: Obj, name: str, key: str) -> Obj | None:

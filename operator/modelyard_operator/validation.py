@@ -90,17 +90,25 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
         "terminationMessagePolicy": "File",
         "resources": resources,
     }
+    return version_job(mv, job_name(meta.name), labels, config, {"containers": [container], "volumes": volumes})
+
+
+def version_job(mv: ModelVersion, name: str, labels: dict[str, str], config: OperatorConfig, pod: Obj) -> Obj:
+    """A one-shot Job owned by ``mv`` (validation, build): never retried (a failure is an answer, not a flake),
+    bounded by --validation-timeout, its pod restricted (no service account token, non-root) and placed where
+    validation pods go; ``pod`` adds the containers and volumes."""
+    meta = mv.metadata
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(meta.name),
+            "name": name,
             "namespace": meta.namespace,
             "labels": labels,
             "ownerReferences": [owner_reference("ModelVersion", meta.name, meta.uid or "")],
         },
         "spec": {
-            "backoffLimit": 0,  # a failed verification is an answer, not a flake to retry
+            "backoffLimit": 0,
             "activeDeadlineSeconds": int(config.validation_timeout_seconds),
             "ttlSecondsAfterFinished": 3600,
             "template": {
@@ -111,8 +119,7 @@ def render_validation_job(mv: ModelVersion, config: OperatorConfig) -> Obj:
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     **({"imagePullSecrets": secrets} if (secrets := image_pull_secrets(None, config)) else {}),
-                    "containers": [container],
-                    "volumes": volumes,
+                    **pod,
                     **placement(config),
                 },
             },
