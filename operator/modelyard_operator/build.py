@@ -54,32 +54,25 @@ def push_target(mv: ModelVersion, store: str) -> str:
     return f"{store.rstrip('/')}/{namespace}/{mv.spec.model}:{mv.spec.version}"
 
 
-def _pinned_files(mv: ModelVersion) -> list[tuple[str, PinnedFile]]:
-    """(where in the spec, file) of each file the build reads besides the parent."""
+def _pinned_files(mv: ModelVersion) -> list[PinnedFile]:
+    """The files the build reads besides the parent, in the order of their init containers: each quantize
+    transform's calibration, then the gate's samples."""
     derived = mv.spec.derived_from
     assert derived is not None
-    found = [(f"transforms[{i}].quantize.calibration", t.quantize.calibration) for i, t in enumerate(derived.transforms)
-             if t.quantize is not None and t.quantize.calibration is not None]  # fmt: skip
-    if derived.gate.samples is not None:
-        found.append(("gate.samples", derived.gate.samples))
-    return found
+    found = [t.quantize.calibration for t in derived.transforms if t.quantize and t.quantize.calibration]
+    return found + ([derived.gate.samples] if derived.gate.samples else [])
 
 
 def build_spec(mv: ModelVersion) -> Obj:
     """``{transforms, gate}`` for ``modelyard-build --spec-json``, each pinned file at the folder its init container
-    fetched it to (the tool checks the digest again)."""
+    fetched it to (same order as :func:`_pinned_files`; the tool checks the digest again)."""
     derived = mv.spec.derived_from
     assert derived is not None
-    document = {
-        "transforms": [t.to_wire() for t in derived.transforms],
-        "gate": derived.gate.to_wire(),
-    }
-    for i, (where, pinned) in enumerate(_pinned_files(mv)):
-        node: Any = document
-        for part in where.replace("]", "").replace("[", ".").split("."):
-            node = node[int(part)] if part.isdigit() else node[part]
-        node["uri"] = f"{INPUTS_DIR}/{i}"
-        node["digest"] = pinned.digest
+    document: Obj = {"transforms": [t.to_wire() for t in derived.transforms], "gate": derived.gate.to_wire()}
+    slots = [t["quantize"]["calibration"] for t in document["transforms"] if "calibration" in t.get("quantize", {})]
+    slots += [document["gate"]["samples"]] if "samples" in document["gate"] else []
+    for i, slot in enumerate(slots):
+        slot["uri"] = f"{INPUTS_DIR}/{i}"
     return document
 
 
@@ -117,7 +110,7 @@ def render_build_job(mv: ModelVersion, parent: ModelVersion, config: OperatorCon
         }
 
     init = [fetcher("fetch-parent", parent, PARENT_DIR, "")]
-    for i, (_, pinned) in enumerate(_pinned_files(mv)):
+    for i, pinned in enumerate(_pinned_files(mv)):
         unsigned = parent.artifact.model_copy(update={"uri": pinned.uri, "digest": pinned.digest, "signature": None})
         source = parent.model_copy(update={"spec": parent.spec.model_copy(update={"artifact": unsigned})})
         init.append(fetcher(f"fetch-input-{i}", source, f"{INPUTS_DIR}/{i}", f"-input-{i}"))

@@ -92,6 +92,12 @@ def version(name: str, number: str, **spec: Any) -> dict[str, Any]:
             "spec": {"model": "cls", "version": number, **spec}}  # fmt: skip
 
 
+def apply_parent(kube: Kubectl, ns: str, parent_model: tuple[str, str, Path], number: str) -> None:
+    """Version ``number`` of model cls: the parent model served over HTTP, pinned by its digest."""
+    uri, digest, _ = parent_model
+    apply(kube, ns, version(f"cls-{number}", number, artifact={"uri": uri, "digest": digest}))
+
+
 def phase(kube: Kubectl, name: str, ns: str, wanted: str) -> dict[str, Any] | None:
     obj = kube.get("modelversion", name, ns)
     return obj if obj and (obj.get("status") or {}).get("phase") == wanted else None
@@ -104,8 +110,8 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any]:
 def test_an_int8_version_is_built_gated_pushed_validated_and_served(
     kube: Kubectl, ns: str, operator: None, store: Registry, parent_model: tuple[str, str, Path]
 ) -> None:
-    uri, digest, path = parent_model
-    apply(kube, ns, version("cls-1", "1", artifact={"uri": uri, "digest": digest}))
+    _, digest, path = parent_model
+    apply_parent(kube, ns, parent_model, "1")
     apply(kube, ns, version("cls-1-int8", "1-int8", derivedFrom={
         "version": "1", "transforms": [{"quantize": {"mode": "dynamic"}}],
         "gate": {"generated": 200, "seed": 3, "top1Agreement": 0.9}}))  # fmt: skip
@@ -155,8 +161,7 @@ def test_an_int8_version_is_built_gated_pushed_validated_and_served(
 def test_a_gate_that_cannot_hold_fails_with_its_numbers_and_pushes_nothing(
     kube: Kubectl, ns: str, operator: None, store: Registry, parent_model: tuple[str, str, Path]
 ) -> None:
-    uri, digest, _ = parent_model
-    apply(kube, ns, version("cls-1", "1", artifact={"uri": uri, "digest": digest}))
+    apply_parent(kube, ns, parent_model, "1")
     apply(kube, ns, version("cls-1-pruned", "1-pruned", derivedFrom={
         "version": "1", "transforms": [{"prune": {"sparsity": 0.99}}], "gate": {"maxAbsDiff": 1e-6}}))  # fmt: skip
     failed = wait_for(lambda: phase(kube, "cls-1-pruned", ns, "Failed"), timeout=400, what="cls-1-pruned Failed")
@@ -178,7 +183,6 @@ def test_a_gate_that_cannot_hold_fails_with_its_numbers_and_pushes_nothing(
 def test_a_version_waits_for_its_parent_and_is_built_once_it_appears(
     kube: Kubectl, ns: str, operator: None, parent_model: tuple[str, str, Path]
 ) -> None:
-    uri, digest, _ = parent_model
     apply(kube, ns, version("cls-5-fp16", "5-fp16", derivedFrom={"version": "5", "transforms": [{"float16": {}}]}))
     waiting = wait_for(
         lambda: (mv := kube.get("modelversion", "cls-5-fp16", ns)) and mv.get("status", {}).get("conditions") and mv,
@@ -188,7 +192,7 @@ def test_a_version_waits_for_its_parent_and_is_built_once_it_appears(
     reconciling = condition(waiting, "Reconciling")
     assert (reconciling["status"], reconciling["reason"]) == ("True", "WaitingForParent")
     assert "no ModelVersion of model cls with version 5" in reconciling["message"]
-    apply(kube, ns, version("cls-5", "5", artifact={"uri": uri, "digest": digest}))
+    apply_parent(kube, ns, parent_model, "5")
     ready = wait_for(lambda: phase(kube, "cls-5-fp16", ns, "Ready"), timeout=400, what="cls-5-fp16 Ready")
     built = ready["status"]["build"]
     assert built["derivedModelDigest"] != built["parentDigest"]  # float16 weights: other bytes
