@@ -34,6 +34,7 @@ import yaml
 from modelyard_runtime import logs
 from modelyard_runtime.build import publish
 from modelyard_runtime.build import spec as s
+from modelyard_runtime.loader.ocipush import parse_target
 
 EXIT_GATE, EXIT_USAGE, EXIT_BUILD, EXIT_PUSH = 1, 2, 3, 4
 FORMATS = ("onnx", "pmml", "savedmodel")
@@ -178,7 +179,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.latency_batch < 1 or args.latency_runs < 0:
             raise UsageError("--latency-batch must be at least 1 and --latency-runs at least 0")
         if args.push:
-            publish.parse_target_or_raise(args.push)
+            parse_target(args.push)  # a malformed target is refused before the build runs
         args.parent = publish.parent_file(args.parent, parent_format)
         parent = args.parent.read_bytes()
     except (UsageError, publish.PushError, ValueError) as e:

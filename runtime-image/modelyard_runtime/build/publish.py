@@ -15,7 +15,7 @@ from typing import Any
 from modelyard_runtime.loader import ssrf
 from modelyard_runtime.loader.errors import LoaderError
 from modelyard_runtime.loader.net import NetPolicy
-from modelyard_runtime.loader.ocipush import Pushed, parse_target, push_file
+from modelyard_runtime.loader.ocipush import Pushed, push_file
 from modelyard_runtime.loader.sources import SourceOptions
 from modelyard_runtime.modelfile import choose_onnx
 
@@ -70,12 +70,7 @@ def push(model: Path, target: str, args: argparse.Namespace, annotations: dict[s
     return push_file(model, target, opts, annotations=annotations)
 
 
-PushError = LoaderError
-
-
-def parse_target_or_raise(target: str) -> None:
-    """Refuse a malformed --push target before the build runs (UsageError, a LoaderError)."""
-    parse_target(target)
+PushError = LoaderError  # what --push raises: UsageError for a malformed target, FetchError from the registry
 
 
 def summary(ok: bool, reason: str, message: str, report: dict[str, Any] | None = None) -> dict[str, Any]:
