@@ -7,7 +7,9 @@ once per path (trees are trees, not graphs), which keeps every path exact. A fie
 is tested first for one (``invalid``: the caller puts a missing leaf there, so the row's result is missing).
 
 - ``SimplePredicate``: a missing check (``BRANCH_LT`` against -inf, which only a missing value passes through
-  ``missing_value_tracks_true``), then one comparison; on a string field the value is its category's code.
+  ``missing_value_tracks_true``), then one comparison; on a string field the value is its category's code. A path
+  checks each field once: below a check, the field is known to be present (or missing) and is not tested again,
+  which keeps the paths short (a tree that splits on few fields mostly compares).
 - ``SimpleSetPredicate``: the missing check, then one ``BRANCH_EQ`` per member of the set.
 - ``CompoundPredicate``: ``and``/``or`` (Kleene: false and unknown is false, true or unknown is true), ``xor``
   (unknown if any part is), ``surrogate`` (the first part that is not unknown).
@@ -17,7 +19,8 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from .document import Element
@@ -49,6 +52,17 @@ class Predicates:
     def __init__(self, feature: Callable[[str], int], code: Code, strings: Container[str],
                  invalid: Container[str]) -> None:  # fmt: skip
         self.feature, self.code, self.strings, self.invalid = feature, code, strings, invalid
+        self.known: dict[str, bool] = {}  # on the path being written: field -> present (True) or missing (False)
+
+    @contextmanager
+    def _assume(self, name: str, present: bool) -> Iterator[None]:
+        """While the outcomes below a field's check are written, the path knows whether the field is there."""
+        saved = self.known
+        self.known = {**saved, name: present}
+        try:
+            yield
+        finally:
+            self.known = saved
 
     def emit(self, tree: Nodes, pred: Element, at: int, outcome: Outcome) -> None:
         if pred.tag in ("True", "False"):
@@ -66,9 +80,12 @@ class Predicates:
         else:
             raise pred.refuse()
 
-    def _missing_check(self, tree: Nodes, name: str, at: int, outcome: Outcome) -> tuple[int, int]:
+    def _missing_check(self, tree: Nodes, name: str, at: int, outcome: Outcome) -> tuple[int | None, int | None]:
         """The nodes that send an invalid value (the field's :data:`INVALID` feature is 1) to an ``invalid`` outcome
-        and a missing one to the first slot returned; the second is for a valid value."""
+        and a missing one to the first slot returned; the second is for a valid value. A field the path has checked
+        already gets no nodes: the slot that the path can reach is ``at``, the other is None."""
+        if name in self.known:
+            return (None, at) if self.known[name] else (at, None)
         feature = self.feature(name)
         if name in self.invalid:
             bad, at_next = tree.new(), tree.new()
@@ -81,19 +98,24 @@ class Predicates:
 
     def _simple(self, tree: Nodes, pred: Element, at: int, outcome: Outcome) -> None:
         name = pred.get("field") or ""
-        feature, op = self.feature(name), pred.get("operator", "")
-        missing, present = self._missing_check(tree, name, at, outcome)
-        if op in ("isMissing", "isNotMissing"):
-            outcome("true" if op == "isMissing" else "false", missing)
-            outcome("false" if op == "isMissing" else "true", present)
-            return
-        if op not in MODES or (op in ORDERED and name in self.strings):
+        feature, op = self.feature(name), pred.get("operator") or ""
+        check = op in ("isMissing", "isNotMissing")
+        if not check and (op not in MODES or (op in ORDERED and name in self.strings)):
             raise pred.refuse(f"operator={op}" + (" on a string field" if op in MODES else ""))
-        outcome("unknown", missing)
-        yes, no = tree.new(), tree.new()
-        tree.branch(present, feature, MODES[op], self.code(name, pred.get("value"), pred), yes, no, 0)
-        outcome("true", yes)
-        outcome("false", no)
+        missing, present = self._missing_check(tree, name, at, outcome)
+        if missing is not None:
+            with self._assume(name, False):
+                outcome(("true" if op == "isMissing" else "false") if check else "unknown", missing)
+        if present is None:
+            return
+        with self._assume(name, True):
+            if check:
+                outcome("false" if op == "isMissing" else "true", present)
+                return
+            yes, no = tree.new(), tree.new()
+            tree.branch(present, feature, MODES[op], self.code(name, pred.get("value"), pred), yes, no, 0)
+            outcome("true", yes)
+            outcome("false", no)
 
     def _set(self, tree: Nodes, pred: Element, at: int, outcome: Outcome) -> None:
         name = pred.get("field") or ""
@@ -103,14 +125,19 @@ class Predicates:
         members = [self.code(name, v, pred) for v in array(pred.require("Array"))]
         feature = self.feature(name)
         missing, slot = self._missing_check(tree, name, at, outcome)
-        outcome("unknown", missing)
+        if missing is not None:
+            with self._assume(name, False):
+                outcome("unknown", missing)
+        if slot is None:
+            return
         hit, miss = ("true", "false") if op == "isIn" else ("false", "true")
-        for value in members:
-            yes, no = tree.new(), tree.new()
-            tree.branch(slot, feature, "BRANCH_EQ", value, yes, no, 0)
-            outcome(hit, yes)
-            slot = no
-        outcome(miss, slot)
+        with self._assume(name, True):
+            for value in members:
+                yes, no = tree.new(), tree.new()
+                tree.branch(slot, feature, "BRANCH_EQ", value, yes, no, 0)
+                outcome(hit, yes)
+                slot = no
+            outcome(miss, slot)
 
     def _compound(self, tree: Nodes, op: str, parts: list[Element], at: int, outcome: Outcome, so_far: str) -> None:
         """``so_far``: what the parts before this one settled (``none``, ``unknown``, or for xor the parity)."""
