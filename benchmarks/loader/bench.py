@@ -4,7 +4,8 @@
   ``curl -o`` from the same local server, and against ``curl`` followed by ``sha256sum`` (curl with the
   same verification);
 - S3: the loader's own S3 client against boto3's TransferManager (``download_file``, KServe's method) on
-  the same moto server, boto3 without and with a sha256 pass afterwards;
+  the same MinIO server (built from its Go module by ``hack/build-minio.sh``, cached), boto3 without and with a
+  sha256 pass afterwards;
 - cache hit: time from starting ``modelyard-loader fetch`` to the published 1 GB model (ONNX graph plus
   1 GB of external data) when the digest is in the cache, without and with ``--cache-verify``.
 
@@ -20,6 +21,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -32,7 +34,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "hack")]  # the tests' support servers, which use hack/devcluster
 
 from support.httpserver import serve  # noqa: E402  (the tests' range-capable server)
-from support.s3server import moto_server  # noqa: E402
+from support.s3server import minio_server  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from sections import splice  # noqa: E402
@@ -72,22 +74,42 @@ def random_file(path: Path, size: int) -> str:
     return digest
 
 
+CPU = [0.0]  # the CPU seconds (user + system) of the client processes timed since median_of's last reset
+
+
 def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU[0] += after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return elapsed
 
 
-def median_of(reps: int, run: Any, reset: Any) -> tuple[float, list[float]]:
-    times = []
+def median_of(reps: int, run: Any, reset: Any) -> dict[str, Any]:
+    """Median wall time of ``run`` and the median CPU time its client processes used (the servers run in this
+    process: their CPU is not counted)."""
+    times, cpu = [], []
     for _ in range(reps):
         reset()
+        CPU[0] = 0.0
         times.append(run())
+        cpu.append(CPU[0])
     reset()
-    return statistics.median(times), times
+    return {"median_s": statistics.median(times), "runs_s": times, "cpu_s": statistics.median(cpu)}
+
+
+def sha256_rate() -> float:
+    """MiB/s of SHA-256 on one core (hashlib: OpenSSL), the price of verification, for scale."""
+    block = os.urandom(16 * MiB)
+    digest = hashlib.sha256()
+    start = time.perf_counter()
+    for _ in range(32):
+        digest.update(block)
+    return 512 / (time.perf_counter() - start)
 
 
 def bench_http(work: Path, out: Path, size: int, reps: int, parallel: int) -> dict[str, Any]:
@@ -116,14 +138,13 @@ def bench_http(work: Path, out: Path, size: int, reps: int, parallel: int) -> di
         rows["modelyard-loader (--parallel 1, verified)"] = median_of(
             reps, lambda: timed([*loader, "--parallel", "1"], env), reset
         )
-    return {"size": size, "rows": {k: {"median_s": m, "runs_s": t} for k, (m, t) in rows.items()}}
+    return {"size": size, "rows": rows}
 
 
 BOTO = """
 import sys, boto3, hashlib
 from boto3.s3.transfer import TransferConfig
-c = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
-                 aws_access_key_id="bench", aws_secret_access_key="bench")
+c = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1")  # keys from the environment
 c.download_file("bench", "model.bin", sys.argv[2], Config=TransferConfig())
 if len(sys.argv) > 3:
     h = hashlib.sha256()
@@ -136,16 +157,20 @@ if len(sys.argv) > 3:
 
 def bench_s3(work: Path, out: Path, size: int, reps: int, parallel: int) -> dict[str, Any]:
     digest = random_file(work / "s3" / "model.bin", size)
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
 
     def reset() -> None:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
 
     rows: dict[str, Any] = {}
-    with moto_server() as s3:
+    store = work / "minio"
+    shutil.rmtree(store, ignore_errors=True)  # a fresh server each run: the object below is its only one
+    with minio_server(store) as s3:
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": s3.access_key, "AWS_SECRET_ACCESS_KEY": s3.secret_key,
+               "AWS_REGION": s3.region}  # fmt: skip
         s3.create_bucket("bench")
-        s3.put("bench", "model.bin", (work / "s3" / "model.bin").read_bytes())
+        with (work / "s3" / "model.bin").open("rb") as body:
+            s3.client().put_object(Bucket="bench", Key="model.bin", Body=body)
         boto = [sys.executable, "-c", BOTO, s3.endpoint, str(out / "b.bin")]
         rows["boto3 TransferManager"] = median_of(reps, lambda: timed(boto, env), reset)
         rows["boto3 TransferManager + sha256"] = median_of(reps, lambda: timed([*boto, digest], env), reset)
@@ -153,7 +178,7 @@ def bench_s3(work: Path, out: Path, size: int, reps: int, parallel: int) -> dict
                   "--s3-endpoint", s3.endpoint, "--allow-hosts", "127.0.0.1", "--no-progress",
                   "--parallel", str(parallel)]  # fmt: skip
         rows[f"modelyard-loader (--parallel {parallel}, verified)"] = median_of(reps, lambda: timed(loader, env), reset)
-    return {"size": size, "rows": {k: {"median_s": m, "runs_s": t} for k, (m, t) in rows.items()}}
+    return {"size": size, "rows": rows}
 
 
 def onnx_with_external_data(model_dir: Path, weights: Path) -> None:
@@ -202,7 +227,7 @@ def bench_cache(work: Path, out: Path, size: int, reps: int) -> dict[str, Any]:
             reps, lambda: timed([sys.executable, "-c", "pass"]), reset
         ),
     }
-    return {"size": size, "fill_s": fill, "rows": {k: {"median_s": m, "runs_s": t} for k, (m, t) in rows.items()}}
+    return {"size": size, "fill_s": fill, "rows": rows}
 
 
 def render(results: dict[str, Any]) -> str:
@@ -211,20 +236,22 @@ def render(results: dict[str, Any]) -> str:
              f"Command: `{meta['command']}` — {meta['when']}, {meta['machine']}, {meta['wall_s']} s in all. "
              "Wall clock of a fresh process each (interpreter start included), median of "
              f"{meta['reps']} runs; the source files sit in the page cache for every contender alike; downloads "
-             f"go to `{meta['scratch']}`. Load average at the start: {meta['load_before']:.1f} (2 cores, shared).",
+             f"go to `{meta['scratch']}`. Load average at the start: {meta['load_before']:.1f} (2 cores, shared). "
+             f"SHA-256 on one core (hashlib): {meta['sha256_mib_s']:,.0f} MiB/s.",
              ""]  # fmt: skip
     for key, title, base in (("http", "HTTP, local server (sendfile)", "curl"),
-                             ("s3", "S3, moto server", "boto3 TransferManager")):  # fmt: skip
+                             ("s3", "S3, MinIO server", "boto3 TransferManager")):  # fmt: skip
         sec = results.get(key)
         if not sec:
             continue
         size = sec["size"]
         lines += [f"### {title}, {size / MiB:.0f} MiB object", "",
-                  f"| client | median s | MiB/s | vs {base} |", "|---|---:|---:|---:|"]  # fmt: skip
+                  f"| client | median s | MiB/s | vs {base} | client CPU s |", "|---|---:|---:|---:|---:|"]  # fmt: skip
         ref = sec["rows"][base]["median_s"]
         for name, row in sec["rows"].items():
             m = row["median_s"]
-            lines.append(f"| {name} | {m:.3f} | {size / MiB / m:.0f} | {ref / m:.0%} |")
+            lines.append(f"| {name} | {m:.3f} | {size / MiB / m:.0f} | {ref / m:.0%} | {row['cpu_s']:.2f} |")
+        lines += ["", "Client CPU: user + system seconds of the client's processes (median); not the server's."]
         lines.append("")
     c = results.get("cache")
     if c:
@@ -242,7 +269,7 @@ def render(results: dict[str, Any]) -> str:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--http-size", type=size_arg, default=size_arg("1G"))
-    p.add_argument("--s3-size", type=size_arg, default=size_arg("256M"))
+    p.add_argument("--s3-size", type=size_arg, default=size_arg("1G"))
     p.add_argument("--cache-size", type=size_arg, default=size_arg("1G"))
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--parallel", type=int, default=4)
@@ -278,6 +305,7 @@ def main() -> int:
         "reps": args.reps,
         "scratch": str(args.scratch),
         "load_before": load_before,
+        "sha256_mib_s": sha256_rate(),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     # raw numbers and a copy of the section beside this script; the section itself into the shared RESULTS.md

@@ -4,8 +4,7 @@ by the version pinned in ``hack/versions.env``), started as a process on 127.0.0
 Objects are uploaded with botocore's own S3 client (an independent implementation of SigV4 and the S3 API, not
 the loader's). ``tls=True`` serves https with a test CA's certificate (``ca``: the CA's PEM); ``domain`` turns on
 virtual-hosted addressing for ``BUCKET.<domain>``; ``region`` is the region MinIO checks signatures against.
-The loader benchmark (benchmarks/loader) keeps moto's standalone server (:func:`moto_server`): its figures were
-measured against it.
+The loader benchmark (benchmarks/loader) measures against the same MinIO.
 """
 
 from __future__ import annotations
@@ -165,20 +164,3 @@ def _wait_ready(srv: S3Server) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.2)
-
-
-@contextmanager
-def moto_server() -> Iterator[S3Server]:
-    """moto's standalone server (no authentication checks, path-style): the loader benchmark's S3 server."""
-    import sys
-
-    port = free_port()
-    binary = str(Path(sys.executable).parent / "moto_server")
-    proc = subprocess.Popen(
-        [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_port(proc, port, lambda: "moto_server did not start")
-        yield S3Server(port, scheme="http", host="127.0.0.1", region="us-east-1", ca=None)
-    finally:
-        stop(proc, 10)
