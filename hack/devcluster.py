@@ -1004,17 +1004,20 @@ class DevCluster:
         return stopped
 
     def _stop_all(self, state: State, grace: float = 10.0) -> list[str]:
-        """SIGTERM every component still running (newest first), SIGKILL what outlives ``grace``."""
+        """SIGTERM every component still running, newest first and one at a time (each waits for what it was
+        started on: an API server whose etcd stops under it hangs in its graceful shutdown), SIGKILL what outlives
+        ``grace``."""
         stopped = []
         for comp in reversed(state.components):
-            if comp.alive():
-                os.kill(comp.pid, signal.SIGTERM)
-                stopped.append(f"{comp.name} (pid {comp.pid})")
-        deadline = time.monotonic() + grace
-        for comp in state.components:
-            if not self._wait_gone(comp, deadline) and comp.alive():
+            if not comp.alive():
+                continue
+            os.kill(comp.pid, signal.SIGTERM)
+            stopped.append(f"{comp.name} (pid {comp.pid})")
+            if not self._wait_gone(comp, time.monotonic() + grace) and comp.alive():
                 os.kill(comp.pid, signal.SIGKILL)
                 self._wait_gone(comp, time.monotonic() + 5.0)
+        for comp in state.components:  # reap what exited on its own meanwhile
+            self._wait_gone(comp, time.monotonic())
         return stopped
 
     def _wait_gone(self, comp: Component, deadline: float) -> bool:
