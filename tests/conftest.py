@@ -128,6 +128,35 @@ def running_operator(kubeconfig: Path, log: Path, *args: str) -> Iterator[subpro
             print(log.read_text()[-20000:])
 
 
+def real_node_fixtures(folder: str, *, images: list[str] | None = None, ns: str | None = None,
+                       name: str = "cluster", crds: bool = False, **up: Any) -> tuple[Any, ...]:  # fmt: skip
+    """Module-scoped fixtures for a module whose pods run on the real node: ``<name>`` (a control plane with the
+    real node and no simulated ones, ``images`` pushed to its registry, all when None; ``crds`` False where the
+    chart installs them), ``kube`` and, with ``ns`` (a prefix), a namespace ``ns``. Assign the tuple at module level:
+    ``cluster, kube, ns = real_node_fixtures("capacity-cluster", ns="capacity")``."""
+
+    @pytest.fixture(scope="module", name=name)
+    def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+        with dev_cluster(tmp_path_factory.mktemp(folder), crds=crds, nodes=False, real_node=True, **up) as cl:
+            cl.push_images(images)
+            yield cl
+
+    @pytest.fixture(scope="module", name="kube")
+    def kube(request: pytest.FixtureRequest) -> Kubectl:
+        cl = request.getfixturevalue(name)
+        return Kubectl(cl.bin / "kubectl", cl.kubeconfig)
+
+    if ns is None:
+        return cluster, kube
+
+    @pytest.fixture(scope="module", name="ns")
+    def namespace(kube: Kubectl) -> Iterator[str]:
+        with temp_namespace(kube, ns) as created:
+            yield created
+
+    return cluster, kube, namespace
+
+
 @contextlib.contextmanager
 def model_over_http(root: Path) -> Iterator[str]:
     """An Add model served over HTTP from this host: yields its URL as the real node's pods reach it."""

@@ -25,7 +25,7 @@ from kubeapi import Kube
 from realnode import GATEWAY, PLACEMENT
 from traffic import Endpoints
 
-from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, serve_directory, wait_for
 from ..integration.test_full_loop import model_version, send, sha256
 from ..models import binary_op, failing_model
 from .support import KillableOperator, StatusWatch, probe, report
@@ -41,23 +41,15 @@ STEPS = [{"setWeight": 25}, {"setWeight": 50}, {"analyze": {"minDuration": "6s",
 SELECTOR = f"app.kubernetes.io/instance={NAME}"
 
 
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("chaos-cluster"), nodes=False, real_node=True, prometheus=True,
-                     audit=True) as cl:  # fmt: skip
-        cl.push_images(["modelyard-runtime"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(local_cluster: DevCluster) -> Kubectl:
-    return Kubectl(local_cluster.bin / "kubectl", local_cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def ns(kube: Kubectl) -> Iterator[str]:
-    with temp_namespace(kube, "chaos") as name:
-        yield name
+local_cluster, kube, ns = real_node_fixtures(
+    "chaos-cluster",
+    images=["modelyard-runtime"],
+    ns="chaos",
+    name="local_cluster",
+    crds=True,
+    prometheus=True,
+    audit=True,
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from modelyard_operator.config import OperatorConfig
 from modelyard_operator.render import render_children
 from realnode import GATEWAY, PLACEMENT
 
-from ..conftest import Kubectl, dev_cluster, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, temp_namespace, wait_for
 from ..models import binary_op
 
 pytestmark = pytest.mark.timeout(400)
@@ -40,16 +39,7 @@ A = np.arange(8, dtype=np.float32).reshape(2, 4)
 B = np.full((2, 4), 10, dtype=np.float32)
 
 
-@pytest.fixture(scope="module")
-def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("cache-node"), crds=False, nodes=False, real_node=True) as cl:
-        cl.push_images(["modelyard-runtime"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(node_cluster: DevCluster) -> Kubectl:
-    return Kubectl(node_cluster.bin / "kubectl", node_cluster.kubeconfig)
+node_cluster, kube = real_node_fixtures("cache-node", images=["modelyard-runtime"], name="node_cluster")
 
 
 def sha256(path: Path) -> str:

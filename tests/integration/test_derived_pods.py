@@ -25,7 +25,7 @@ import tritonclient.http as httpclient
 from devcluster import DevCluster
 from realnode import GATEWAY, PLACEMENT
 
-from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, serve_directory, temp_namespace, wait_for
 from ..models import image_classifier
 from ..support.registry import Registry, registry
 
@@ -33,16 +33,7 @@ pytestmark = pytest.mark.timeout(900)
 STORE_USER, STORE_PASSWORD = "builder", "derive-me"
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("derived"), crds=False, nodes=False, real_node=True) as cl:
-        cl.push_images(["modelyard-operator", "modelyard-runtime"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: DevCluster) -> Kubectl:
-    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
+cluster, kube = real_node_fixtures("derived", images=["modelyard-operator", "modelyard-runtime"])
 
 
 @pytest.fixture(scope="module")

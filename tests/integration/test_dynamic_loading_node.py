@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +24,13 @@ from modelyard_operator.config import OperatorConfig
 from modelyard_operator.render import render_children
 from realnode import GATEWAY, PLACEMENT
 
-from ..conftest import Kubectl, dev_cluster, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, temp_namespace, wait_for
 from ..models import binary_op
 
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def node_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("dynamic-node"), crds=False, nodes=False, real_node=True) as cl:
-        cl.push_images(["modelyard-runtime"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(node_cluster: DevCluster) -> Kubectl:
-    return Kubectl(node_cluster.bin / "kubectl", node_cluster.kubeconfig)
+node_cluster, kube = real_node_fixtures("dynamic-node", images=["modelyard-runtime"], name="node_cluster")
 
 
 def dynamic_deployment(name: str, ns: str, uri: str, digest: str, config: OperatorConfig) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from devcluster import DevCluster, dev_analysis
 from realnode import GATEWAY, NODE, PLACEMENT
 from traffic import Traffic, traffic
 
-from ..conftest import REPO, Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..conftest import REPO, Kubectl, real_node_fixtures, serve_directory, wait_for
 from ..models import binary_op, failing_model
 
 pytestmark = pytest.mark.timeout(420)  # four versions, each through real pods, in one story
@@ -53,23 +53,7 @@ A = np.arange(8, dtype=np.float32).reshape(2, 4)
 B = np.full((2, 4), 10, dtype=np.float32)
 
 
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    folder = tmp_path_factory.mktemp("full-loop-cluster")
-    with dev_cluster(folder, crds=False, nodes=False, real_node=True, prometheus=True) as cl:  # the chart has them
-        cl.push_images()
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(local_cluster: DevCluster) -> Kubectl:
-    return Kubectl(local_cluster.bin / "kubectl", local_cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def ns(kube: Kubectl) -> Iterator[str]:
-    with temp_namespace(kube, "loop") as name:
-        yield name
+local_cluster, kube, ns = real_node_fixtures("full-loop-cluster", ns="loop", name="local_cluster", prometheus=True)
 
 
 @pytest.fixture(scope="module")

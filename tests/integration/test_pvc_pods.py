@@ -20,28 +20,15 @@ import tritonclient.http as httpclient
 import realnode
 from devcluster import DevCluster
 
-from ..conftest import Kubectl, dev_cluster, running_operator, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, running_operator, wait_for
 from ..models import binary_op
 
 pytestmark = pytest.mark.timeout(400)
 
 
-@pytest.fixture(scope="module")
-def real_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("pvc-cluster"), nodes=False, real_node=True) as cl:
-        cl.push_images(["modelyard-runtime"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(real_cluster: DevCluster) -> Kubectl:
-    return Kubectl(real_cluster.bin / "kubectl", real_cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def ns(kube: Kubectl) -> Iterator[str]:
-    with temp_namespace(kube, "pvc") as name:
-        yield name
+real_cluster, kube, ns = real_node_fixtures(
+    "pvc-cluster", images=["modelyard-runtime"], ns="pvc", name="real_cluster", crds=True
+)
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from devcluster import DevCluster
 from kubeapi import Kube
 from realnode import GATEWAY, PLACEMENT
 
-from ..conftest import REPO, Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..conftest import REPO, Kubectl, real_node_fixtures, serve_directory, wait_for
 from ..models import binary_op
 from .test_full_loop import model_version, send, sha256
 
@@ -35,23 +35,7 @@ pytestmark = pytest.mark.timeout(600)
 REPORT = REPO / ".pytest_cache" / "rollout-capacity.json"
 
 
-@pytest.fixture(scope="module")
-def local_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    folder = tmp_path_factory.mktemp("capacity-cluster")
-    with dev_cluster(folder, crds=False, nodes=False, real_node=True) as cl:  # the chart has the CRDs
-        cl.push_images()
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(local_cluster: DevCluster) -> Kubectl:
-    return Kubectl(local_cluster.bin / "kubectl", local_cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def ns(kube: Kubectl) -> Iterator[str]:
-    with temp_namespace(kube, "capacity") as name:
-        yield name
+local_cluster, kube, ns = real_node_fixtures("capacity-cluster", ns="capacity", name="local_cluster")
 
 
 @pytest.fixture(scope="module")

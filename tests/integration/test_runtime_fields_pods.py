@@ -30,7 +30,7 @@ import tritonclient.http as httpclient
 from devcluster import DevCluster
 from realnode import GATEWAY, PLACEMENT
 
-from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, serve_directory, wait_for
 from ..models import binary_op
 from .test_pmml_reference import TOLERANCE, data, reference_scores, two_classes
 
@@ -41,22 +41,7 @@ B = np.full((2, 4), 10, dtype=np.float32)
 CUDA_FIRST = {"executionProviders": ["CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("runtime-fields"), crds=False, nodes=False, real_node=True) as cl:
-        cl.push_images(["modelyard-operator", "modelyard-runtime"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: DevCluster) -> Kubectl:
-    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def ns(kube: Kubectl) -> Iterator[str]:
-    with temp_namespace(kube, "rtf") as name:
-        yield name
+cluster, kube, ns = real_node_fixtures("runtime-fields", images=["modelyard-operator", "modelyard-runtime"], ns="rtf")
 
 
 @pytest.fixture(scope="module")

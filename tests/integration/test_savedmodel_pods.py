@@ -22,7 +22,7 @@ import tritonclient.http as httpclient
 from devcluster import DevCluster
 from realnode import GATEWAY, PLACEMENT
 
-from ..conftest import Kubectl, dev_cluster, serve_directory, temp_namespace, wait_for
+from ..conftest import Kubectl, real_node_fixtures, serve_directory, wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -30,22 +30,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf: Any = importlib.import_module("tensorflow")  # the dev extra installs it (no type stubs: Any)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCluster]:
-    with dev_cluster(tmp_path_factory.mktemp("savedmodel"), crds=False, nodes=False, real_node=True) as cl:
-        cl.push_images(["modelyard-operator", "modelyard-runtime", "modelyard-runtime-tf"])
-        yield cl
-
-
-@pytest.fixture(scope="module")
-def kube(cluster: DevCluster) -> Kubectl:
-    return Kubectl(cluster.bin / "kubectl", cluster.kubeconfig)
-
-
-@pytest.fixture(scope="module")
-def ns(kube: Kubectl) -> Iterator[str]:
-    with temp_namespace(kube, "tf") as name:
-        yield name
+cluster, kube, ns = real_node_fixtures(
+    "savedmodel", images=["modelyard-operator", "modelyard-runtime", "modelyard-runtime-tf"], ns="tf"
+)
 
 
 @pytest.fixture(scope="module")
