@@ -142,15 +142,21 @@ test-images: image-tools
 	$(PYTHON) hack/images.py build --only modelyard-operator --only modelyard-runtime --only modelyard-runtime-gpu \
 		--only modelyard-runtime-tf
 
+# The checks' own tools: helm-docs and helm-unittest (make generate), kubeconform and checkov (make check-manifests).
+check-tools:
+	bash hack/build-charttools.sh >/dev/null
+	bash hack/build-checktools.sh >/dev/null
+
 # What the test tiers need, built side by side: the Go builds (control plane, node, MinIO, prometheus-adapter, ORAS,
-# kstatus) are CPU-bound, the images and the venv mostly wait on downloads, so a cold machine's set-up overlaps them.
+# kstatus, the chart and manifest tools) are CPU-bound, the images and the venvs mostly wait on downloads, so a cold
+# machine's set-up overlaps them; the docs site, which needs none of them, is built meanwhile.
 TEST_TOOLS := $(STAMP) controlplane node test-images perf-analyzer prometheus prometheus-adapter oci-test-tools \
-	gitops-test-tools dashboard-check minio java
+	gitops-test-tools dashboard-check minio java check-tools docs
 JOBS ?= 4
 tools: debian-packages ## build (or reuse from the caches) everything the test tiers need, JOBS at a time
 	@$(MAKE) --no-print-directory -j$(JOBS) --output-sync=line $(TEST_TOOLS)
 
-test: tools check-generated lint check-manifests docs ## everything: generated files, lint, docs site, all test tiers
+test: tools check-generated lint check-manifests ## everything: generated files, lint, docs site (with the tools), all test tiers
 	$(PYTEST) --durations=40 tests
 
 demo: $(STAMP) controlplane node cpu-images tf-image prometheus ## real inference on a local cluster: canary promoted, bad versions stopped, PMML and SavedModel served, an int8 version derived, shadowed and promoted (~4 min)
@@ -160,7 +166,7 @@ BENCH_ARGS ?=
 bench-runtime: $(STAMP) ## benchmark the server (batching off and on) vs ORT in-process, KServe, MLServer (~10 min; not part of test)
 	$(PY) benchmarks/runtime/bench.py $(BENCH_ARGS)
 
-bench-loader: $(STAMP) ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)
+bench-loader: $(STAMP) minio ## benchmark artifact download vs curl and boto3, and a 1 GB cache hit (~3 min; not part of test)
 	$(PY) benchmarks/loader/bench.py $(BENCH_ARGS)
 
 bench-build: $(STAMP) ## benchmark modelyard-build's transforms: int8 (dynamic, static), float16, pruning vs FP32 (~1 min; not part of test)
@@ -182,5 +188,5 @@ clean: ## remove the virtual environment and local state (not the binary cache)
 	-hack/devcluster down
 	rm -rf $(VENV) .devcluster .mypy_cache .ruff_cache .pytest_cache
 
-.PHONY: help dashboard-check tools test-images debian-packages lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
+.PHONY: help dashboard-check check-tools tools test-images debian-packages lock check-locks venv controlplane node node-tools image-tools images cpu-images tf-image push perf-analyzer java prometheus oci-test-tools gitops-test-tools minio prometheus-adapter generate check-generated lint check-manifests docs test-unit test-integration test-e2e test-fuzz test-chaos test demo \
 	bench-runtime bench-loader bench-operator cluster-up cluster-down clean
