@@ -66,6 +66,15 @@ def test_a_shadow_version_is_compared_and_never_answers(tmp_path: Path) -> None:
                  what="3 failed shadow runs")  # fmt: skip
         assert "shadow version 4 of calc failed on a copied request" in s.output()
 
+        # a candidate this pod does not hold (an inPod rollout did not roll it yet): skipped, not the candidate's
+        config.write_text('version_weights: {"1": 100}\nshadow: {version: "9"}\n')
+        time.sleep(1.5)
+        for _ in range(4):
+            np.testing.assert_array_equal(grpc.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
+        wait_for(lambda: metric(s, COMPARED, model="calc", version="9", result="skipped") == 4, timeout=10,
+                 what="4 copies skipped: no version 9 here")  # fmt: skip
+        assert metric(s, COMPARED, model="calc", version="9", result="error") == 0
+
         config.write_text('shadow: {version: "4"}\n')  # no weights: the highest version but the shadow serves
         time.sleep(1.5)
         assert grpc.infer("calc", calc_inputs(A, B)).get_response().model_version == "3"

@@ -5,7 +5,9 @@ The model's ``config.yaml`` says which version shadows and how much (``shadow: {
 the operator writes it for a rollout's ``shadow`` step). The copy runs after the client's answer is computed, as a
 task of its own, so it adds no latency to the answer; at most ``MAX_IN_FLIGHT`` copies holding at most ``MAX_BYTES``
 of inputs and answers run at once, and a request beyond that is counted ``skipped``, not queued (memory stays
-bounded whatever the load).
+bounded whatever the load). A copy that finds no candidate version in this pod's repository is ``skipped`` too: while
+an ``inPod`` rollout rolls the pods, the ones not rolled yet do not hold the candidate, and counting their copies as
+the candidate's errors would fail its analysis before it ran. A candidate that is there and fails is an ``error``.
 
 With ``compare: values`` (the default) a request agrees when no float element of the two answers differs by more
 than ``max_abs_diff``; with ``compare: top1`` when the candidate names the same class on every row (the arg-max of
@@ -25,6 +27,7 @@ from typing import Any
 import numpy.typing as npt
 
 from modelyard_runtime.build.compare import Agreement
+from modelyard_runtime.errors import NotFoundError
 from modelyard_runtime.metrics import ServerMetrics
 from modelyard_runtime.modelconfig import ShadowConfig
 
@@ -86,6 +89,9 @@ class Shadows:
             agreement.add(served, theirs)
         except asyncio.CancelledError:
             raise
+        except NotFoundError:  # this pod does not hold the candidate (not rolled yet): nothing was compared
+            self._metrics.shadow_comparisons.labels(name, version, "skipped").inc()
+            return
         except Exception as exc:  # the candidate failed or answered another shape: that is a finding, not a crash
             log.info("shadow version %s of %s failed on a copied request: %s", version, name, str(exc)[:300])
             self._metrics.shadow_comparisons.labels(name, version, "error").inc()
