@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
@@ -22,6 +23,24 @@ from .test_server_http import calc_inputs as http_calc_inputs
 from .test_server_loading import A, B, calc_inputs, metric
 
 COMPARED = "modelyard_shadow_comparisons_total"
+
+
+def shadow_to_version(config: Path, shadow: str) -> None:
+    """Version 1 serves, ``shadow`` (a flow mapping) says which version shadows it; the server re-reads config.yaml
+    at most once a second."""
+    config.write_text(f'version_weights: {{"1": 100}}\nshadow: {shadow}\n')
+    time.sleep(1.5)
+
+
+def shadow_copies(s: Any, grpc: Any, config: Path, shadow: str, requests: int, result: str, expected: int) -> None:
+    """Shadow with ``shadow``, send ``requests`` (each answered by version 1), and wait until ``expected`` copies
+    are counted with ``result`` for the shadowing version."""
+    shadow_to_version(config, shadow)
+    for _ in range(requests):
+        np.testing.assert_array_equal(grpc.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
+    version = shadow.split('"')[1]
+    wait_for(lambda: metric(s, COMPARED, model="calc", version=version, result=result) == expected, timeout=10,
+             what=f"{expected} of {requests} shadow copies counted {result} for version {version}")  # fmt: skip
 
 
 def test_a_shadow_version_is_compared_and_never_answers(tmp_path: Path) -> None:
@@ -49,30 +68,15 @@ def test_a_shadow_version_is_compared_and_never_answers(tmp_path: Path) -> None:
         assert metric(s, "modelyard_inference_requests_total", model="calc", version="2", protocol="grpc",
                       code="OK") == 0  # fmt: skip
 
-        config.write_text('version_weights: {"1": 100}\nshadow: {version: "3", percent: 50}\n')
-        time.sleep(1.5)  # the server re-reads config.yaml at most once a second
-        for _ in range(10):
-            np.testing.assert_array_equal(grpc.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
-        wait_for(lambda: metric(s, COMPARED, model="calc", version="3", result="disagree") == 5, timeout=10,
-                 what="5 disagreeing comparisons (50 % of 10)")  # fmt: skip
+        shadow_copies(s, grpc, config, '{version: "3", percent: 50}', 10, "disagree", 5)
         assert metric(s, COMPARED, model="calc", version="3", result="agree") == 0
         assert metric(s, "modelyard_shadow_abs_diff_bucket", model="calc", version="3", le="10.0") == 0  # |A+B-AB|
 
-        config.write_text('version_weights: {"1": 100}\nshadow: {version: "4"}\n')
-        time.sleep(1.5)
-        for _ in range(3):
-            np.testing.assert_array_equal(grpc.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
-        wait_for(lambda: metric(s, COMPARED, model="calc", version="4", result="error") == 3, timeout=10,
-                 what="3 failed shadow runs")  # fmt: skip
+        shadow_copies(s, grpc, config, '{version: "4"}', 3, "error", 3)
         assert "shadow version 4 of calc failed on a copied request" in s.output()
 
         # a candidate this pod does not hold (an inPod rollout did not roll it yet): skipped, not the candidate's
-        config.write_text('version_weights: {"1": 100}\nshadow: {version: "9"}\n')
-        time.sleep(1.5)
-        for _ in range(4):
-            np.testing.assert_array_equal(grpc.infer("calc", calc_inputs(A, B)).as_numpy("OUT0"), A + B)
-        wait_for(lambda: metric(s, COMPARED, model="calc", version="9", result="skipped") == 4, timeout=10,
-                 what="4 copies skipped: no version 9 here")  # fmt: skip
+        shadow_copies(s, grpc, config, '{version: "9"}', 4, "skipped", 4)
         assert metric(s, COMPARED, model="calc", version="9", result="error") == 0
 
         config.write_text('shadow: {version: "4"}\n')  # no weights: the highest version but the shadow serves
