@@ -35,6 +35,7 @@ MODES = {
 }
 INVALID = "\0invalid:"  # the feature named INVALID + field: 1 where the field's value is invalid, else 0
 ORDERED = {"lessThan", "lessOrEqual", "greaterThan", "greaterOrEqual"}
+FLIP = {"true": "false", "false": "true"}
 
 Outcome = Callable[[str, int], None]
 Code = Callable[[str, str | None, Element], float]
@@ -80,21 +81,29 @@ class Predicates:
         else:
             raise pred.refuse()
 
-    def _missing_check(self, tree: Nodes, name: str, at: int, outcome: Outcome) -> tuple[int | None, int | None]:
-        """The nodes that send an invalid value (the field's :data:`INVALID` feature is 1) to an ``invalid`` outcome
-        and a missing one to the first slot returned; the second is for a valid value. A field the path has checked
-        already gets no nodes: the slot that the path can reach is ``at``, the other is None."""
+    def _field(self, tree: Nodes, name: str, at: int, outcome: Outcome, if_missing: str,
+               present: Callable[[int], None]) -> None:  # fmt: skip
+        """Check ``name`` at ``at``: an invalid value (the field's :data:`INVALID` feature is 1) reaches an
+        ``invalid`` outcome, a missing one the ``if_missing`` outcome, a valid one ``present(slot)``, which writes the
+        test itself. A field the path has checked already gets no nodes: only the side the path can reach is written,
+        and below the check the path knows the field's state."""
         if name in self.known:
-            return (None, at) if self.known[name] else (at, None)
-        feature = self.feature(name)
+            if self.known[name]:
+                present(at)
+            else:
+                outcome(if_missing, at)
+            return
         if name in self.invalid:
             bad, at_next = tree.new(), tree.new()
             tree.branch(at, self.feature(INVALID + name), "BRANCH_EQ", 1.0, bad, at_next, 0)
             outcome("invalid", bad)
             at = at_next
-        missing, present = tree.new(), tree.new()
-        tree.branch(at, feature, "BRANCH_LT", -math.inf, missing, present, 1)
-        return missing, present
+        missing, valid = tree.new(), tree.new()
+        tree.branch(at, self.feature(name), "BRANCH_LT", -math.inf, missing, valid, 1)
+        with self._assume(name, False):
+            outcome(if_missing, missing)
+        with self._assume(name, True):
+            present(valid)
 
     def _simple(self, tree: Nodes, pred: Element, at: int, outcome: Outcome) -> None:
         name = pred.get("field") or ""
@@ -102,20 +111,18 @@ class Predicates:
         check = op in ("isMissing", "isNotMissing")
         if not check and (op not in MODES or (op in ORDERED and name in self.strings)):
             raise pred.refuse(f"operator={op}" + (" on a string field" if op in MODES else ""))
-        missing, present = self._missing_check(tree, name, at, outcome)
-        if missing is not None:
-            with self._assume(name, False):
-                outcome(("true" if op == "isMissing" else "false") if check else "unknown", missing)
-        if present is None:
+        if check:
+            missing_is = "true" if op == "isMissing" else "false"
+            self._field(tree, name, at, outcome, missing_is, lambda slot: outcome(FLIP[missing_is], slot))
             return
-        with self._assume(name, True):
-            if check:
-                outcome("false" if op == "isMissing" else "true", present)
-                return
+
+        def compare(slot: int) -> None:
             yes, no = tree.new(), tree.new()
-            tree.branch(present, feature, MODES[op], self.code(name, pred.get("value"), pred), yes, no, 0)
+            tree.branch(slot, feature, MODES[op], self.code(name, pred.get("value"), pred), yes, no, 0)
             outcome("true", yes)
             outcome("false", no)
+
+        self._field(tree, name, at, outcome, "unknown", compare)
 
     def _set(self, tree: Nodes, pred: Element, at: int, outcome: Outcome) -> None:
         name = pred.get("field") or ""
@@ -124,20 +131,17 @@ class Predicates:
             raise pred.refuse(f"booleanOperator={op}")
         members = [self.code(name, v, pred) for v in array(pred.require("Array"))]
         feature = self.feature(name)
-        missing, slot = self._missing_check(tree, name, at, outcome)
-        if missing is not None:
-            with self._assume(name, False):
-                outcome("unknown", missing)
-        if slot is None:
-            return
         hit, miss = ("true", "false") if op == "isIn" else ("false", "true")
-        with self._assume(name, True):
+
+        def members_test(slot: int) -> None:
             for value in members:
                 yes, no = tree.new(), tree.new()
                 tree.branch(slot, feature, "BRANCH_EQ", value, yes, no, 0)
                 outcome(hit, yes)
                 slot = no
             outcome(miss, slot)
+
+        self._field(tree, name, at, outcome, "unknown", members_test)
 
     def _compound(self, tree: Nodes, op: str, parts: list[Element], at: int, outcome: Outcome, so_far: str) -> None:
         """``so_far``: what the parts before this one settled (``none``, ``unknown``, or for xor the parity)."""
