@@ -39,8 +39,8 @@ check-generated: generate ## fail when generated files differ from the committed
 	@git diff --exit-code -- crds charts dashboards && test -z "$$(git status --porcelain -- crds charts dashboards)" \
 		|| { echo "error: generated files are stale or uncommitted: run 'make generate' and commit"; exit 1; }
 
-lock: $(STAMP) ## pin every package of each image with its sha256 in images/locks/ (after a dependency change)
-	$(PY) hack/lock.py write
+lock: $(STAMP) ## pin every package of each image with its sha256 in images/locks/ (LOCKS="runtime-tf": only those, other pins kept)
+	$(PY) hack/lock.py write $(LOCKS)
 
 check-locks: $(STAMP) ## fail when a lock in images/locks/ does not satisfy pyproject.toml (no network)
 	$(PY) hack/lock.py check

@@ -51,13 +51,16 @@ def requirements(extras: tuple[str, ...]) -> list[str]:
     return [*project["dependencies"], *(d for e in extras for d in project["optional-dependencies"][e])]
 
 
-def resolve(reqs: list[str]) -> list[tuple[str, str, str]]:
-    """(name, version, sha256) of every package pip would install for ``reqs`` on the images' platform."""
+def resolve(reqs: list[str], keep: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
+    """(name, version, sha256) of every package pip would install for ``reqs`` on the images' platform; ``keep``
+    (name -> version) constrains the packages it names to those versions."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
+        constraints = Path(tmp) / "constraints.txt"
+        constraints.write_text("".join(f"{n}=={v}\n" for n, v in (keep or {}).items()))
         subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--report",
-             str(report), "--target", str(Path(tmp) / "target"), *PLATFORM, *reqs],
+             str(report), "--target", str(Path(tmp) / "target"), "-c", str(constraints), *PLATFORM, *reqs],
             check=True,
         )  # fmt: skip
         installed = json.loads(report.read_text())["install"]
@@ -70,10 +73,15 @@ def resolve(reqs: list[str]) -> list[tuple[str, str, str]]:
     return sorted(out)
 
 
-def write() -> None:
+def write(only: list[str]) -> None:
+    """Resolve every lock afresh, or only the ``only`` ones keeping the versions they pin (a package added to one
+    image then changes nothing else)."""
     LOCKS.mkdir(parents=True, exist_ok=True)
     for name, extras in SETS.items():
-        pins = resolve(requirements(extras))
+        if only and name not in only:
+            continue
+        keep = read(LOCKS / f"{name}.txt") if only and (LOCKS / f"{name}.txt").exists() else None
+        pins = resolve(requirements(extras), keep)
         body = "".join(f"{n}=={v} --hash=sha256:{h}\n" for n, v, h in pins)
         (LOCKS / f"{name}.txt").write_text(HEADER.format(name=name, extras=", ".join(extras)) + body)
         print(f"lock: {name}: {len(pins)} packages -> {(LOCKS / f'{name}.txt').relative_to(REPO)}")
@@ -128,9 +136,13 @@ def check() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["write", "check"])
+    parser.add_argument("sets", nargs="*", metavar="SET",
+                        help=f"write: only these locks, keeping their other pins ({', '.join(SETS)})")  # fmt: skip
     args = parser.parse_args()
+    if unknown := sorted(set(args.sets) - set(SETS)):
+        parser.error(f"no lock named {', '.join(unknown)} (locks: {', '.join(SETS)})")
     if args.command == "write":
-        write()
+        write(args.sets)
         return 0
     return check()
 
