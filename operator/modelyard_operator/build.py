@@ -15,7 +15,7 @@ from typing import Any
 
 from modelyard_operator.api.derived import PinnedFile
 from modelyard_operator.api.modelversion import ModelVersion
-from modelyard_operator.config import OperatorConfig
+from modelyard_operator.config import OperatorConfig, runtime_image_for
 from modelyard_operator.names import (
     LABEL_BUILDS,
     LABEL_MANAGED_BY,
@@ -128,7 +128,7 @@ def render_build_job(mv: ModelVersion, parent: ModelVersion, config: OperatorCon
         mounts.append({"name": "store-credentials", "mountPath": STORE_CREDENTIALS_DIR, "readOnly": True})
     container: Obj = {
         "name": CONTAINER,
-        "image": config.runtime_image,
+        "image": runtime_image_for(config, [parent.spec.format]),  # a SavedModel's convert needs TensorFlow
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-build"],
         "args": args,
@@ -195,7 +195,9 @@ def build_status(parent: ModelVersion, outcome: Outcome, job: Obj | None, config
         "job": (job or {}).get("metadata", {}).get("name"),
         "jobUid": (job or {}).get("metadata", {}).get("uid"),
         "parent": parent.metadata.name,
-        "parentDigest": (summary.get("parent") or {}).get("digest"),
+        # a SavedModel parent is a folder the loader extracted: its archive's pinned digest stands for it
+        "parentDigest": (summary.get("parent") or {}).get("digest")
+        or (parent.artifact.digest if parent.built else None),
         "uri": pushed.get("uri"),
         "digest": pushed.get("digest"),
         "credentialsSecret": config.artifact_store_secret if pushed else None,

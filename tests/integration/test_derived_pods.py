@@ -10,7 +10,6 @@ store (a real OCI registry, Debian's docker-registry with basic auth, on the nod
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from realnode import GATEWAY, PLACEMENT
 
 from ..conftest import Kubectl, real_node_fixtures, serve_directory, temp_namespace, wait_for
 from ..models import image_classifier
-from ..support.registry import Registry, registry
+from ..support.registry import Registry, artifact_store, registry
 
 pytestmark = pytest.mark.timeout(900)
 STORE_USER, STORE_PASSWORD = "builder", "derive-me"
@@ -45,11 +44,7 @@ def store(cluster: DevCluster, tmp_path_factory: pytest.TempPathFactory) -> Iter
 @pytest.fixture(scope="module")
 def ns(kube: Kubectl, store: Registry) -> Iterator[str]:
     with temp_namespace(kube, "derived") as name:
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "store-creds",
-                  "labels": {"modelyard.dev/artifact-credentials": "true"}},
-                  "data": {"username": base64.b64encode(STORE_USER.encode()).decode(),
-                           "password": base64.b64encode(STORE_PASSWORD.encode()).decode()}}  # fmt: skip
-        kube.run("apply", "-n", name, "-f", "-", stdin=json.dumps(secret))
+        kube.run("apply", "-n", name, "-f", "-", stdin=json.dumps(artifact_store(store)[0]))
         yield name
 
 
@@ -58,9 +53,7 @@ def operator(cluster: DevCluster, ns: str, store: Registry) -> None:
     cluster.install_chart({
         "operator.watchNamespaces": "{" + ns + "}",
         "operator.loaderAllowHosts": "{" + GATEWAY + "}",
-        "operator.artifactStore.uri": f"oci://{store.host}/modelyard",
-        "operator.artifactStore.credentialsSecret": "store-creds",
-        "operator.artifactStore.plainHTTP": "true",
+        **artifact_store(store)[1],
     })  # fmt: skip
 
 

@@ -4,6 +4,7 @@ with plain registry API calls for image-style manifests."""
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import http.client
@@ -14,6 +15,7 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 
@@ -161,3 +163,18 @@ def registry(
     finally:
         stop(proc, 10)
         log.close()
+
+
+def artifact_store(reg: Registry, secret: str = "store-creds") -> tuple[dict[str, Any], dict[str, str]]:  # noqa: S107
+    """The operator's artifact store on ``reg`` (derived versions are pushed there): the credentials Secret to apply
+    in the watched namespace, and the chart values that name the store and the Secret."""
+    assert reg.auth is not None, "the store of these tests has basic auth"
+    user, password = reg.auth
+    manifest = {"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": secret, "labels": {"modelyard.dev/artifact-credentials": "true"}},
+                "data": {"username": base64.b64encode(user.encode()).decode(),
+                         "password": base64.b64encode(password.encode()).decode()}}  # fmt: skip
+    values = {"operator.artifactStore.uri": f"oci://{reg.host}/modelyard",
+              "operator.artifactStore.credentialsSecret": secret,
+              "operator.artifactStore.plainHTTP": "true"}  # fmt: skip
+    return manifest, values

@@ -198,3 +198,31 @@ def test_artifact_store_flags(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Ca
     with pytest.raises(SystemExit):
         parse_args(["--artifact-store", "s3://bucket/models"])
     assert "expected oci://REGISTRY[:PORT]/PREFIX" in capsys.readouterr().err
+
+
+def savedmodel_parent() -> ModelVersion:
+    return ModelVersion.model_validate({
+        "metadata": {"name": "fraud-1", "namespace": "team", "uid": "u-1", "generation": 1},
+        "spec": {"model": "fraud", "version": "1", "format": "savedmodel", "runtime": {"engine": "tensorflow"},
+                 "artifact": {"uri": "https://models.example/fraud/1.tar.gz", "digest": DIGEST}},
+        "status": {"phase": "Ready"},
+    })  # fmt: skip
+
+
+def test_a_savedmodel_parent_is_converted_in_the_runtime_tf_image_and_its_archive_digest_recorded() -> None:
+    config = OperatorConfig(artifact_store=CONFIG.artifact_store, runtime_image="rt:1", runtime_tf_image="rt-tf:1")
+    job = build.render_build_job(derived(), savedmodel_parent(), config)
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "rt-tf:1"  # tf2onnx and TensorFlow (the gate's reference) are in that image only
+    assert container["args"][container["args"].index("--format") + 1] == "savedmodel"
+    assert {c["image"] for c in pod["initContainers"]} == {"rt:1"}  # fetching needs no TensorFlow
+    assert (
+        build.render_build_job(derived(), parent(), config)["spec"]["template"]["spec"]["containers"][0]["image"]
+        == "rt:1"
+    )
+    # the report of a folder parent has no digest: the archive the version pins stands for it
+    outcome = build.outcome_from_pod(pod_with(0, json.dumps(summary(parent={"sizeBytes": 46_701, "files": 4}))))
+    assert outcome is not None
+    record = build.build_status(savedmodel_parent(), outcome, None, config)
+    assert (record["parentDigest"], record["sizeBytesBefore"]) == (DIGEST, 46_701)

@@ -73,7 +73,9 @@ class Transform(ApiModel):
         }
     }
 
-    convert: Literal["onnx"] | None = Field(default=None, description="onnx: compile a PMML parent to ONNX (first).")
+    convert: Literal["onnx"] | None = Field(
+        default=None, description="onnx: compile a PMML parent, or convert a SavedModel parent with tf2onnx (first)."
+    )
     quantize: QuantizeTransform | None = Field(default=None, description="Quantize to int8/uint8.")
     float16: Float16Transform | None = Field(default=None, description="Convert to float16.")
     prune: PruneTransform | None = Field(default=None, description="Magnitude pruning.")
@@ -130,7 +132,11 @@ class BuildStatus(ApiModel):
     job: str | None = Field(default=None, max_length=253, description="The build Job whose pod produced this.")
     job_uid: str | None = Field(default=None, max_length=64, description="Its UID.")
     parent: str | None = Field(default=None, max_length=253, description="The parent ModelVersion's name.")
-    parent_digest: str | None = Field(default=None, max_length=71, description="Digest of the parent's model bytes.")
+    parent_digest: str | None = Field(
+        default=None,
+        max_length=71,
+        description="Digest of the parent's model bytes (of a SavedModel: its pinned archive's).",
+    )
     uri: str | None = Field(default=None, max_length=2048, description="Where the derived model was pushed, by digest.")
     digest: str | None = Field(default=None, max_length=71, description="The pushed artifact's (manifest) digest.")
     credentials_secret: str | None = Field(

@@ -201,10 +201,10 @@ class OnnxBackend:
         session = self.session
         if session is None:
             raise UnavailableError("the model was unloaded")
-        feed = {name: _to_ort_strings(name, arr) if arr.dtype == np.object_ else arr for name, arr in inputs.items()}
+        feed = {name: to_ort_strings(name, arr) if arr.dtype == np.object_ else arr for name, arr in inputs.items()}
         results = session.run(output_names, feed)
         return {
-            name: _from_ort_strings(out) if out.dtype == np.object_ else out
+            name: from_ort_strings(out) if out.dtype == np.object_ else out
             for name, out in zip(output_names, results, strict=True)
         }
 
@@ -213,7 +213,7 @@ class OnnxBackend:
         self.session = None
 
 
-def _to_ort_strings(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def to_ort_strings(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     """ONNX string tensors are UTF-8 text in ONNX Runtime (bytes would be stringified as "b'...'")."""
     out = np.empty(array.shape, dtype=np.object_)
     flat_in, flat_out = array.reshape(-1), out.reshape(-1)
@@ -225,7 +225,7 @@ def _to_ort_strings(name: str, array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return out
 
 
-def _from_ort_strings(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+def from_ort_strings(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
     out = np.empty(array.shape, dtype=np.object_)
     out.reshape(-1)[:] = [s.encode("utf-8") if isinstance(s, str) else bytes(s) for s in array.reshape(-1)]
     return out

@@ -3,6 +3,7 @@
     modelyard-build --parent model.onnx --out int8.onnx -t 'quantize: {mode: dynamic}' --gate 'top1Agreement: 0.99'
     modelyard-build --parent model.onnx --out derived.onnx --spec derive.yaml --report report.json
     modelyard-build --parent model.onnx --out int8.onnx -t 'quantize: {}' --push oci://registry.example/models/fraud:7
+    modelyard-build --parent ranker.savedmodel/ --out ranker.onnx -t 'convert: onnx' --gate 'maxAbsDiff: 1e-5'
 
 The spec (``--spec``, or ``-t`` once per transform and ``--gate``) has the shape of ``ModelVersion.spec.derivedFrom``
 without ``version`` (docs/optimization.md). Files it names (``gate.samples``, ``calibration``) are local paths,
@@ -35,6 +36,7 @@ from modelyard_runtime import logs
 from modelyard_runtime.build import publish
 from modelyard_runtime.build import spec as s
 from modelyard_runtime.loader.ocipush import parse_target
+from modelyard_runtime.modelfile import SAVED_MODEL_PB
 
 EXIT_GATE, EXIT_USAGE, EXIT_BUILD, EXIT_PUSH = 1, 2, 3, 4
 FORMATS = ("onnx", "pmml", "savedmodel")
@@ -123,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelyard-build", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--parent", required=True, type=Path,
-                   help="the parent model file (ONNX, or PMML with convert), or a folder that holds it")  # fmt: skip
+                   help="the parent model file (ONNX, or PMML with convert), or a folder that holds it "
+                        "(a SavedModel's folder with convert)")  # fmt: skip
     p.add_argument("--format", choices=FORMATS, help="the parent's format (default: from its file name)")
     p.add_argument("--out", required=True, type=Path, help="where the derived ONNX model is written")
     p.add_argument("--spec", help="YAML or JSON file: {transforms: [...], gate: {...}}")
@@ -142,6 +145,8 @@ def _format(args: argparse.Namespace) -> str:
     if args.format:
         return str(args.format)
     if args.parent.is_dir():
+        if any(args.parent.rglob(SAVED_MODEL_PB)):
+            return "savedmodel"
         raise UsageError(f"--format: say the format of the model in the folder {args.parent} (onnx or pmml)")
     suffix = args.parent.suffix.lower()
     if suffix in (".pmml", ".xml"):
@@ -181,7 +186,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         if args.push:
             parse_target(args.push)  # a malformed target is refused before the build runs
         args.parent = publish.parent_file(args.parent, parent_format)
-        parent = args.parent.read_bytes()
+        parent: bytes | Path = args.parent if parent_format == "savedmodel" else args.parent.read_bytes()
     except (UsageError, publish.PushError, ValueError) as e:
         parser.print_usage(sys.stderr)
         return fail(EXIT_USAGE, "InvalidSpec", str(e))
@@ -213,12 +218,14 @@ def run(argv: Sequence[str] | None = None) -> int:
 log = logging.getLogger("modelyard.build")
 
 
-def _build(args: argparse.Namespace, parent: bytes, parent_format: str, build_spec: s.BuildSpec, base: Path) -> Any:
+def _build(
+    args: argparse.Namespace, parent: bytes | Path, parent_format: str, build_spec: s.BuildSpec, base: Path
+) -> Any:
     """The build's result, or why it could not run (a string)."""
     from modelyard_runtime.build.pipeline import BuildError, build  # onnxruntime only once the arguments are good
 
-    log.info("building from %s (%s, %d bytes): %d transform(s)", args.parent, parent_format, len(parent),
-             len(build_spec.transforms))  # fmt: skip
+    size = f"{len(parent)} bytes" if isinstance(parent, bytes) else "a folder"
+    log.info("building from %s (%s, %s): %d transform(s)", args.parent, parent_format, size, len(build_spec.transforms))
     try:
         return build(parent, parent_format, build_spec, _resolver(base), latency_batch=args.latency_batch,
                      latency_runs=args.latency_runs)  # fmt: skip

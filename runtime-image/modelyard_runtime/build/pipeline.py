@@ -1,4 +1,5 @@
-"""One build: the parent's bytes in, the transforms in order, the gate, the report; the derived model's bytes out.
+"""One build: the parent's bytes (a SavedModel's folder) in, the transforms in order, the gate, the report; the
+derived model's bytes out.
 
 Files named by the spec (gate samples, calibration data) come through ``resolve``, which the caller gives: the CLI
 reads local files and checks their digests, a build Job its loader's verified downloads.
@@ -19,12 +20,13 @@ import onnx
 
 from modelyard_runtime.build import spec as s
 from modelyard_runtime.build.compare import Agreement, verdict
-from modelyard_runtime.build.run import Model, generated, latency_ms
+from modelyard_runtime.build.run import Model, Runner, generated, latency_ms
 from modelyard_runtime.samples import Sample, read_samples
 
 log = logging.getLogger("modelyard.build")
 
 Resolve = Callable[[s.Pinned, str], Path]
+Parent = bytes | Path  # an ONNX model's or a PMML document's bytes, or a SavedModel's folder
 
 
 class BuildError(RuntimeError):
@@ -43,23 +45,29 @@ def describe(data: bytes) -> dict[str, Any]:
             "compressedBytes": len(zlib.compress(data, 6))}  # fmt: skip
 
 
-def _start(parent: bytes, parent_format: str, first: s.Transform | None) -> onnx.ModelProto:
+def _start(parent: Parent, parent_format: str, first: s.Transform | None) -> tuple[onnx.ModelProto, Runner | None]:
+    """The ONNX model the transforms start from, and the gate's reference when it is not that model (TensorFlow's
+    run of a SavedModel)."""
     if isinstance(first, s.Convert):
-        if parent_format == "pmml":
-            from modelyard_runtime.pmml import PMMLError, compile_pmml
-
-            try:
-                return compile_pmml(parent)
-            except PMMLError as e:
-                raise BuildError(f"convert: {e}") from None
         if parent_format == "onnx":
             raise BuildError("convert: the parent is ONNX already")
-        raise BuildError(f"convert: converting {parent_format} to ONNX is not available in this release "
-                         "(serve it with its own engine: docs/formats.md)")  # fmt: skip
-    if parent_format != "onnx":
+        if isinstance(parent, Path):  # a SavedModel's folder
+            from modelyard_runtime.build.savedmodel import ConvertError, TensorFlowReference, convert
+
+            try:
+                return convert(parent), TensorFlowReference(parent)
+            except ConvertError as e:
+                raise BuildError(f"convert: {e}") from None
+        from modelyard_runtime.pmml import PMMLError, compile_pmml
+
+        try:
+            return compile_pmml(parent), None
+        except PMMLError as e:
+            raise BuildError(f"convert: {e}") from None
+    if parent_format != "onnx" or isinstance(parent, Path):
         raise BuildError(f"the parent is {parent_format}: start the transforms with convert: onnx")
     try:
-        return onnx.load_from_string(parent)
+        return onnx.load_from_string(parent), None
     except Exception as e:  # protobuf's DecodeError and friends
         raise BuildError(f"the parent is not an ONNX model ({str(e)[:200]})") from None
 
@@ -87,18 +95,20 @@ def _apply(
     raise BuildError("tensorrtPlan: building TensorRT plans needs TensorRT on a GPU node, which this build lacks")
 
 
-def _gate_inputs(gate: s.Gate, model: Model, resolve: Resolve) -> tuple[list[Sample], str]:
+def _gate_inputs(gate: s.Gate, model: Runner, resolve: Resolve) -> tuple[list[Sample], str]:
     if gate.samples is not None:
         return read_samples(resolve(gate.samples, "gate.samples"), model.inputs, "gate"), "samples"
     return [generated(model, gate.generated, gate.seed)], "generated"
 
 
-def build(parent: bytes, parent_format: str, spec: s.BuildSpec, resolve: Resolve, *,
+def build(parent: Parent, parent_format: str, spec: s.BuildSpec, resolve: Resolve, *,
           latency_batch: int = 32, latency_runs: int = 30) -> Built:  # fmt: skip
     """Apply ``spec`` to ``parent``; BuildError (or ValueError from the inputs) when a step cannot run. A failed gate
     is no error: ``Built.passed`` is false and the report says why."""
     first = spec.transforms[0]
-    model = _start(parent, parent_format, first)
+    started = time.perf_counter()
+    model, tensorflow = _start(parent, parent_format, first)
+    converting = time.perf_counter() - started  # a convert's work happens here: counted in its step
     reference = model.SerializeToString(deterministic=True)
     calibration: list[Sample] | None = None
     steps: list[dict[str, Any]] = []
@@ -115,13 +125,13 @@ def build(parent: bytes, parent_format: str, spec: s.BuildSpec, resolve: Resolve
             raise
         except (ValueError, RuntimeError) as e:
             raise BuildError(f"transforms[{i}]: {e}") from None
-        step["seconds"] = round(time.perf_counter() - started, 3)
+        step["seconds"] = round(time.perf_counter() - started + (converting if i == 0 else 0.0), 3)
         steps.append(step)
         log.info(
             "transform %d of %d done in %.1f s: %s", i + 1, len(spec.transforms), step["seconds"], next(iter(step))
         )
     data = model.SerializeToString(deterministic=True)
-    before, after = Model(reference, "the parent"), Model(data, "the derived model")
+    before, after = tensorflow or Model(reference, "the parent"), Model(data, "the derived model")
     samples, source = _gate_inputs(spec.gate, before, resolve)
     agreement = Agreement()
     for sample in samples:
@@ -129,7 +139,7 @@ def build(parent: bytes, parent_format: str, spec: s.BuildSpec, resolve: Resolve
     failures = verdict(agreement, spec.gate.max_abs_diff, spec.gate.rmse, spec.gate.top1_agreement)
     log.info("gate %s on %d rows (%s)", "failed" if failures else "passed", agreement.rows, source)
     report: dict[str, Any] = {
-        "parent": describe(parent) | ({"compiledSizeBytes": len(reference)} if parent_format != "onnx" else {}),
+        "parent": _describe_parent(parent) | ({"compiledSizeBytes": len(reference)} if parent_format != "onnx" else {}),
         "derived": describe(data),
         "transforms": steps,
         "gate": _gate_report(spec.gate, agreement, source, failures),
@@ -140,6 +150,14 @@ def build(parent: bytes, parent_format: str, spec: s.BuildSpec, resolve: Resolve
         report["latency"] = {"batch": latency_batch, "runs": latency_runs, "parentMs": round(parent_ms, 4),
                              "derivedMs": round(derived_ms, 4), "ratio": round(derived_ms / parent_ms, 3)}  # fmt: skip
     return Built(data, not failures, report)
+
+
+def _describe_parent(parent: Parent) -> dict[str, Any]:
+    if isinstance(parent, Path):
+        from modelyard_runtime.build.savedmodel import describe_folder
+
+        return describe_folder(parent)
+    return describe(parent)
 
 
 def _gate_report(gate: s.Gate, agreement: Agreement, source: str, failures: list[str]) -> dict[str, Any]:

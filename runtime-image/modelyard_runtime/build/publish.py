@@ -49,7 +49,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def parent_file(path: Path, parent_format: str | None) -> Path:
-    """``path``, or the model inside it when it is the folder the loader published."""
+    """``path``, or the model inside it when it is the folder the loader published (for a SavedModel: its folder)."""
+    if parent_format == "savedmodel":
+        from modelyard_runtime.build.savedmodel import savedmodel_folder
+
+        return savedmodel_folder(path)
     if not path.is_dir():
         return path
     files = sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from modelyard_runtime.backends.onnx import from_ort_strings, to_ort_strings
 from modelyard_runtime.samples import Sample
 
 DTYPES = {
@@ -18,6 +19,17 @@ DTYPES = {
     "tensor(int32)": np.int32, "tensor(int64)": np.int64, "tensor(uint32)": np.uint32, "tensor(uint64)": np.uint64,
     "tensor(bool)": np.bool_,
 }  # fmt: skip
+
+
+class Runner(Protocol):
+    """What the gate and the latency measurement run: :class:`Model`, or TensorFlow's run of a SavedModel parent."""
+
+    label: str
+
+    @property
+    def inputs(self) -> dict[str, Any]: ...  # name -> an object with ``type`` (ONNX Runtime's string) and ``shape``
+
+    def run(self, sample: Sample) -> dict[str, npt.NDArray[Any]]: ...
 
 
 class Model:
@@ -35,18 +47,25 @@ class Model:
 
     def run(self, sample: Sample) -> dict[str, npt.NDArray[Any]]:
         feed = {name: value for name, value in sample.items()}
-        for name, meta in self.inputs.items():  # samples come as the server decodes them; match the model's type
-            wanted = DTYPES.get(meta.type)
-            if wanted is not None and name in feed and feed[name].dtype != wanted:
-                feed[name] = feed[name].astype(wanted)
         try:
+            for name, meta in self.inputs.items():  # samples come as the server decodes them: match the model's type
+                wanted = DTYPES.get(meta.type)
+                if name not in feed:
+                    continue
+                if meta.type == "tensor(string)":  # bytes, as the server hands them to the ONNX backend
+                    feed[name] = to_ort_strings(name, feed[name])
+                elif wanted is not None and feed[name].dtype != wanted:
+                    feed[name] = feed[name].astype(wanted)
             values = self.session.run(None, feed)
         except Exception as e:
             raise ValueError(f"{self.label}: inference failed: {str(e)[:400]}") from None
-        return {o.name: np.asarray(v) for o, v in zip(self.session.get_outputs(), values, strict=True)}
+        return {
+            o.name: from_ort_strings(np.asarray(v)) if o.type == "tensor(string)" else np.asarray(v)
+            for o, v in zip(self.session.get_outputs(), values, strict=True)
+        }
 
 
-def generated(model: Model, rows: int, seed: int) -> Sample:
+def generated(model: Runner, rows: int, seed: int) -> Sample:
     """Seeded inputs for ``model``: ``rows`` on a variable first dimension, 1 on other variable ones; floats from a
     standard normal distribution, integers from 0 to 9, booleans at random. ValueError for string inputs."""
     rng = np.random.default_rng(seed)
@@ -65,7 +84,7 @@ def generated(model: Model, rows: int, seed: int) -> Sample:
     return sample
 
 
-def latency_ms(parent: Model, derived: Model, sample: Sample, runs: int) -> tuple[float, float]:
+def latency_ms(parent: Runner, derived: Runner, sample: Sample, runs: int) -> tuple[float, float]:
     """Median milliseconds per inference of ``sample`` on each model, runs interleaved so both see the same machine."""
     for _ in range(3):
         parent.run(sample)

@@ -39,6 +39,7 @@ _FROM_ONNX = {
     "tensor(int64)": "INT64", "tensor(float16)": "FP16", "tensor(float)": "FP32", "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
 }  # fmt: skip
+_TO_ONNX = {v: k for k, v in _FROM_ONNX.items()}
 
 DATATYPES = tuple(_TO_NUMPY)
 _LEN = struct.Struct("<I")
@@ -71,6 +72,11 @@ def from_onnx_type(onnx_type: str) -> str:
         return _FROM_ONNX[onnx_type]
     except KeyError:
         raise DatatypeError(f"ONNX type {onnx_type} has no Open Inference Protocol datatype") from None
+
+
+def onnx_type(datatype: str) -> str:
+    """The ONNX Runtime type string of a protocol datatype (``FP32`` -> ``tensor(float)``); KeyError when none."""
+    return _TO_ONNX[datatype]
 
 
 def element_count(shape: Sequence[int]) -> int:
