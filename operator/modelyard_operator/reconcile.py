@@ -489,7 +489,9 @@ def in_pod_children(
         loaded = [_model_version(md, versions, v) for v in source.loads if v]
         if loaded and all(mv is not None for mv in loaded):
             # Ready pods, also while a scale is not yet observed: that wait would scale back what just grew
-            own, theirs = handover(replicas, serving_pods(observed, target.stable))
+            old_pods = sum(max(d.observation.replicas, d.observation.pods) + d.observation.terminating for d in holders)
+            mine = [d.observation.terminating for d in observed if d.observation.version == target.stable]
+            own, theirs = handover(replicas, serving_pods(observed, target.stable), old_pods, sum(mine))
             first, *rest = [mv for mv in loaded if mv is not None]
             objs.append(render_in_pod_deployment(md, first, rest[0] if rest else None, config, replicas=theirs))
     objs.append(render_in_pod_deployment(md, stable, canary, config, replicas=own))

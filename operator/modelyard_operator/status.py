@@ -59,6 +59,8 @@ class DeploymentObservation:
     updated_replicas: int
     generation: int
     observed_generation: int
+    pods: int = 0  # status.replicas: its pods not being deleted, ready or not
+    terminating: int = 0  # status.terminatingReplicas (Kubernetes 1.35 on by default): pods being deleted
 
     @property
     def rolled_out(self) -> bool:
@@ -80,6 +82,8 @@ class DeploymentObservation:
             updated_replicas=int(st.get("updatedReplicas", 0)),
             generation=int(meta.get("generation", 0)),
             observed_generation=int(st.get("observedGeneration", 0)),
+            pods=int(st.get("replicas", 0)),
+            terminating=int(st.get("terminatingReplicas") or 0),
         )
 
 

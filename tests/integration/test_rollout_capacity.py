@@ -5,7 +5,8 @@ chart), with a client sending checked requests over the Service's ready endpoint
    it, ``status.weights`` says 50 % (with a Warning Event saying why), and the share each version actually
    answered matches it; the canary never gets all the traffic before promotion;
 2. the inPod router at 2 replicas through a canary, its promotion and a rollback: never more than
-   ``replicas + 1`` model pods (peak measured by watching the pods), and not one failed user request.
+   ``replicas + 1`` model pods (peak measured by watching the pods), through the promotion's handover also
+   counting the pods being deleted whose containers still run, and not one failed user request.
 
 Its own cluster with the real node (one real node per machine: modules that use one run one after the other).
 """
@@ -104,8 +105,9 @@ class PodCount:
     namespace: str
     md: str
     peak: int = 0  # pods not being deleted
-    peak_with_terminating: int = 0
+    peak_with_terminating: int = 0  # and those being deleted whose containers still run
     samples: int = 0
+    timeline: list[tuple[float, list[str]]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -113,7 +115,14 @@ class PodCount:
         pods = self.kube.get(f"/api/v1/namespaces/{self.namespace}/pods",
                              labelSelector=f"app.kubernetes.io/instance={self.md},!job-name")["items"]  # fmt: skip
         live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-        return len(live), len(pods)
+        # Kubernetes' "terminating" (what a Deployment's status.terminatingReplicas counts): deletion started and
+        # the pod not terminal yet, i.e. its containers still run; a terminal one only waits for the API to drop it
+        stopped = [p for p in pods if p not in live and (p.get("status") or {}).get("phase") in ("Succeeded", "Failed")]
+        seen = sorted(p["metadata"]["name"] + (" (stopped)" if p in stopped else " (deleting)" if p not in live else "")
+                      for p in pods)  # fmt: skip
+        if not self.timeline or self.timeline[-1][1] != seen:  # printed at the end: which pods existed when
+            self.timeline.append((round(time.monotonic(), 2), seen))
+        return len(live), len(pods) - len(stopped)
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -231,7 +240,11 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         window = time.monotonic()
         wait_for(lambda: users.versions(window).get("2", 0) >= 20, timeout=120, what="version 2 answering")
         split = users.versions(window)
-        # 2. promoted: the old Deployment's pods (both versions loaded) hand over to version 2's a pod at a time
+        # 2. promoted: the old Deployment's pods (both versions loaded) hand over to version 2's a pod at a time,
+        # growing only into the room that pods being deleted leave: counted with them, never above replicas + 1
+        wait_for(lambda: pods.count() == (replicas, replicas), timeout=60, what="no pod being deleted")
+        rolled_peak = (pods.peak, pods.peak_with_terminating)
+        pods.peak = pods.peak_with_terminating = replicas
         started = time.monotonic()
         kube.apply(model_deployment(name, "2", replicas, {**rollout, "action": {"type": "approve", "nonce": "p"}}), ns)
         until(kube, ns, name, healthy("2"), timeout=180, what="version 2 promoted", load=users)
@@ -239,7 +252,9 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
                  labels=f"app.kubernetes.io/instance={name}")["items"]] == [f"{name}-2"],
                  timeout=180, what="version 1's Deployment gone")  # fmt: skip
         timings["promotion -> handed over"] = time.monotonic() - started
+        wait_for(lambda: pods.count() == (replicas, replicas), timeout=60, what="version 1's pods gone")
         promote_peak = (pods.peak, pods.peak_with_terminating)
+        pods.peak = pods.peak_with_terminating = replicas
         # 3. version 3, rolled back by an abort: the canary is unloaded from the same Deployment's pods
         kube.apply(model_deployment(name, "3", replicas, rollout), ns)
         until(kube, ns, name, paused_at(50), timeout=180, what="version 3 at 50 %", load=users)
@@ -255,14 +270,20 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         after = time.monotonic()
         wait_for(lambda: users.versions(after).get("2", 0) >= 10, timeout=30, what="users on version 2")
         time.sleep(3)
+    for at, seen in pods.timeline:  # shown on a failure: which pods existed when
+        print(f"{at:.2f} {' '.join(seen)}")
     assert pods.samples > 100
-    assert pods.peak <= replicas + 1, (pods.peak, pods.peak_with_terminating)
+    assert max(pods.peak, rolled_peak[0], promote_peak[0]) <= replicas + 1, (rolled_peak, promote_peak, pods.peak)
+    assert promote_peak[1] <= replicas + 1, promote_peak  # the handover: pods being deleted counted too
     assert not users.failures(), users.failures()[:5]
     assert split.get("1", 0) > 0, split
     assert split.get("2", 0) > 0, split
     assert set(users.versions()) <= {"1", "2", "3"}
     write_report(f"inPod router, {replicas} replicas", {
-        "peak model pods (not terminating)": pods.peak, "peak incl. terminating": pods.peak_with_terminating,
-        "peak through promotion": promote_peak, "pod samples": pods.samples, "user requests": len(users.results),
+        "peak model pods (not terminating)": max(pods.peak, rolled_peak[0], promote_peak[0]),
+        "peak incl. terminating": max(pods.peak_with_terminating, rolled_peak[1], promote_peak[1]),
+        "peak through the canary's start": rolled_peak, "peak through promotion": promote_peak,
+        "peak through the rollback": (pods.peak, pods.peak_with_terminating),
+        "pod samples": pods.samples, "user requests": len(users.results),
         "failed": len(users.failures()), "answered at 50 %": split, "answered in all": users.versions(),
         **{k: round(v, 1) for k, v in timings.items()}})  # fmt: skip

@@ -47,7 +47,8 @@ WARNED = {(1, 10), (1, 25), (2, 10), (2, 25), (3, 10), (4, 10), (4, 25)}  # more
 
 @dataclass
 class Cluster:
-    """Deployments as the plan applied them; pods asked for become Ready one tick later, removed ones go now."""
+    """Deployments as the plan applied them; pods asked for become Ready one tick later, removed ones go now (with
+    ``drain``: they terminate until the next tick, reported as the Deployment's ``status.terminatingReplicas``)."""
 
     deployments: dict[str, dict[str, Any]] = field(default_factory=dict)
     ready: dict[str, int] = field(default_factory=dict)
@@ -55,6 +56,9 @@ class Cluster:
     observed_generation: dict[str, int] = field(default_factory=dict)  # what the Deployment controller has seen
     peak_pods: int = 0
     least_ready: int = 1_000
+    drain: bool = False
+    draining: dict[str, int] = field(default_factory=dict)  # pods being deleted, by the Deployment they were of
+    peak_with_draining: int = 0
 
     def observed(self) -> list[dict[str, Any]]:
         objs = []
@@ -63,7 +67,8 @@ class Cluster:
             body = {"kind": "Deployment", "metadata": copy.deepcopy(obj["metadata"]), "spec": {"replicas": want}}
             body["metadata"]["generation"] = self.generation[name]
             body["status"] = {"observedGeneration": self.observed_generation.get(name, 0), "replicas": want,
-                              "readyReplicas": have, "availableReplicas": have, "updatedReplicas": want}  # fmt: skip
+                              "readyReplicas": have, "availableReplicas": have, "updatedReplicas": want,
+                              "terminatingReplicas": self.draining.get(name, 0)}  # fmt: skip
             objs.append(body)
         return objs
 
@@ -82,14 +87,20 @@ class Cluster:
             if template_changed and have:
                 # maxSurge 1, maxUnavailable 0: one new pod beside the old ones, which go as it is Ready
                 self.peak_pods = max(self.peak_pods, self.pods() + 1)
+            if self.drain and not template_changed:
+                self.draining[name] = self.draining.get(name, 0) + self.ready.get(name, 0) - have
             self.ready[name] = have
         for name in result.delete_deployments:
             self.deployments.pop(name, None)
-            self.ready.pop(name, None)
+            gone = self.ready.pop(name, 0)
+            if self.drain:
+                self.draining[name] = self.draining.get(name, 0) + gone
         self.peak_pods = max(self.peak_pods, self.pods())
+        self.peak_with_draining = max(self.peak_with_draining, self.pods() + sum(self.draining.values()))
 
     def settle(self) -> None:
-        """One tick later: every pod asked for is Ready."""
+        """One tick later: every pod asked for is Ready, and the pods being deleted are gone."""
+        self.draining.clear()
         for name, obj in self.deployments.items():
             self.ready[name] = obj["spec"]["replicas"]
             self.observed_generation[name] = self.generation[name]
@@ -247,6 +258,36 @@ def test_in_pod_rollout_never_runs_more_than_replicas_plus_one_pods(replicas: in
         assert loaded == "1"  # the canary unloaded from the same Deployment's pods
     assert run.cluster.peak_pods <= replicas + 1
     assert run.cluster.least_ready >= replicas
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3, 5])
+def test_in_pod_promotion_counts_pods_being_deleted(replicas: int) -> None:
+    """A promotion's handover grows the new Deployment only into the room the old one's draining pods leave, so
+    pods never exceed ``replicas + 1`` even counting those being deleted (Kubernetes 1.35 reports them)."""
+    run = started(replicas, "inPod", [{"setWeight": 50}, {"pause": {}}])
+    run.until(paused)
+    run.cluster.drain = True
+    run.cluster.peak_pods = run.cluster.peak_with_draining = run.cluster.pods()
+    run.approve("1")
+    run.until(lambda r: r.decision is not None and str(r.decision.kind) == "Promote")
+    run.until(lambda _: "fraud-1" not in run.cluster.deployments, limit=4 * replicas + 4)
+    run.step()
+    assert run.cluster.replicas() == {"fraud-2": replicas}
+    assert run.cluster.peak_with_draining <= replicas + 1
+    assert run.cluster.least_ready >= replicas
+
+
+@pytest.mark.parametrize(
+    ("replicas", "ready", "old_pods", "new_terminating", "expected"),
+    [(2, 1, 2, 0, (1, 1)), (2, 1, 1, 0, (2, 1)), (2, 1, 1, 1, (1, 1)), (3, 2, 2, 0, (2, 1)), (3, 2, 1, 0, (3, 1)),
+     (2, 2, 1, 0, (2, 0)), (2, 0, 3, 0, (0, 2)), (1, 0, 1, 0, (1, 1))],
+)  # fmt: skip
+def test_handover_waits_for_pods_being_deleted(
+    replicas: int, ready: int, old_pods: int, new_terminating: int, expected: tuple[int, int]
+) -> None:
+    assert handover(replicas, ready, old_pods, new_terminating) == expected
+    new, old = expected
+    assert new + max(old, old_pods) + new_terminating <= replicas + 1 or new == ready
 
 
 @pytest.mark.parametrize(

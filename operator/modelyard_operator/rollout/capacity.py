@@ -76,13 +76,19 @@ def weight_warning(replicas: int, weight: int, *, router: str) -> str | None:
     )
 
 
-def handover(replicas: int, new_ready: int) -> tuple[int, int]:
+def handover(replicas: int, new_ready: int, old_pods: int = 0, new_terminating: int = 0) -> tuple[int, int]:
     """(new, old) pod counts while a Deployment takes over from another one pod at a time.
 
     The inPod router's promotion: the new stable version's Deployment grows by one pod beyond its Ready ones,
     and the old Deployment (whose pods load both versions, so they serve the new one meanwhile) keeps only
-    what the new one does not cover yet. Pods never exceed ``replicas + 1`` and Ready ones never drop
-    below ``replicas`` (as a Deployment's own maxSurge 1 / maxUnavailable 0 update).
+    what the new one does not cover yet. Ready pods never drop below ``replicas`` (as a Deployment's own
+    maxSurge 1 / maxUnavailable 0 update), and pods never exceed ``replicas + 1``, counting those still being
+    deleted: ``old_pods`` is what the old Deployment has (its pods, also while a scale-down is not yet observed,
+    plus its terminating ones) and ``new_terminating`` the new one's terminating pods, so the new Deployment grows
+    only into the room that draining pods leave (Kubernetes 1.35's Deployment ``status.terminatingReplicas``;
+    where a cluster lacks it, both are 0 and terminating pods come on top).
     """
     new_ready = max(0, min(replicas, new_ready))
-    return min(replicas, new_ready + 1), replicas - new_ready
+    old = replicas - new_ready
+    room = replicas + 1 - max(old, old_pods) - new_terminating
+    return min(replicas, new_ready + 1, max(new_ready, room)), old
