@@ -5,8 +5,10 @@ four 3x3 convolutions of 32, 64, 128 and 128 channels, global average pool, 10 c
 quantization, int8 static quantization (QDQ, calibrated on 8 seeded batches), float16 and 50 % magnitude pruning,
 with the same code as ``modelyard-build`` (``modelyard_runtime.build.pipeline.build``). Per row: sizes, the gate's
 numbers against the parent on 256 seeded rows, and the median latency of batch-32 inferences, parent and derived
-interleaved in one process on ONNX Runtime's CPU provider (so both see the same machine). Results: the build section
-of ``benchmarks/RESULTS.md`` and ``benchmarks/build/RESULTS.json``.
+interleaved in one process on ONNX Runtime's CPU provider (so both see the same machine). Then the same two
+architectures built with Keras and exported as SavedModels go through ``convert: onnx`` (tf2onnx): TensorFlow's run of
+the SavedModel against ONNX Runtime's run of the conversion, gate and latency as above. Results: the build section of
+``benchmarks/RESULTS.md`` and ``benchmarks/build/RESULTS.json``.
 """
 
 from __future__ import annotations
@@ -113,6 +115,53 @@ def measure(parent: Path, runs: int, folder: Path) -> dict[str, Any]:
     return rows
 
 
+def keras_savedmodels(folder: Path) -> dict[str, Path]:
+    """The MLP and the conv net's architectures in Keras (NHWC, TensorFlow's layout), exported as SavedModels."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(0)
+    layers = tf.keras.layers
+    mlp_model = tf.keras.Sequential(
+        [tf.keras.Input((256,), name="INPUT0"), layers.Dense(1024, activation="relu"),
+         layers.Dense(1024, activation="relu"), layers.Dense(10)]
+    )  # fmt: skip
+    conv = [tf.keras.Input((32, 32, 3), name="INPUT0")]
+    for out, stride in LAYERS:
+        conv.append(layers.Conv2D(out, 3, strides=stride, padding="same", activation="relu"))
+    conv_model = tf.keras.Sequential([*conv, layers.GlobalAveragePooling2D(), layers.Dense(10)])
+    saved = {}
+    for name, model in (("MLP 256-1024-1024-10", mlp_model), ("conv net 32×32×3, 4 conv layers → 10", conv_model)):
+        path = folder / f"{len(saved)}.savedmodel"
+        model.export(str(path), verbose=False)
+        saved[name] = path
+    return saved
+
+
+def measure_conversions(folder: Path, runs: int) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    spec = s.parse_spec({"transforms": [{"convert": "onnx"}], "gate": {"generated": 256, "seed": 5}})
+    for name, path in keras_savedmodels(folder).items():
+        started = time.perf_counter()
+        built = build(path, "savedmodel", spec, lambda pinned, _where: folder / pinned.uri, latency_runs=runs)
+        rows[name] = built.report | {"wallSeconds": round(time.perf_counter() - started, 2)}
+        r = built.report
+        print(f"  {name}: TensorFlow {r['latency']['parentMs']:.3f} ms → ONNX Runtime {r['latency']['derivedMs']:.3f} "
+              f"ms, max abs diff {r['gate']['maxAbsDiff']:.3g}", file=sys.stderr)  # fmt: skip
+    return rows
+
+
+def _conversion_cell(row: dict[str, Any]) -> list[str]:
+    p, d, g, lat = row["parent"], row["derived"], row["gate"], row["latency"]
+    return [
+        f"{p['sizeBytes'] / 1e6:.2f} MB → {d['sizeBytes'] / 1e6:.2f} MB",
+        f"{row['transforms'][0]['seconds']:.1f} s",
+        f"{lat['parentMs']:.3f} → {lat['derivedMs']:.3f} ({lat['ratio']:.2f}×)",
+        f"{g.get('top1Agreement', float('nan')):.4f}",
+        f"{g['maxAbsDiff']:.3g}",
+    ]
+
+
 def _cell(row: dict[str, Any]) -> list[str]:
     p, d, g, lat = row["parent"], row["derived"], row["gate"], row["latency"]
     return [
@@ -128,7 +177,7 @@ def _cell(row: dict[str, Any]) -> list[str]:
 def render(results: dict[str, Any]) -> str:
     lines = [
         START,
-        "## Build: derived versions (quantize, float16, prune) against their FP32 parents",
+        "## Build: derived versions (quantize, float16, prune, convert) against their parents",
         "",
         f"Command: `make bench-build` — {results['date']}, {results['wall_s']:.0f} s wall.  ",
         f"Machine: {results['machine']}; load average at start {results['load'][0]}, at end {results['load'][1]}.  ",
@@ -144,6 +193,22 @@ def render(results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|---:|",
         ]
         lines += [f"| {name} | " + " | ".join(_cell(row)) + " |" for name, row in info["rows"].items()]
+        lines.append("")
+    if results.get("conversions"):
+        lines += [
+            f"### SavedModel → ONNX (`convert: onnx`, tf2onnx {results.get('tf2onnx')}, TensorFlow "
+            f"{results.get('tensorflow')})",
+            "",
+            "The same architectures built with Keras (NHWC) and exported as SavedModels; parent: TensorFlow's run of "
+            "the SavedModel (the `tensorflow` engine's code), derived: ONNX Runtime's run of the conversion.",
+            "",
+            "| model | SavedModel folder → ONNX file | conversion | p50 ms at batch 32, TensorFlow → ONNX Runtime "
+            "| top-1 agreement | max abs diff |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {name} | " + " | ".join(_conversion_cell(row)) + " |" for name, row in results["conversions"].items()
+        ]
         lines.append("")
     lines += [
         "### Targets (issue 14: int8 ≤ 0.3× size, ≤ 0.7× latency at batch 32 on this CPU)",
@@ -193,15 +258,22 @@ def main() -> int:
             print(f"{name}:", file=sys.stderr)
             calibration(folder, shape)
             models[name] = {"parent_mb": path.stat().st_size / 1e6, "rows": measure(path, args.runs, folder)}
+        print("SavedModel -> ONNX:", file=sys.stderr)
+        conversions = measure_conversions(folder, args.runs)
     import onnxruntime
+    import tensorflow
+    import tf2onnx
 
     results = {
         **run_facts(started, load),
         "onnxruntime": onnxruntime.__version__,
         "onnx": onnx.__version__,
         "numpy": np.__version__,
+        "tensorflow": tensorflow.__version__,
+        "tf2onnx": tf2onnx.__version__,
         "runs": args.runs,
         "models": models,
+        "conversions": conversions,
     }
     write_results(args.out_dir, "build", results, render, START, END)
     return 0

@@ -109,6 +109,9 @@ class TensorFlowBackend:
             raise ValueError(f"signature {options.signature!r} does not return a mapping of named outputs")
         self.outputs = [self._meta(name, tensor, "output") for name, tensor in sorted(outputs.items())]
         self._input_dtypes = {name: spec.dtype for name, spec in specs.items()}
+        # the graph's own tensor names where they differ from the signature's keys (TensorFlow lower-cases
+        # placeholder names: Keras's Input "INPUT0" is the key of a tensor named "input0")
+        self.tensor_names = {name: spec.name for name, spec in [*specs.items(), *outputs.items()] if spec.name}
         self.memory_bytes = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         log.info("TensorFlow %s SavedModel %s, signature %s", tf.__version__, folder, options.signature)
 

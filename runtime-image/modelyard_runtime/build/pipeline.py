@@ -55,7 +55,8 @@ def _start(parent: Parent, parent_format: str, first: s.Transform | None) -> tup
             from modelyard_runtime.build.savedmodel import ConvertError, TensorFlowReference, convert
 
             try:
-                return convert(parent), TensorFlowReference(parent)
+                tensorflow = TensorFlowReference(parent)
+                return tensorflow.named_as_signature(convert(parent)), tensorflow
             except ConvertError as e:
                 raise BuildError(f"convert: {e}") from None
         from modelyard_runtime.pmml import PMMLError, compile_pmml

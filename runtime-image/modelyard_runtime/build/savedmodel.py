@@ -134,6 +134,31 @@ class TensorFlowReference:
         }
         self._outputs = [m.name for m in self._backend.outputs]
 
+    def named_as_signature(self, model: onnx.ModelProto) -> onnx.ModelProto:
+        """``model`` (tf2onnx's conversion) with the signature's input and output names, which the ``tensorflow``
+        engine serves: tf2onnx names inputs after the graph's tensors, which TensorFlow lower-cases. An Identity
+        node joins each new name to the old one, so no node of the graph changes."""
+        graph, renamed = model.graph, []
+        used = {name for node in graph.node for name in [*node.input, *node.output]}
+        tensor_to_key = {v: k for k, v in self._backend.tensor_names.items()}
+        for value, is_input in [*((v, True) for v in graph.input), *((v, False) for v in graph.output)]:
+            key = tensor_to_key.get(value.name.removesuffix(":0"))
+            if key is None or key == value.name:
+                continue
+            if key in used or key in {v.name for v in [*graph.input, *graph.output]}:
+                raise ConvertError(f"the signature's name {key!r} for {value.name!r} is taken in the converted graph")
+            old, value.name = value.name, key
+            renamed.append(onnx.helper.make_node("Identity", [key], [old]) if is_input else
+                           onnx.helper.make_node("Identity", [old], [key]))  # fmt: skip
+        if renamed:
+            inputs = [n for n in renamed if n.input[0] in {v.name for v in graph.input}]
+            outputs = [n for n in renamed if n not in inputs]
+            nodes = [*inputs, *graph.node, *outputs]
+            del graph.node[:]
+            graph.node.extend(nodes)
+            log.info("named %d input(s) and output(s) as the signature does", len(renamed))
+        return model
+
     def run(self, sample: Sample) -> dict[str, npt.NDArray[Any]]:
         try:
             return self._backend.run(dict(sample), self._outputs)
