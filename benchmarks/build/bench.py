@@ -151,27 +151,23 @@ def measure_conversions(folder: Path, runs: int) -> dict[str, Any]:
     return rows
 
 
-def _conversion_cell(row: dict[str, Any]) -> list[str]:
+def _cell(row: dict[str, Any], conversion: bool = False) -> list[str]:
+    """A transform's row (size ratio, compressed ratio, ..., rmse) or a conversion's (sizes, seconds, ...)."""
     p, d, g, lat = row["parent"], row["derived"], row["gate"], row["latency"]
-    return [
-        f"{p['sizeBytes'] / 1e6:.2f} MB → {d['sizeBytes'] / 1e6:.2f} MB",
-        f"{row['transforms'][0]['seconds']:.1f} s",
-        f"{lat['parentMs']:.3f} → {lat['derivedMs']:.3f} ({lat['ratio']:.2f}×)",
-        f"{g.get('top1Agreement', float('nan')):.4f}",
-        f"{g['maxAbsDiff']:.3g}",
-    ]
-
-
-def _cell(row: dict[str, Any]) -> list[str]:
-    p, d, g, lat = row["parent"], row["derived"], row["gate"], row["latency"]
-    return [
-        f"{d['sizeBytes'] / 1e6:.2f} MB ({d['sizeBytes'] / p['sizeBytes']:.2f}×)",
-        f"{d['compressedBytes'] / p['compressedBytes']:.2f}×",
+    if conversion:
+        size = f"{p['sizeBytes'] / 1e6:.2f} MB → {d['sizeBytes'] / 1e6:.2f} MB"
+        second = f"{row['transforms'][0]['seconds']:.1f} s"
+    else:
+        size = f"{d['sizeBytes'] / 1e6:.2f} MB ({d['sizeBytes'] / p['sizeBytes']:.2f}×)"
+        second = f"{d['compressedBytes'] / p['compressedBytes']:.2f}×"
+    cells = [
+        size,
+        second,
         f"{lat['parentMs']:.3f} → {lat['derivedMs']:.3f} ({lat['ratio']:.2f}×)",
         f"{g.get('top1Agreement', float('nan')):.4f}",
         f"{g['maxAbsDiff']:.4g}",
-        f"{g['rmse']:.4g}",
     ]
+    return cells if conversion else [*cells, f"{g['rmse']:.4g}"]
 
 
 def render(results: dict[str, Any]) -> str:
@@ -207,7 +203,8 @@ def render(results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|",
         ]
         lines += [
-            f"| {name} | " + " | ".join(_conversion_cell(row)) + " |" for name, row in results["conversions"].items()
+            f"| {name} | " + " | ".join(_cell(row, conversion=True)) + " |"
+            for name, row in results["conversions"].items()
         ]
         lines.append("")
     lines += [
