@@ -55,8 +55,9 @@ def _start(parent: Parent, parent_format: str, first: s.Transform | None) -> tup
             from modelyard_runtime.build.savedmodel import ConvertError, TensorFlowReference, convert
 
             try:
+                model = convert(parent)  # first: the child's TensorFlow has exited before this process loads one
                 tensorflow = TensorFlowReference(parent)
-                return tensorflow.named_as_signature(convert(parent)), tensorflow
+                return tensorflow.named_as_signature(model), tensorflow
             except ConvertError as e:
                 raise BuildError(f"convert: {e}") from None
         from modelyard_runtime.pmml import PMMLError, compile_pmml
