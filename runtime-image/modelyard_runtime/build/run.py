@@ -49,9 +49,9 @@ class Model:
         feed = {name: value for name, value in sample.items()}
         try:
             for name, meta in self.inputs.items():  # samples come as the server decodes them: match the model's type
-                wanted = DTYPES.get(meta.type)
                 if name not in feed:
                     continue
+                wanted = DTYPES.get(meta.type)
                 if meta.type == "tensor(string)":  # bytes, as the server hands them to the ONNX backend
                     feed[name] = to_ort_strings(name, feed[name])
                 elif wanted is not None and feed[name].dtype != wanted:

@@ -138,7 +138,7 @@ class TensorFlowReference:
         """``model`` (tf2onnx's conversion) with the signature's input and output names, which the ``tensorflow``
         engine serves: tf2onnx names inputs after the graph's tensors, which TensorFlow lower-cases. An Identity
         node joins each new name to the old one, so no node of the graph changes."""
-        graph, renamed = model.graph, []
+        graph, front, back = model.graph, [], []  # Identity nodes: before the graph's nodes, and after them
         used = {name for node in graph.node for name in [*node.input, *node.output]}
         tensor_to_key = {v: k for k, v in self._backend.tensor_names.items()}
         for value, is_input in [*((v, True) for v in graph.input), *((v, False) for v in graph.output)]:
@@ -148,15 +148,15 @@ class TensorFlowReference:
             if key in used or key in {v.name for v in [*graph.input, *graph.output]}:
                 raise ConvertError(f"the signature's name {key!r} for {value.name!r} is taken in the converted graph")
             old, value.name = value.name, key
-            renamed.append(onnx.helper.make_node("Identity", [key], [old]) if is_input else
-                           onnx.helper.make_node("Identity", [old], [key]))  # fmt: skip
-        if renamed:
-            inputs = [n for n in renamed if n.input[0] in {v.name for v in graph.input}]
-            outputs = [n for n in renamed if n not in inputs]
-            nodes = [*inputs, *graph.node, *outputs]
+            if is_input:
+                front.append(onnx.helper.make_node("Identity", [key], [old]))
+            else:
+                back.append(onnx.helper.make_node("Identity", [old], [key]))
+        if front or back:
+            nodes = [*front, *graph.node, *back]
             del graph.node[:]
             graph.node.extend(nodes)
-            log.info("named %d input(s) and output(s) as the signature does", len(renamed))
+            log.info("named %d input(s) and output(s) as the signature does", len(front) + len(back))
         return model
 
     def run(self, sample: Sample) -> dict[str, npt.NDArray[Any]]:
@@ -164,6 +164,3 @@ class TensorFlowReference:
             return self._backend.run(dict(sample), self._outputs)
         except Exception as e:  # BadRequestError and TensorFlow's errors: the gate cannot run on these inputs
             raise ValueError(f"{self.label}: inference failed: {str(e)[:400]}") from None
-
-    def close(self) -> None:
-        self._backend.close()
