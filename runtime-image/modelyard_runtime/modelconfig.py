@@ -209,6 +209,31 @@ def parse_version_config(raw: Any) -> dict[str, Any]:
     return dict(top)
 
 
+VERSION_CONFIG_DIR = ".config"  # <repository>/<model>/.config/<version>.json: hidden, never taken for a version
+
+
+def version_config_file(repository: Path, model: str, version: str) -> Path:
+    """Where the loader sidecar leaves the settings of a version it added from its versions file, for the server."""
+    return repository / model / VERSION_CONFIG_DIR / f"{version}.json"
+
+
+def read_version_config_file(path: Path) -> dict[str, Any] | None:
+    """The version settings in ``path`` (JSON, as ``--version-config``), None when there is no such file;
+    ModelConfigError when it cannot be read or is not valid settings."""
+    import json
+
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ModelConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return parse_version_config(json.loads(text))
+    except ValueError as exc:  # ModelConfigError is one
+        raise ModelConfigError(f"{path}: {exc}") from None
+
+
 def overlay_version_config(config: ModelConfig, raw: Mapping[str, Any]) -> ModelConfig:
     """``config`` with the keys a version sets (:func:`parse_version_config`) replaced by the version's."""
     own = parse_model_config(raw)

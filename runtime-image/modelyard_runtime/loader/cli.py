@@ -106,6 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     side.add_argument("--listen", default="127.0.0.1:8090", help="HOST:PORT of the local API (loopback only)")
     side.add_argument("--server-admin", help="http://127.0.0.1:PORT: the server's admin API, to load what is fetched")
     side.add_argument("--server-admin-token-file", type=Path, help="the bearer token of the server's admin API")
+    side.add_argument(
+        "--versions-file",
+        type=Path,
+        help='JSON {"versions": [POST /fetch bodies, each with an optional "config"]}: versions to hold beside '
+        "--uri's, followed as it changes (a mounted ConfigMap key)",
+    )
     val = sub.add_parser("validate", help="fetch, verify, inspect and load once; write a JSON result")
     _add_common(val, uri_required=True)
     val.add_argument("--termination-log", default="/dev/termination-log")

@@ -9,7 +9,11 @@ small JSON API on a loopback address only (other containers of the pod can reach
   object ``{"ok": false, "reason", "message"}`` with 400 (bad request), 409 (unsafe content, digest or
   signature failure) or 502 (the store failed). Requests for the same model/version are serialized; a
   version already published with the same digest is answered without fetching again.
-- ``GET /versions`` → what was published, ``GET /healthz`` → ``{"ok": true}``.
+- ``GET /versions`` → what was published (and, with ``--versions-file``, what the file made it hold and what
+  failed), ``GET /healthz`` → ``{"ok": true}``.
+
+With ``--versions-file`` the sidecar also follows a list of versions the operator wants the pod to hold
+(:mod:`modelyard_runtime.loader.heldversions`): fetched, loaded, and removed again when they leave the list.
 
 With ``--server-admin http://127.0.0.1:PORT`` (the server's admin API; ``--server-admin-token-file`` for its bearer
 token), each version published on request is then loaded by the server: the answer carries ``"loaded": true``, or
@@ -42,6 +46,7 @@ from modelyard_runtime.loader.errors import (
     LoaderError,
     UsageError,
 )
+from modelyard_runtime.loader.heldversions import HeldVersions
 from modelyard_runtime.loader.pipeline import FetchRequest, log, run_fetch
 from modelyard_runtime.loader.serveradmin import ServerAdmin
 
@@ -60,6 +65,11 @@ class Sidecar:
         self.server: ServerAdmin | None = None
         if getattr(args, "server_admin", None):
             self.server = ServerAdmin.parse(args.server_admin, args.server_admin_token_file)
+        self.held: HeldVersions | None = None
+        if getattr(args, "versions_file", None):
+            dest = Path(args.dest) if args.dest else None
+            own = f"{dest.parent.name}/{dest.name}" if dest is not None else None
+            self.held = HeldVersions(args.versions_file, self.repository, self.fetch, own)
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
@@ -146,7 +156,11 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._send(200, {"ok": True})
         elif self.path == "/versions":
-            self._send(200, {"versions": list(self.server.sidecar.published.values())})
+            sidecar = self.server.sidecar
+            payload: dict[str, Any] = {"versions": list(sidecar.published.values())}
+            if sidecar.held is not None:
+                payload["versionsFile"] = sidecar.held.status()
+            self._send(200, payload)
         else:
             self._send(404, {"ok": False, "reason": "NotFound", "message": self.path})
 
@@ -226,8 +240,12 @@ def run_sidecar(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGINT, _terminate)
+    stop = threading.Event()
+    if sidecar.held is not None:
+        threading.Thread(target=sidecar.held.follow, args=(stop,), name="versions-file", daemon=True).start()
     log(f"sidecar API on http://{address[0]}:{server.server_address[1]} (repository {args.repository})")
     sys.stderr.flush()
     server.serve_forever()
+    stop.set()
     server.server_close()
     return 0

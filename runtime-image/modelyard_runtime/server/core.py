@@ -86,6 +86,7 @@ class DataPlane(Lifecycle):
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
         self._keeper: asyncio.Task[None] | None = None  # dynamic mode: loads the required versions once published
         self._failed_at: dict[tuple[str, str], object] = {}  # the files a required version failed to load from
+        self._load_errors: set[tuple[str, str]] = set()  # versions whose last load failed (until one succeeds)
         self.view = RepositoryView(repository, config_dir)
         self._pickers: dict[str, WeightedPicker] = {}
         self.version_configs = dict(version_configs or {})  # --version-config: a version's backend and warmup
@@ -113,8 +114,11 @@ class DataPlane(Lifecycle):
     # --- requests --------------------------------------------------------------------------------
 
     def _candidates(self, name: str) -> list[str]:
+        """The versions an unversioned request may get. Dynamic mode: the published ones, except those whose last
+        load failed while any other is there."""
         if self.mode == "dynamic" and name not in self._unloaded:
-            return list(self.available().get(name, {}))
+            published = list(self.available().get(name, {}))
+            return [v for v in published if (name, v) not in self._load_errors] or published
         return list(self.models.get(name, {}))
 
     def resolve(self, name: str, version: str | None) -> str:
@@ -128,6 +132,9 @@ class DataPlane(Lifecycle):
             raise NotFoundError(f"unknown model {name!r}")
         config = self.model_config(name)
         weights = {v: w for v, w in config.version_weights.items() if v in candidates}
+        if any(w for v, w in weights.items() if (name, v) not in self._loading):
+            # a version the loader sidecar just added takes its share once it is loaded, never before
+            weights = {v: w for v, w in weights.items() if (name, v) not in self._loading}
         if config.shadow is not None:  # a shadow version answers no client unless it is all there is
             candidates = [v for v in candidates if v != config.shadow.version] or candidates
         if any(weights.values()):

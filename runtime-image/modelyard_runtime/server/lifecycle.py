@@ -15,7 +15,12 @@ from typing import Any
 from modelyard_runtime.backends import Backend
 from modelyard_runtime.errors import BadRequestError, NotFoundError, public_message
 from modelyard_runtime.metrics import ServerMetrics
-from modelyard_runtime.modelconfig import ModelConfig, overlay_version_config
+from modelyard_runtime.modelconfig import (
+    ModelConfig,
+    overlay_version_config,
+    read_version_config_file,
+    version_config_file,
+)
 from modelyard_runtime.server.batcher import Batcher
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required
@@ -54,6 +59,7 @@ class Lifecycle:
     _unloaded: set[str]
     _keeper: asyncio.Task[None] | None
     _failed_at: dict[tuple[str, str], object]
+    _load_errors: set[tuple[str, str]]
     view: RepositoryView
     version_configs: dict[tuple[str, str], Any]
 
@@ -66,8 +72,12 @@ class Lifecycle:
         return self.view.model_config(name)
 
     def version_config(self, name: str, version: str) -> ModelConfig:
-        """The model's config.yaml with the version's own settings (``--version-config``) over it."""
+        """The model's config.yaml with the version's own settings over it: ``--version-config``, else those the
+        loader sidecar wrote beside the version it added from its versions file (``<model>/.config/<version>.json``).
+        """
         own = self.version_configs.get((name, version))
+        if own is None:
+            own = read_version_config_file(version_config_file(self.repository, name, version))
         config = self.model_config(name)
         return overlay_version_config(config, own) if own else config
 
@@ -87,7 +97,7 @@ class Lifecycle:
                 await self.load_all(quiet=True)
             if not self.required:
                 self.required = [(name, v) for name, versions in self.models.items() for v in versions]
-        elif self.required:
+        else:
             await self.load_required()
             self._keeper = asyncio.ensure_future(self._keep_required())
         self.ready = True
@@ -95,7 +105,17 @@ class Lifecycle:
     async def _keep_required(self) -> None:
         while True:
             await asyncio.sleep(RESCAN_SECONDS)
+            await self.retire_removed()
             await self.load_required()
+
+    async def retire_removed(self) -> None:
+        """Dynamic mode: retire loaded versions whose folder left the repository (the loader sidecar removes a version
+        that its versions file no longer lists), so nothing serves a version the pod was told to drop."""
+        on_disk = self.available(fresh=True)
+        for name, versions in list(self.models.items()):
+            for version, model in list(versions.items()):
+                if version not in on_disk.get(name, {}):
+                    await self._retire(model, "removed from the repository")
 
     async def load_required(self) -> None:
         """Dynamic mode: load each required version that is published, not loaded, not unloaded through the admin
@@ -201,10 +221,12 @@ class Lifecycle:
         except Exception as exc:
             reason = str(exc)
             self._failures[(name, version)] = reason
+            self._load_errors.add((name, version))
             self.metrics.load_failures.labels(model=name, version=version).inc()
             log.error("cannot load %s version %s from %s: %s", name, version, path, reason)
             raise LoadError(f"cannot load {name} version {version}: {public_message(reason)}") from exc
         self._failures.pop((name, version), None)
+        self._load_errors.discard((name, version))
         model = self._wrap(name, version, path, backend, config, seconds)
         model.labels = labels
         model.measured_bytes = grown
