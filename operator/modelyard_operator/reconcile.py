@@ -18,19 +18,22 @@ from modelyard_operator.api.common import ObjectMeta
 from modelyard_operator.api.modeldeployment import ACTION_ANNOTATION, ModelDeployment, ModelDeploymentStatus
 from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig
+from modelyard_operator.inpod import (
+    ANNOTATION_VERSIONS,
+    held_by_list,
+    render_in_pod_deployment,
+    render_version_weights,
+)
 from modelyard_operator.names import LABEL_VERSION, deployment_name, selector
 from modelyard_operator.netpol import render_network_policy
 from modelyard_operator.podhealth import LOADER_CONTAINER, StartFailure
 from modelyard_operator.render import (
     ANNOTATION_AUTOSCALER,
-    ANNOTATION_VERSIONS,
     render_autoscaler,
     render_children,
     render_deployment,
-    render_in_pod_deployment,
     render_route,
     render_service,
-    render_version_weights,
 )
 from modelyard_operator.rollout.actions import Action, ActionError, collect_actions, parse_annotation
 from modelyard_operator.rollout.capacity import canary_pods, effective_weight, handover, weight_warning
@@ -252,7 +255,7 @@ def plan(
         return Plan(status=with_scale(problem_status(md, found, now), md, deployments))
     observed = [DeploymentObservation.from_object(d, LABEL_VERSION) for d in deployments]
     target = found.spec.version
-    result = Plan(apply=render_children(md, found, config))
+    result = Plan(apply=serving_children(md, found, config))
     # the versions being replaced still have pods (a dynamic loader may fetch again) until they go
     old = [d.version for d in observed if d.version != target]
     result.apply += network_policy(md, versions, config, target, md.status.stable_version, *old)
@@ -292,6 +295,17 @@ def invalid_status(md_obj: Obj, exc: ValidationError, now: str) -> StatusUpdate 
 
 
 # --- progressive delivery (canary, blueGreen) --------------------------------------------------------
+
+
+def serving_children(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig) -> list[Obj]:
+    """What serves ``mv`` alone. Under a rollout of the inPod router, its Deployment and ConfigMap from the start:
+    the first canary then finds the pods it joins (in dynamic loading, without replacing one)."""
+    children = render_children(md, mv, config)
+    if md.spec.rollout.traffic_router != "inPod" or md.spec.rollout.strategy == "immediate":
+        return children
+    deployment = render_in_pod_deployment(md, mv, None, config, replicas=md.spec.replicas)
+    weights = render_version_weights(md, version_weights(mv.spec.version, None, 0))
+    return [weights, deployment, *children[1:]]
 
 
 def uses_rollout(md: ModelDeployment) -> bool:
@@ -481,7 +495,8 @@ def in_pod_children(
     assert target.stable is not None
     weights = version_weights(target.stable, target.canary if canary is not None else None, target.weight)
     shadow = target.canary if canary is not None and shadowing(md.spec, target.canary, target.weight) else None
-    objs = [render_version_weights(md, weights, shadow if shadow != target.stable else None)]
+    objs: list[Obj] = []
+    held: list[ModelVersion] = []  # versions the pods hold through the versions list (dynamic loading)
     own = replicas
     holders = [d for d in observed if d.observation.version != target.stable and target.stable in d.loads]
     if holders:
@@ -493,6 +508,12 @@ def in_pod_children(
             mine = [d.observation.terminating for d in observed if d.observation.version == target.stable]
             own, theirs = handover(replicas, serving_pods(observed, target.stable), old_pods, sum(mine))
             first, *rest = [mv for mv in loaded if mv is not None]
-            objs.append(render_in_pod_deployment(md, first, rest[0] if rest else None, config, replicas=theirs))
+            other = rest[0] if rest else None
+            objs.append(render_in_pod_deployment(md, first, other, config, replicas=theirs))
+            if other is not None and held_by_list(md, first, other, config):
+                held.append(other)  # the old pods keep serving the new stable version until they go
     objs.append(render_in_pod_deployment(md, stable, canary, config, replicas=own))
-    return objs
+    if canary is not None and held_by_list(md, stable, canary, config):
+        held.append(canary)
+    shadowed = shadow if shadow != target.stable else None
+    return [render_version_weights(md, weights, shadowed, held), *objs]

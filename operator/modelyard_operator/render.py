@@ -8,7 +8,6 @@ and no service-account token (model pods never talk to the API server).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from modelyard_operator.api.common import API_VERSION
@@ -21,10 +20,9 @@ from modelyard_operator.names import (
     deployment_name,
     selector,
     version_labels,
-    version_slug,
 )
 from modelyard_operator.podoverrides import apply_pod_overrides, loader_resources, pod_metadata
-from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_http_route, render_weights_config_map
+from modelyard_operator.rollout.routers import render_http_route
 from modelyard_operator.runtime_config import version_config_args, warmup_samples_dir
 
 MODELS_DIR = "/models"
@@ -45,7 +43,6 @@ GRPC_PORT_NAME = "grpc"
 # in a Service. The loader sidecar's API (8090) is on loopback too, so neither may take the other's port.
 ADMIN_PORTS = (8082, 8083, 8084)
 LOADER_API_PORT = 8090
-CANARY_LOADER_API_PORTS = (8091, 8092, 8093, 8094, 8095)  # the inPod router's second sidecar (dynamic mode)
 TERMINATION_LOG = "/dev/termination-log"
 
 Obj = dict[str, Any]
@@ -258,12 +255,6 @@ def sidecar_startup_probe(port: int = LOADER_API_PORT) -> Obj:
     return {"exec": {"command": command}, "periodSeconds": 2, "failureThreshold": 300, "timeoutSeconds": 5}
 
 
-def canary_loader_port(md: ModelDeployment) -> int:
-    """The loopback port of the inPod router's second loader sidecar (dynamic mode), clear of every other port."""
-    taken = {md.spec.serving.http_port, md.spec.serving.grpc_port, LOADER_API_PORT, admin_port(md)}
-    return next(p for p in CANARY_LOADER_API_PORTS if p not in taken)  # four ports cannot take all five
-
-
 ADMIN_TOKEN_VOLUME = "admin-token"  # noqa: S105  (a volume name, not a secret)
 ADMIN_TOKEN_DIR = "/var/run/secrets/modelyard/admin"  # noqa: S105  (a mount path)
 ADMIN_TOKEN_FILE = f"{ADMIN_TOKEN_DIR}/token"
@@ -342,14 +333,14 @@ def _probe(path: str, *, period: int, failures: int) -> Obj:
     }
 
 
-def _work_mounts() -> list[Obj]:
+def work_mounts() -> list[Obj]:
     """The model repository and /tmp (emptyDirs), which the loader and the server both mount."""
     return [{"name": "models", "mountPath": MODELS_DIR}, {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108  (an emptyDir in the pod)
 
 
 def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfig) -> Obj:
     s = md.spec
-    mounts = _work_mounts()
+    mounts = work_mounts()
     access_args, access_volumes, access_mounts = artifact_access(mv, config)
     image = runtime_image_for(config, [mv.spec.format])
     loader: Obj = {
@@ -358,7 +349,7 @@ def render_pod_spec(md: ModelDeployment, mv: ModelVersion, config: OperatorConfi
         "imagePullPolicy": config.image_pull_policy,
         "command": ["modelyard-loader"],
         "args": serving_loader_args(md, mv, access_args),
-        "volumeMounts": [*_work_mounts(), *access_mounts],
+        "volumeMounts": [*work_mounts(), *access_mounts],
         **({"env": env} if (env := loader_env(config)) else {}),
         "securityContext": container_security(),
         "resources": loader_resources(md),
@@ -441,7 +432,7 @@ def warmup_samples_containers(
             "imagePullPolicy": config.image_pull_policy,
             "command": ["modelyard-loader"],
             "args": loader_args("fetch", fetch_mv, warmup_samples_dir(mv), access_args),
-            "volumeMounts": [*_work_mounts(), *access_mounts],
+            "volumeMounts": [*work_mounts(), *access_mounts],
             **({"env": env} if (env := log_env(config)) else {}),
             "securityContext": container_security(),
             "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
@@ -589,96 +580,4 @@ def render_route(md: ModelDeployment, canary_weight: int, *, has_canary: bool) -
         settings=md.spec.rollout.gateway_api,
         canary_weight=canary_weight,
         has_canary=has_canary,
-    )
-
-
-ANNOTATION_VERSIONS = "modelyard.dev/versions"
-MODEL_CONFIG_DIR = "/etc/modelyard/model-config"
-
-
-def weights_config_map_name(md_name: str) -> str:
-    return f"{md_name}-version-weights"
-
-
-def render_in_pod_deployment(
-    md: ModelDeployment,
-    stable: ModelVersion,
-    canary: ModelVersion | None,
-    config: OperatorConfig,
-    *,
-    replicas: int,
-) -> Obj:
-    """The inPod router's Deployment: the stable version's, with the canary loaded into the same pods.
-
-    The server splits unversioned requests by ``version_weights``: the ConfigMap is mounted as
-    ``<MODEL_CONFIG_DIR>/<model>/config.yaml`` and passed as ``--model-config-dir``, which the server
-    overlays on the repository's config and re-reads when Kubernetes updates the mount, so a weight change
-    reaches running pods without a restart.
-    """
-    deployment = render_deployment(md, stable, config, replicas=replicas)
-    template = deployment["spec"]["template"]
-    pod = template["spec"]
-    versions = [stable.spec.version] + ([canary.spec.version] if canary is not None else [])
-    if canary is not None:
-        loader = copy.deepcopy(pod["initContainers"][0])
-        loader["name"] = f"loader-{version_slug(canary.spec.version)}"[:63]
-        # the canary's own credentials and trust material, beside the stable's
-        canary_args, canary_volumes, canary_mounts = artifact_access(canary, config, suffix="-canary")
-        loader["args"] = serving_loader_args(md, canary, canary_args)
-        if md.spec.loading.mode == "dynamic":  # a second sidecar: its API on a port of its own, and probed there
-            loader["args"] += ["--listen", f"127.0.0.1:{canary_loader_port(md)}"]
-            loader["startupProbe"] = sidecar_startup_probe(canary_loader_port(md))
-        loader["volumeMounts"] = [*_work_mounts(), *canary_mounts]
-        if md.spec.loading.mode == "dynamic":
-            loader["volumeMounts"] += admin_token_mounts(md)
-        pod["initContainers"].append(loader)
-        present = {v["name"] for v in pod["volumes"]}  # the node cache, when both versions use it
-        pod["volumes"] += [v for v in canary_volumes if v["name"] not in present]
-        pod["initContainers"] += warmup_samples_containers(canary, config, pod["volumes"], suffix="-canary")
-        if canary.spec.format == "savedmodel":  # the server loads the canary too: it needs TensorFlow
-            image = runtime_image_for(config, [stable.spec.format, canary.spec.format])
-            for container in [*pod["initContainers"], *pod["containers"]]:
-                if container["image"] == config.runtime_image:
-                    container["image"] = image
-    pod["volumes"].append(
-        {
-            "name": "model-config",
-            "configMap": {
-                "name": weights_config_map_name(md.metadata.name),
-                "items": [{"key": MODEL_CONFIG_KEY, "path": f"{md.spec.model}/{MODEL_CONFIG_KEY}"}],
-            },
-        }
-    )
-    server = pod["containers"][0]
-    server["args"] += ["--model-config-dir", MODEL_CONFIG_DIR]
-    if canary is not None:
-        server["args"] += serve_arg(canary)  # both versions: a pod missing either leaves the endpoints
-        server["args"] += version_config_args(canary)  # each version runs on its own backend and warm-up
-    server["volumeMounts"].append({"name": "model-config", "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
-    annotations = {ANNOTATION_VERSIONS: ",".join(versions)}
-    deployment["metadata"]["annotations"] = dict(annotations)
-    template["metadata"]["annotations"] = {**template["metadata"].get("annotations", {}), **annotations}  # new loaders
-    return deployment
-
-
-def render_version_weights(md: ModelDeployment, weights: dict[str, int], shadow: str | None = None) -> Obj:
-    """The inPod router's ConfigMap: version weights, and the server's shadow setting while ``shadow`` (the canary's
-    version) shadows."""
-    meta = md.metadata
-    spec = md.spec.rollout.shadow
-    setting = None
-    if shadow is not None and spec is not None:
-        setting = {
-            "version": shadow,
-            "percent": spec.percent,
-            "compare": spec.compare,
-            "max_abs_diff": spec.max_abs_diff,
-        }
-    return render_weights_config_map(
-        name=weights_config_map_name(meta.name),
-        namespace=meta.namespace,
-        labels=common_labels(meta.name, md.spec.model),
-        owner=owner_reference("ModelDeployment", meta.name, meta.uid),
-        weights=weights,
-        shadow=setting,
     )

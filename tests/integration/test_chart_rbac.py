@@ -31,7 +31,8 @@ import pytest
 from devcluster import DevCluster
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
-from modelyard_operator.render import render_children, render_in_pod_deployment
+from modelyard_operator.inpod import render_in_pod_deployment
+from modelyard_operator.render import render_children
 from modelyard_operator.validation import render_validation_job
 
 from ..conftest import Kubectl, dev_cluster, running_operator, wait_for

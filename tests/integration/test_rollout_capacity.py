@@ -6,7 +6,8 @@ chart), with a client sending checked requests over the Service's ready endpoint
    answered matches it; the canary never gets all the traffic before promotion;
 2. the inPod router at 2 replicas through a canary, its promotion and a rollback: never more than
    ``replicas + 1`` model pods (peak measured by watching the pods), through the promotion's handover also
-   counting the pods being deleted whose containers still run, and not one failed user request.
+   counting the pods being deleted whose containers still run, and not one failed user request; with dynamic
+   loading the canary's load and its rollback replace no pod (the same pods, never more than ``replicas``).
 
 Its own cluster with the real node (one real node per machine: modules that use one run one after the other).
 """
@@ -71,10 +72,10 @@ def versions(kube: Kubectl, ns: str, artifacts: tuple[str, Path], operator: None
     return names
 
 
-def model_deployment(name: str, version: str, replicas: int, rollout: dict[str, Any]) -> dict[str, Any]:
+def model_deployment(name: str, version: str, replicas: int, rollout: dict[str, Any], **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "modelyard.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
             "spec": {"model": "adder", "version": version, "replicas": replicas, "placement": PLACEMENT,
-                     "resources": {"requests": {"cpu": "50m"}}, "rollout": rollout}}  # fmt: skip
+                     "resources": {"requests": {"cpu": "50m"}}, "rollout": rollout, **spec}}  # fmt: skip
 
 
 def status_of(kube: Kubectl, ns: str, name: str) -> dict[str, Any]:
@@ -220,13 +221,22 @@ def until_canary(kube: Kubectl, ns: str, name: str, users: Any) -> dict[str, Any
     pytest.fail(f"canary never reached its step: {status_of(kube, ns, name)}")
 
 
+def live_pods(kube: Kubectl, ns: str, name: str) -> list[str]:
+    pods = kube.get("pods", namespace=ns, labels=f"app.kubernetes.io/instance={name},!job-name")["items"]
+    return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+
+
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_request(
-    local_cluster: DevCluster, kube: Kubectl, ns: str, versions: list[str]
+    local_cluster: DevCluster, kube: Kubectl, ns: str, versions: list[str], mode: str
 ) -> None:
-    name = "shared"
+    """Static loading rolls the canary into the pods (and out again) one pod at a time; dynamic loading hands it to
+    the pods' loader sidecars through the versions list, replacing no pod at all."""
+    name = f"shared-{mode}"
     replicas = 2
     rollout = {"strategy": "canary", "trafficRouter": "inPod", "steps": [{"setWeight": 50}, {"pause": {}}]}
-    kube.apply(model_deployment(name, "1", replicas, rollout), ns)
+    loading = {"loading": {"mode": mode}}
+    kube.apply(model_deployment(name, "1", replicas, rollout, **loading), ns)
     wait_for(lambda: healthy("1")(status_of(kube, ns, name)), timeout=120, interval=0.5, what="version 1 Healthy")
     api = Kube(local_cluster.kubeconfig)
     timings: dict[str, float] = {}
@@ -234,19 +244,22 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         wait_for(lambda: users.versions().get("1", 0) >= 10, timeout=30, what="users on version 1")
         started = time.monotonic()
         # 1. version 2 loaded into the same pods (rolled one at a time), then half the requests each
-        kube.apply(model_deployment(name, "2", replicas, rollout), ns)
+        before_canary = live_pods(kube, ns, name)
+        kube.apply(model_deployment(name, "2", replicas, rollout, **loading), ns)
         until(kube, ns, name, paused_at(50), timeout=180, what="version 2 at 50 %", load=users)
         timings["start -> 50 %"] = time.monotonic() - started
         window = time.monotonic()
         wait_for(lambda: users.versions(window).get("2", 0) >= 20, timeout=120, what="version 2 answering")
         split = users.versions(window)
+        with_canary = live_pods(kube, ns, name)
         # 2. promoted: the old Deployment's pods (both versions loaded) hand over to version 2's a pod at a time,
         # growing only into the room that pods being deleted leave: counted with them, never above replicas + 1
         wait_for(lambda: pods.count() == (replicas, replicas), timeout=60, what="no pod being deleted")
         rolled_peak = (pods.peak, pods.peak_with_terminating)
         pods.peak = pods.peak_with_terminating = replicas
         started = time.monotonic()
-        kube.apply(model_deployment(name, "2", replicas, {**rollout, "action": {"type": "approve", "nonce": "p"}}), ns)
+        approve = {**rollout, "action": {"type": "approve", "nonce": "p"}}
+        kube.apply(model_deployment(name, "2", replicas, approve, **loading), ns)
         until(kube, ns, name, healthy("2"), timeout=180, what="version 2 promoted", load=users)
         wait_for(lambda: [d["metadata"]["name"] for d in kube.get("deployments", namespace=ns,
                  labels=f"app.kubernetes.io/instance={name}")["items"]] == [f"{name}-2"],
@@ -256,10 +269,14 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         promote_peak = (pods.peak, pods.peak_with_terminating)
         pods.peak = pods.peak_with_terminating = replicas
         # 3. version 3, rolled back by an abort: the canary is unloaded from the same Deployment's pods
-        kube.apply(model_deployment(name, "3", replicas, rollout), ns)
+        before_rollback = live_pods(kube, ns, name)
+        kube.apply(model_deployment(name, "3", replicas, rollout, **loading), ns)
         until(kube, ns, name, paused_at(50), timeout=180, what="version 3 at 50 %", load=users)
+        window = time.monotonic()
+        wait_for(lambda: users.versions(window).get("3", 0) >= 10, timeout=120, what="version 3 answering")
         started = time.monotonic()
-        kube.apply(model_deployment(name, "3", replicas, {**rollout, "action": {"type": "abort", "nonce": "a"}}), ns)
+        abort = {**rollout, "action": {"type": "abort", "nonce": "a"}}
+        kube.apply(model_deployment(name, "3", replicas, abort, **loading), ns)
         until(kube, ns, name, lambda s: s.get("phase") == "RolledBack", timeout=60, what="rolled back", load=users)
         deployment = f"{name}-2"
         wait_for(lambda: kube.get("deployment", deployment, ns)["metadata"]["annotations"]["modelyard.dev/versions"]
@@ -267,9 +284,14 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
                  and kube.get("deployment", deployment, ns)["status"].get("replicas") == replicas,
                  timeout=180, what="version 3 unloaded from version 2's pods")  # fmt: skip
         timings["abort -> canary unloaded"] = time.monotonic() - started
-        after = time.monotonic()
-        wait_for(lambda: users.versions(after).get("2", 0) >= 10, timeout=30, what="users on version 2")
-        time.sleep(3)
+
+        def only_version_2() -> bool:  # the pods' view of the weights follows the ConfigMap within the kubelet's sync
+            recent = users.versions(time.monotonic() - 3)
+            return set(recent) == {"2"} and recent["2"] >= 10
+
+        wait_for(only_version_2, timeout=90, interval=1, what="only version 2 answering")
+        timings["abort -> only version 2 answers"] = time.monotonic() - started
+        after_rollback = live_pods(kube, ns, name)
     for at, seen in pods.timeline:  # shown on a failure: which pods existed when
         print(f"{at:.2f} {' '.join(seen)}")
     assert pods.samples > 100
@@ -279,7 +301,12 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
     assert split.get("1", 0) > 0, split
     assert split.get("2", 0) > 0, split
     assert set(users.versions()) <= {"1", "2", "3"}
-    write_report(f"inPod router, {replicas} replicas", {
+    if mode == "dynamic":  # the canary came and went through the sidecars' versions list: not one pod replaced
+        assert with_canary == before_canary, (before_canary, with_canary)
+        assert after_rollback == before_rollback, (before_rollback, after_rollback)
+        assert rolled_peak == (replicas, replicas), rolled_peak
+        assert (pods.peak, pods.peak_with_terminating) == (replicas, replicas)
+    write_report(f"inPod router, {mode} loading, {replicas} replicas", {
         "peak model pods (not terminating)": max(pods.peak, rolled_peak[0], promote_peak[0]),
         "peak incl. terminating": max(pods.peak_with_terminating, rolled_peak[1], promote_peak[1]),
         "peak through the canary's start": rolled_peak, "peak through promotion": promote_peak,

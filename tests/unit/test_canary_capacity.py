@@ -11,6 +11,7 @@ small simulated cluster whose pods become Ready one tick after they are asked fo
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from modelyard_operator.config import OperatorConfig
-from modelyard_operator.reconcile import RolloutPlan, plan_rollout
+from modelyard_operator.reconcile import RolloutPlan, plan, plan_rollout
 from modelyard_operator.rollout.capacity import (
     canary_pods,
     effective_weight,
@@ -26,6 +27,7 @@ from modelyard_operator.rollout.capacity import (
     planned_weight,
     weight_warning,
 )
+from modelyard_operator.rollout.decision import format_time
 
 from .samples import deployment, model_deployment, model_version
 
@@ -59,6 +61,8 @@ class Cluster:
     drain: bool = False
     draining: dict[str, int] = field(default_factory=dict)  # pods being deleted, by the Deployment they were of
     peak_with_draining: int = 0
+    rolls: int = 0  # template changes of a Deployment with pods: each replaces them all, one at a time
+    config_maps: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def observed(self) -> list[dict[str, Any]]:
         objs = []
@@ -74,6 +78,8 @@ class Cluster:
 
     def apply(self, result: RolloutPlan) -> None:
         for obj in result.apply:
+            if obj["kind"] == "ConfigMap":
+                self.config_maps[obj["metadata"]["name"]] = obj
             if obj["kind"] != "Deployment":
                 continue
             name = obj["metadata"]["name"]
@@ -85,6 +91,7 @@ class Cluster:
             want = obj["spec"]["replicas"]
             have = min(self.ready.get(name, 0), want)
             if template_changed and have:
+                self.rolls += 1
                 # maxSurge 1, maxUnavailable 0: one new pod beside the old ones, which go as it is Ready
                 self.peak_pods = max(self.peak_pods, self.pods() + 1)
             if self.drain and not template_changed:
@@ -164,13 +171,14 @@ def merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def started(replicas: int, router: str, steps: list[dict[str, Any]]) -> Run:
+def started(replicas: int, router: str, steps: list[dict[str, Any]], loading: str = "static") -> Run:
     """Version 1 serving at ``replicas`` Ready pods; version 2 applied with a canary over ``steps``."""
-    body = model_deployment(version="2", replicas=replicas,
+    body = model_deployment(version="2", replicas=replicas, loading={"mode": loading},
                             rollout={"strategy": "canary", "trafficRouter": router, "steps": steps})  # fmt: skip
     body["status"] = {"phase": "Healthy", "stableVersion": "1", "weights": {"stable": 100, "canary": 0}}
     run = Run(body)
-    seed = plan_rollout({**body, "spec": {**body["spec"], "version": "1"}}, MVS, [], CONFIG, T0, None)
+    # the first version goes in directly (no stable version yet to roll out from), as the handler does it
+    seed = plan({**body, "spec": {**body["spec"], "version": "1"}, "status": {}}, MVS, [], CONFIG, format_time(T0))
     run.cluster.apply(seed)
     run.cluster.settle()
     run.cluster.peak_pods = run.cluster.pods()
@@ -274,6 +282,45 @@ def test_in_pod_promotion_counts_pods_being_deleted(replicas: int) -> None:
     run.step()
     assert run.cluster.replicas() == {"fraud-2": replicas}
     assert run.cluster.peak_with_draining <= replicas + 1
+    assert run.cluster.least_ready >= replicas
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3])
+@pytest.mark.parametrize("ending", ["promote", "rollback"])
+def test_in_pod_dynamic_loading_adds_and_drops_the_canary_without_replacing_a_pod(replicas: int, ending: str) -> None:
+    """Dynamic loading: the canary joins the stable version's pods through the sidecars' versions list (the
+    ConfigMap), so loading it, weighting it and rolling it back replace no pod; a promotion hands the pods over one at
+    a time (replicas + 1 at most, draining ones included), the old pods holding the new version meanwhile."""
+    run = started(replicas, "inPod", [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}], "dynamic")
+    held = lambda: json.loads(run.cluster.config_maps["fraud-version-weights"]["data"]["versions.json"])["versions"]  # noqa: E731
+    assert held() == []
+    run.cluster.drain = True
+    run.until(paused)
+    assert [(e["model"], e["version"], e["uri"]) for e in held()] == [("fraud", "2", "s3://models/fraud/2/model.onnx")]
+    assert held()[0]["config"]["backend"]["kind"] == "onnxruntime"  # the canary's own server settings travel with it
+    run.approve("1")
+    run.until(paused)
+    assert run.body["status"]["weights"] == {"stable": 40, "canary": 60}
+    assert run.cluster.deployments["fraud-1"]["metadata"]["annotations"]["modelyard.dev/versions"] == "1,2"
+    assert run.cluster.rolls == 0
+    assert run.cluster.peak_with_draining == replicas  # not one pod more while the canary is loaded and weighted
+    if ending == "promote":
+        run.approve("2")
+        run.until(lambda r: r.decision is not None and str(r.decision.kind) == "Promote")
+        assert [e["version"] for e in held()] == ["2"]  # the old pods keep it until they go
+        run.until(lambda _: "fraud-1" not in run.cluster.deployments, limit=4 * replicas + 4)
+        run.step()
+        assert run.cluster.replicas() == {"fraud-2": replicas}
+        assert held() == []
+        assert run.cluster.peak_with_draining <= replicas + 1
+    else:
+        run.body["spec"]["rollout"]["action"] = {"type": "abort", "nonce": "a"}
+        run.step()
+        assert run.cluster.replicas() == {"fraud-1": replicas}
+        assert held() == []  # the sidecars drop the canary from the same pods
+        assert run.cluster.deployments["fraud-1"]["metadata"]["annotations"]["modelyard.dev/versions"] == "1"
+        assert run.cluster.peak_with_draining == replicas
+    assert run.cluster.rolls == 0
     assert run.cluster.least_ready >= replicas
 
 

@@ -20,7 +20,8 @@ from modelyard_operator import logs as operator_logs
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.events import decision_fields
-from modelyard_operator.render import render_children, render_in_pod_deployment
+from modelyard_operator.inpod import render_in_pod_deployment
+from modelyard_operator.render import render_children
 from modelyard_operator.validation import render_validation_job
 from modelyard_runtime import logs as runtime_logs
 from modelyard_runtime.config import parse_server_args

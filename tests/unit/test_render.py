@@ -11,7 +11,8 @@ import yaml
 
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
-from modelyard_operator.render import render_children, render_in_pod_deployment
+from modelyard_operator.inpod import render_in_pod_deployment
+from modelyard_operator.render import render_children
 from modelyard_operator.validation import render_validation_job
 
 from .samples import DIGEST, model_deployment, model_version
@@ -176,7 +177,7 @@ def test_an_admin_token_secret_reaches_the_server_and_every_loader_that_calls_it
         assert flag(server["args"], "--admin-token-file") == ["/var/run/secrets/modelyard/admin/token"], mode
         assert mount in server["volumeMounts"]
         loaders = [c for c in pod["initContainers"] if c["name"].startswith("loader")]
-        assert len(loaders) == 2  # the stable's and the canary's
+        assert len(loaders) == (2 if mode == "static" else 1)  # dynamic: the canary is in the sidecar's versions list
         for loader in loaders:  # only the sidecars call the admin API; a static init container gets no token
             sends = flag(loader["args"], "--server-admin-token-file")
             assert sends == (["/var/run/secrets/modelyard/admin/token"] if mode == "dynamic" else []), mode
@@ -204,9 +205,10 @@ def test_in_pod_dynamic_sidecars_listen_and_are_probed_on_ports_of_their_own() -
         model_deployment(loading={"mode": "dynamic"}, serving={"httpPort": 8091, "grpcPort": 8092})
     )
     stable = ModelVersion.model_validate(model_version())
-    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    artifact = {"uri": "s3://models/fraud/43/model.onnx", "digest": DIGEST, "credentialsSecret": "other-store"}
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43", artifact=artifact))
     pod = render_in_pod_deployment(md, stable, canary, OperatorConfig(), replicas=1)["spec"]["template"]["spec"]
-    first, second = pod["initContainers"]
+    first, second = pod["initContainers"]  # a canary with other credentials: a sidecar of its own
     assert "--listen" not in first["args"]  # the default, 127.0.0.1:8090
     assert flag(second["args"], "--listen") == ["127.0.0.1:8093"]  # 8091 and 8092 are the inference ports
     assert second["startupProbe"]["exec"]["command"][-1] == "127.0.0.1:8093"

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
+from modelyard_operator.inpod import render_in_pod_deployment
 from modelyard_operator.main import config_from_args, parse_args
-from modelyard_operator.render import render_children, render_in_pod_deployment
+from modelyard_operator.render import render_children
 from modelyard_operator.validation import credentials_refusal, render_validation_job
 
 from .samples import DIGEST, model_deployment, model_version

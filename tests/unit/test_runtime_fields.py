@@ -11,9 +11,10 @@ from pydantic import ValidationError
 
 from modelyard_operator.api import ModelDeployment, ModelVersion
 from modelyard_operator.config import OperatorConfig
+from modelyard_operator.inpod import render_in_pod_deployment
 from modelyard_operator.podhealth import start_failures
 from modelyard_operator.reconcile import plan
-from modelyard_operator.render import render_deployment, render_in_pod_deployment
+from modelyard_operator.render import render_deployment
 from modelyard_operator.runtime_config import backend_config, version_config
 from modelyard_operator.status import Reason
 from modelyard_operator.validation import (
