@@ -1,15 +1,17 @@
 """The inPod router's objects: one Deployment whose pods load the stable version and the canary, and the ConfigMap
-``<md>-version-weights`` with the server's version weights (and shadow setting) and, in dynamic loading, the list
-of versions the pods' loader sidecar holds beside the pod's own.
+``<md>-version-weights`` with the server's version weights (and shadow setting) and the list of versions the pods'
+loader sidecar holds beside the pod's own.
 
 How the canary gets into the pods:
 
-- **Held through the versions list** (dynamic loading, when the canary's artifact needs nothing the pod does not
-  already mount: the same credentials, trust material, cache and image, and no warm-up samples): the canary is an
-  entry of the ConfigMap's ``versions.json``, which the sidecar follows (``--versions-file``). Loading or unloading the
-  canary changes the ConfigMap only: no pod is replaced, so the model never has more pods than ``spec.replicas``.
-- **A second loader in the pod template** otherwise (static loading, or a canary that needs other mounts): adding
-  or removing it rolls the pods one at a time.
+- **Held through the versions list** (when the canary's artifact needs nothing the pod does not already mount: the
+  same credentials, trust material, cache and image, and no warm-up samples): the canary is an entry of the
+  ConfigMap's ``versions.json``, which a loader sidecar follows (``--versions-file``): dynamic loading's own sidecar,
+  or in static loading a sidecar that does nothing else (the pod's own version still comes from the init container
+  before the server starts). Loading or unloading the canary changes the ConfigMap only: no pod is replaced, so the
+  model never has more pods than ``spec.replicas``.
+- **A second loader in the pod template** otherwise (a canary that needs other mounts): adding or removing it
+  rolls the pods one at a time.
 """
 
 from __future__ import annotations
@@ -25,12 +27,15 @@ from modelyard_operator.config import OperatorConfig, runtime_image_for
 from modelyard_operator.names import common_labels, version_slug
 from modelyard_operator.render import (
     LOADER_API_PORT,
+    MODELS_DIR,
+    TERMINATION_LOG,
     admin_port,
     admin_token_mounts,
     artifact_access,
     owner_reference,
     render_deployment,
     serve_arg,
+    server_admin_args,
     serving_loader_args,
     sidecar_startup_probe,
     warmup_samples_containers,
@@ -73,9 +78,9 @@ def _without_signature_uri(args: list[str]) -> list[str]:
 
 def held_by_list(md: ModelDeployment, stable: ModelVersion, other: ModelVersion, config: OperatorConfig) -> bool:
     """Whether ``other`` can join ``stable``'s pods through the versions list, without a change to their template:
-    dynamic loading, the same image, the same loader flags and mounts (apart from a signature's URI), and no warm-up
-    samples (those need an init container)."""
-    if md.spec.loading.mode != "dynamic" or other.spec.warmup.samples is not None:
+    the same image, the same loader flags and mounts (apart from a signature's URI), and no warm-up samples (those
+    need an init container)."""
+    if other.spec.warmup.samples is not None:
         return False
     if runtime_image_for(config, [stable.spec.format]) != runtime_image_for(config, [other.spec.format]):
         return False
@@ -113,8 +118,8 @@ def render_in_pod_deployment(
     The server splits unversioned requests by ``version_weights``: the ConfigMap is mounted as
     ``<MODEL_CONFIG_DIR>/<model>/config.yaml`` and passed as ``--model-config-dir``, which the server
     overlays on the repository's config and re-reads when Kubernetes updates the mount, so a weight change
-    reaches running pods without a restart. In dynamic loading its ``versions.json`` is mounted into the loader
-    sidecar, which holds the versions listed there (see the module's docstring).
+    reaches running pods without a restart. Its ``versions.json`` is mounted into a loader sidecar, which holds the
+    versions listed there (see the module's docstring).
     """
     deployment = render_deployment(md, stable, config, replicas=replicas)
     template = deployment["spec"]["template"]
@@ -137,20 +142,38 @@ def render_in_pod_deployment(
         server["args"] += serve_arg(canary)  # both versions: a pod missing either leaves the endpoints
         server["args"] += version_config_args(canary)  # each version runs on its own backend and warm-up
     server["volumeMounts"].append({"name": "model-config", "mountPath": MODEL_CONFIG_DIR, "readOnly": True})
+    items = [{"key": VERSIONS_KEY, "path": VERSIONS_KEY}]
+    pod["volumes"].append(
+        {"name": "versions", "configMap": {"name": weights_config_map_name(md.metadata.name), "items": items}}
+    )
     if md.spec.loading.mode == "dynamic":
-        loader = pod["initContainers"][0]
-        items = [{"key": VERSIONS_KEY, "path": VERSIONS_KEY}]
-        pod["volumes"].append(
-            {"name": "versions", "configMap": {"name": weights_config_map_name(md.metadata.name), "items": items}}
-        )
-        loader["volumeMounts"].append({"name": "versions", "mountPath": VERSIONS_DIR, "readOnly": True})
-        loader["args"] += ["--versions-file", f"{VERSIONS_DIR}/{VERSIONS_KEY}"]
+        follower = pod["initContainers"][0]  # the pod's loader sidecar follows the list too
+    else:
+        follower = _versions_sidecar(md, stable, config, pod["initContainers"][0])
+        pod["initContainers"].append(follower)  # after the pod's own version is fetched
+    follower["volumeMounts"].append({"name": "versions", "mountPath": VERSIONS_DIR, "readOnly": True})
+    follower["args"] += ["--versions-file", f"{VERSIONS_DIR}/{VERSIONS_KEY}"]
     in_template = [stable.spec.version] + ([canary.spec.version] if canary is not None and not listed else [])
     loads = [stable.spec.version] + ([canary.spec.version] if canary is not None else [])
     deployment["metadata"]["annotations"] = {ANNOTATION_VERSIONS: ",".join(loads)}  # what the pods hold
     annotations = {**template["metadata"].get("annotations", {}), ANNOTATION_VERSIONS: ",".join(in_template)}
     template["metadata"]["annotations"] = annotations  # the loaders in the template
     return deployment
+
+
+def _versions_sidecar(md: ModelDeployment, stable: ModelVersion, config: OperatorConfig, loader: Obj) -> Obj:
+    """Static loading: a loader sidecar that only follows the versions list (the init container ``loader`` fetched
+    the pod's own version, ``--dest``, which it never touches), with the stable version's access to the store."""
+    access_args, _, access_mounts = artifact_access(stable, config)
+    dest = f"{MODELS_DIR}/{stable.spec.model}/{stable.spec.version}"
+    sidecar = copy.deepcopy(loader)
+    sidecar["name"] = "loader-versions"
+    sidecar["restartPolicy"] = "Always"
+    listen = ["--listen", f"127.0.0.1:{canary_loader_port(md)}"]
+    failure = ["--termination-log", TERMINATION_LOG]
+    sidecar["args"] = ["sidecar", "--dest", dest, *access_args, *server_admin_args(md), *listen, *failure]
+    sidecar["volumeMounts"] = [*work_mounts(), *access_mounts, *admin_token_mounts(md)]
+    return sidecar
 
 
 def _add_canary_loader(
@@ -183,7 +206,7 @@ def render_version_weights(
     md: ModelDeployment, weights: dict[str, int], shadow: str | None = None, held: Sequence[ModelVersion] = ()
 ) -> Obj:
     """The inPod router's ConfigMap: version weights, and the server's shadow setting while ``shadow`` (the canary's
-    version) shadows; in dynamic loading also ``versions.json``, the ``held`` versions the sidecars fetch."""
+    version) shadows; and ``versions.json``, the ``held`` versions the pods' loader sidecars fetch."""
     meta = md.metadata
     spec = md.spec.rollout.shadow
     setting = None
@@ -202,7 +225,6 @@ def render_version_weights(
         weights=weights,
         shadow=setting,
     )
-    if md.spec.loading.mode == "dynamic":
-        entries = [versions_entry(mv) for mv in held]
-        config_map["data"][VERSIONS_KEY] = json.dumps({"versions": entries}, sort_keys=True, indent=1)
+    entries = [versions_entry(mv) for mv in held]
+    config_map["data"][VERSIONS_KEY] = json.dumps({"versions": entries}, sort_keys=True, indent=1)
     return config_map

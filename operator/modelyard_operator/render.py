@@ -241,10 +241,15 @@ def serving_loader_args(md: ModelDeployment, mv: ModelVersion, access_args: list
     failure = ["--termination-log", TERMINATION_LOG]  # a failed fetch's reason: the container's termination message
     if md.spec.loading.mode == "static":
         return [*loader_args("fetch", mv, dest, access_args), *format_args(mv), *failure]
+    return [*loader_args("sidecar", mv, dest, access_args), *format_args(mv), *server_admin_args(md), *failure]
+
+
+def server_admin_args(md: ModelDeployment) -> list[str]:
+    """A loader sidecar's way to the server's admin API (loopback, with the token when there is one)."""
     admin = ["--server-admin", f"http://127.0.0.1:{admin_port(md)}"]
     if md.spec.loading.admin_token_secret is not None:
         admin += ["--server-admin-token-file", ADMIN_TOKEN_FILE]
-    return [*loader_args("sidecar", mv, dest, access_args), *format_args(mv), *admin, *failure]
+    return admin
 
 
 def sidecar_startup_probe(port: int = LOADER_API_PORT) -> Obj:

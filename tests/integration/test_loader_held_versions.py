@@ -104,23 +104,37 @@ def states(server: Server, token: str) -> dict[str, str]:
     return {r["version"]: r["state"] for r in rows if r["name"] == "fraud"}
 
 
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
 def test_the_sidecar_holds_the_versions_its_file_lists_and_drops_those_it_no_longer_lists(
-    site: FileServer, tmp_path: Path
+    site: FileServer, tmp_path: Path, mode: str
 ) -> None:
+    """Dynamic loading: the pod's sidecar fetches the pod's own version, then follows the file. Static loading: an
+    init container fetched the pod's own version before the server started; a sidecar that only follows the file
+    (``--dest`` without ``--uri``) adds the others to the running server."""
     repo, token, versions = tmp_path / "models", tmp_path / "token", tmp_path / "versions.json"
     repo.mkdir()
     token.write_text("s3cret")
     write_versions(versions, [])
-    server_args = ["--load-mode", "dynamic", "--admin-token-file", str(token), "--serve", "fraud:1",
+    server_args = ["--load-mode", mode, "--admin-token-file", str(token), "--serve", "fraud:1",
                    "--max-batch-size", "8", "--max-queue-delay-ms", "1"]  # fmt: skip
     own = {"model": "fraud", "version": "1", "uri": site.url + "/double.onnx", "digest": sha256(DOUBLE)}
     second = {"model": "fraud", "version": "2", "uri": site.url + "/triple.onnx", "digest": sha256(TRIPLE),
               "config": {"dynamic_batching": {"max_queue_delay_ms": 3}}}  # fmt: skip
+    initial = ["--uri", own["uri"], "--dest", str(repo / "fraud" / "1"), "--digest", own["digest"]]
+    if mode == "static":
+        fetched = subprocess.run([LOADER, "fetch", "--allow-hosts", "127.0.0.1", "--no-progress", *initial],
+                                 capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert fetched.returncode == 0, fetched.stderr
+        initial = ["--dest", str(repo / "fraud" / "1")]  # the pod's own version: never fetched again, never removed
     with run_server(repo, *server_args, ready=False) as s:
-        initial = ["--uri", own["uri"], "--dest", str(repo / "fraud" / "1"), "--digest", own["digest"]]
         admin = ["--server-admin", f"http://{s.admin}", "--server-admin-token-file", str(token)]
         with sidecar(repo, *initial, *admin, "--versions-file", str(versions)) as (address, log):
             wait_ready(s, timeout=30)
+
+            def own_requests() -> int:
+                return sum(r[1] == "/double.onnx" for r in site.requests)
+
+            fetched_once = own_requests()
             write_versions(versions, [own, second])
             until(lambda: states(s, "s3cret").get("2") == "READY", "version 2 loaded")
             assert infer(s, "2")[1]["outputs"][0]["data"] == [3, 6, 9, 12]
@@ -131,6 +145,7 @@ def test_the_sidecar_holds_the_versions_its_file_lists_and_drops_those_it_no_lon
             assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 1000
             _, listed = call(address, "GET", "/versions")
             assert listed["versionsFile"] == {"held": ["fraud/1", "fraud/2"], "failed": []}
+            assert own_requests() == fetched_once  # listed too, the pod's own version is not fetched again
 
             # a version whose artifact does not match its digest fails alone: never published, the pod serves on
             bad = {"model": "fraud", "version": "3", "uri": site.url + "/triple.onnx", "digest": sha256(DOUBLE)}

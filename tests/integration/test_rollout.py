@@ -168,6 +168,7 @@ def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: 
     spec = {"rollout": rollout({"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}},
                                trafficRouter="inPod")}  # fmt: skip
     stable_v1(kubectl, namespace, md(version="1", **spec))
+    first_template = kubectl.get("deployment", "fraud-1", namespace)["spec"]["template"]
     kubectl.apply(md(version="2", **spec), namespace)
 
     def weights_config() -> str | None:
@@ -176,11 +177,15 @@ def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: 
 
     wait_for(lambda: status_of(kubectl, namespace).get("phase") == "Paused", timeout=90, what="Paused at 20%")
     assert weights_config() == 'version_weights: {"1": 80, "2": 20}\n'
+    listed = json.loads(kubectl.get("configmap", "fraud-version-weights", namespace)["data"]["versions.json"])
+    assert [(e["version"], e["uri"]) for e in listed["versions"]] == [("2", mv("2")["spec"]["artifact"]["uri"])]
     deployment = kubectl.get("deployment", "fraud-1", namespace)
+    assert deployment["metadata"]["annotations"]["modelyard.dev/versions"] == "1,2"
+    assert deployment["spec"]["template"] == first_template  # the canary came through the list: no pod replaced
     pod = deployment["spec"]["template"]["spec"]
     loaders = {c["name"]: c["args"] for c in pod["initContainers"]}
-    assert set(loaders) == {"loader", "loader-2"}
-    assert "/models/fraud/2" in loaders["loader-2"]
+    assert set(loaders) == {"loader", "loader-versions"}  # the pod's version, and the sidecar that follows the list
+    assert "--versions-file" in loaders["loader-versions"]
     server = pod["containers"][0]
     args = server["args"]
     assert args[args.index("--model-config-dir") + 1] == "/etc/modelyard/model-config"

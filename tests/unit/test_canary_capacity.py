@@ -287,11 +287,12 @@ def test_in_pod_promotion_counts_pods_being_deleted(replicas: int) -> None:
 
 @pytest.mark.parametrize("replicas", [1, 2, 3])
 @pytest.mark.parametrize("ending", ["promote", "rollback"])
-def test_in_pod_dynamic_loading_adds_and_drops_the_canary_without_replacing_a_pod(replicas: int, ending: str) -> None:
-    """Dynamic loading: the canary joins the stable version's pods through the sidecars' versions list (the
-    ConfigMap), so loading it, weighting it and rolling it back replace no pod; a promotion hands the pods over one at
-    a time (replicas + 1 at most, draining ones included), the old pods holding the new version meanwhile."""
-    run = started(replicas, "inPod", [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}], "dynamic")
+@pytest.mark.parametrize("loading", ["static", "dynamic"])
+def test_in_pod_adds_and_drops_the_canary_without_replacing_a_pod(replicas: int, ending: str, loading: str) -> None:
+    """The canary joins the stable version's pods through the loader sidecars' versions list (the ConfigMap), so
+    loading it, weighting it and rolling it back replace no pod; a promotion hands the pods over one at a time
+    (replicas + 1 at most, draining ones included), the old pods holding the new version meanwhile."""
+    run = started(replicas, "inPod", [{"setWeight": 20}, {"pause": {}}, {"setWeight": 60}, {"pause": {}}], loading)
     held = lambda: json.loads(run.cluster.config_maps["fraud-version-weights"]["data"]["versions.json"])["versions"]  # noqa: E731
     assert held() == []
     run.cluster.drain = True

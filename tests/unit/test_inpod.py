@@ -77,8 +77,6 @@ def test_the_versions_list_carries_what_the_sidecar_fetches_and_the_version_sett
     assert entry["config"]["warmup"] == {"runs": 3}
     assert entry["config"]["backend"]["providers"] == ["CPUExecutionProvider"]
     assert entry["config"]["dynamic_batching"] == {"preferred_batch_size": [4]}
-    static = ModelDeployment.model_validate(model_deployment())
-    assert "versions.json" not in render_version_weights(static, {"42": 100})["data"]
     assert json.loads(render_version_weights(md, {"42": 100})["data"]["versions.json"]) == {"versions": []}
 
 
@@ -110,10 +108,24 @@ def test_signed_versions_with_the_same_key_share_the_sidecar() -> None:
     assert template(md, stable, canary) == template(md, stable, None)
 
 
-def test_static_loading_always_rolls_the_canary_in() -> None:
+def test_static_loading_follows_the_list_with_a_sidecar_of_its_own() -> None:
+    """The pod's own version still comes from the init container before the server starts; a sidecar that follows
+    the versions list (and never touches that version, ``--dest``) adds the canary to the running server."""
     md = ModelDeployment.model_validate(model_deployment())
     stable, canary = version("42"), version("43")
-    assert not held_by_list(md, stable, canary, CONFIG)
-    pod = template(md, stable, canary)["spec"]
-    assert len(pod["initContainers"]) == 2
-    assert all(v["name"] != "versions" for v in pod["volumes"])
+    assert held_by_list(md, stable, canary, CONFIG)
+    assert template(md, stable, canary) == template(md, stable, None)
+    fetch, follower = template(md, stable, None)["spec"]["initContainers"]
+    assert fetch["args"][0] == "fetch"
+    assert "restartPolicy" not in fetch
+    assert follower["name"] == "loader-versions"
+    assert follower["restartPolicy"] == "Always"
+    args = follower["args"]
+    assert args[0] == "sidecar"
+    assert "--uri" not in args
+    assert args[args.index("--dest") + 1] == "/models/fraud/42"
+    assert args[args.index("--versions-file") + 1] == "/etc/modelyard/versions/versions.json"
+    assert args[args.index("--server-admin") + 1] == "http://127.0.0.1:8082"
+    assert args[args.index("--listen") + 1] == "127.0.0.1:8091"  # clear of the pod's other loopback ports
+    assert "--digest" in fetch["args"]
+    assert "--digest" not in args  # digests come with each entry

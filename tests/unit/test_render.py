@@ -133,11 +133,15 @@ def test_readiness_requires_the_versions_the_pod_is_for() -> None:
         assert flag(server["args"], "--serve") == ["fraud:42"]
     md = ModelDeployment.model_validate(model_deployment())
     stable = ModelVersion.model_validate(model_version())
-    canary = ModelVersion.model_validate(model_version("fraud-43", version="43"))
+    artifact = {"uri": "s3://models/fraud/43/model.onnx", "digest": DIGEST, "credentialsSecret": "other-store"}
+    canary = ModelVersion.model_validate(model_version("fraud-43", version="43", artifact=artifact))
     pod = render_in_pod_deployment(md, stable, canary, CONFIG, replicas=1)["spec"]["template"]["spec"]
-    assert flag(pod["containers"][0]["args"], "--serve") == ["fraud:42", "fraud:43"]
+    assert flag(pod["containers"][0]["args"], "--serve") == ["fraud:42", "fraud:43"]  # a loader of its own: required
     alone = render_in_pod_deployment(md, stable, None, CONFIG, replicas=1)["spec"]["template"]["spec"]
     assert flag(alone["containers"][0]["args"], "--serve") == ["fraud:42"]
+    listed = ModelVersion.model_validate(model_version("fraud-43", version="43"))  # through the versions list
+    pod = render_in_pod_deployment(md, stable, listed, CONFIG, replicas=1)["spec"]["template"]["spec"]
+    assert flag(pod["containers"][0]["args"], "--serve") == ["fraud:42"]  # loading it never takes a pod out
 
 
 def test_static_loader_is_an_init_container_and_dynamic_a_native_sidecar() -> None:
@@ -176,12 +180,15 @@ def test_an_admin_token_secret_reaches_the_server_and_every_loader_that_calls_it
         server = pod["containers"][0]
         assert flag(server["args"], "--admin-token-file") == ["/var/run/secrets/modelyard/admin/token"], mode
         assert mount in server["volumeMounts"]
-        loaders = [c for c in pod["initContainers"] if c["name"].startswith("loader")]
-        assert len(loaders) == (2 if mode == "static" else 1)  # dynamic: the canary is in the sidecar's versions list
-        for loader in loaders:  # only the sidecars call the admin API; a static init container gets no token
+        loaders = {c["name"]: c for c in pod["initContainers"] if c["name"].startswith("loader")}
+        # the canary is in the versions list, which the sidecar follows: dynamic loading's own, or static's extra one
+        assert list(loaders) == (["loader", "loader-versions"] if mode == "static" else ["loader"])
+        for loader in loaders.values():  # only the sidecars call the admin API; a static init container gets no token
+            sidecar = loader.get("restartPolicy") == "Always"
+            assert sidecar is (mode == "dynamic" or loader["name"] == "loader-versions")
             sends = flag(loader["args"], "--server-admin-token-file")
-            assert sends == (["/var/run/secrets/modelyard/admin/token"] if mode == "dynamic" else []), mode
-            assert (mount in loader["volumeMounts"]) is (mode == "dynamic"), mode
+            assert sends == (["/var/run/secrets/modelyard/admin/token"] if sidecar else []), mode
+            assert (mount in loader["volumeMounts"]) is sidecar, mode
     plain = rendered("dynamic-gpu")[0]["spec"]["template"]["spec"]
     assert not [v for v in plain["volumes"] if v["name"] == "admin-token"]
     assert "--admin-token-file" not in plain["containers"][0]["args"]
@@ -356,14 +363,16 @@ def test_in_pod_loaders_share_one_node_cache_volume() -> None:
         assert "artifact-cache" in {m["name"] for m in loader["volumeMounts"]}
         assert "--cache" in loader["args"]
     pod = render_in_pod_deployment(md, stable, unpinned, CACHED, replicas=1)["spec"]["template"]["spec"]
-    stable_loader, canary_loader = pod["initContainers"]
+    loaders = {c["name"]: c for c in pod["initContainers"]}
+    stable_loader, canary_loader = loaders["loader"], loaders["loader-44"]
     assert "artifact-cache" in {m["name"] for m in stable_loader["volumeMounts"]}
     assert "artifact-cache" not in {m["name"] for m in canary_loader["volumeMounts"]}
     assert "--cache" not in canary_loader["args"]
     pod = render_in_pod_deployment(md, unpinned, canary, CACHED, replicas=1)["spec"]["template"]["spec"]
+    loaders = {c["name"]: c for c in pod["initContainers"]}
     assert [v["name"] for v in pod["volumes"]].count("artifact-cache") == 1
-    assert "artifact-cache" in {m["name"] for m in pod["initContainers"][1]["volumeMounts"]}
-    assert "artifact-cache" not in {m["name"] for m in pod["initContainers"][0]["volumeMounts"]}
+    assert "artifact-cache" in {m["name"] for m in loaders["loader-43"]["volumeMounts"]}
+    assert "artifact-cache" not in {m["name"] for m in loaders["loader"]["volumeMounts"]}
 
 
 def test_savedmodel_versions_run_on_the_runtime_tf_image() -> None:

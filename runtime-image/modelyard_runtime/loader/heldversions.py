@@ -95,10 +95,12 @@ class HeldVersions:
             self._add(key, entry, wanted, failure)
 
     def _add(self, key: str, entry: dict[str, Any], wanted: str, failure: dict[str, Any] | None) -> None:
+        if key == self.own:  # the pod's own version: there already (published before the server started)
+            self.held[key] = wanted
+            return
         body = {k: v for k, v in entry.items() if k != "config"}
         try:
-            if key != self.own:
-                self._write_config(entry)
+            self._write_config(entry)
             self.fetch(body)
         except LoaderError as exc:
             self._remove_files(key)  # published but not loaded: no request may find it (its share stays with the rest)

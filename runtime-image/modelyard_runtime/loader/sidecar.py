@@ -1,6 +1,7 @@
 """``modelyard-loader sidecar``: dynamic mode's loader, a native sidecar beside ``modelyard-server``.
 
-It first fetches ``--uri`` into ``--dest`` when given (the version the pod was rendered for), then serves a
+It first fetches ``--uri`` into ``--dest`` when given (the version the pod was rendered for; ``--dest`` alone names
+that version when another container fetched it, as in static loading), then serves a
 small JSON API on a loopback address only (other containers of the pod can reach it, nothing outside):
 
 - ``POST /fetch`` ``{"uri", "digest", "model", "version", "signature"?, "format"?, "compiledDigest"?}`` → fetches,
@@ -41,7 +42,6 @@ from typing import Any
 
 from modelyard_runtime.loader.cli import FORMATS, request_from_args
 from modelyard_runtime.loader.errors import (
-    EXIT_USAGE,
     FetchError,
     LoaderError,
     UsageError,
@@ -230,9 +230,6 @@ def run_sidecar(args: argparse.Namespace) -> int:
             raise UsageError("--uri needs --dest")
         result = run_fetch(request_from_args(args))
         log(f"initial version published ({result.digest})")
-    elif args.dest:
-        sys.stderr.write("modelyard-loader: sidecar: --dest needs --uri\n")
-        return EXIT_USAGE
     server = _Server(address, sidecar)
 
     def _terminate(signum: int, frame: object) -> None:

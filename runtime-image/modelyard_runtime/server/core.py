@@ -84,7 +84,7 @@ class DataPlane(Lifecycle):
         self._loading: dict[tuple[str, str], asyncio.Task[LoadedModel]] = {}
         self._failures: dict[tuple[str, str], str] = {}
         self._unloaded: set[str] = set()  # unloaded through the API: dynamic mode does not reload them on demand
-        self._keeper: asyncio.Task[None] | None = None  # dynamic mode: loads the required versions once published
+        self._keeper: asyncio.Task[None] | None = None  # retires removed versions; dynamic mode: loads required ones
         self._failed_at: dict[tuple[str, str], object] = {}  # the files a required version failed to load from
         self._load_errors: set[tuple[str, str]] = set()  # versions whose last load failed (until one succeeds)
         self.view = RepositoryView(repository, config_dir)

@@ -99,18 +99,19 @@ class Lifecycle:
                 self.required = [(name, v) for name, versions in self.models.items() for v in versions]
         else:
             await self.load_required()
-            self._keeper = asyncio.ensure_future(self._keep_required())
+        self._keeper = asyncio.ensure_future(self._keep())
         self.ready = True
 
-    async def _keep_required(self) -> None:
+    async def _keep(self) -> None:
         while True:
             await asyncio.sleep(RESCAN_SECONDS)
             await self.retire_removed()
-            await self.load_required()
+            if self.mode == "dynamic":
+                await self.load_required()
 
     async def retire_removed(self) -> None:
-        """Dynamic mode: retire loaded versions whose folder left the repository (the loader sidecar removes a version
-        that its versions file no longer lists), so nothing serves a version the pod was told to drop."""
+        """Retire loaded versions whose folder left the repository (the loader sidecar removes a version that its
+        versions file no longer lists), so nothing serves a version the pod was told to drop."""
         on_disk = self.available(fresh=True)
         for name, versions in list(self.models.items()):
             for version, model in list(versions.items()):
