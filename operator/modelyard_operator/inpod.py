@@ -167,7 +167,7 @@ def _versions_sidecar(md: ModelDeployment, stable: ModelVersion, config: Operato
     access_args, _, access_mounts = artifact_access(stable, config)
     dest = f"{MODELS_DIR}/{stable.spec.model}/{stable.spec.version}"
     sidecar = copy.deepcopy(loader)
-    sidecar["name"] = "loader-versions"
+    sidecar["name"] = "versions-loader"
     sidecar["restartPolicy"] = "Always"
     listen = ["--listen", f"127.0.0.1:{canary_loader_port(md)}"]
     failure = ["--termination-log", TERMINATION_LOG]

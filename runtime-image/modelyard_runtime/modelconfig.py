@@ -217,6 +217,21 @@ def version_config_file(repository: Path, model: str, version: str) -> Path:
     return repository / model / VERSION_CONFIG_DIR / f"{version}.json"
 
 
+def held_versions(repository: Path) -> set[tuple[str, str]]:
+    """(model, version) of every version a loader sidecar holds for the pod: those with a settings file."""
+    found: set[tuple[str, str]] = set()
+    try:
+        models = [p for p in repository.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:
+        return found
+    for model in models:
+        folder = model / VERSION_CONFIG_DIR
+        if folder.is_dir():
+            found |= {(model.name, f.name[: -len(".json")]) for f in folder.iterdir() if f.name.endswith(".json")
+                      and not f.name.startswith(".")}  # fmt: skip
+    return found
+
+
 def read_version_config_file(path: Path) -> dict[str, Any] | None:
     """The version settings in ``path`` (JSON, as ``--version-config``), None when there is no such file;
     ModelConfigError when it cannot be read or is not valid settings."""

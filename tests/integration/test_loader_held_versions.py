@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from onnx import TensorProto, helper
 
+from devcluster import free_port
 from support.httpserver import FileServer, serve
 from support.loader import LOADER, sha256
 from support.processes import sidecar_address
@@ -196,3 +197,65 @@ def test_the_sidecar_holds_the_versions_its_file_lists_and_drops_those_it_no_lon
             time.sleep(2.5)
             assert sum("versions file:" in line and "is not JSON" in line for line in log) == 1
             assert states(s, "s3cret") == {"1": "READY"}
+
+
+def test_restarts_names_and_a_server_that_starts_later(site: FileServer, tmp_path: Path) -> None:
+    """Static loading as the operator renders it: the sidecar starts before the server (the server is asked again
+    until it answers; the version stays published), a restarted server loads what the pod holds with the version's
+    own settings, a restarted sidecar neither fetches again what it holds nor keeps what was dropped meanwhile, and
+    an entry whose names would reach outside its folder touches nothing."""
+    repo, versions = tmp_path / "models", tmp_path / "versions.json"
+    repo.mkdir()
+    own = {"model": "fraud", "version": "1", "uri": site.url + "/double.onnx", "digest": sha256(DOUBLE)}
+    second = {"model": "fraud", "version": "2", "uri": site.url + "/triple.onnx", "digest": sha256(TRIPLE),
+              "config": {"dynamic_batching": {"max_queue_delay_ms": 3}}}  # fmt: skip
+    fetched = subprocess.run([LOADER, "fetch", "--allow-hosts", "127.0.0.1", "--no-progress", "--uri", own["uri"],
+                              "--dest", str(repo / "fraud" / "1"), "--digest", own["digest"]],
+                             capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+    write_versions(versions, [own, second])
+    admin_port = free_port()
+    follower = ["--dest", str(repo / "fraud" / "1"), "--server-admin", f"http://127.0.0.1:{admin_port}",
+                "--versions-file", str(versions)]  # fmt: skip
+    server_args = ["--load-mode", "static", "--serve", "fraud:1", "--admin-port", str(admin_port),
+                   "--max-batch-size", "8", "--max-queue-delay-ms", "1"]  # fmt: skip
+
+    def triple_gets() -> int:
+        return sum(r[1] == "/triple.onnx" for r in site.requests)
+
+    with sidecar(repo, *follower) as (address, _log):
+        until(lambda: (repo / "fraud" / "2").is_dir(), "version 2 published before the server runs")
+        status = call(address, "GET", "/versions")[1]["versionsFile"]
+        assert [(f["key"], f["reason"], f["attempts"]) for f in status["failed"]] == [
+            ("fraud/2", "ServerLoadFailed", 0)
+        ]
+        with run_server(repo, *server_args) as s:
+            until(lambda: call(address, "GET", "/versions")[1]["versionsFile"]["held"] == ["fraud/1", "fraud/2"],
+                  "version 2 held once the server answers")  # fmt: skip
+            assert infer(s, "2")[1]["outputs"][0]["data"] == [3, 6, 9, 12]
+            fetches = triple_gets()
+        # the server restarts (a container restart keeps the pod's emptyDir): it loads version 2 with its settings
+        with run_server(repo, *server_args) as s:
+            _, config = call(s.http, "GET", "/v2/models/fraud/versions/2/config")
+            assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 3000
+            assert infer(s, "2")[1]["outputs"][0]["data"] == [3, 6, 9, 12]
+            assert triple_gets() == fetches
+    # the sidecar restarts: still listed, version 2 is not fetched again
+    with sidecar(repo, *follower) as (address, _log):
+        until(lambda: call(address, "GET", "/versions")[1]["versionsFile"]["held"] == ["fraud/1", "fraud/2"],
+              "held again after a restart")  # fmt: skip
+        time.sleep(1.5)
+        assert triple_gets() == fetches
+    # dropped while the sidecar was down: the restarted sidecar removes it
+    outside = [{"model": "..", "version": "x", "uri": site.url + "/triple.onnx", "config": {}},
+               {"model": "fraud", "version": ".config", "uri": site.url + "/triple.onnx", "config": {}}]  # fmt: skip
+    write_versions(versions, [own, *outside])
+    with sidecar(repo, *follower) as (address, _log):
+        until(lambda: not (repo / "fraud" / "2").exists(), "version 2 removed after the restart")
+        until(lambda: len(call(address, "GET", "/versions")[1]["versionsFile"]["failed"]) == 2, "bad names refused")
+        failed = call(address, "GET", "/versions")[1]["versionsFile"]["failed"]
+        assert {f["reason"] for f in failed} == {"InvalidArguments"}
+        assert not (tmp_path / ".config").exists()
+        assert not (tmp_path / "x").exists()
+        assert sorted(p.name for p in (repo / "fraud" / ".config").iterdir()) == []  # version 2's settings gone too
+        assert (repo / "fraud" / "1" / "double.onnx").exists()

@@ -184,8 +184,8 @@ def test_in_pod_router_sets_server_version_weights(kubectl: Kubectl, namespace: 
     assert deployment["spec"]["template"] == first_template  # the canary came through the list: no pod replaced
     pod = deployment["spec"]["template"]["spec"]
     loaders = {c["name"]: c["args"] for c in pod["initContainers"]}
-    assert set(loaders) == {"loader", "loader-versions"}  # the pod's version, and the sidecar that follows the list
-    assert "--versions-file" in loaders["loader-versions"]
+    assert set(loaders) == {"loader", "versions-loader"}  # the pod's version, and the sidecar that follows the list
+    assert "--versions-file" in loaders["versions-loader"]
     server = pod["containers"][0]
     args = server["args"]
     assert args[args.index("--model-config-dir") + 1] == "/etc/modelyard/model-config"

@@ -118,7 +118,7 @@ def test_static_loading_follows_the_list_with_a_sidecar_of_its_own() -> None:
     fetch, follower = template(md, stable, None)["spec"]["initContainers"]
     assert fetch["args"][0] == "fetch"
     assert "restartPolicy" not in fetch
-    assert follower["name"] == "loader-versions"
+    assert follower["name"] == "versions-loader"
     assert follower["restartPolicy"] == "Always"
     args = follower["args"]
     assert args[0] == "sidecar"

@@ -180,12 +180,12 @@ def test_an_admin_token_secret_reaches_the_server_and_every_loader_that_calls_it
         server = pod["containers"][0]
         assert flag(server["args"], "--admin-token-file") == ["/var/run/secrets/modelyard/admin/token"], mode
         assert mount in server["volumeMounts"]
-        loaders = {c["name"]: c for c in pod["initContainers"] if c["name"].startswith("loader")}
+        loaders = {c["name"]: c for c in pod["initContainers"] if "loader" in c["name"]}
         # the canary is in the versions list, which the sidecar follows: dynamic loading's own, or static's extra one
-        assert list(loaders) == (["loader", "loader-versions"] if mode == "static" else ["loader"])
+        assert list(loaders) == (["loader", "versions-loader"] if mode == "static" else ["loader"])
         for loader in loaders.values():  # only the sidecars call the admin API; a static init container gets no token
             sidecar = loader.get("restartPolicy") == "Always"
-            assert sidecar is (mode == "dynamic" or loader["name"] == "loader-versions")
+            assert sidecar is (mode == "dynamic" or loader["name"] == "versions-loader")
             sends = flag(loader["args"], "--server-admin-token-file")
             assert sends == (["/var/run/secrets/modelyard/admin/token"] if sidecar else []), mode
             assert (mount in loader["volumeMounts"]) is sidecar, mode

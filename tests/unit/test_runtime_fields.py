@@ -157,7 +157,7 @@ def test_in_pod_canary_gets_its_own_version_config_and_samples() -> None:
         "warmup": {"runs": 0, "samples": "/models/.warmup/fraud/43"},
     }  # fmt: skip
     names = [c["name"] for c in pod["initContainers"]]
-    assert names == ["loader", "loader-43", "warmup-samples-canary", "loader-versions"]  # samples: a loader of its own
+    assert names == ["loader", "loader-43", "warmup-samples-canary", "versions-loader"]  # samples: a loader of its own
 
 
 def test_server_reports_start_failures_in_its_termination_message() -> None:

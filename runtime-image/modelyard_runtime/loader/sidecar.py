@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import signal
 import sys
 import threading
@@ -46,12 +45,10 @@ from modelyard_runtime.loader.errors import (
     LoaderError,
     UsageError,
 )
-from modelyard_runtime.loader.heldversions import HeldVersions
+from modelyard_runtime.loader.heldversions import HeldVersions, check_names
 from modelyard_runtime.loader.pipeline import FetchRequest, log, run_fetch
 from modelyard_runtime.loader.serveradmin import ServerAdmin
 
-MODEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-VERSION_RE = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 MAX_BODY = 64 << 10
 
 
@@ -69,7 +66,9 @@ class Sidecar:
         if getattr(args, "versions_file", None):
             dest = Path(args.dest) if args.dest else None
             own = f"{dest.parent.name}/{dest.name}" if dest is not None else None
-            self.held = HeldVersions(args.versions_file, self.repository, self.fetch, own)
+            self.held = HeldVersions(
+                args.versions_file, self.repository, self.fetch, own, lambda key: self.published.pop(key, None)
+            )
 
     def _lock(self, key: str) -> threading.Lock:
         with self._guard:
@@ -77,10 +76,7 @@ class Sidecar:
 
     def request(self, body: dict[str, Any]) -> FetchRequest:
         model, version = str(body.get("model", "")), str(body.get("version", ""))
-        if not MODEL_RE.match(model):
-            raise UsageError(f"model {model!r} is not a DNS-1123 label")
-        if not VERSION_RE.match(version) or version in (".", ".."):
-            raise UsageError(f"version {version!r} must match [A-Za-z0-9._-]{{1,63}}")
+        check_names(model, version)
         uri = body.get("uri")
         if not isinstance(uri, str) or not uri:
             raise UsageError("uri is required")
@@ -119,15 +115,18 @@ class Sidecar:
         if self.server is not None:  # also when already published: a version unloaded since is loaded again
             status, message = self.server.load(body["model"])
             if status != 200:
-                raise ServerLoadError(
+                error = ServerLoadError(
                     f"published, but the server did not load {key} ({status or 'no answer'}): {message}"
                 )
+                error.no_answer = status == 0
+                raise error
             result = {**result, "loaded": True}
         return result
 
 
 class ServerLoadError(LoaderError):
     reason = "ServerLoadFailed"
+    no_answer = False  # the server did not answer at all (not up yet), rather than refusing the load
 
 
 def _status(e: LoaderError) -> int:

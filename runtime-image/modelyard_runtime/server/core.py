@@ -87,6 +87,8 @@ class DataPlane(Lifecycle):
         self._keeper: asyncio.Task[None] | None = None  # retires removed versions; dynamic mode: loads required ones
         self._failed_at: dict[tuple[str, str], object] = {}  # the files a required version failed to load from
         self._load_errors: set[tuple[str, str]] = set()  # versions whose last load failed (until one succeeds)
+        self._missing: set[tuple[str, str]] = set()  # loaded versions the last scan did not find
+        self.held: set[tuple[str, str]] = set()  # versions a loader sidecar holds for the pod (refreshed each second)
         self.view = RepositoryView(repository, config_dir)
         self._pickers: dict[str, WeightedPicker] = {}
         self.version_configs = dict(version_configs or {})  # --version-config: a version's backend and warmup
@@ -132,9 +134,11 @@ class DataPlane(Lifecycle):
             raise NotFoundError(f"unknown model {name!r}")
         config = self.model_config(name)
         weights = {v: w for v, w in config.version_weights.items() if v in candidates}
-        if any(w for v, w in weights.items() if (name, v) not in self._loading):
-            # a version the loader sidecar just added takes its share once it is loaded, never before
-            weights = {v: w for v, w in weights.items() if (name, v) not in self._loading}
+        loaded = self.models.get(name, {})
+        waiting = {v for v in weights if v not in loaded and ((name, v) in self._loading or (name, v) in self.held)}
+        if any(w for v, w in weights.items() if v not in waiting):
+            # a version a loader sidecar holds for the pod takes its share once it is loaded, never before
+            weights = {v: w for v, w in weights.items() if v not in waiting}
         if config.shadow is not None:  # a shadow version answers no client unless it is all there is
             candidates = [v for v in candidates if v != config.shadow.version] or candidates
         if any(weights.values()):

@@ -17,6 +17,7 @@ from modelyard_runtime.errors import BadRequestError, NotFoundError, public_mess
 from modelyard_runtime.metrics import ServerMetrics
 from modelyard_runtime.modelconfig import (
     ModelConfig,
+    held_versions,
     overlay_version_config,
     read_version_config_file,
     version_config_file,
@@ -60,6 +61,8 @@ class Lifecycle:
     _keeper: asyncio.Task[None] | None
     _failed_at: dict[tuple[str, str], object]
     _load_errors: set[tuple[str, str]]
+    _missing: set[tuple[str, str]]  # loaded versions the last scan did not find in the repository
+    held: set[tuple[str, str]]  # versions a loader sidecar holds for the pod (<model>/.config/<version>.json)
     view: RepositoryView
     version_configs: dict[tuple[str, str], Any]
 
@@ -90,6 +93,7 @@ class Lifecycle:
         A static server with nothing to serve stays unready (a pod that answers 404 to everything must not
         take traffic) and looks again every RESCAN_SECONDS, so models published later still bring it up.
         """
+        self.held = held_versions(self.repository)
         if self.mode == "static":
             await self.load_all()
             while not self.models:
@@ -105,24 +109,33 @@ class Lifecycle:
     async def _keep(self) -> None:
         while True:
             await asyncio.sleep(RESCAN_SECONDS)
+            self.held = held_versions(self.repository)
             await self.retire_removed()
             if self.mode == "dynamic":
                 await self.load_required()
 
     async def retire_removed(self) -> None:
         """Retire loaded versions whose folder left the repository (the loader sidecar removes a version that its
-        versions file no longer lists), so nothing serves a version the pod was told to drop."""
+        versions file no longer lists), so nothing serves a version the pod was told to drop. A version missing from
+        one scan only is kept (a version published again is swapped in by two renames), and so is a required one."""
         on_disk = self.available(fresh=True)
+        missing: set[tuple[str, str]] = set()
         for name, versions in list(self.models.items()):
             for version, model in list(versions.items()):
-                if version not in on_disk.get(name, {}):
+                key = (name, version)
+                if version in on_disk.get(name, {}) or key in self.required:
+                    continue
+                missing.add(key)
+                if key in self._missing:
                     await self._retire(model, "removed from the repository")
+        self._missing = missing
 
     async def load_required(self) -> None:
-        """Dynamic mode: load each required version that is published, not loaded, not unloaded through the admin
-        API, and did not fail to load from the same files (a version published again is tried again)."""
+        """Dynamic mode: load each required version, and each one a loader sidecar holds for the pod (its settings
+        file is there), that is published, not loaded, not unloaded through the admin API, and did not fail to load
+        from the same files (a version published again is tried again)."""
         on_disk = self.available(fresh=True)
-        for name, version in self.required:
+        for name, version in [*self.required, *sorted(self.held)]:
             path = on_disk.get(name, {}).get(version or "")
             if version is None or path is None or name in self._unloaded or version in self.models.get(name, {}):
                 continue
@@ -143,7 +156,13 @@ class Lifecycle:
             )
         for model, versions in found.items():
             for version in versions:
-                await self._load_version(model, version)
+                if not self.required or (model, version) in self.required:
+                    await self._load_version(model, version)  # a version the pod must serve: its failure stops us
+                    continue
+                try:  # any other (a version a loader sidecar holds beside the pod's own): its failure is its own
+                    await self._load_version(model, version)
+                except (LoadError, NotFoundError) as exc:
+                    log.warning("not serving %s version %s: %s", model, version, exc)
 
     async def load_model(self, name: str) -> list[LoadedModel]:
         """Repository API: load every version of a model found on disk (already loaded ones stay).
@@ -304,7 +323,7 @@ class Lifecycle:
         used = sum(m.memory_bytes for m in loaded)
         if used + needed <= self.memory_budget:
             return
-        pinned = set(self.required)  # the versions readiness needs are never evicted for others
+        pinned = {*self.required, *self.held}  # what readiness needs, and what the pod is told to hold, stays
         idle = (m for m in loaded if m.refs == 0 and (m.name, m.version) not in pinned)
         for model in sorted(idle, key=lambda m: m.last_used):
             if used + needed <= self.memory_budget:
