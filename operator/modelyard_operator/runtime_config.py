@@ -75,9 +75,13 @@ def version_config(mv: ModelVersion) -> Obj:
     warmup: Obj = {"runs": mv.spec.warmup.requests}
     if mv.spec.warmup.samples is not None:
         warmup["samples"] = warmup_samples_dir(mv)
+    batching = mv.spec.batching
     document: Obj = {"backend": backend_config(mv.spec.runtime), "warmup": warmup}
-    if mv.spec.batching.preferred_batch_sizes:
-        document["dynamic_batching"] = {"preferred_batch_size": list(mv.spec.batching.preferred_batch_sizes)}
+    # the version's own batching, also where it shares a server with another version (the inPod router)
+    document["max_batch_size"] = batching.max_batch_size
+    document["dynamic_batching"] = {"max_queue_delay_ms": batching.max_queue_delay_ms}
+    if batching.preferred_batch_sizes:
+        document["dynamic_batching"]["preferred_batch_size"] = list(batching.preferred_batch_sizes)
     return document
 
 

@@ -198,11 +198,12 @@ def _shadow(value: Any, weights: Mapping[str, int]) -> ShadowConfig:
     )
 
 
-VERSION_KEYS = {"backend", "warmup", "dynamic_batching"}
+VERSION_KEYS = {"backend", "warmup", "dynamic_batching", "max_batch_size"}
 
 
 def parse_version_config(raw: Any) -> dict[str, Any]:
-    """A version's own settings (``backend``, ``warmup``, ``dynamic_batching``), checked like config.yaml;
+    """A version's own settings (``backend``, ``warmup``, ``dynamic_batching``, ``max_batch_size``), checked like
+    config.yaml;
     ModelConfigError otherwise."""
     top = _mapping(raw, "version config", VERSION_KEYS)
     parse_model_config(top)
@@ -257,6 +258,8 @@ def overlay_version_config(config: ModelConfig, raw: Mapping[str, Any]) -> Model
         changes["backend"] = own.backend
     if "warmup" in raw:
         changes.update(warmup_runs=own.warmup_runs, warmup_samples=own.warmup_samples)
+    if "max_batch_size" in raw:
+        changes["max_batch_size"] = own.max_batch_size
     batching = raw.get("dynamic_batching") or {}
     if "preferred_batch_size" in batching:
         changes["preferred_batch_sizes"] = own.preferred_batch_sizes

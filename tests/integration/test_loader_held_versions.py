@@ -120,7 +120,7 @@ def test_the_sidecar_holds_the_versions_its_file_lists_and_drops_those_it_no_lon
                    "--max-batch-size", "8", "--max-queue-delay-ms", "1"]  # fmt: skip
     own = {"model": "fraud", "version": "1", "uri": site.url + "/double.onnx", "digest": sha256(DOUBLE)}
     second = {"model": "fraud", "version": "2", "uri": site.url + "/triple.onnx", "digest": sha256(TRIPLE),
-              "config": {"dynamic_batching": {"max_queue_delay_ms": 3}}}  # fmt: skip
+              "config": {"max_batch_size": 4, "dynamic_batching": {"max_queue_delay_ms": 3}}}  # fmt: skip
     initial = ["--uri", own["uri"], "--dest", str(repo / "fraud" / "1"), "--digest", own["digest"]]
     if mode == "static":
         fetched = subprocess.run([LOADER, "fetch", "--allow-hosts", "127.0.0.1", "--no-progress", *initial],
@@ -142,8 +142,10 @@ def test_the_sidecar_holds_the_versions_its_file_lists_and_drops_those_it_no_lon
             # its own settings, from the file's config: 3 ms of queue delay where the server's default is 1 ms
             _, config = call(s.http, "GET", "/v2/models/fraud/versions/2/config")
             assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 3000
+            assert config["max_batch_size"] == 4
             _, config = call(s.http, "GET", "/v2/models/fraud/versions/1/config")
             assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 1000
+            assert config["max_batch_size"] == 8  # the server's flags
             _, listed = call(address, "GET", "/versions")
             assert listed["versionsFile"] == {"held": ["fraud/1", "fraud/2"], "failed": []}
             assert own_requests() == fetched_once  # listed too, the pod's own version is not fetched again

@@ -76,7 +76,8 @@ def test_the_versions_list_carries_what_the_sidecar_fetches_and_the_version_sett
     assert "format" not in entry  # onnx, the sidecar's default
     assert entry["config"]["warmup"] == {"runs": 3}
     assert entry["config"]["backend"]["providers"] == ["CPUExecutionProvider"]
-    assert entry["config"]["dynamic_batching"] == {"preferred_batch_size": [4]}
+    assert entry["config"]["dynamic_batching"] == {"max_queue_delay_ms": 0.0, "preferred_batch_size": [4]}
+    assert entry["config"]["max_batch_size"] == 8  # the canary's own, though the server's flags are the stable's
     assert json.loads(render_version_weights(md, {"42": 100})["data"]["versions.json"]) == {"versions": []}
 
 

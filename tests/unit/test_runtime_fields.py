@@ -56,6 +56,7 @@ def test_the_default_runtime_is_the_cpu_provider_without_fallback_and_no_warmup(
         "backend": {"kind": "onnxruntime", "device_id": 0, "allow_fallback": False,
                     "providers": ["CPUExecutionProvider"]},
         "warmup": {"runs": 0},
+        "max_batch_size": 0, "dynamic_batching": {"max_queue_delay_ms": 0.0},
     }  # fmt: skip
 
 
@@ -155,6 +156,7 @@ def test_in_pod_canary_gets_its_own_version_config_and_samples() -> None:
         "backend": {"kind": "onnxruntime", "device_id": 0, "allow_fallback": False,
                     "providers": ["CUDAExecutionProvider", "CPUExecutionProvider"]},
         "warmup": {"runs": 0, "samples": "/models/.warmup/fraud/43"},
+        "max_batch_size": 0, "dynamic_batching": {"max_queue_delay_ms": 0.0},
     }  # fmt: skip
     names = [c["name"] for c in pod["initContainers"]]
     assert names == ["loader", "loader-43", "warmup-samples-canary", "versions-loader"]  # samples: a loader of its own
@@ -327,6 +329,7 @@ def test_version_config_is_spelled_out_for_the_server() -> None:
         "backend": {"kind": "onnxruntime", "device_id": 0, "allow_fallback": False,
                     "providers": ["CPUExecutionProvider"]},
         "warmup": {"runs": 3},
+        "max_batch_size": 0, "dynamic_batching": {"max_queue_delay_ms": 0.0},
     }  # fmt: skip
 
 
@@ -335,11 +338,14 @@ def test_batching_reaches_the_server_with_its_preferred_sizes() -> None:
     args = server(model_deployment(), version)["containers"][0]["args"]
     assert args[args.index("--max-batch-size") + 1] == "16"
     assert args[args.index("--max-queue-delay-ms") + 1] == "2.0"
-    assert version_config_flag(args)["dynamic_batching"] == {"preferred_batch_size": [8, 16]}
+    assert version_config_flag(args)["dynamic_batching"] == {"max_queue_delay_ms": 2.0, "preferred_batch_size": [8, 16]}
+    assert version_config_flag(args)["max_batch_size"] == 16  # the version's own, also beside another version
     # the server parses what the operator renders, and schedules with it
     document = version_config_flag(args)
     assert overlay_version_config(ModelConfig(), document).preferred_batch_sizes == (8, 16)
-    assert "dynamic_batching" not in version_config_flag(server(model_deployment(), mv())["containers"][0]["args"])
+    unbatched = version_config_flag(server(model_deployment(), mv())["containers"][0]["args"])
+    assert "preferred_batch_size" not in unbatched["dynamic_batching"]
+    assert unbatched["max_batch_size"] == 0
 
 
 COMPILED = "sha256:" + "c" * 64

@@ -56,7 +56,7 @@ def test_the_server_flag_is_per_version_and_checked(tmp_path: Path, capsys: pyte
                                 "--termination-log", "/dev/termination-log"])  # fmt: skip
     assert config.version_configs == {("calc", "2"): json.loads(document)}
     assert config.termination_log == Path("/dev/termination-log")
-    for bad in ("calc={}", "calc:2=not json", 'calc:2={"max_batch_size": 4}'):
+    for bad in ("calc={}", "calc:2=not json", 'calc:2={"version_weights": {"2": 100}}'):
         with pytest.raises(SystemExit):
             parse_server_args(["--model-repository", str(tmp_path), "--version-config", bad])
     assert "--version-config" in capsys.readouterr().err

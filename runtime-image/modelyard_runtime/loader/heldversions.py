@@ -3,7 +3,7 @@
 The file is a key of a ConfigMap mounted into the sidecar (the kubelet swaps its content atomically when the
 ConfigMap changes), ``{"versions": [entry, ...]}``, each entry a ``POST /fetch`` body (``model``, ``version``,
 ``uri``, ``digest``, and optionally ``signature``, ``format``, ``compiledDigest``) plus ``config``: the version's
-own server settings (backend, warm-up, preferred batch sizes), which the server reads from
+own server settings (backend, warm-up, batch size and queue delay), which the server reads from
 ``<repository>/<model>/.config/<version>.json`` (:func:`modelyard_runtime.modelconfig.version_config_file`). That file
 also tells the server the pod is to hold the version: it loads it as soon as it is published, and never evicts it.
 
