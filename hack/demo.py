@@ -391,7 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cluster = DevCluster(args.dir)
     demo = Demo(cluster)
-    # Ctrl-C and SIGTERM both end in the finally below, which stops everything that was started.
+    # Ctrl-C and SIGTERM both end in the finally below, which stops everything that was started. SIGINT is set
+    # explicitly: a process started from a background job of a non-interactive shell inherits it ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     code = 0
     try:
