@@ -261,3 +261,25 @@ def test_restarts_names_and_a_server_that_starts_later(site: FileServer, tmp_pat
         assert not (tmp_path / "x").exists()
         assert sorted(p.name for p in (repo / "fraud" / ".config").iterdir()) == []  # version 2's settings gone too
         assert (repo / "fraud" / "1" / "double.onnx").exists()
+
+
+def test_an_unexpected_failure_is_that_versions_and_backed_off(site: FileServer, tmp_path: Path) -> None:
+    """Something no loader error covers (here: a file where the settings folder belongs) fails that version alone,
+    as "Internal", backed off like any failure; the follower carries on and holds it once the cause is gone."""
+    repo, versions = tmp_path / "models", tmp_path / "versions.json"
+    (repo / "fraud").mkdir(parents=True)
+    (repo / "fraud" / ".config").write_text("in the way")
+    second = {"model": "fraud", "version": "2", "uri": site.url + "/triple.onnx", "digest": sha256(TRIPLE),
+              "config": {}}  # fmt: skip
+    write_versions(versions, [second])
+    with sidecar(repo, "--versions-file", str(versions)) as (address, log):
+        until(lambda: bool(call(address, "GET", "/versions")[1]["versionsFile"]["failed"]), "version 2 failed")
+        (failed,) = call(address, "GET", "/versions")[1]["versionsFile"]["failed"]
+        assert (failed["key"], failed["reason"], failed["attempts"]) == ("fraud/2", "Internal", 1)
+        time.sleep(2.5)
+        tries = [line for line in log if "versions file: fraud/2:" in line]
+        assert len(tries) == 1, tries  # backed off (5 s), not tried again every second
+        assert "trying again in 5s" in tries[0]
+        (repo / "fraud" / ".config").unlink()
+        until(lambda: call(address, "GET", "/versions")[1]["versionsFile"]["held"] == ["fraud/2"], "held", timeout=20)
+        assert (repo / "fraud" / "2" / "triple.onnx").read_bytes() == TRIPLE

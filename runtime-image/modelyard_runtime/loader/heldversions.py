@@ -130,15 +130,18 @@ class HeldVersions:
             failure = self.failed.get(key)
             if failure is not None and failure["entry"] == wanted and self.clock() < failure["retryAt"]:
                 continue
-            self._guarded(key, self._add, key, entry, wanted, failure)
+            self._guarded(key, self._add, key, entry, wanted, failure, wanted=wanted)
 
-    def _guarded(self, key: str, action: Callable[..., object], *args: Any) -> None:
+    def _guarded(self, key: str, action: Callable[..., object], *args: Any, wanted: str = "") -> None:
         try:
             action(*args)
         except Exception as exc:  # a full disk, a failed rename: never the end of the follower
-            log(f"versions file: {key}: {type(exc).__name__}: {exc}")
-            self.failed[key] = {"entry": "", "reason": "Internal", "message": str(exc), "attempts": 1,
-                                "retryAt": self.clock() + RETRY_SECONDS[0]}  # fmt: skip
+            before = self.failed.get(key)
+            attempts = before["attempts"] + 1 if before is not None and before["entry"] == wanted else 1
+            delay = RETRY_SECONDS[min(attempts, len(RETRY_SECONDS)) - 1]  # backed off like any failure
+            log(f"versions file: {key}: {type(exc).__name__}: {exc}; trying again in {delay:.0f}s")
+            self.failed[key] = {"entry": wanted, "reason": "Internal", "message": str(exc), "attempts": attempts,
+                                "retryAt": self.clock() + delay}  # fmt: skip
 
     def _add(self, key: str, entry: dict[str, Any], wanted: str, failure: dict[str, Any] | None) -> None:
         if key == self.own:  # the pod's own version: there already (published before the server started)
