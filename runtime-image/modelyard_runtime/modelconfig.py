@@ -233,6 +233,14 @@ def held_versions(repository: Path) -> set[tuple[str, str]]:
     return found
 
 
+def own_version_config(
+    flags: Mapping[tuple[str, str], Mapping[str, Any]], repository: Path, model: str, version: str
+) -> Mapping[str, Any] | None:
+    """A version's own settings: its ``--version-config``, else the file a loader sidecar wrote for it."""
+    own = flags.get((model, version))
+    return own if own is not None else read_version_config_file(version_config_file(repository, model, version))
+
+
 def read_version_config_file(path: Path) -> dict[str, Any] | None:
     """The version settings in ``path`` (JSON, as ``--version-config``), None when there is no such file;
     ModelConfigError when it cannot be read or is not valid settings."""

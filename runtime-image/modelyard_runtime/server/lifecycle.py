@@ -19,8 +19,7 @@ from modelyard_runtime.modelconfig import (
     ModelConfig,
     held_versions,
     overlay_version_config,
-    read_version_config_file,
-    version_config_file,
+    own_version_config,
 )
 from modelyard_runtime.server.batcher import Batcher
 from modelyard_runtime.server.preload import Preload
@@ -78,9 +77,7 @@ class Lifecycle:
         """The model's config.yaml with the version's own settings over it: ``--version-config``, else those the
         loader sidecar wrote beside the version it added from its versions file (``<model>/.config/<version>.json``).
         """
-        own = self.version_configs.get((name, version))
-        if own is None:
-            own = read_version_config_file(version_config_file(self.repository, name, version))
+        own = own_version_config(self.version_configs, self.repository, name, version)
         config = self.model_config(name)
         return overlay_version_config(config, own) if own else config
 

@@ -41,9 +41,8 @@ class Preload:
         try:
             from modelyard_runtime.modelconfig import (
                 overlay_version_config,
+                own_version_config,
                 read_model_config,
-                read_version_config_file,
-                version_config_file,
             )
             from modelyard_runtime.server.repository import scan_repository
             from modelyard_runtime.server.versions import open_version
@@ -58,9 +57,7 @@ class Preload:
             try:
                 dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
                 config = read_model_config(*dirs)
-                own = self.version_configs.get((model, version))
-                if own is None:  # a version a loader sidecar holds from its versions file: the settings it wrote
-                    own = read_version_config_file(version_config_file(self.repository, model, version))
+                own = own_version_config(self.version_configs, self.repository, model, version)
                 if own:
                     config = overlay_version_config(config, own)
                 future.set_result(open_version(model, version, found[model][version], config))
