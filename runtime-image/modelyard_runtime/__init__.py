@@ -1,8 +1,24 @@
 """Modelyard data plane: inference server, artifact loader, backends."""
 
-from importlib import metadata as _metadata
+from __future__ import annotations
 
-try:  # the one version number is pyproject.toml's [project].version (images and chart carry the same)
-    __version__ = _metadata.version("modelyard")
-except _metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+import functools
+from typing import Any
+
+
+@functools.cache
+def version() -> str:
+    """The one version number, pyproject.toml's [project].version (images and chart carry the same). Read on first
+    use, not at import: importlib.metadata costs the server ~25 ms of start-up, before the model may open."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("modelyard")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

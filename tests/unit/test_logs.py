@@ -26,7 +26,8 @@ from modelyard_operator.validation import render_validation_job
 from modelyard_runtime import logs as runtime_logs
 from modelyard_runtime.config import parse_server_args
 from modelyard_runtime.server.access import AccessLog
-from modelyard_runtime.server.versions import reported_memory, resident_bytes
+from modelyard_runtime.server.opening import resident_bytes
+from modelyard_runtime.server.versions import reported_memory
 
 from .samples import model_deployment, model_version
 

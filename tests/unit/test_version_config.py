@@ -21,7 +21,8 @@ from modelyard_runtime.modelconfig import (
 )
 from modelyard_runtime.modelfile import ModelFileError, choose_model, choose_plan
 from modelyard_runtime.server.cli import failure_reason
-from modelyard_runtime.server.versions import LoadError, load_samples
+from modelyard_runtime.server.opening import load_samples
+from modelyard_runtime.server.versions import LoadError
 
 
 def test_warmup_samples_parse_and_the_version_overlays_the_model() -> None:

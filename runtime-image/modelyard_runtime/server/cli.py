@@ -28,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     preload = None
     if config.load_mode == "static" and config.memory_budget is None:
         preload = Preload(config.model_repository, config.model_config_dir, config.version_configs).start()
+        preload.opening.wait(10)  # the session starts first, then the web stack imports beside it
+    from modelyard_runtime.server.webstack import import_aiohttp
+
+    import_aiohttp()  # before the web stack: aiohttp without its client's CA bundle
     from modelyard_runtime.server.app import serve  # the heavy imports, while the versions open
 
     async def run() -> None:

@@ -31,15 +31,12 @@ from modelyard_runtime.server.access import AccessLog
 from modelyard_runtime.server.batcher import Outputs
 from modelyard_runtime.server.inference import run_inference
 from modelyard_runtime.server.lifecycle import Lifecycle
+from modelyard_runtime.server.opening import open_version
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required, unserved
 from modelyard_runtime.server.repository import scan_repository, version_key
 from modelyard_runtime.server.shadow import Shadows
-from modelyard_runtime.server.versions import (
-    LoadedModel,
-    LoadError,
-    open_version,
-)
+from modelyard_runtime.server.versions import LoadedModel, LoadError
 from modelyard_runtime.server.view import RepositoryView
 
 __all__ = ["DataPlane", "LoadError", "LoadedModel", "open_version", "scan_repository", "version_key"]

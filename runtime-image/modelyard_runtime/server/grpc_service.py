@@ -20,7 +20,7 @@ import numpy.typing as npt
 from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from modelyard_runtime import __version__
+from modelyard_runtime import version as modelyard_version
 from modelyard_runtime.errors import (
     BadRequestError,
     Code,
@@ -163,7 +163,7 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return await self._call(context, work, request)
 
     async def ServerMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        return service_pb2.ServerMetadataResponse(name="modelyard", version=__version__, extensions=EXTENSIONS)
+        return service_pb2.ServerMetadataResponse(name="modelyard", version=modelyard_version(), extensions=EXTENSIONS)
 
     async def ModelMetadata(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         async def work() -> Any:

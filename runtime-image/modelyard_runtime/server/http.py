@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from modelyard_runtime import __version__
+from modelyard_runtime import version as modelyard_version
 from modelyard_runtime.errors import (
     Code,
     ForbiddenError,
@@ -119,7 +119,7 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def server_metadata(request: web.Request) -> web.Response:
-    return web.json_response({"name": "modelyard", "version": __version__, "extensions": EXTENSIONS})
+    return web.json_response({"name": "modelyard", "version": modelyard_version(), "extensions": EXTENSIONS})
 
 
 async def model_metadata(request: web.Request) -> web.Response:
@@ -192,7 +192,7 @@ _INFERENCE: dict[object, str] = {infer: "http", tfserving.predict: "tfserving"}
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(__version__))
+    return web.json_response(openapi_document(modelyard_version()))
 
 
 async def metrics(request: web.Request) -> web.Response:

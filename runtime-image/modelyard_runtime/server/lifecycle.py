@@ -22,6 +22,7 @@ from modelyard_runtime.modelconfig import (
     own_version_config,
 )
 from modelyard_runtime.server.batcher import Batcher
+from modelyard_runtime.server.opening import open_version
 from modelyard_runtime.server.preload import Preload
 from modelyard_runtime.server.readiness import Required
 from modelyard_runtime.server.repository import size_on_disk, version_key
@@ -29,7 +30,6 @@ from modelyard_runtime.server.versions import (
     LoadedModel,
     LoadError,
     batchable,
-    open_version,
     reported_memory,
     tensor_settings,
 )

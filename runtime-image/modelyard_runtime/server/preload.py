@@ -26,6 +26,10 @@ class Preload:
         self.version_configs = dict(version_configs or {})
         self.futures: dict[tuple[str, str], Future[Any]] = {}
         self.scanned = threading.Event()
+        # set once the first version's engine is imported and its opening under way (or nothing is to be opened): the
+        # main thread imports the web stack after it, so the two threads' imports do not take turns on the GIL while
+        # the session, which is what readiness waits for, has not even started
+        self.opening = threading.Event()
         self._thread = threading.Thread(target=self._run, name="preload", daemon=True)
 
     def start(self) -> Preload:
@@ -44,8 +48,8 @@ class Preload:
                 own_version_config,
                 read_model_config,
             )
+            from modelyard_runtime.server.opening import import_engine, open_version
             from modelyard_runtime.server.repository import scan_repository
-            from modelyard_runtime.server.versions import open_version
 
             found = scan_repository(self.repository)
             for model, versions in found.items():
@@ -53,13 +57,19 @@ class Preload:
                     self.futures[(model, version)] = Future()
         finally:
             self.scanned.set()
-        for (model, version), future in list(self.futures.items()):
-            try:
-                dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
-                config = read_model_config(*dirs)
-                own = own_version_config(self.version_configs, self.repository, model, version)
-                if own:
-                    config = overlay_version_config(config, own)
-                future.set_result(open_version(model, version, found[model][version], config))
-            except BaseException as exc:  # handed to the data plane, which reports it like any load failure
-                future.set_exception(exc)
+        try:
+            for (model, version), future in list(self.futures.items()):
+                try:
+                    dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
+                    config = read_model_config(*dirs)
+                    own = own_version_config(self.version_configs, self.repository, model, version)
+                    if own:
+                        config = overlay_version_config(config, own)
+                    if not self.opening.is_set():
+                        import_engine(found[model][version], config)
+                        self.opening.set()
+                    future.set_result(open_version(model, version, found[model][version], config))
+                except BaseException as exc:  # handed to the data plane, which reports it like any load failure
+                    future.set_exception(exc)
+        finally:
+            self.opening.set()
