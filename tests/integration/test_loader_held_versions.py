@@ -55,8 +55,8 @@ def sidecar(repo: Path, *args: str) -> Iterator[tuple[str, list[str]]]:
          "--no-progress", *args],
         stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    address = sidecar_address(proc)
     lines: list[str] = []
+    address = sidecar_address(proc, seen=lines)  # a first pass may log before the sidecar announces its address
     assert proc.stderr is not None
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)  # type: ignore[union-attr]
     reader.start()

@@ -73,13 +73,16 @@ def memory_mib(pid: int) -> dict[str, float]:
     return fields
 
 
-def sidecar_address(proc: subprocess.Popen[str], timeout: float = 30.0) -> str:
+def sidecar_address(proc: subprocess.Popen[str], timeout: float = 30.0, seen: list[str] | None = None) -> str:
     """The host:port a ``modelyard-loader sidecar`` started with ``--listen 127.0.0.1:0`` announced on stderr
-    (empty when it exited or said nothing in time)."""
+    (empty when it exited or said nothing in time). The lines read on the way are added to ``seen``: the sidecar's
+    work may start, and log, before the announcement."""
     assert proc.stderr is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         line = proc.stderr.readline()
+        if seen is not None and line:
+            seen.append(line)
         if not line:
             return ""
         if "sidecar API on http://" in line:
