@@ -43,33 +43,35 @@ class Preload:
 
     def _run(self) -> None:
         try:
-            from modelyard_runtime.modelconfig import (
-                overlay_version_config,
-                own_version_config,
-                read_model_config,
-            )
-            from modelyard_runtime.server.opening import import_engine, open_version
-            from modelyard_runtime.server.repository import scan_repository
-
-            found = scan_repository(self.repository)
-            for model, versions in found.items():
-                for version in versions:
-                    self.futures[(model, version)] = Future()
-        finally:
+            self._open_all()
+        finally:  # whatever happened, nobody waits for what will not come
             self.scanned.set()
-        try:
-            for (model, version), future in list(self.futures.items()):
-                try:
-                    dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
-                    config = read_model_config(*dirs)
-                    own = own_version_config(self.version_configs, self.repository, model, version)
-                    if own:
-                        config = overlay_version_config(config, own)
-                    if not self.opening.is_set():
-                        import_engine(found[model][version], config)
-                        self.opening.set()
-                    future.set_result(open_version(model, version, found[model][version], config))
-                except BaseException as exc:  # handed to the data plane, which reports it like any load failure
-                    future.set_exception(exc)
-        finally:
             self.opening.set()
+
+    def _open_all(self) -> None:
+        from modelyard_runtime.modelconfig import (
+            overlay_version_config,
+            own_version_config,
+            read_model_config,
+        )
+        from modelyard_runtime.server.opening import import_engine, open_version
+        from modelyard_runtime.server.repository import scan_repository
+
+        found = scan_repository(self.repository)
+        for model, versions in found.items():
+            for version in versions:
+                self.futures[(model, version)] = Future()
+        self.scanned.set()
+        for (model, version), future in list(self.futures.items()):
+            try:
+                dirs = [self.repository / model] + ([self.config_dir / model] if self.config_dir else [])
+                config = read_model_config(*dirs)
+                own = own_version_config(self.version_configs, self.repository, model, version)
+                if own:
+                    config = overlay_version_config(config, own)
+                if not self.opening.is_set():
+                    import_engine(found[model][version], config)
+                    self.opening.set()
+                future.set_result(open_version(model, version, found[model][version], config))
+            except BaseException as exc:  # handed to the data plane, which reports it like any load failure
+                future.set_exception(exc)
