@@ -1,5 +1,5 @@
-"""A loaded model version: opening and warming up its backend, what it tells clients about itself, and the check
-of a request's inputs against its signature."""
+"""A loaded model version: what it tells clients about itself and the check of a request's inputs against its
+signature (opening and warming up its backend: server/opening.py)."""
 
 from __future__ import annotations
 
