@@ -11,7 +11,8 @@ How the canary gets into the pods:
   before the server starts). Loading or unloading the canary changes the ConfigMap only: no pod is replaced, so the
   model never has more pods than ``spec.replicas``.
 - **A second loader in the pod template** otherwise (a canary that needs other mounts): adding or removing it
-  rolls the pods one at a time.
+  rolls the pods one at a time, paced with 2 or more replicas (:func:`pace`) so that draining pods never take the
+  model above ``spec.replicas + 1`` pods.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from modelyard_operator.api.modelversion import ModelVersion
 from modelyard_operator.config import OperatorConfig, runtime_image_for
 from modelyard_operator.names import common_labels, version_slug
 from modelyard_operator.render import (
+    DRAIN_SECONDS,
     LOADER_API_PORT,
     MODELS_DIR,
     TERMINATION_LOG,
@@ -41,6 +43,7 @@ from modelyard_operator.render import (
     warmup_samples_containers,
     work_mounts,
 )
+from modelyard_operator.rollout.capacity import paced_roll
 from modelyard_operator.rollout.routers import MODEL_CONFIG_KEY, render_weights_config_map
 from modelyard_operator.runtime_config import version_config, version_config_args
 
@@ -51,6 +54,8 @@ MODEL_CONFIG_DIR = "/etc/modelyard/model-config"
 VERSIONS_KEY = "versions.json"
 VERSIONS_DIR = "/etc/modelyard/versions"
 CANARY_LOADER_API_PORTS = (8091, 8092, 8093, 8094, 8095)  # the second loader sidecar (dynamic mode)
+# A paced roll's new pod stays Ready this long before the next old pod goes: longer than an old pod's drain and exit
+PACED_MIN_READY_SECONDS = DRAIN_SECONDS + 5
 
 
 def weights_config_map_name(md_name: str) -> str:
@@ -158,6 +163,29 @@ def render_in_pod_deployment(
     deployment["metadata"]["annotations"] = {ANNOTATION_VERSIONS: ",".join(loads)}  # what the pods hold
     annotations = {**template["metadata"].get("annotations", {}), ANNOTATION_VERSIONS: ",".join(in_template)}
     template["metadata"]["annotations"] = annotations  # the loaders in the template
+    return deployment
+
+
+def template_loaders(deployment: Obj) -> int | None:
+    """How many versions the loaders in a Deployment's pod template fetch (None: not an inPod Deployment)."""
+    annotations = ((deployment.get("spec") or {}).get("template") or {}).get("metadata", {}).get("annotations") or {}
+    loaded = annotations.get(ANNOTATION_VERSIONS)
+    return None if loaded is None else len(loaded.split(","))
+
+
+def is_paced(deployment: Obj) -> bool:
+    return int((deployment.get("spec") or {}).get("minReadySeconds") or 0) > 0
+
+
+def pace(deployment: Obj, live_loaders: int | None, live_paced: bool, live_settled: bool) -> Obj:
+    """``deployment`` (rendered by :func:`render_in_pod_deployment`) rolling without a surge when
+    :func:`modelyard_operator.rollout.capacity.paced_roll` says so, given the live one's :func:`template_loaders`
+    (None: not there yet), :func:`is_paced` and whether its last roll has settled."""
+    spec = deployment["spec"]
+    loaders = template_loaders(deployment) or 1
+    if paced_roll(int(spec.get("replicas") or 1), loaders, live_loaders, live_paced, live_settled):
+        spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}
+        spec["minReadySeconds"] = PACED_MIN_READY_SECONDS
     return deployment
 
 

@@ -21,8 +21,11 @@ from modelyard_operator.config import OperatorConfig
 from modelyard_operator.inpod import (
     ANNOTATION_VERSIONS,
     held_by_list,
+    is_paced,
+    pace,
     render_in_pod_deployment,
     render_version_weights,
+    template_loaders,
 )
 from modelyard_operator.names import LABEL_VERSION, deployment_name, selector
 from modelyard_operator.netpol import render_network_policy
@@ -97,11 +100,19 @@ class ObservedDeployment:
 
     observation: DeploymentObservation
     loads: tuple[str, ...]  # the inPod router's versions annotation
+    template_loaders: int | None = None  # the inPod router's loaders in the pod template
+    paced: bool = False  # rolls without a surge (inpod.pace)
 
     @classmethod
     def from_object(cls, obj: Obj) -> ObservedDeployment:
         loaded = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS, "")
-        return cls(DeploymentObservation.from_object(obj, LABEL_VERSION), tuple(loaded.split(",")))
+        observation = DeploymentObservation.from_object(obj, LABEL_VERSION)
+        return cls(observation, tuple(loaded.split(",")), template_loaders(obj), is_paced(obj))
+
+    def pace(self, deployment: Obj) -> Obj:
+        """The rendered ``deployment`` (this one's next spec) paced as its roll needs (:func:`inpod.pace`)."""
+        settled = self.observation.rolled_out and self.observation.terminating == 0
+        return pace(deployment, self.template_loaders, self.paced, settled)
 
 
 def versions_in_use(md_obj: Obj, deployments: list[Obj]) -> tuple[str, ...]:
@@ -356,6 +367,13 @@ def ready_replicas(deployments: list[ObservedDeployment], version: str | None, *
     return 0
 
 
+def paced(deployment: Obj, observed: list[ObservedDeployment]) -> Obj:
+    """An inPod Deployment paced as the roll from its live version needs (:func:`modelyard_operator.inpod.pace`)."""
+    name = deployment["metadata"]["name"]
+    live = next((d for d in observed if d.observation.name == name), None)
+    return live.pace(deployment) if live is not None else pace(deployment, None, False, True)
+
+
 def serving_pods(deployments: list[ObservedDeployment], version: str | None) -> int:
     """Ready pods of ``version``'s Deployment: the Service's ready endpoints of that version, also while the
     Deployment controller has not yet observed a scale (which ``ready_replicas`` waits for)."""
@@ -509,10 +527,10 @@ def in_pod_children(
             own, theirs = handover(replicas, serving_pods(observed, target.stable), old_pods, sum(mine))
             first, *rest = [mv for mv in loaded if mv is not None]
             other = rest[0] if rest else None
-            objs.append(render_in_pod_deployment(md, first, other, config, replicas=theirs))
+            objs.append(paced(render_in_pod_deployment(md, first, other, config, replicas=theirs), observed))
             if other is not None and held_by_list(md, first, other, config):
                 held.append(other)  # the old pods keep serving the new stable version until they go
-    objs.append(render_in_pod_deployment(md, stable, canary, config, replicas=own))
+    objs.append(paced(render_in_pod_deployment(md, stable, canary, config, replicas=own), observed))
     if canary is not None and held_by_list(md, stable, canary, config):
         held.append(canary)
     shadowed = shadow if shadow != target.stable else None

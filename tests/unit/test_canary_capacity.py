@@ -20,6 +20,7 @@ import pytest
 
 from modelyard_operator.config import OperatorConfig
 from modelyard_operator.reconcile import RolloutPlan, plan, plan_rollout
+from modelyard_operator.render import DRAIN_SECONDS
 from modelyard_operator.rollout.capacity import (
     canary_pods,
     effective_weight,
@@ -29,7 +30,7 @@ from modelyard_operator.rollout.capacity import (
 )
 from modelyard_operator.rollout.decision import format_time
 
-from .samples import deployment, model_deployment, model_version
+from .samples import DIGEST, deployment, model_deployment, model_version
 
 T0 = datetime(2026, 12, 5, 12, 0, 0, tzinfo=UTC)
 CONFIG = OperatorConfig()
@@ -68,7 +69,7 @@ class Cluster:
         objs = []
         for name, obj in self.deployments.items():
             want, have = obj["spec"]["replicas"], self.ready.get(name, 0)
-            body = {"kind": "Deployment", "metadata": copy.deepcopy(obj["metadata"]), "spec": {"replicas": want}}
+            body = {"kind": "Deployment", **copy.deepcopy({"metadata": obj["metadata"], "spec": obj["spec"]})}
             body["metadata"]["generation"] = self.generation[name]
             body["status"] = {"observedGeneration": self.observed_generation.get(name, 0), "replicas": want,
                               "readyReplicas": have, "availableReplicas": have, "updatedReplicas": want,
@@ -92,8 +93,7 @@ class Cluster:
             have = min(self.ready.get(name, 0), want)
             if template_changed and have:
                 self.rolls += 1
-                # maxSurge 1, maxUnavailable 0: one new pod beside the old ones, which go as it is Ready
-                self.peak_pods = max(self.peak_pods, self.pods() + 1)
+                self._roll(obj["spec"], have)
             if self.drain and not template_changed:
                 self.draining[name] = self.draining.get(name, 0) + self.ready.get(name, 0) - have
             self.ready[name] = have
@@ -104,6 +104,23 @@ class Cluster:
                 self.draining[name] = self.draining.get(name, 0) + gone
         self.peak_pods = max(self.peak_pods, self.pods())
         self.peak_with_draining = max(self.peak_with_draining, self.pods() + sum(self.draining.values()))
+
+    def _roll(self, spec: dict[str, Any], have: int) -> None:
+        """A template change replacing ``have`` Ready pods one at a time, as the Deployment controller does it."""
+        pods, ready = self.pods(), sum(self.ready.values())
+        if spec["strategy"]["rollingUpdate"]["maxSurge"] == 0:
+            # paced: one old pod goes (draining) as its replacement starts, and the next old one only once that
+            # replacement has stayed Ready for minReadySeconds, longer than the drain: one draining pod at a time
+            assert spec["minReadySeconds"] > DRAIN_SECONDS
+            self.least_ready = min(self.least_ready, ready - 1)
+            if self.drain:
+                self.peak_with_draining = max(self.peak_with_draining, pods + 1)
+        else:
+            # maxSurge 1, maxUnavailable 0: one new pod beside the old ones, which go as it is Ready; the
+            # controller surges the next one as soon as an old pod's deletion starts, beside the draining one
+            self.peak_pods = max(self.peak_pods, pods + 1)
+            if self.drain:
+                self.peak_with_draining = max(self.peak_with_draining, pods + 1 + min(1, have - 1))
 
     def settle(self) -> None:
         """One tick later: every pod asked for is Ready, and the pods being deleted are gone."""
@@ -123,6 +140,7 @@ class Cluster:
 @dataclass
 class Run:
     body: dict[str, Any]
+    mvs: list[dict[str, Any]] = field(default_factory=lambda: MVS)
     cluster: Cluster = field(default_factory=Cluster)
     tick: int = 0
     events: list[tuple[str, str, str]] = field(default_factory=list)
@@ -138,7 +156,7 @@ class Run:
 
     def _reconcile(self) -> RolloutPlan:
         self.tick += 1
-        result = plan_rollout(self.body, MVS, self.cluster.observed(), CONFIG, T0 + timedelta(seconds=self.tick),
+        result = plan_rollout(self.body, self.mvs, self.cluster.observed(), CONFIG, T0 + timedelta(seconds=self.tick),
                               None)  # fmt: skip
         assert result.status is not None
         self.cluster.apply(result)
@@ -171,14 +189,16 @@ def merged(current: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def started(replicas: int, router: str, steps: list[dict[str, Any]], loading: str = "static") -> Run:
+def started(
+    replicas: int, router: str, steps: list[dict[str, Any]], loading: str = "static", mvs: list[dict[str, Any]] = MVS
+) -> Run:
     """Version 1 serving at ``replicas`` Ready pods; version 2 applied with a canary over ``steps``."""
     body = model_deployment(version="2", replicas=replicas, loading={"mode": loading},
                             rollout={"strategy": "canary", "trafficRouter": router, "steps": steps})  # fmt: skip
     body["status"] = {"phase": "Healthy", "stableVersion": "1", "weights": {"stable": 100, "canary": 0}}
-    run = Run(body)
+    run = Run(body, mvs)
     # the first version goes in directly (no stable version yet to roll out from), as the handler does it
-    seed = plan({**body, "spec": {**body["spec"], "version": "1"}, "status": {}}, MVS, [], CONFIG, format_time(T0))
+    seed = plan({**body, "spec": {**body["spec"], "version": "1"}, "status": {}}, mvs, [], CONFIG, format_time(T0))
     run.cluster.apply(seed)
     run.cluster.settle()
     run.cluster.peak_pods = run.cluster.pods()
@@ -323,6 +343,52 @@ def test_in_pod_adds_and_drops_the_canary_without_replacing_a_pod(replicas: int,
         assert run.cluster.peak_with_draining == replicas
     assert run.cluster.rolls == 0
     assert run.cluster.least_ready >= replicas
+
+
+# version 2 with warm-up samples: an init container the pods lack, so it joins them through a second loader
+SECOND_LOADER = [MVS[0], model_version("fraud-2", version="2",
+                 warmup={"samples": {"uri": "s3://models/fraud/2/samples.npz", "digest": DIGEST}})]  # fmt: skip
+
+
+@pytest.mark.parametrize("replicas", [1, 2, 3, 5])
+@pytest.mark.parametrize("ending", ["promote", "rollback"])
+def test_in_pod_second_loader_rolls_never_exceed_replicas_plus_one_pods_draining_ones_included(
+    replicas: int, ending: str
+) -> None:
+    """A canary with mounts the pods lack rolls them to add its loader (and to remove it on a rollback). With 2 or
+    more replicas those rolls are paced: no surge, one pod at a time, each replacement Ready for longer than the
+    drain before the next old pod goes; so draining pods never take the model above ``replicas + 1`` pods, at the
+    cost of one pod's capacity meanwhile. One replica surges (2 pods at most either way). Settled, the Deployment
+    surges again (a roll of the stable version's own template keeps its capacity)."""
+    run = started(replicas, "inPod", [{"setWeight": 50}, {"pause": {}}], mvs=SECOND_LOADER)
+    run.cluster.drain = True
+    run.cluster.peak_pods = run.cluster.peak_with_draining = run.cluster.pods()
+    run.until(paused)
+    deployment = run.cluster.deployments["fraud-1"]["spec"]
+    assert [c["name"] for c in deployment["template"]["spec"]["initContainers"]][:2] == ["loader", "loader-2"]
+    assert run.cluster.rolls == 1
+    paced = replicas >= 2
+    assert (deployment["strategy"]["rollingUpdate"]["maxSurge"] == 0) is paced
+    assert ("minReadySeconds" in deployment) is paced
+    if ending == "promote":
+        run.approve("1")
+        run.until(lambda r: r.decision is not None and str(r.decision.kind) == "Promote")
+        run.until(lambda _: "fraud-1" not in run.cluster.deployments, limit=4 * replicas + 4)
+        run.step()
+        assert run.cluster.replicas() == {"fraud-2": replicas}
+    else:
+        run.body["spec"]["rollout"]["action"] = {"type": "abort", "nonce": "a"}
+        run.step()
+        assert run.cluster.rolls == 2  # the canary's loader removed: another roll, paced as the first
+        assert (run.cluster.deployments["fraud-1"]["spec"].get("minReadySeconds") is not None) is paced
+        run.step()
+        run.step()
+    settled = run.cluster.deployments[next(iter(run.cluster.deployments))]["spec"]
+    assert settled["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert "minReadySeconds" not in settled
+    assert run.cluster.peak_pods <= replicas + 1
+    assert run.cluster.peak_with_draining <= replicas + 1
+    assert run.cluster.least_ready >= (replicas - 1 if paced else replicas)
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,24 @@ def handover(replicas: int, new_ready: int, old_pods: int = 0, new_terminating: 
     old = replicas - new_ready
     room = replicas + 1 - max(old, old_pods) - new_terminating
     return min(replicas, new_ready + 1, max(new_ready, room)), old
+
+
+def paced_roll(replicas: int, loaders: int, live_loaders: int | None, live_paced: bool, live_settled: bool) -> bool:
+    """Whether the inPod router's Deployment rolls its pods one at a time *without a surge*.
+
+    A canary that needs mounts the pods lack gets a second loader in the pod template (``loaders`` 2), and adding
+    or removing it rolls every pod. A surging roll (maxSurge 1) replaces a pod as soon as the old one's deletion
+    starts, so with 2 or more replicas the draining pods (still answering for the server's drain) come on top of
+    ``replicas + 1``. Paced, the roll deletes one old pod and starts its replacement (maxSurge 0, maxUnavailable 1)
+    and waits for that pod to stay Ready longer than an old pod takes to drain (``minReadySeconds``) before the next
+    one: never more than ``replicas + 1`` pods, draining ones included, at the cost of one pod's capacity during
+    the roll. One replica surges (its one old pod goes as the new one is Ready: 2 pods at most either way).
+
+    Paced while the template has a second loader, while the one applied differs (the roll that removes it), and
+    until a paced roll has settled (a roll whose strategy changed half-way would surge).
+    """
+    if replicas < 2:
+        return False
+    if loaders > 1 or (live_loaders is not None and live_loaders != loaders):
+        return True
+    return live_paced and not live_settled
