@@ -5,15 +5,20 @@ chart), with a client sending checked requests over the Service's ready endpoint
    it, ``status.weights`` says 50 % (with a Warning Event saying why), and the share each version actually
    answered matches it; the canary never gets all the traffic before promotion;
 2. the inPod router at 2 replicas through a canary, its promotion and a rollback: never more than
-   ``replicas + 1`` model pods (peak measured by watching the pods), through the promotion's handover also
-   counting the pods being deleted whose containers still run, and not one failed user request; with dynamic
-   loading the canary's load and its rollback replace no pod (the same pods, never more than ``replicas``).
+   ``replicas + 1`` model pods (peak measured by watching the pods, counting the pods being deleted whose
+   containers still run), and not one failed user request; in static and in dynamic loading the canary joins
+   through the loader sidecars' versions list, so its load and its rollback replace no pod (the same pods, never
+   more than ``replicas``);
+3. the inPod router with a canary that needs its own loader (warm-up samples): the two rolls that add and remove
+   that loader are paced (no surge, each new pod Ready for longer than an old pod's drain before the next old one
+   goes), so counting the pods being deleted the model still never has more than ``replicas + 1`` pods.
 
 Its own cluster with the real node (one real node per machine: modules that use one run one after the other).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -155,8 +160,6 @@ def paused_at(weight: int) -> Any:
 
 
 def write_report(key: str, values: dict[str, Any]) -> None:
-    import json
-
     REPORT.parent.mkdir(exist_ok=True)
     report = json.loads(REPORT.read_text()) if REPORT.exists() else {}
     report[key] = values
@@ -226,16 +229,34 @@ def live_pods(kube: Kubectl, ns: str, name: str) -> list[str]:
     return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
 
 
+def loaded_versions(kube: Kubectl, ns: str, name: str) -> dict[str, set[str]]:
+    """The versions each live, Ready model pod's server has loaded (its repository index, over the pod's address)."""
+    import urllib.request
+
+    out = {}
+    for pod in kube.get("pods", namespace=ns, labels=f"app.kubernetes.io/instance={name},!job-name")["items"]:
+        conditions = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
+        if pod["metadata"].get("deletionTimestamp") or conditions.get("Ready") != "True":
+            continue
+        request = urllib.request.Request(f"http://{pod['status']['podIP']}:8080/v2/repository/index", data=b"{}")
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            index = json.loads(resp.read())
+        out[pod["metadata"]["name"]] = {e["version"] for e in index if e.get("state") == "READY"}
+    return out
+
+
 @pytest.mark.parametrize("mode", ["static", "dynamic"])
 def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_request(
     local_cluster: DevCluster, kube: Kubectl, ns: str, versions: list[str], mode: str
 ) -> None:
-    """Static loading rolls the canary into the pods (and out again) one pod at a time; dynamic loading hands it to
-    the pods' loader sidecars through the versions list, replacing no pod at all."""
+    """The canary joins the pods through their loader sidecars' versions list (dynamic loading's own sidecar, or in
+    static loading one that does only that), replacing no pod at all; the promotion hands the pods over one at a
+    time."""
     name = f"shared-{mode}"
     replicas = 2
     rollout = {"strategy": "canary", "trafficRouter": "inPod", "steps": [{"setWeight": 50}, {"pause": {}}]}
-    loading = {"loading": {"mode": mode}}
+    # dynamic loading under a memory budget: the versions the operator lists are held, never evicted by it
+    loading = {"loading": {"mode": mode, **({"memoryBudget": "64Mi"} if mode == "dynamic" else {})}}
     kube.apply(model_deployment(name, "1", replicas, rollout, **loading), ns)
     wait_for(lambda: healthy("1")(status_of(kube, ns, name)), timeout=120, interval=0.5, what="version 1 Healthy")
     api = Kube(local_cluster.kubeconfig)
@@ -252,6 +273,9 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         wait_for(lambda: users.versions(window).get("2", 0) >= 20, timeout=120, what="version 2 answering")
         split = users.versions(window)
         with_canary = live_pods(kube, ns, name)
+        both = {"1", "2"}
+        wait_for(lambda: list(loaded_versions(kube, ns, name).values()) == [both] * replicas, timeout=60,
+                 what="versions 1 and 2 loaded in every pod")  # fmt: skip
         # 2. promoted: the old Deployment's pods (both versions loaded) hand over to version 2's a pod at a time,
         # growing only into the room that pods being deleted leave: counted with them, never above replicas + 1
         wait_for(lambda: pods.count() == (replicas, replicas), timeout=60, what="no pod being deleted")
@@ -291,6 +315,9 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
 
         wait_for(only_version_2, timeout=90, interval=1, what="only version 2 answering")
         timings["abort -> only version 2 answers"] = time.monotonic() - started
+        wait_for(lambda: list(loaded_versions(kube, ns, name).values()) == [{"2"}] * replicas, timeout=60,
+                 what="version 3 unloaded from every pod")  # fmt: skip
+        server_args = kube.get("deployment", deployment, ns)["spec"]["template"]["spec"]["containers"][0]["args"]
         after_rollback = live_pods(kube, ns, name)
     for at, seen in pods.timeline:  # shown on a failure: which pods existed when
         print(f"{at:.2f} {' '.join(seen)}")
@@ -301,11 +328,13 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
     assert split.get("1", 0) > 0, split
     assert split.get("2", 0) > 0, split
     assert set(users.versions()) <= {"1", "2", "3"}
-    if mode == "dynamic":  # the canary came and went through the sidecars' versions list: not one pod replaced
-        assert with_canary == before_canary, (before_canary, with_canary)
-        assert after_rollback == before_rollback, (before_rollback, after_rollback)
-        assert rolled_peak == (replicas, replicas), rolled_peak
-        assert (pods.peak, pods.peak_with_terminating) == (replicas, replicas)
+    if mode == "dynamic":
+        assert server_args[server_args.index("--memory-budget") + 1] == "64Mi", server_args
+    # the canary came and went through the sidecars' versions list: not one pod replaced
+    assert with_canary == before_canary, (before_canary, with_canary)
+    assert after_rollback == before_rollback, (before_rollback, after_rollback)
+    assert rolled_peak == (replicas, replicas), rolled_peak
+    assert (pods.peak, pods.peak_with_terminating) == (replicas, replicas)
     write_report(f"inPod router, {mode} loading, {replicas} replicas", {
         "peak model pods (not terminating)": max(pods.peak, rolled_peak[0], promote_peak[0]),
         "peak incl. terminating": max(pods.peak_with_terminating, rolled_peak[1], promote_peak[1]),
@@ -313,4 +342,87 @@ def test_in_pod_rollout_never_exceeds_replicas_plus_one_pods_and_loses_no_reques
         "peak through the rollback": (pods.peak, pods.peak_with_terminating),
         "pod samples": pods.samples, "user requests": len(users.results),
         "failed": len(users.failures()), "answered at 50 %": split, "answered in all": users.versions(),
+        **{k: round(v, 1) for k, v in timings.items()}})  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def warmed_version(kube: Kubectl, ns: str, artifacts: tuple[str, Path], operator: None) -> str:
+    """Version 4 of the adder with digest-pinned warm-up samples: an init container the stable pods lack, so an
+    inPod canary of it joins them through a second loader in their pod template."""
+    base, root = artifacts
+    model = binary_op(root / "v4.onnx")
+    sample = {"inputs": [{"name": n, "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]} for n in "AB"]}
+    (root / "warmup.json").write_text(json.dumps([sample]))
+    body = model_version("adder-4", "4", f"{base}/v4.onnx", sha256(model))
+    samples = {"uri": f"{base}/warmup.json", "digest": sha256(root / "warmup.json")}
+    body["spec"]["warmup"] = {"requests": 2, "samples": samples}
+    kube.apply(body, ns)
+    wait_for(lambda: (kube.get("modelversion", "adder-4", ns) or {}).get("status", {}).get("phase") == "Ready",
+             timeout=120, interval=0.5, what="adder-4 validated")  # fmt: skip
+    return "4"
+
+
+def test_in_pod_canary_with_its_own_loader_rolls_paced_never_above_replicas_plus_one_pods_draining_included(
+    local_cluster: DevCluster, kube: Kubectl, ns: str, versions: list[str], warmed_version: str
+) -> None:
+    """Adding the canary's loader and removing it again roll every pod. Paced (maxSurge 0, maxUnavailable 1,
+    minReadySeconds longer than an old pod's drain), the pods being deleted are counted in ``replicas + 1``;
+    the strategy surges again once the roll has settled."""
+    name, canary, replicas = "paced", warmed_version, 2
+    rollout = {"strategy": "canary", "trafficRouter": "inPod", "steps": [{"setWeight": 50}, {"pause": {}}]}
+    kube.apply(model_deployment(name, "1", replicas, rollout), ns)
+    wait_for(lambda: healthy("1")(status_of(kube, ns, name)), timeout=120, interval=0.5, what="version 1 Healthy")
+    api = Kube(local_cluster.kubeconfig)
+    deployment = f"{name}-1"
+    timings: dict[str, float] = {}
+
+    def strategy() -> tuple[dict[str, Any], int]:
+        spec = kube.get("deployment", deployment, ns)["spec"]
+        return spec["strategy"]["rollingUpdate"], int(spec.get("minReadySeconds") or 0)
+
+    assert strategy() == ({"maxUnavailable": 0, "maxSurge": 1}, 0)  # before: a roll of its own template surges
+    with send(local_cluster, ns, name, rate=20) as users, PodCount(api, ns, name) as pods:
+        wait_for(lambda: users.versions().get("1", 0) >= 10, timeout=30, what="users on version 1")
+        before = live_pods(kube, ns, name)
+        started = time.monotonic()
+        kube.apply(model_deployment(name, canary, replicas, rollout), ns)
+        until(kube, ns, name, paused_at(50), timeout=240, what=f"version {canary} at 50 %", load=users)
+        timings["start -> 50 %"] = time.monotonic() - started
+        paced = strategy()
+        template = kube.get("deployment", deployment, ns)["spec"]["template"]["spec"]
+        loaders = [c["name"] for c in template["initContainers"]]
+        window = time.monotonic()
+        wait_for(lambda: users.versions(window).get(canary, 0) >= 10, timeout=120, what=f"version {canary} answering")
+        split = users.versions(window)
+        wait_for(lambda: pods.count() == (replicas, replicas), timeout=60, what="no pod being deleted")
+        load_peak = (pods.peak, pods.peak_with_terminating)
+        with_canary = live_pods(kube, ns, name)
+        pods.peak = pods.peak_with_terminating = replicas
+        started = time.monotonic()
+        abort = {**rollout, "action": {"type": "abort", "nonce": "a"}}
+        kube.apply(model_deployment(name, canary, replicas, abort), ns)
+        until(kube, ns, name, lambda s: s.get("phase") == "RolledBack", timeout=60, what="rolled back", load=users)
+        wait_for(lambda: strategy() == ({"maxUnavailable": 0, "maxSurge": 1}, 0)
+                 and kube.get("deployment", deployment, ns)["status"].get("updatedReplicas") == replicas,
+                 timeout=240, what="the canary's loader removed and the strategy back to surging")  # fmt: skip
+        timings["abort -> unloaded, settled"] = time.monotonic() - started
+        wait_for(lambda: pods.count() == (replicas, replicas), timeout=60, what="no pod being deleted")
+        unload_peak = (pods.peak, pods.peak_with_terminating)
+        after = live_pods(kube, ns, name)
+    for at, seen in pods.timeline:  # shown on a failure: which pods existed when
+        print(f"{at:.2f} {' '.join(seen)}")
+    assert f"loader-{canary}" in loaders, loaders
+    assert paced == ({"maxUnavailable": 1, "maxSurge": 0}, 10), paced
+    assert not set(before) & set(with_canary), (before, with_canary)  # the loader came in by replacing every pod
+    assert not set(with_canary) & set(after), (with_canary, after)  # and went out the same way
+    assert pods.samples > 100
+    assert load_peak[1] <= replicas + 1, load_peak  # the pods being deleted counted too
+    assert unload_peak[1] <= replicas + 1, unload_peak
+    assert not users.failures(), users.failures()[:5]
+    assert split.get("1", 0) > 0, split
+    assert split.get(canary, 0) > 0, split
+    write_report(f"inPod router, a canary with its own loader, {replicas} replicas", {
+        "peak through the canary's load (not terminating, incl. terminating)": load_peak,
+        "peak through its unload": unload_peak, "pod samples": pods.samples, "user requests": len(users.results),
+        "failed": len(users.failures()), "answered at 50 %": split,
         **{k: round(v, 1) for k, v in timings.items()}})  # fmt: skip
