@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 
 from modelyard_operator.api.common import GROUP, VERSION
+from modelyard_operator.inpod import ANNOTATION_VERSIONS
 from modelyard_operator.names import LABEL_BUILDS, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
 from modelyard_operator.status import Reason
 from modelyard_operator.validation import LABEL_VALIDATES
@@ -29,7 +30,7 @@ MV = (GROUP, VERSION, "modelversions")
 OWNED = {LABEL_MANAGED_BY: MANAGED_BY}
 
 
-def _meta(body: kopf.Body) -> Obj:
+def _meta(body: Mapping[str, Any]) -> Obj:
     """Metadata without managedFields (often the largest part of an object, and never read here)."""
     return {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
 
@@ -40,11 +41,17 @@ def _copy(body: kopf.Body) -> Obj:
     return obj
 
 
-def _observed_deployment(body: kopf.Body) -> Obj:
-    """What health and the write check read of a Deployment: metadata, desired replicas, status."""
-    replicas = (body.get("spec") or {}).get("replicas")
-    return {"kind": "Deployment", "metadata": _meta(body), "spec": {"replicas": replicas},
-            "status": body.get("status") or {}}  # fmt: skip
+def observed_deployment(body: Mapping[str, Any]) -> Obj:
+    """What health, the write check and an inPod roll's pacing read of a Deployment: metadata, desired replicas,
+    ``minReadySeconds``, the versions its pod template loads (the inPod router's annotation), status."""
+    spec = body.get("spec") or {}
+    kept: Obj = {"replicas": spec.get("replicas")}
+    if "minReadySeconds" in spec:
+        kept["minReadySeconds"] = spec["minReadySeconds"]
+    loads = (((spec.get("template") or {}).get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_VERSIONS)
+    if loads is not None:
+        kept["template"] = {"metadata": {"annotations": {ANNOTATION_VERSIONS: loads}}}
+    return {"kind": "Deployment", "metadata": _meta(body), "spec": kept, "status": body.get("status") or {}}
 
 
 def _observed_job(body: kopf.Body) -> Obj:
@@ -87,7 +94,7 @@ def mv_index(namespace: str | None, name: str, body: kopf.Body, spec: kopf.Spec,
 @kopf.index("apps", "v1", "deployments", labels={**OWNED, LABEL_INSTANCE: kopf.PRESENT})
 def deployment_index(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
     """The operator's Deployments by the ModelDeployment they belong to."""
-    return {(namespace or "default", labels[LABEL_INSTANCE]): _observed_deployment(body)}
+    return {(namespace or "default", labels[LABEL_INSTANCE]): observed_deployment(body)}
 
 
 @kopf.index("", "v1", "services", labels={**OWNED, LABEL_INSTANCE: kopf.PRESENT})

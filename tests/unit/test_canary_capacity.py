@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from modelyard_operator.config import OperatorConfig
+from modelyard_operator.indexes import observed_deployment
 from modelyard_operator.reconcile import RolloutPlan, plan, plan_rollout
 from modelyard_operator.render import DRAIN_SECONDS
 from modelyard_operator.rollout.capacity import (
@@ -69,12 +70,12 @@ class Cluster:
         objs = []
         for name, obj in self.deployments.items():
             want, have = obj["spec"]["replicas"], self.ready.get(name, 0)
-            body = {"kind": "Deployment", **copy.deepcopy({"metadata": obj["metadata"], "spec": obj["spec"]})}
+            body = {"metadata": copy.deepcopy(obj["metadata"]), "spec": copy.deepcopy(obj["spec"])}
             body["metadata"]["generation"] = self.generation[name]
             body["status"] = {"observedGeneration": self.observed_generation.get(name, 0), "replicas": want,
                               "readyReplicas": have, "availableReplicas": have, "updatedReplicas": want,
                               "terminatingReplicas": self.draining.get(name, 0)}  # fmt: skip
-            objs.append(body)
+            objs.append(observed_deployment(body))  # what the operator's index keeps of it
         return objs
 
     def apply(self, result: RolloutPlan) -> None:
