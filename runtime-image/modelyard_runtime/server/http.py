@@ -30,7 +30,6 @@ from modelyard_runtime.server.httpcommon import (
     access_method,
     read_body,
 )
-from modelyard_runtime.server.openapi import document as openapi_document
 
 log = logging.getLogger("modelyard.server")
 UNLIMITED = frozenset({"/v2/health/live", "/v2/health/ready", "/metrics"})  # probes must answer under load too
@@ -192,7 +191,9 @@ _INFERENCE: dict[object, str] = {infer: "http", tfserving.predict: "tfserving"}
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document(modelyard_version()))
+    from modelyard_runtime.server.openapi import document  # on first use: off the path to readiness
+
+    return web.json_response(document(modelyard_version()))
 
 
 async def metrics(request: web.Request) -> web.Response:
