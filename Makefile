@@ -158,11 +158,14 @@ tools: debian-packages ## build (or reuse from the caches) everything the test t
 
 # The 10-minute soak runs on its own kwok control plane (no real node, its own ports) and mostly waits, so it runs
 # beside the other tiers instead of after them: a cold CI run stays inside 90 minutes. Its output follows theirs.
+# It measures the operator's event-loop lag, not how the tiers beside it load the 2 cores: its processes run at
+# nice -10 (children inherit it), so they get the CPU when they need it, as on a quiet machine (at nice 0 a run
+# beside the tiers measured p99 <= 0.5 s against <= 25 ms alone).
 SOAK := tests/chaos/test_soak.py
 test: tools check-generated lint check-manifests ## everything: generated files, lint, docs site (with the tools), all test tiers
 	@soak_log=$$(mktemp /tmp/modelyard-soak.XXXXXX); \
 	echo "$(SOAK) runs beside the other tiers (its output follows theirs)"; \
-	$(PYTEST) -p no:cacheprovider --durations=5 $(SOAK) >"$$soak_log" 2>&1 & soak=$$!; \
+	nice -n -10 $(PYTEST) -p no:cacheprovider --durations=5 $(SOAK) >"$$soak_log" 2>&1 & soak=$$!; \
 	$(PYTEST) --durations=40 --ignore=$(SOAK) tests; rc=$$?; \
 	wait $$soak; soak_rc=$$?; \
 	echo "===== $(SOAK) (ran beside the tiers above; exit $$soak_rc) ====="; cat "$$soak_log"; rm -f "$$soak_log"; \
