@@ -166,8 +166,8 @@ test: tools check-generated lint check-manifests ## everything: generated files,
 	@soak_log=$$(mktemp /tmp/modelyard-soak.XXXXXX); \
 	echo "$(SOAK) runs beside the other tiers (its output follows theirs)"; \
 	nice -n -10 $(PYTEST) -p no:cacheprovider --durations=5 $(SOAK) >"$$soak_log" 2>&1 & soak=$$!; \
-	$(PYTEST) --durations=40 --ignore=$(SOAK) tests; rc=$$?; \
-	wait $$soak; soak_rc=$$?; \
+	rc=0; $(PYTEST) --durations=40 --ignore=$(SOAK) tests || rc=$$?; \
+	soak_rc=0; wait $$soak || soak_rc=$$?; \
 	echo "===== $(SOAK) (ran beside the tiers above; exit $$soak_rc) ====="; cat "$$soak_log"; rm -f "$$soak_log"; \
 	exit $$(( rc != 0 ? rc : soak_rc ))
 
