@@ -1,0 +1,49 @@
+"""A/B of modelyard-server's time to ready: another checkout's runtime against this one, with the bare row.
+
+Usage: ``.venv/bin/python benchmarks/runtime/experiments/ready_ab.py OTHER/runtime-image [ROUNDS]`` (e.g. a
+``git worktree add /tmp/old REV``). Each round spawns the bare ONNX Runtime process (``bench.time_bare``), then both
+servers in alternating order (``bench.time_server``, HTTP: spawn -> ready -> first inference); the other checkout
+is put first on ``PYTHONPATH``. Prints each round and the medians with their ratios to bare.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bench
+
+import models
+
+
+def main() -> None:
+    other, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 9
+    work = Path(tempfile.gettempdir()) / "modelyard-ready-ab"
+    model = work / "repo" / "big" / "1" / "model.onnx"
+    if not model.exists():
+        model.parent.mkdir(parents=True, exist_ok=True)
+        models.big(model)
+    width = models.BIG_LAYERS[0]
+    seen: dict[str, list[float]] = {"bare": [], "other": [], "this": []}
+    for number in range(rounds):
+        seen["bare"].append(bench.time_bare(model, width)["spawn_to_done_s"])
+        for name in ("other", "this") if number % 2 == 0 else ("this", "other"):
+            if name == "other":
+                os.environ["PYTHONPATH"] = other
+            else:
+                os.environ.pop("PYTHONPATH", None)
+            timing = bench.time_server("modelyard", "http", model.parents[2], work, width)
+            seen[name].append(timing["spawn_to_first_inference_s"])
+        print(number, {k: round(v[-1], 3) for k, v in seen.items()}, flush=True)
+    median = {k: statistics.median(v) for k, v in seen.items()}
+    print("median", {k: round(v, 3) for k, v in median.items()},
+          "ratio to bare: other", round(median["other"] / median["bare"], 3),
+          "this", round(median["this"] / median["bare"], 3))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
