@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from modelyard_runtime.server.webstack import import_aiohttp
 
     import_aiohttp()  # before the web stack: aiohttp without its client's CA bundle
-    import asyncio  # not before the preload starts: ~15 ms of imports that would delay the first session
+    import asyncio  # not before the preload starts: ~45 ms of imports (ssl, socket) that delayed the first session
     import signal
 
     from modelyard_runtime.server.app import serve  # the heavy imports, while the versions open
