@@ -7,6 +7,7 @@ import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,22 @@ class Kube:
 
     def get(self, path: str, **query: str) -> Any:
         return self.request("GET", path, query=query or None)
+
+    def watch(self, path: str, resource_version: str, *, seconds: int = 5, **query: str) -> Iterator[dict[str, Any]]:
+        """The watch events on the collection ``path`` after ``resource_version``, one dict each, until the API server
+        ends the watch (after ``seconds``). A watch the server refuses raises :class:`ApiError`; one it ends with an
+        error arrives as an ``ERROR`` event (410 Gone: the version was compacted, list again)."""
+        query = {**query, "watch": "1", "resourceVersion": resource_version, "allowWatchBookmarks": "true",
+                 "timeoutSeconds": str(seconds)}  # fmt: skip
+        req = urllib.request.Request(self.server + path + "?" + urllib.parse.urlencode(query))
+        req.add_header("Accept", "application/json")
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=seconds + 10) as resp:
+                for line in resp:
+                    if line.strip():
+                        yield json.loads(line)
+        except urllib.error.HTTPError as exc:
+            raise ApiError(exc.code, exc.read().decode(errors="replace")[:500]) from None
 
     def get_or_none(self, path: str) -> Any:
         try:

@@ -1,5 +1,5 @@
 """What the chaos tier's modules share: an operator process that can be SIGKILLed and started again at will, and a
-thread that samples a ModelDeployment's status so a test can check what happened between two of its looks."""
+thread that follows a ModelDeployment's status so a test can check what happened between two of its looks."""
 
 from __future__ import annotations
 
@@ -102,8 +102,10 @@ class Sample:
 
 @dataclass
 class StatusWatch:
-    """Samples one ModelDeployment's status and its Deployments' names every ``interval`` seconds (through the API,
-    straight: no cache in between), tolerating an API server that is away."""
+    """Follows one ModelDeployment's status and its Deployments' names through two API watches (no cache in
+    between), so every status the operator writes is seen, however briefly it held: a sample is taken at each event
+    of either, with the other's latest state. It tolerates an API server that is away (it watches again from where
+    it was, or lists again after 410 Gone)."""
 
     kube: Kube
     namespace: str
@@ -111,32 +113,71 @@ class StatusWatch:
     interval: float = 0.1
     samples: list[Sample] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
+    _threads: list[threading.Thread] = field(default_factory=list)
     _cursor: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _status: dict[str, Any] = field(default_factory=dict)
+    _deployments: dict[str, bool] = field(default_factory=dict)  # name -> being deleted
 
     def start(self) -> StatusWatch:
-        self._thread = threading.Thread(target=self._run, name=f"watch-{self.name}", daemon=True)
-        self._thread.start()
+        mds = f"/apis/modelyard.dev/v1alpha1/namespaces/{self.namespace}/modeldeployments"
+        deps = f"/apis/apps/v1/namespaces/{self.namespace}/deployments"
+        for what, path, query in (
+            ("status", mds, {"fieldSelector": f"metadata.name={self.name}"}),
+            ("deployments", deps, {"labelSelector": f"app.kubernetes.io/instance={self.name}"}),
+        ):
+            thread = threading.Thread(target=self._follow, args=(what, path, query), name=f"watch-{self.name}-{what}",
+                                      daemon=True)  # fmt: skip
+            thread.start()
+            self._threads.append(thread)
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in self._threads:
+            thread.join(timeout=20)
 
-    def _run(self) -> None:
-        md = f"/apis/modelyard.dev/v1alpha1/namespaces/{self.namespace}/modeldeployments/{self.name}"
-        deps = f"/apis/apps/v1/namespaces/{self.namespace}/deployments"
+    def _follow(self, what: str, path: str, query: dict[str, str]) -> None:
+        version: str | None = None
         while not self._stop.is_set():
             try:
-                obj = self.kube.get(md)
-                listed = self.kube.get(deps, labelSelector=f"app.kubernetes.io/instance={self.name}")
-            except (ApiError, OSError):
+                if version is None:
+                    listed = self.kube.get(path, **query)
+                    version = listed["metadata"]["resourceVersion"]
+                    self._take(what, None, listed["items"])
+                for event in self.kube.watch(path, version, **query):
+                    if event["type"] == "ERROR":  # 410 Gone or another end: list again
+                        version = None
+                        break
+                    version = event["object"]["metadata"]["resourceVersion"]
+                    if event["type"] != "BOOKMARK":
+                        self._take(what, event["type"], [event["object"]])
+                    if self._stop.is_set():
+                        return
+            except ApiError as exc:
+                version = None if exc.status == 410 else version
                 self._stop.wait(self.interval)
-                continue
-            names = sorted(d["metadata"]["name"] for d in listed["items"] if not d["metadata"].get("deletionTimestamp"))
-            self.samples.append(Sample(time.monotonic(), dict(obj.get("status") or {}), names))
-            self._stop.wait(self.interval)
+            except OSError:  # the API server is away: watch again from where it was
+                self._stop.wait(self.interval)
+
+    def _take(self, what: str, event: str | None, objects: list[dict[str, Any]]) -> None:
+        """Apply a listing (``event`` None) or one event to the state, and sample it."""
+        with self._lock:
+            if what == "status":
+                for obj in objects:
+                    if event != "DELETED":
+                        self._status = dict(obj.get("status") or {})
+            else:
+                if event is None:
+                    self._deployments.clear()
+                for obj in objects:
+                    name = obj["metadata"]["name"]
+                    if event == "DELETED":
+                        self._deployments.pop(name, None)
+                    else:
+                        self._deployments[name] = bool(obj["metadata"].get("deletionTimestamp"))
+            names = sorted(name for name, leaving in self._deployments.items() if not leaving)
+            self.samples.append(Sample(time.monotonic(), self._status, names))
 
     def latest(self) -> dict[str, Any]:
         return self.samples[-1].status if self.samples else {}
