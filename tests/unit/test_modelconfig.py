@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -80,6 +82,27 @@ def test_read_names_the_file(tmp_path: Path) -> None:
         read_model_config(tmp_path)
     (tmp_path / "config.yaml").write_text("max_batch_size: 8\n")
     assert read_model_config(tmp_path).max_batch_size == 8
+
+
+YAML_PROBE = """
+import sys
+from pathlib import Path
+from modelyard_runtime.modelconfig import read_model_config
+folder = Path(sys.argv[1])
+read_model_config(folder)
+print("yaml" in sys.modules)
+(folder / "config.yaml").write_text("max_batch_size: 4\\n")
+size = read_model_config(folder).max_batch_size
+print("yaml" in sys.modules, size)
+"""
+
+
+def test_yaml_is_imported_only_when_a_config_file_is_there(tmp_path: Path) -> None:
+    """A model without config.yaml opens without importing PyYAML (~15 ms of static mode's start, before its
+    session; benchmarks/RESULTS.md, time to ready)."""
+    out = subprocess.run([sys.executable, "-c", YAML_PROBE, str(tmp_path)], capture_output=True, text=True,
+                         check=True, timeout=60)  # fmt: skip
+    assert out.stdout.split() == ["False", "True", "4"]
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,9 @@
 
 Usage: ``.venv/bin/python benchmarks/runtime/experiments/ready_ab.py OTHER/runtime-image [ROUNDS]`` (e.g. a
 ``git worktree add /tmp/old REV``). Each round spawns the bare ONNX Runtime process (``bench.time_bare``), then both
-servers in alternating order (``bench.time_server``, HTTP: spawn -> ready -> first inference); the other checkout
-is put first on ``PYTHONPATH``. Prints each round and the medians with their ratios to bare.
+servers in alternating order (``bench.time_server``, HTTP: spawn -> ready -> first inference); each checkout's
+``runtime-image`` is put first on ``PYTHONPATH`` in its turn. Prints each round and the medians with their
+ratios to bare.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import bench
 
 import models
 
+THIS = Path(__file__).resolve().parents[3] / "runtime-image"
+
 
 def main() -> None:
     other, rounds = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 9
@@ -32,10 +35,9 @@ def main() -> None:
     for number in range(rounds):
         seen["bare"].append(bench.time_bare(model, width)["spawn_to_done_s"])
         for name in ("other", "this") if number % 2 == 0 else ("this", "other"):
-            if name == "other":
-                os.environ["PYTHONPATH"] = other
-            else:
-                os.environ.pop("PYTHONPATH", None)
+            # both sides come first on PYTHONPATH, so each imports through the same path finder (the venv's own
+            # install is an editable one, found by a different finder: not the same cost)
+            os.environ["PYTHONPATH"] = other if name == "other" else str(THIS)
             timing = bench.time_server("modelyard", "http", model.parents[2], work, width)
             seen[name].append(timing["spawn_to_first_inference_s"])
         print(number, {k: round(v[-1], 3) for k, v in seen.items()}, flush=True)
