@@ -169,7 +169,9 @@ def render_section(results: dict[str, Any], labels: list[str]) -> str:
         f"- Time-to-ready: model {big} MatMul chain, {s['big_bytes'] / 1e6:.1f} MB, one file. Server rows: "
         f"spawn → first 200 on `/v2/health/ready` / spawn → first successful inference (the row's protocol); "
         f"ORT in-process row: a fresh process that imports onnxruntime, creates the session and runs one "
-        f"inference (spawn → done). Median of {s['reps']} rounds, each over every contender in turn.",
+        f"inference (spawn → done). Median of {s['reps']} rounds, each over every contender in turn. modelyard's "
+        f"own modules load from bytecode, as in its image (compiled before the first round; every other module "
+        f"comes from its installed bytecode too).",
         "- Peers: KServe's `kserve.Model` subclass (`peers/kserve_server.py`, sync `predict`) and MLServer's "
         "`MLModel` runtime (`peers/mlserver_runtime.py`, one parallel inference worker, its default); each in its "
         "own venv with the same ONNX Runtime version. Per-request logging is off for both (KServe: latency log, "

@@ -31,6 +31,7 @@ def main() -> None:
         model.parent.mkdir(parents=True, exist_ok=True)
         models.big(model)
     width = models.BIG_LAYERS[0]
+    bench.compile_runtime(Path(other) / "modelyard_runtime", THIS / "modelyard_runtime")  # both from bytecode
     seen: dict[str, list[float]] = {"bare": [], "other": [], "this": []}
     for number in range(rounds):
         seen["bare"].append(bench.time_bare(model, width)["spawn_to_done_s"])
