@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from modelyard_runtime.errors import UnavailableError
-from modelyard_runtime.server.batcher import Batcher
+from modelyard_runtime.server.batcher import Batcher, next_estimate
 
 IN_POOL = 0  # inline_below_ns=0: every batch runs in the pool, so the loop stays free while it executes
 
@@ -308,3 +308,35 @@ def test_close_fails_queued_requests_and_refuses_new_ones() -> None:
                 await batcher.submit(ones(3))
 
     run(main())
+
+
+def test_a_run_in_the_pool_can_only_lower_the_estimate_an_inline_run_moves_it_both_ways() -> None:
+    """A run in the pool comes back only once its thread has the GIL again: under load its wall time is mostly
+    waiting, so it may lower a model's estimate (the model is at most that slow) but never raise it."""
+    assert next_estimate(800_000, 5_000_000, inline=False) == 800_000  # slow in the pool: no news
+    assert next_estimate(800_000, 0, inline=False) == 700_000  # fast in the pool: the model is small
+    assert next_estimate(800_000, 1_600_000, inline=True) == 900_000  # inline: measured as it is
+    assert next_estimate(800_000, 0, inline=True) == 700_000
+
+
+def test_a_slow_lone_model_stays_in_the_pool() -> None:
+    def slow(inputs: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        time.sleep(0.02)
+        return {"Y": inputs["X"] * 2}
+
+    threads: list[int] = []
+
+    def recording(inputs: Mapping[str, npt.NDArray[Any]]) -> dict[str, npt.NDArray[Any]]:
+        threads.append(threading.get_ident())
+        return slow(inputs)
+
+    async def main() -> None:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(recording, pool, max_batch_size=8, max_delay_s=0.0, inline_below_ns=10_000_000)
+            for i in range(4):
+                await batcher.submit(ones(i))
+            await batcher.close()
+
+    run(main())
+    assert len(threads) == 4
+    assert threading.get_ident() not in threads

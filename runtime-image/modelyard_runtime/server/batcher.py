@@ -44,7 +44,20 @@ from modelyard_runtime.errors import UnavailableError
 
 Outputs = dict[str, npt.NDArray[Any]]
 Runner = Callable[[Mapping[str, npt.NDArray[Any]]], Outputs]
-INLINE_BELOW_NS = 100_000  # runs averaging less than a thread hop costs (~0.1 ms) may stay on the loop thread
+# Runs averaging less than this may stay on the loop thread. A hop to the pool costs the loop the hand-over both ways
+# and the run the wait for the GIL, which the busy loop holds for up to the switch interval: on the 2-core benchmark
+# machine a 0.2 ms run went faster inline at concurrency 1 and 8 and even a 3 ms one did no better in the pool
+# (benchmarks/RESULTS.md, "inline threshold"), so only runs well above a millisecond leave the loop.
+INLINE_BELOW_NS = 1_000_000
+
+
+def next_estimate(estimate_ns: int, measured_ns: int, *, inline: bool) -> int:
+    """A model's average run time after one more run. An inline run measures it; a run in the pool measures it plus
+    its wait for the GIL on the way back, which under load can be many times the run, so it can only lower the
+    estimate (otherwise a small model first measured under load would never leave the pool)."""
+    if not inline and measured_ns >= estimate_ns:
+        return estimate_ns
+    return estimate_ns + (measured_ns - estimate_ns) // 8
 
 
 @dataclass
@@ -155,7 +168,7 @@ class Batcher:
                 results = self._execute(batch)
             except Exception as exc:
                 results = [exc]
-            self._complete(batch, results)
+            self._complete(batch, results, inline=True)
             return
         future = asyncio.get_running_loop().run_in_executor(self._pool, self._execute, batch)
         self._in_pool.add(future)
@@ -167,11 +180,11 @@ class Batcher:
             results: list[Result] = future.result()
         except (Exception, asyncio.CancelledError) as exc:  # _execute failed outside a group, or the pool stopped
             results = [exc] * len(batch)
-        self._complete(batch, results)
+        self._complete(batch, results, inline=False)
         if self._queue:  # what gathered meanwhile starts now, not a loop turn later behind other work
             self._dispatch()
 
-    def _complete(self, batch: list[_Pending], results: list[Result]) -> None:
+    def _complete(self, batch: list[_Pending], results: list[Result], *, inline: bool) -> None:
         self._executing -= 1
         for member, result in zip(batch, results, strict=True):
             if member.future.done():  # the client went away
@@ -181,7 +194,7 @@ class Batcher:
             else:
                 member.future.set_result(result)
         if len(batch) == 1 and not isinstance(results[0], BaseException):
-            self.lone_ewma_ns += (results[0][1].infer_ns - self.lone_ewma_ns) // 8
+            self.lone_ewma_ns = next_estimate(self.lone_ewma_ns, results[0][1].infer_ns, inline=inline)
 
     # --- execution (a pool thread, or the loop thread for a small lone request) ----------------------------------
 

@@ -14,10 +14,25 @@ import numpy.typing as npt
 
 from modelyard_runtime.errors import BadRequestError, InferenceFailedError, ServingError, public_message
 from modelyard_runtime.protocol.classification import classify
-from modelyard_runtime.server.batcher import INLINE_BELOW_NS, Outputs
+from modelyard_runtime.server.batcher import INLINE_BELOW_NS, Outputs, Timing, next_estimate
 from modelyard_runtime.server.versions import LoadedModel, run_timed
 
 log = logging.getLogger("modelyard.server")
+
+
+async def run_unbatched(
+    model: LoadedModel, inputs: dict[str, npt.NDArray[Any]], names: list[str], pool: Executor
+) -> tuple[Outputs, Timing]:
+    """One run without the batcher: on the loop thread while the model's runs average below INLINE_BELOW_NS (a hop
+    to the pool would cost more than the run), in the pool otherwise; the run updates that average."""
+    inline = model.compute_ewma_ns < INLINE_BELOW_NS
+    if inline:
+        outputs, timing = run_timed(model.backend, inputs, names)
+    else:
+        loop = asyncio.get_running_loop()
+        outputs, timing = await loop.run_in_executor(pool, run_timed, model.backend, inputs, names)
+    model.compute_ewma_ns = next_estimate(model.compute_ewma_ns, timing.infer_ns, inline=inline)
+    return outputs, timing
 
 
 async def run_inference(
@@ -48,13 +63,8 @@ async def run_inference(
         if model.batcher is not None:
             outputs, timing = await model.batcher.submit(inputs)
             outputs = {n: outputs[n] for n in names}
-        elif model.compute_ewma_ns < INLINE_BELOW_NS:
-            # a thread hop costs more than a small model's run: do it here, the loop is busy only briefly
-            outputs, timing = run_timed(model.backend, inputs, names)
         else:
-            loop = asyncio.get_running_loop()
-            outputs, timing = await loop.run_in_executor(pool, run_timed, model.backend, inputs, names)
-        model.compute_ewma_ns += (timing.infer_ns - model.compute_ewma_ns) // 8
+            outputs, timing = await run_unbatched(model, inputs, names, pool)
     except ServingError:
         model.stats.record_failure(time.perf_counter_ns() - started)
         raise
