@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 
 from modelyard_runtime.errors import UnavailableError
-from modelyard_runtime.server.batcher import Batcher, next_estimate
+from modelyard_runtime.server.batcher import Batcher, Outputs, Timing, next_estimate
 
 IN_POOL = 0  # inline_below_ns=0: every batch runs in the pool, so the loop stays free while it executes
 
@@ -340,3 +340,27 @@ def test_a_slow_lone_model_stays_in_the_pool() -> None:
     run(main())
     assert len(threads) == 4
     assert threading.get_ident() not in threads
+
+
+def test_queued_requests_of_a_small_measured_model_run_as_batches_on_the_loop_thread() -> None:
+    """Once lone runs show the model is small, a batch estimated under the threshold (rows × a lone run) runs on the
+    loop thread too: a hop to the pool would cost more than the run."""
+    model = Doubler()
+
+    async def main() -> list[tuple[Outputs, Timing]]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = Batcher(model, pool, max_batch_size=8, max_delay_s=0.0, inline_below_ns=10**9)
+            for i in range(12):  # the estimate starts at the threshold; a dozen fast runs bring it under a quarter
+                await batcher.submit(ones(i))
+            results = await asyncio.gather(*(batcher.submit(ones(10 + i)) for i in range(4)))
+            await batcher.close()
+            return results
+
+    results = run(main())
+    loop_thread = threading.get_ident()
+    assert model.threads[0] != loop_thread  # unmeasured: in the pool
+    assert model.threads[1:] == [loop_thread] * (len(model.threads) - 1)
+    assert sum(model.sizes[12:]) == 4
+    assert len(model.sizes[12:]) < 4  # the four queued ones ran batched
+    for i, (out, _) in enumerate(results):
+        np.testing.assert_array_equal(out["Y"], ones(10 + i)["X"] * 2)

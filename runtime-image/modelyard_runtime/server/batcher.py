@@ -6,11 +6,11 @@ bounds a wait for a preferred batch size. Requests that become ready in the same
 several sockets readable after the loop was busy) are gathered too: the decision is taken one turn after an
 arrival, not inside ``submit``.
 
-Where it runs: a request that found the model idle and runs alone, of a model whose runs average less than a thread
-hop (``inline_below_ns``), runs on the event loop thread, as the unbatched path does; every other batch runs in
-the inference thread pool
-(ONNX Runtime releases the GIL while it computes), so the loop keeps reading and answering requests meanwhile
-and gathers the next batch. Each execution is one hop back to the loop, not one per request. Rows of a batch
+Where it runs: a batch whose estimated run (a lone run's average per row, ``lone_ewma_ns``) is under a thread
+hop's worth (``inline_below_ns``) runs on the event loop thread, as the unbatched path does, and what arrives
+meanwhile forms the next batch; every other batch runs in the inference thread pool (ONNX Runtime releases the GIL
+while it computes), so the loop keeps reading and answering requests meanwhile and gathers the next batch. Each
+execution is one hop back to the loop, not one per request. Rows of a batch
 are copied into a preallocated buffer per execution slot; outputs go back to each caller as views.
 """
 
@@ -160,10 +160,9 @@ class Batcher:
 
     def _start(self, batch: list[_Pending]) -> None:
         self._executing += 1
-        if len(batch) == 1 and batch[0].idle_arrival and self.lone_ewma_ns < self._inline_below_ns:
-            # no load, and a thread hop would cost more than the run: run it here; the loop is busy only briefly.
-            # Under load (a request that queued behind another) the pool is better even for a small model: the
-            # hop costs the loop less than the run would, and the loop meanwhile serves the next requests.
+        if self.lone_ewma_ns * sum(p.rows for p in batch) < self._inline_below_ns:
+            # a thread hop would cost more than the run (estimated as a lone run per row: no less than it takes):
+            # run it here; the loop is busy only briefly, and what arrives meanwhile forms the next batch
             try:
                 results = self._execute(batch)
             except Exception as exc:
