@@ -186,6 +186,14 @@ def launch_spec(server: str, repo: Path, model: str, workdir: Path) -> Launch:
     return Launch(argv, env, http_port, grpc_port)
 
 
+def install_file(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` through a temporary name and a rename: a ``dest`` that a process still runs (the
+    previous Triton's backend stub while it exits: "Text file busy") is replaced, not written over."""
+    part = dest.with_name(dest.name + ".part")
+    shutil.copy2(src, part)
+    os.replace(part, dest)
+
+
 def triton_launch(
     repo: Path, model: str, workdir: Path, http_port: int, grpc_port: int
 ) -> tuple[list[str], dict[str, str]]:
@@ -202,8 +210,9 @@ def triton_launch(
     py_version = site.parent.name.removeprefix("python")
     for src in (shipped / "backends" / "python").iterdir():
         if src.is_file():
-            shutil.copy2(src, python_backend / src.name)
-    shutil.copy2(shipped / "python_backend_stubs" / py_version / "triton_python_backend_stub", python_backend)
+            install_file(src, python_backend / src.name)
+    stub = "triton_python_backend_stub"
+    install_file(shipped / "python_backend_stubs" / py_version / stub, python_backend / stub)
 
     onnx_file = repo / model / "1" / "model.onnx"
     graph = onnx.load(str(onnx_file), load_external_data=False).graph
@@ -218,8 +227,8 @@ def triton_launch(
     triton_repo = workdir / f"triton-{model}"
     version_dir = triton_repo / model / "1"
     version_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(onnx_file, version_dir / "model.onnx")
-    shutil.copy2(HERE / "peers" / "triton_python_model.py", version_dir / "model.py")
+    install_file(onnx_file, version_dir / "model.onnx")
+    install_file(HERE / "peers" / "triton_python_model.py", version_dir / "model.py")
     (triton_repo / model / "config.pbtxt").write_text(
         f'name: "{model}"\nbackend: "python"\nmax_batch_size: 32\n'
         f"input [ {tensors(graph.input)} ]\noutput [ {tensors(graph.output)} ]\n"
