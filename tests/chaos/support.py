@@ -183,8 +183,12 @@ class StatusWatch:
         return self.samples[-1].status if self.samples else {}
 
     def until(self, predicate: Any, *, timeout: float, what: str) -> dict[str, Any]:
-        """The first sampled status after the one the previous call returned for which ``predicate`` holds (calls
-        follow the rollout forward: a state that came and went between two calls is still found)."""
+        """The first status from the current one on, after the one the previous call returned, for which
+        ``predicate`` holds (calls follow the rollout forward: a state that came and went between two calls is still
+        found). A sample is taken only when something changes, so the latest one is the current state and counts
+        again, as a poll would take it again (the state a killed operator left may hold after its restart)."""
+        if self.samples:
+            self._cursor = min(self._cursor, len(self.samples) - 1)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             while self._cursor < len(self.samples):
@@ -196,4 +200,5 @@ class StatusWatch:
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; status: {self.latest()}")
 
     def skip_to_now(self) -> None:
+        """The next :meth:`until` starts from the current state (the latest sample), not from an earlier one."""
         self._cursor = len(self.samples)
