@@ -6,8 +6,8 @@ bounds a wait for a preferred batch size. Requests that become ready in the same
 several sockets readable after the loop was busy) are gathered too: the decision is taken one turn after an
 arrival, not inside ``submit``.
 
-Where it runs: a batch whose estimated run (a lone run's average per row, ``lone_ewma_ns``) is under a thread
-hop's worth (``inline_below_ns``) runs on the event loop thread, as the unbatched path does, and what arrives
+Where it runs: a batch whose estimated run (rows times a lone request's average run, ``lone_ewma_ns``) is under a
+thread hop's worth (``inline_below_ns``) runs on the event loop thread, as the unbatched path does, and what arrives
 meanwhile forms the next batch; every other batch runs in the inference thread pool (ONNX Runtime releases the GIL
 while it computes), so the loop keeps reading and answering requests meanwhile and gathers the next batch. Each
 execution is one hop back to the loop, not one per request. Rows of a batch
@@ -161,7 +161,7 @@ class Batcher:
     def _start(self, batch: list[_Pending]) -> None:
         self._executing += 1
         if self.lone_ewma_ns * sum(p.rows for p in batch) < self._inline_below_ns:
-            # a thread hop would cost more than the run (estimated as a lone run per row: no less than it takes):
+            # a thread hop would cost more than the run (rows times a lone request's average run, no less):
             # run it here; the loop is busy only briefly, and what arrives meanwhile forms the next batch
             try:
                 results = self._execute(batch)
