@@ -363,7 +363,10 @@ def ready_replicas(deployments: list[ObservedDeployment], version: str | None, *
     for d in deployments:
         obs = d.observation
         if obs.version == version:
-            return min(obs.available_replicas, obs.ready_replicas) if obs.generation <= obs.observed_generation else 0
+            if obs.generation > obs.observed_generation:
+                return 0
+            # Pods over spec.replicas are being scaled away: they are Ready for a moment, never capacity.
+            return min(obs.available_replicas, obs.ready_replicas, obs.replicas)
     return 0
 
 
@@ -376,8 +379,10 @@ def paced(deployment: Obj, observed: list[ObservedDeployment]) -> Obj:
 
 def serving_pods(deployments: list[ObservedDeployment], version: str | None) -> int:
     """Ready pods of ``version``'s Deployment: the Service's ready endpoints of that version, also while the
-    Deployment controller has not yet observed a scale (which ``ready_replicas`` waits for)."""
-    return next((d.observation.ready_replicas for d in deployments if version and d.observation.version == version), 0)
+    Deployment controller has not yet observed a scale (which ``ready_replicas`` waits for), and none of the pods a
+    scale-down is taking away (they leave the endpoints as they start terminating)."""
+    obs = next((d.observation for d in deployments if version and d.observation.version == version), None)
+    return min(obs.ready_replicas, obs.replicas) if obs is not None else 0
 
 
 def _model_version(md: ModelDeployment, versions: VersionMap, version: str) -> ModelVersion | None:

@@ -106,6 +106,11 @@ def test_a_canary_beside_an_autoscaled_stable_version_scales_in_proportion(clust
         wait_for(lambda: status().get("phase") == "Paused", timeout=60, what="the canary paused at 25 %")
         assert spec_replicas("x-2") == 1  # 1 of 4 pods
         assert status()["weights"]["canary"] == 25
+        # The canary's one pod started once: it was not created (the default replicas) and scaled away, or counted
+        # Ready while it went (stop 26's CI failure: Paused with the weight in effect at 0).
+        deleted = kubectl.run("get", "events", "-n", "cn", "--field-selector", "reason=SuccessfulDelete", "-o", "json")
+        churn = [e["message"] for e in json.loads(deleted.stdout)["items"] if "x-2" in e["involvedObject"]["name"]]
+        assert churn == []
         assert kubectl.get("hpa", "x", "cn")["spec"]["scaleTargetRef"]["name"] == "x-1"
 
         kubectl.run("patch", "mdeploy", "x", "-n", "cn", "--type=merge",

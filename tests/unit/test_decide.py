@@ -125,7 +125,7 @@ CASES = [
     Case("steady: spec.version is the stable version", spec("1"), STEADY, [(0, idle())],
          {"kind": "Steady", "phase": "Healthy", "stable": "1", "canary": None, "weight": 0}),
     Case("a new spec.version starts a rollout at weight 0", spec(), STEADY, [(0, idle(0))],
-         {"kind": "Start", "canary": "2", "step": 0, "weight": 0, "phase": "Progressing"}),
+         {"kind": "Start", "canary": "2", "step": 0, "weight": 0, "phase": "Progressing", "provision": 25}),
     Case("setWeight waits for Ready canary pods before moving traffic", spec(), in_step(0, weight=0),
          [(5, idle(ready=0))],
          {"kind": "Hold", "reason": "CanaryNotReady", "weight": 0, "provision": 25, "step": 0}),

@@ -77,7 +77,10 @@ def test_start_creates_the_canary_beside_the_stable() -> None:
     result = plan_rollout(md(), MVS, [deployment("fraud-41", "41", replicas=4, available=4)], CONFIG, NOW, None)
     assert result.decision is not None
     assert str(result.decision.kind) == "Start"
-    assert replicas(result) == {"fraud-41": 4, "fraud-42": 0}
+    # The first step (setWeight 50) gets its pods at once; its traffic waits until they are Ready.
+    assert replicas(result) == {"fraud-41": 4, "fraud-42": 4}
+    assert result.status is not None
+    assert result.status.status["weights"] == {"stable": 100, "canary": 0}
     services = {o["metadata"]["name"]: o["spec"]["selector"] for o in result.apply if o["kind"] == "Service"}
     assert services["fraud-canary"]["modelyard.dev/version"] == "42"
     assert services["fraud-stable"]["modelyard.dev/version"] == "41"
@@ -98,6 +101,21 @@ def test_set_weight_provisions_canary_pods_before_moving_traffic() -> None:
     assert replicas(result) == {"fraud-41": 4, "fraud-42": 4}  # 50 %: as many pods as the stable version
     assert result.status is not None
     assert result.status.status["weights"] == {"stable": 100, "canary": 0}
+
+
+def test_ready_pods_a_scale_down_is_taking_away_are_no_capacity_and_carry_no_traffic() -> None:
+    """The canary's Deployment scaled to 0 (its controller observed that) while its pod is still Ready for a moment:
+    that pod is neither a reason to move the weight nor part of the weight in effect (the CI failure of stop 26)."""
+    canary = deployment("fraud-42", "42", replicas=0, available=0, generation=2)
+    canary["status"].update(readyReplicas=1, availableReplicas=1, replicas=1)
+    deployments = [deployment("fraud-41", "41", replicas=4, available=4), canary]
+    result = plan_rollout(md(status=in_step(0, 0)), MVS, deployments, CONFIG, NOW, None)
+    assert str(result.decision.reason) == "CanaryNotReady"  # type: ignore[union-attr]
+    assert result.status is not None
+    assert result.status.status["weights"] == {"stable": 100, "canary": 0}
+    paused = plan_rollout(md(status={**in_step(1, 50), "requestedWeight": 50}), MVS, deployments, CONFIG, NOW, None)
+    assert paused.status is not None
+    assert paused.status.status["weights"] == {"stable": 100, "canary": 0}  # 0 of 4 serving pods are the canary's
 
 
 def test_rollback_keeps_the_canary_until_the_stable_is_back_and_clears_status_fields() -> None:

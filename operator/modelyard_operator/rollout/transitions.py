@@ -194,7 +194,11 @@ class Transitions:
         w.step = StepStatus(index=len(self.steps) if promote_full else 0, started_at=self.stamp,
                             promote_full=promote_full)  # fmt: skip
         w.analysis = self._fresh_counters()
-        self.provision = 0
+        # The first step's pods start with the rollout: a canary Deployment created at 0 pods and raised a tick
+        # later costs a tick, and under an autoscaler (which leaves replicas out of the apply) it would start one
+        # pod (the API server's default) only to scale it away.
+        first = self.steps[w.step.index] if w.step.index < len(self.steps) else None
+        self.provision = first.set_weight if first is not None and first.set_weight is not None else 0
         message = f"rolling out version {version} over stable {w.stable}"
         return self._done(Kind.START, Reason.STARTED, message, healthy=("Unknown", "NotMeasured", "starting"))
 
