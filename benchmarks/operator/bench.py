@@ -467,7 +467,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
     watch, versions, deployments = Watch(client, MDR, ns), Watch(client, MVR, ns), Watch(client, Deployment, ns)
     rss_before = op.rss()
     meter = CpuMeter(cl, op)
-    started = time.monotonic()
+    started, since = time.monotonic(), time.time()
     last_report = [started]
     validated: dict[str, float] = {}
 
@@ -493,6 +493,9 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
     window = [rss for t, rss in op.rss_samples if t >= started]
     created_at = sorted(t - started for t in deployments.seen.values())
     log(f"scale: {count} ModelDeployments Ready after {elapsed:.1f}s")
+    time.sleep(1.0)  # the audit backend writes a request once it completed
+    requests = request_breakdown(cl.audit_events(since, time.time() - 1.0))
+    log(f"scale: the operator sent {sum(requests.values())} API requests: {requests}")
     return {
         "count": count,
         "apply_seconds": created,
@@ -503,6 +506,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
         "rss_peak_bytes": max(window or [op.rss()]),
         "rss_after_bytes": op.rss(),
         "cpu": cpu,
+        "requests": requests,
     }
 
 
@@ -611,6 +615,12 @@ def section(res: Obj, command: str) -> str:
             lines += [f"In the operator's run the last ModelVersion was validated after {s['validated_seconds']:.1f} s"
                       f" and the last Deployment created after {s['deployments_created_seconds']:.1f} s.",
                       ""]  # fmt: skip
+        for label, r in runs:
+            if r.get("requests"):
+                total = sum(r["requests"].values())
+                lines += [f"API requests the operator sent in the {label} run: {total} ({total / r['count']:.1f} per "
+                          "ModelDeployment with its ModelVersion): "
+                          + ", ".join(f"{k} {v}" for k, v in r["requests"].items()) + ".", ""]  # fmt: skip
         lines += [f"Operator RSS: {mib(s['rss_before_bytes'])} before, {mib(s['rss_peak_bytes'])} at peak, "
                   f"{mib(s['rss_after_bytes'])} with {s['count']} Ready."]  # fmt: skip
     if "lag" in res:

@@ -68,7 +68,11 @@ def _now() -> str:
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -> None:
     # Progress and diff-base in annotations: status stays ours and matches the CRD schema.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="modelyard.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="modelyard.dev")
+    # The handlers react to spec changes only: with labels in the essence, the labels the ModelVersion handler adds
+    # would cost a second write of this annotation on every version.
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="modelyard.dev", ignored_fields=["metadata"]
+    )
     settings.posting.level = logging.WARNING  # our own Events say what matters; kopf's are noise
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300
@@ -172,12 +176,16 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
 async def _current(
     cached: Callable[[str, str], dict[str, Any] | None], kind: str, namespace: str, name: str, kube: Kube
 ) -> dict[str, Any] | None:
-    """The object from the index, once the index holds our own last status write (its watch event is usually
-    milliseconds behind); read from the API if it does not within half a second."""
+    """The object from the index, or while the index does not hold our own last status write yet (its watch event
+    is milliseconds behind, seconds on a saturated control plane) the object that write returned; read from the
+    API if neither is there within half a second."""
     for _ in range(10):
         obj = cached(namespace, name)
-        if obj is None or not kube.stale(kind, obj):
-            return obj
+        if obj is None:
+            return None
+        current = kube.current(kind, obj)
+        if current is not None:
+            return current
         await asyncio.sleep(0.05)
     if kind == "ModelDeployment":
         return await kube.get_model_deployment(namespace, name)

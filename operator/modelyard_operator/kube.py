@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -45,6 +46,7 @@ _KINDS: dict[tuple[str, str], Any] = {
 }
 # children the operator does not watch: an unchanged one is not sent again (an edit of it is restored after a restart)
 _UNWATCHED = {"HorizontalPodAutoscaler"}
+ANSWER_HOLD_SECONDS = 60.0  # how long the object a status write returned stands in for a cache not caught up
 
 
 def _dict(obj: Any) -> Obj:
@@ -105,8 +107,10 @@ class Kube:
         # what each apply sent (a digest) and the generation (or resourceVersion) the object had afterwards, by
         # the ModelDeployment (namespace, name) the object belongs to: an unchanged object is not sent again
         self._applied: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
-        # the resourceVersion each status write returned, so a cached object older than our own write is re-read
+        # the resourceVersion each status write returned, so a cached object older than our own write is not used,
+        # and the object that write returned, until the cache has caught up with it (then only the number stays)
         self._written: dict[tuple[str, str, str], int] = {}
+        self._answers: dict[tuple[str, str, str], tuple[float, Obj]] = {}  # oldest first
 
     async def close(self) -> None:
         await self._client.close()
@@ -178,12 +182,25 @@ class Kube:
         """The ModelDeployment is gone: its children go with it (garbage collection), and so do our records."""
         self._applied.pop((namespace, owner), None)
         self._written.pop(("ModelDeployment", namespace, owner), None)
+        self._answers.pop(("ModelDeployment", namespace, owner), None)
 
     def stale(self, kind: str, cached: Obj) -> bool:
         """Whether ``cached`` is older than the last status this operator wrote to that object."""
         meta = cached.get("metadata") or {}
         written = self._written.get((kind, meta.get("namespace", ""), meta.get("name", "")), 0)
         return _revision(cached) < written
+
+    def current(self, kind: str, cached: Obj) -> Obj | None:
+        """``cached``, or, while it is older than this operator's last status write, the object that write returned:
+        the state the watch is about to bring (a change someone made since comes after it, as it would anyway). None
+        when the cache is stale and that answer is no longer held."""
+        meta = cached.get("metadata") or {}
+        key = (kind, meta.get("namespace", ""), meta.get("name", ""))
+        if not self.stale(kind, cached):
+            self._answers.pop(key, None)
+            return cached
+        held = self._answers.get(key)
+        return held[1] if held is not None else None
 
     async def apply(self, obj: Obj) -> Obj:
         """Server-side apply under the operator's field manager, taking over conflicting fields."""
@@ -279,7 +296,17 @@ class Kube:
             if exc.status.code != 404:
                 raise _translate(exc, f"writing the status of {kind} {namespace}/{name}") from exc
             return
-        self._written[(kind, namespace, name)] = _revision(_dict(result))
+        answer, key, now = _dict(result), (kind, namespace, name), time.monotonic()
+        (answer.get("metadata") or {}).pop("managedFields", None)  # as the indexes hold objects: never read here
+        self._written[key] = _revision(answer)
+        self._answers.pop(key, None)
+        self._answers[key] = (now, answer)
+        # Those of objects not read since (a version validated, an object deleted) go once the watch has surely
+        # brought them: the held answers stay bounded by the write rate.
+        oldest = next(iter(self._answers))
+        while self._answers[oldest][0] < now - ANSWER_HOLD_SECONDS:
+            del self._answers[oldest]
+            oldest = next(iter(self._answers))
 
 
 class LeaseStore:

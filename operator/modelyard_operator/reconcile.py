@@ -167,7 +167,8 @@ def find_model_version(md: ModelDeployment, versions: VersionMap, config: Operat
     if mv.status.phase != "Ready":
         return Problem(
             Reason.PENDING_VALIDATION,
-            f"waiting for ModelVersion {mv.metadata.name} to be validated (phase {mv.status.phase or 'Pending'})",
+            # not its phase: a message that changed with it would cost one more status write on every deployment
+            f"waiting for ModelVersion {mv.metadata.name} to be validated",
         )
     return mv
 

@@ -87,11 +87,27 @@ def test_idle_operator_sends_no_requests_per_object(audited: Audited, tmp_path: 
     print(f"converging {COUNT} ModelDeployments: {len(work)} operator requests ({per_md:.1f} per ModelDeployment) "
           f"in {converged - started:.1f}s: {breakdown(work)}")  # fmt: skip
     # reads come from the watches: no GET or LIST per reconcile (the old operator made three per reconcile); what
-    # is left: kopf's initial listings, one list of a finished validation Job's pods per ModelVersion, and a GET
-    # where the watch had not yet delivered the operator's own last status write
-    reads = breakdown([e for e in work if e["verb"] in ("get", "list")])
-    assert reads.pop("list pods", 0) <= COUNT, reads
-    assert sum(reads.values()) <= COUNT // 2, reads  # measured: 11 (was 3 per reconcile)
+    # is left: kopf's initial listings, one list of a finished validation Job's pods per ModelVersion, and a list
+    # of a ModelDeployment's pods when its Deployment is still not rolled out after 10 s (a start that failed?)
+    pod_lists = [e for e in work if e["verb"] == "list" and e["objectRef"].get("resource") == "pods"]
+    validations = [e for e in pod_lists if "validates" in e.get("requestURI", "")]
+    # (twice for a version whose Job completed before its pod's result was readable; measured: 30 and 31)
+    assert len(validations) <= COUNT + COUNT // 10
+    assert len(pod_lists) - len(validations) <= COUNT // 2  # measured: 0, and 1 on a machine running CI beside
+    reads = breakdown([e for e in work if e["verb"] in ("get", "list") and e not in pod_lists])
+    assert sum(reads.values()) <= COUNT // 2, reads  # measured: 0 (was 3 per reconcile)
+    # not even where the watch has not yet brought the operator's own last status write: that write's answer
+    # stands in for it (the GETs it cost were 4 per ModelDeployment at 300 on a busy machine)
+    assert not [k for k in reads if k.startswith("get ")], reads
+    # writes: one metadata patch per version (its labels and kopf's annotations; the labels used to change kopf's
+    # diff-base and cost a second), three status writes per ModelDeployment (waiting for validation, deploying,
+    # available: the version's phase is not in the message, which cost a fourth), and one more where a deployment
+    # was reconciled before its version reached the operator's cache (its Event says so)
+    writes = breakdown([e for e in work if e["verb"] in ("patch", "create", "update")])
+    assert writes.get("patch modelversions", 0) <= COUNT, writes
+    events = kubectl.get("events", namespace="scale")["items"]
+    early = [e for e in events if e["reason"] in ("ModelVersionMismatch", "ModelVersionNotFound")]
+    assert writes.get("patch modeldeployments/status", 0) <= 3 * COUNT + len(early), writes
 
     # periodic work runs over the indexes, not as kopf timers: no finalizer on any object (each cost two writes,
     # and blocked deletion while the operator was down)
