@@ -30,14 +30,14 @@ from modelyard_operator.kube import Kube, KubeError
 from modelyard_operator.metrics import OperatorMetrics
 from modelyard_operator.names import (
     LABEL_BUILDS,
-    LABEL_COMPONENT,
     LABEL_INSTANCE,
     LABEL_MANAGED_BY,
     LABEL_MODEL,
     LABEL_VERSION,
     MANAGED_BY,
 )
-from modelyard_operator.podhealth import StartFailure, start_failures
+from modelyard_operator.podhealth import StartFailure
+from modelyard_operator.podsurvey import PodSurvey, start_failure_survey, unschedulable_survey
 from modelyard_operator.prometheus import Prometheus, measure
 from modelyard_operator.reconcile import (
     Plan,
@@ -82,6 +82,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -
     memo.setdefault("config", OperatorConfig())
     memo.setdefault("metrics", OperatorMetrics())
     memo.kube = Kube()
+    memo.start_failures = start_failure_survey(memo.kube)
+    memo.unschedulable = unschedulable_survey(memo.kube)
     config: OperatorConfig = memo.config
     memo.prometheus = (
         Prometheus(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
@@ -119,7 +121,6 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> N
             if md is None or md["metadata"].get("deletionTimestamp"):
                 kube.forget_owner(namespace, name)
                 memo.metrics.forget_model_deployment(namespace, name)
-                memo.get("pod_checks", {}).pop((namespace, name), None)
                 return
             deployments = view.owned_deployments(namespace, name)
             mvs = view.model_versions(namespace, (md.get("spec") or {}).get("model"), versions_in_use(md, deployments))
@@ -216,30 +217,20 @@ async def _report_gateway_api_missing(md: dict[str, Any], exc: KubeError, kube: 
 
 
 POD_CHECK_GRACE_SECONDS = 10.0  # a Deployment younger than this is still starting: its pods are not read yet
-POD_CHECK_INTERVAL_SECONDS = 10.0  # at most one pod LIST per ModelDeployment in this time
 
 
 async def _start_failures(
-    kube: Kube, namespace: str, name: str, deployments: list[dict[str, Any]], last_checks: dict[tuple[str, str], float]
+    survey: PodSurvey[dict[str, StartFailure]], namespace: str, name: str, deployments: list[dict[str, Any]]
 ) -> dict[str, StartFailure]:
-    """What the model pods say about failed starts; read (one LIST) only while a Deployment that is not rolled out has
-    had time to start, and at most once per interval per ModelDeployment, so neither a steady ModelDeployment nor a
-    healthy start costs a read. A crash-looping pod's Deployment status events and the periodic resync bring its
-    reason within about 30 s."""
-    now = time.time()
+    """What the model pods say about failed starts; asked only while a Deployment that is not rolled out has had time
+    to start, so neither a steady ModelDeployment nor a healthy start costs a read (``podsurvey``: one LIST per
+    namespace per 10 s answers all). A crash-looping pod's Deployment status events and the periodic resync bring
+    its reason within about 30 s."""
     starting = [d for d in deployments if not DeploymentObservation.from_object(d, LABEL_VERSION).rolled_out]
     created = [parse_time(d["metadata"].get("creationTimestamp"), datetime.now(UTC)).timestamp() for d in starting]
-    if not created or now - min(created) < POD_CHECK_GRACE_SECONDS:
+    if not created or time.time() - min(created) < POD_CHECK_GRACE_SECONDS:
         return {}
-    if now - last_checks.get((namespace, name), 0.0) < POD_CHECK_INTERVAL_SECONDS:
-        return {}
-    last_checks[(namespace, name)] = now
-    try:
-        pods = await kube.list_pods(namespace, {LABEL_INSTANCE: name, LABEL_COMPONENT: "predictor"})
-    except KubeError as exc:
-        log.warning("cannot read the pods of %s/%s: %s", namespace, name, exc)
-        return {}
-    return start_failures(pods)
+    return await survey.of(namespace, name)
 
 
 async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list[dict[str, Any]], memo: Any) -> Plan:
@@ -248,8 +239,7 @@ async def _plan(md: dict[str, Any], mvs: list[dict[str, Any]], deployments: list
     parsed = ModelDeployment.model_validate(md)
     if not uses_rollout(parsed):
         meta = parsed.metadata
-        checks = memo.setdefault("pod_checks", {})
-        failures = await _start_failures(memo.kube, meta.namespace, meta.name, deployments, checks)
+        failures = await _start_failures(memo.start_failures, meta.namespace, meta.name, deployments)
         return plan(parsed, mvs, deployments, memo.config, _now(), failures)
     now = datetime.now(UTC)
     measurement = None
@@ -470,8 +460,7 @@ async def check_validation(namespace: str, name: str, mv: dict[str, Any], memo: 
 async def _report_unschedulable(namespace: str, name: str, mv: dict[str, Any], memo: Any) -> None:
     """A validation pod that fits no node (a TensorRT plan without a GPU node): a condition says so."""
     try:
-        pods = await memo.kube.list_pods(namespace, {validation.LABEL_VALIDATES: name})
-        why = validation.unschedulable(pods)
+        why = await memo.unschedulable.of(namespace, name)  # one LIST per namespace per 10 s answers all versions
         if why is None:
             return
         status, generation = mv.get("status") or {}, int(mv["metadata"].get("generation") or 0)
