@@ -15,6 +15,8 @@ from typing import Any, cast
 
 import httpx2
 from lightkube import ApiError, AsyncClient
+from lightkube.core.resource import api_info
+from lightkube.core.selector import build_selector
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
@@ -54,17 +56,55 @@ def _dict(obj: Any) -> Obj:
     return cast(Obj, obj.to_dict())
 
 
+async def _plain_list(client: Any, resource: Any, namespace: str, labels: dict[str, Any] | None) -> list[Obj]:
+    """A LIST through lightkube's request path (its URL, auth and errors), its answer decoded as plain JSON: turning
+    each item into lightkube's typed object and back into a dict cost the operator an eighth of its CPU at scale."""
+    selector = build_selector(labels) if labels else None
+    request = client.prepare_request(
+        "list", res=resource, namespace=namespace, params={"limit": LIST_PAGE, "labelSelector": selector}
+    )
+    info = api_info(resource).resource
+    api_version = f"{info.group}/{info.version}" if info.group else info.version
+    items: list[Obj] = []
+    while True:
+        answer = await client.send(client.build_adapter_request(request))
+        client.raise_for_status(answer)
+        body = json.loads(answer.content)
+        for item in body.get("items") or []:  # a LIST's items carry no apiVersion and kind: the typed path added them
+            items.append({"apiVersion": api_version, "kind": info.kind, **item})
+        token = (body.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+        request.params["continue"] = token
+
+
 def _revision(obj: Obj) -> int:
     """resourceVersion as a number: etcd's revision, which only grows (0 when it is not a number)."""
     raw = str((obj.get("metadata") or {}).get("resourceVersion") or "")
     return int(raw) if raw.isdigit() else 0
 
 
-def _version_of(obj: Obj) -> str:
-    """What changes when anyone changes an object's desired state: its generation where it has one (status
-    updates leave it alone), else its resourceVersion."""
+Mark = tuple[str, str, int]  # (uid, "generation" or "resourceVersion", its number)
+
+
+def _mark(obj: Obj) -> Mark | None:
+    """What grows when anyone changes an object's desired state: its generation where it has one (status updates
+    leave it alone), else its resourceVersion; with its uid, since a re-created object counts again. None when the
+    number cannot be read (an opaque resourceVersion): then the object is simply applied."""
     meta = obj.get("metadata") or {}
-    return f"g{meta['generation']}" if meta.get("generation") else f"r{meta.get('resourceVersion', '')}"
+    if meta.get("generation"):
+        return (str(meta.get("uid", "")), "generation", int(meta["generation"]))
+    raw = str(meta.get("resourceVersion") or "")
+    return (str(meta.get("uid", "")), "resourceVersion", int(raw)) if raw.isdigit() else None
+
+
+def unchanged_since(applied: Mark | None, observed: Obj) -> bool:
+    """Whether ``observed`` (a cached copy) shows the object as this operator's apply left it, or older: a watch
+    that has not caught up with our own apply yet shows a lower number, and anyone's change after it a higher one."""
+    seen = _mark(observed)
+    if applied is None or seen is None:
+        return False
+    return seen[:2] == applied[:2] and seen[2] <= applied[2]
 
 
 class KubeError(Exception):
@@ -107,7 +147,7 @@ class Kube:
         self._client = client or AsyncClient(field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(10.0, pool=None))
         # what each apply sent (a digest) and the generation (or resourceVersion) the object had afterwards, by
         # the ModelDeployment (namespace, name) the object belongs to: an unchanged object is not sent again
-        self._applied: dict[tuple[str, str], dict[tuple[str, str], tuple[str, str]]] = {}
+        self._applied: dict[tuple[str, str], dict[tuple[str, str], tuple[str, Mark | None]]] = {}
         # the resourceVersion each status write returned, so a cached object older than our own write is not used,
         # and the object that write returned, until the cache has caught up with it (then only the number stays)
         self._written: dict[tuple[str, str, str], int] = {}
@@ -122,8 +162,11 @@ class Kube:
         second."""
         try:
             with _transport(f"listing {what}"):
-                pages = self._client.list(resource, namespace=namespace, labels=labels, chunk_size=LIST_PAGE)
-                return [_dict(o) async for o in pages]
+                inner = getattr(self._client, "_client", None)
+                if not hasattr(inner, "prepare_request"):  # a lightkube without its generic client: typed objects
+                    pages = self._client.list(resource, namespace=namespace, labels=labels, chunk_size=LIST_PAGE)
+                    return [_dict(o) async for o in pages]
+                return await _plain_list(inner, resource, namespace, labels)
         except ApiError as exc:
             raise _translate(exc, f"listing {what}") from exc
 
@@ -170,13 +213,14 @@ class Kube:
         meta = obj["metadata"]
         key, slot = (meta["namespace"], owner), (obj["kind"], meta["name"])
         digest = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-        seen = self._applied.get(key, {}).get(slot)
-        if observed is not None and seen is not None and seen == (digest, _version_of(observed)):
-            return False
-        if observed is None and obj["kind"] in _UNWATCHED and seen is not None and seen[0] == digest:
-            return False
+        sent = self._applied.get(key, {}).get(slot)
+        if sent is not None and sent[0] == digest:
+            if observed is not None and unchanged_since(sent[1], observed):
+                return False
+            if observed is None and obj["kind"] in _UNWATCHED:
+                return False
         result = await self.apply(obj)
-        self._applied.setdefault(key, {})[slot] = (digest, _version_of(result))
+        self._applied.setdefault(key, {})[slot] = (digest, _mark(result))
         return True
 
     def forget_owner(self, namespace: str, owner: str) -> None:
