@@ -58,6 +58,7 @@ MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
 log = logging.getLogger("modelyard.operator")
 INSTANCE = socket.gethostname()  # the reporting instance of our Events (the pod name in a cluster)
+KOPF_CONSISTENCY_SECONDS = 30.0
 
 
 def _now() -> str:
@@ -73,6 +74,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="modelyard.dev", ignored_fields=["metadata"]
     )
+    # kopf waits this long for the watch to bring its own diff-base patch before it takes an older copy of the
+    # object as current; at its default of 5 s, a control plane whose watch events ran 9 s behind made kopf see
+    # every new ModelDeployment as created again (a second reconcile and a second patch each)
+    settings.persistence.consistency_timeout = KOPF_CONSISTENCY_SECONDS
     settings.posting.level = logging.WARNING  # our own Events say what matters; kopf's are noise
     settings.watching.server_timeout = 270
     settings.watching.client_timeout = 300

@@ -49,6 +49,7 @@ _KINDS: dict[tuple[str, str], Any] = {
 # children the operator does not watch: an unchanged one is not sent again (an edit of it is restored after a restart)
 _UNWATCHED = {"HorizontalPodAutoscaler"}
 LIST_PAGE = 100  # objects per page of a LIST (limit and continue)
+READ_TIMEOUT_SECONDS = 30.0  # below the API server's own limit for a request (--request-timeout, 60 s)
 ANSWER_HOLD_SECONDS = 60.0  # how long the object a status write returned stands in for a cache not caught up
 
 
@@ -143,8 +144,11 @@ class Kube:
 
     def __init__(self, client: AsyncClient | None = None) -> None:
         # No limit on waiting for a pooled connection: at scale hundreds of reconciles queue for the pool's 100
-        # connections, and the wait is the queue, not a failure (connect, read and write keep their 10 s).
-        self._client = client or AsyncClient(field_manager=FIELD_MANAGER, timeout=httpx2.Timeout(10.0, pool=None))
+        # connections, and the wait is the queue, not a failure. An answer may take READ_TIMEOUT_SECONDS: on a
+        # saturated control plane creating a Service took 8-10 s (its ClusterIP allocated), and a client that gave
+        # up at 10 s sent the same work again while the server finished the first.
+        timeout = httpx2.Timeout(10.0, read=READ_TIMEOUT_SECONDS, pool=None)
+        self._client = client or AsyncClient(field_manager=FIELD_MANAGER, timeout=timeout)
         # what each apply sent (a digest) and the generation (or resourceVersion) the object had afterwards, by
         # the ModelDeployment (namespace, name) the object belongs to: an unchanged object is not sent again
         self._applied: dict[tuple[str, str], dict[tuple[str, str], tuple[str, Mark | None]]] = {}
