@@ -12,7 +12,8 @@ decision is never taken twice on a status that was already replaced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ import kopf
 from modelyard_operator.api.common import GROUP, VERSION
 from modelyard_operator.inpod import ANNOTATION_VERSIONS
 from modelyard_operator.names import LABEL_BUILDS, LABEL_INSTANCE, LABEL_MANAGED_BY, MANAGED_BY
+from modelyard_operator.reconcile import MISMATCH_EXAMPLES
 from modelyard_operator.status import Reason
 from modelyard_operator.validation import LABEL_VALIDATES
 
@@ -121,11 +123,15 @@ def build_job_index(namespace: str | None, labels: Mapping[str, str], body: kopf
     return {(namespace or "default", labels[LABEL_BUILDS]): _observed_job(body)}
 
 
-def _all(index: Any, key: Any) -> list[Any]:
+def _iter(index: Any, key: Any) -> Iterator[Any]:
     try:
-        return list(index[key])
+        yield from index[key]
     except KeyError:
-        return []
+        return
+
+
+def _all(index: Any, key: Any) -> list[Any]:
+    return list(_iter(index, key))
 
 
 @dataclass(frozen=True)
@@ -180,7 +186,9 @@ class View:
         wanted = [v for v in dict.fromkeys(versions) if v]
         found = [mv for v in wanted for mv in _all(self.mvs, ("model-version", namespace, model, v))]
         if wanted and not any((mv.get("spec") or {}).get("version") == wanted[0] for mv in found):
-            found += _all(self.mvs, ("version", namespace, wanted[0]))
+            # a few are enough to name in the mismatch: with a thousand models at version "1", all of them were
+            # parsed by every reconcile of a ModelDeployment whose own version was not in the index yet
+            found += itertools.islice(_iter(self.mvs, ("version", namespace, wanted[0])), MISMATCH_EXAMPLES + 1)
         return found
 
     def owned_deployments(self, namespace: str, md_name: str) -> list[Obj]:

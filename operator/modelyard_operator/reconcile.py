@@ -80,6 +80,7 @@ def parse_errors(exc: ValidationError) -> str:
 
 
 VersionMap = dict[str, list[ModelVersion]]
+MISMATCH_EXAMPLES = 3  # versions of other models a mismatch names
 
 
 def version_map(candidates: list[Obj]) -> VersionMap:
@@ -136,7 +137,9 @@ def find_model_version(md: ModelDeployment, versions: VersionMap, config: Operat
     matches = [mv for mv in same_version if mv.spec.model == model]
     if not matches:
         if same_version:
-            names = ", ".join(f"{mv.metadata.name} (model {mv.spec.model})" for mv in same_version)
+            names = ", ".join(f"{mv.metadata.name} (model {mv.spec.model})" for mv in same_version[:MISMATCH_EXAMPLES])
+            if len(same_version) > MISMATCH_EXAMPLES:
+                names += " and more"
             return Problem(
                 Reason.MODEL_VERSION_MISMATCH,
                 f"no ModelVersion of model {model!r} with version {version!r}; found only {names}",

@@ -191,3 +191,13 @@ def test_a_failed_version_is_degraded_with_the_validators_reason() -> None:
     assert conditions(result.status.status)["Degraded"] == ("True", Reason.MODEL_VERSION_FAILED)
     message = next(c["message"] for c in result.status.status["conditions"] if c["type"] == "Degraded")
     assert "DigestMismatch: does not hash to sha256:aa" in message
+
+
+def test_a_mismatch_names_a_few_versions_of_other_models_not_all() -> None:
+    others = [model_version(f"mv{i}", model=f"model{i}") for i in range(5)]
+    result = plan(model_deployment(), others, [], CONFIG, NOW)
+    assert result.status is not None
+    message = result.status.status["conditions"][-1]["message"]
+    assert conditions(result.status.status)["Degraded"] == ("True", Reason.MODEL_VERSION_MISMATCH)
+    assert "mv0 (model model0), mv1 (model model1), mv2 (model model2) and more" in message
+    assert "mv3" not in message
