@@ -334,6 +334,18 @@ def histogram(text: str, name: str) -> dict[str, Any]:
     return {"buckets": buckets, "count": count, "sum": total}
 
 
+RECONCILES = 'modelyard_operator_reconcile_duration_seconds_count{kind="ModelDeployment"}'
+JOINED = "modelyard_operator_reconciles_joined_total"
+
+
+def sample(text: str, series: str) -> float:
+    """The value of one series (name with its labels as exposed) in ``text``; 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def bucket_quantile(hist: dict[str, Any], q: float) -> float:
     """The upper bound of the bucket holding quantile ``q`` (what the histogram can tell)."""
     target = q * hist["count"]
@@ -466,6 +478,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
     objs = [o for i in range(count) for o in (model_version(i, ns), model_deployment(i, ns))]
     watch, versions, deployments = Watch(client, MDR, ns), Watch(client, MVR, ns), Watch(client, Deployment, ns)
     rss_before = op.rss()
+    before = op.metrics()
     meter = CpuMeter(cl, op)
     started, since = time.monotonic(), time.time()
     last_report = [started]
@@ -496,6 +509,10 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
     time.sleep(1.0)  # the audit backend writes a request once it completed
     requests = request_breakdown(cl.audit_events(since, time.time() - 1.0))
     log(f"scale: the operator sent {sum(requests.values())} API requests: {requests}")
+    after = op.metrics()
+    reconciles = {k: int(sample(after, series) - sample(before, series))
+                  for k, series in (("run", RECONCILES), ("joined", JOINED))}  # fmt: skip
+    log(f"scale: ModelDeployment reconciles: {reconciles['run']} run, {reconciles['joined']} joined a waiting one")
     return {
         "count": count,
         "apply_seconds": created,
@@ -507,6 +524,7 @@ def run_scale(cl: DevCluster, client: Client, op: Operator, count: int, timeout:
         "rss_after_bytes": op.rss(),
         "cpu": cpu,
         "requests": requests,
+        "reconciles": reconciles,
     }
 
 
@@ -621,6 +639,11 @@ def section(res: Obj, command: str) -> str:
                 lines += [f"API requests the operator sent in the {label} run: {total} ({total / r['count']:.1f} per "
                           "ModelDeployment with its ModelVersion): "
                           + ", ".join(f"{k} {v}" for k, v in r["requests"].items()) + ".", ""]  # fmt: skip
+            if r.get("reconciles"):
+                n = r["reconciles"]
+                lines += [f"ModelDeployment reconciles in the {label} run: {n['run']} "
+                          f"({n['run'] / r['count']:.1f} per ModelDeployment); {n['joined']} events joined a "
+                          "reconcile already waiting.", ""]  # fmt: skip
         lines += [f"Operator RSS: {mib(s['rss_before_bytes'])} before, {mib(s['rss_peak_bytes'])} at peak, "
                   f"{mib(s['rss_after_bytes'])} with {s['count']} Ready."]  # fmt: skip
     if "lag" in res:

@@ -8,7 +8,6 @@ outcome depends only on the cluster's state, never on which event came first.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import socket
 import time
@@ -53,6 +52,7 @@ from modelyard_operator.rollout.decision import format_time, parse_time
 from modelyard_operator.rollout.steps import measurement_due
 from modelyard_operator.status import DeploymentObservation, Problem, Reason, degraded_status, status_differs
 from modelyard_operator.sweeper import Sweeper
+from modelyard_operator.turns import Turns
 
 MD = (GROUP, VERSION, "modeldeployments")
 MV = (GROUP, VERSION, "modelversions")
@@ -93,7 +93,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kw: Any) -
     memo.prometheus = (
         Prometheus(config.prometheus_url, timeout=config.prometheus_timeout) if config.prometheus_url else None
     )
-    memo.locks = collections.defaultdict(asyncio.Lock)
+    memo.locks = Turns()
     memo.lag_watch = asyncio.create_task(memo.metrics.watch_event_loop_lag())
     # rollout ticks, resyncs and validation checks: one task over the indexes, no kopf timers (no finalizers)
     memo.sweeper = Sweeper(memo, View.of(kw), reconcile, check_validation)
@@ -112,15 +112,20 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await memo.prometheus.close()
 
 
-async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View) -> None:
+async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View, *, joins: bool = False) -> None:
     """Bring one ModelDeployment's children and status in line with its spec.
 
-    Reads come from the watch-fed indexes (``view``); writes go out only where something differs.
+    Reads come from the watch-fed indexes (``view``); writes go out only where something differs. With ``joins``
+    (an event handler's trigger) nothing runs while another reconcile of the object waits for its turn: that one
+    reads what this one would (``turns.py``).
     """
     kube: Kube = memo.kube
-    started = time.perf_counter()
     memo.sweeper.ready()
-    async with memo.locks[(namespace, name)]:
+    if joins and memo.locks.waiting((namespace, name)):
+        memo.metrics.reconciles_joined.inc()
+        return
+    started = time.perf_counter()
+    async with memo.locks.turn((namespace, name)):
         try:
             md = await _current(view.model_deployment, "ModelDeployment", namespace, name, kube)
             if md is None or md["metadata"].get("deletionTimestamp"):
@@ -312,7 +317,7 @@ async def child_deployment_event(
 ) -> None:
     owner = labels.get(LABEL_INSTANCE)
     if owner and type is not None:  # None: the initial listing, covered by resume
-        await reconcile(namespace or "default", owner, memo, View.of(kw))
+        await reconcile(namespace or "default", owner, memo, View.of(kw), joins=True)
 
 
 @kopf.on.resume(*MV)
@@ -484,4 +489,4 @@ async def model_version_event(type: str, namespace: str | None, spec: kopf.Spec,
         return
     ns, view = namespace or "default", View.of(kw)
     for name in sorted(view.model_deployments_naming(ns, spec.get("model"), spec.get("version"))):
-        await reconcile(ns, name, memo, view)
+        await reconcile(ns, name, memo, view, joins=True)

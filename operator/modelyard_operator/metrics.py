@@ -20,6 +20,11 @@ class OperatorMetrics:
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        self.reconciles_joined = Counter(
+            "modelyard_operator_reconciles_joined_total",
+            "ModelDeployment reconciles an event did not start: another one waited for its turn and reads the same.",
+            registry=self.registry,
+        )
         self.rollout_decisions = Counter(
             "modelyard_rollout_decisions_total", "Rollout decisions taken.", ["decision"], registry=self.registry
         )
