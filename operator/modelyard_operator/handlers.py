@@ -177,6 +177,9 @@ async def reconcile(namespace: str, name: str, memo: kopf.Memo, view: View, *, j
             if isinstance(todo, RolloutPlan):
                 _count(memo.metrics, todo)
         except KubeError as exc:
+            if exc.namespace_terminating:  # a child deleted with its namespace; the ModelDeployment goes next
+                log.info("not re-creating the children of %s/%s: %s", namespace, name, exc)
+                return
             if exc.transient:
                 raise kopf.TemporaryError(str(exc), delay=2) from exc
             raise kopf.PermanentError(str(exc)) from exc

@@ -111,10 +111,16 @@ def unchanged_since(applied: Mark | None, observed: Obj) -> bool:
 class KubeError(Exception):
     """An API call failed; ``transient`` says whether retrying may help."""
 
-    def __init__(self, message: str, *, status: int = 0, kind: str = "") -> None:
+    def __init__(self, message: str, *, status: int = 0, kind: str = "", causes: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.kind = kind  # the kind of the object the failed call was about, when there was one
+        self.causes = causes  # the reasons in the answer's details.causes (Kubernetes' Status)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """A create refused because its namespace is being deleted: nothing to do there any more."""
+        return self.status == 403 and "NamespaceTerminating" in self.causes
 
     @property
     def api_missing(self) -> bool:
@@ -136,7 +142,9 @@ def _transport(what: str) -> Iterator[None]:
 
 
 def _translate(exc: ApiError, what: str, *, kind: str = "") -> KubeError:
-    return KubeError(f"{what}: {exc.status.message}", status=exc.status.code or 0, kind=kind)
+    details = exc.status.details
+    causes = tuple(c.reason for c in (details.causes or []) if c.reason) if details is not None else ()
+    return KubeError(f"{what}: {exc.status.message}", status=exc.status.code or 0, kind=kind, causes=causes)
 
 
 class Kube:
