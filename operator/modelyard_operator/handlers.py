@@ -486,10 +486,12 @@ async def _report_unschedulable(namespace: str, name: str, mv: dict[str, Any], m
 
 @kopf.on.event(*MV)
 async def model_version_event(type: str, namespace: str | None, spec: kopf.Spec, memo: Any, **kw: Any) -> None:
-    """A version appeared, changed phase or went away: deployments that name its model or its version
-    re-evaluate (the latter to report a version of the wrong model as a mismatch)."""
+    """A version appeared, changed phase or went away: deployments that name its model re-evaluate, and when it
+    appeared or went, those without a version of their own model that ask for its version (a mismatch names
+    versions of other models, by name and model: neither changes while the object lives)."""
     if type is None:
         return
     ns, view = namespace or "default", View.of(kw)
-    for name in sorted(view.model_deployments_naming(ns, spec.get("model"), spec.get("version"))):
+    version = spec.get("version") if type in ("ADDED", "DELETED") else None
+    for name in sorted(view.model_deployments_naming(ns, spec.get("model"), version)):
         await reconcile(ns, name, memo, view, joins=True)

@@ -172,8 +172,8 @@ class View:
 
     def model_deployments_naming(self, namespace: str, model: str | None, version: str | None) -> set[str]:
         """Names of the ModelDeployments that ask for ``model``, and of those without a version of their own model
-        that ask for ``version``."""
-        lacking = _all(self.mds, ("lacking-version", namespace, version))
+        that ask for ``version`` (none for None)."""
+        lacking = _all(self.mds, ("lacking-version", namespace, version)) if version is not None else []
         return {*_all(self.mds, ("model", namespace, model)), *lacking}
 
     def model_version(self, namespace: str, name: str) -> Obj | None:
