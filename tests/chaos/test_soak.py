@@ -32,7 +32,11 @@ COUNT = 300
 SOAK_SECONDS = float(os.environ.get("MODELYARD_SOAK_SECONDS", "600"))
 RATE = 5.0  # changes per second
 RSS_GROWTH_BOUND_MIB = 48.0  # measured: +0 MiB over a 10-minute churn (docs/operator.md)
-LAG_P99_BOUND_S = 0.25  # measured: p99 <= 25 ms on a quiet 2-core machine
+# measured: p99 <= 25 ms on a quiet 2-core machine at first; on 2026-12-07 the machine was slower and the same
+# operator (42f4aa3, which had passed this bound in CI) reached p99 <= 0.5 s in a quiet 150 s soak, and this tier
+# beside the others p99 <= 0.5 s: the bound is the histogram bucket above that, not below it. A loop blocked by the
+# operator's own work (a hot loop, a synchronous stall per event) shows seconds.
+LAG_P99_BOUND_S = 0.5
 NS = "soak"
 DIGEST = "sha256:" + "5f" * 32
 GROUP = "/apis/modelyard.dev/v1alpha1"
