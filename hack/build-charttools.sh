@@ -18,7 +18,7 @@ if [[ ! -x "$docs_bin/helm-docs" ]]; then
   command -v go >/dev/null 2>&1 || die "Go is not installed (helm-docs is built from its Go module)"
   log "building helm-docs ${HELM_DOCS_VERSION}"
   mkdir -p "$docs_bin"
-  GOBIN="$docs_bin" go install -trimpath -ldflags "-s -w" "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}" \
+  GOBIN="$docs_bin" go install -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" "github.com/norwoodj/helm-docs/cmd/helm-docs@${HELM_DOCS_VERSION}" \
     || die "building helm-docs ${HELM_DOCS_VERSION} failed"
 fi
 
@@ -30,7 +30,7 @@ if [[ ! -x "$unit_bin/helm-unittest" ]]; then
   src=$(go mod download -json "$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
     || die "cannot download $module"
   mkdir -p "$unit_bin"
-  (cd "$src" && go build -trimpath -ldflags "-s -w" -o "$unit_bin/helm-unittest.tmp" ./cmd/helm-unittest) \
+  (cd "$src" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$unit_bin/helm-unittest.tmp" ./cmd/helm-unittest) \
     || die "building helm-unittest ${HELM_UNITTEST_VERSION} failed"
   mv "$unit_bin/helm-unittest.tmp" "$unit_bin/helm-unittest"
 fi

@@ -18,7 +18,7 @@ if [[ ! -x "$kc_bin/kubeconform" ]]; then
   mkdir -p "$kc_bin"
   GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOTOOLCHAIN=local CGO_ENABLED=0 \
     GOBIN="$kc_bin" \
-    go install -trimpath -ldflags "-s -w" "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}" \
+    go install -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}" \
     || die "building kubeconform ${KUBECONFORM_VERSION} failed"
 fi
 

@@ -36,6 +36,8 @@ case "$gover" in
 esac
 
 mkdir -p "$bin" "$out/work"
+# Every Go build of hack/ passes -gcflags=all=-dwarf=false: -ldflags "-s -w" drops the debug information at the link
+# anyway, and not generating it in the compiler saves about 14 % of a cold build's CPU (etcd: 177 -> 152 CPU-seconds).
 export GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOFLAGS=-mod=mod
 export GOTOOLCHAIN=local CGO_ENABLED=0
 
@@ -86,7 +88,7 @@ if [[ ${#missing_k8s[@]} -gt 0 ]]; then
   log "building ${missing_k8s[*]} (cold: about 15 minutes on 2 cores)"
   rm -rf "$out/work/bin"
   mkdir -p "$out/work/bin"
-  (cd "$w" && go build -trimpath -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/work/bin/" \
+  (cd "$w" && go build -trimpath -gcflags=all=-dwarf=false -tags selinux,notest,grpcnotrace -ldflags "$ld" -o "$out/work/bin/" \
     "${missing_k8s[@]/#/k8s.io/kubernetes/cmd/}") || die "building ${missing_k8s[*]} failed (see the go output above)"
   for t in "${missing_k8s[@]}"; do mv "$out/work/bin/$t" "$bin/$t"; done  # in place only once all are built
 fi
@@ -98,14 +100,14 @@ if [[ ! -x "$bin/etcd" ]]; then
   w="$out/work/etcd"; mkdir -p "$w"
   printf 'module modelyard.dev/controlplane/etcd\n\ngo 1.25.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n\ntool go.etcd.io/etcd/server/v3\n' "$ETCD_VERSION" >"$w/go.mod"
   (cd "$w" && go mod tidy >/dev/null 2>"$w/tidy.err") || die "go mod tidy for etcd failed: $(tail -n 5 "$w/tidy.err")"
-  (cd "$w" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3) || die "building etcd failed"
+  (cd "$w" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$bin/etcd.tmp" go.etcd.io/etcd/server/v3) || die "building etcd failed"
   mv "$bin/etcd.tmp" "$bin/etcd"
 fi
 
 # --- kwok and helm: plain go install works (no replace lines) ---
 if [[ ! -x "$bin/kwok" ]]; then
   log "building kwok ${KWOK_VERSION}"
-  GOBIN="$bin" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" || die "building kwok ${KWOK_VERSION} failed"
+  GOBIN="$bin" go install -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}" || die "building kwok ${KWOK_VERSION} failed"
 fi
 kwokdir=$(fetch "sigs.k8s.io/kwok@${KWOK_VERSION}")
 mkdir -p "$out/kwok-stages"
@@ -120,7 +122,7 @@ if [[ ! -x "$bin/helm" ]]; then
   for p in helm.sh/helm/v3/pkg/chartutil helm.sh/helm/v3/pkg/lint/rules; do
     hld+=" -X $p.k8sVersionMajor=1 -X $p.k8sVersionMinor=${kminor}"
   done
-  GOBIN="$bin" go install -trimpath -ldflags "$hld" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" \
+  GOBIN="$bin" go install -trimpath -gcflags=all=-dwarf=false -ldflags "$hld" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}" \
     || die "building helm ${HELM_VERSION} failed"
 fi
 

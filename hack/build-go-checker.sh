@@ -32,7 +32,7 @@ if [[ ! -x "$bin" ]]; then
   mkdir -p "$(dirname "$bin")"
   (cd "$src" && GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOTOOLCHAIN=local CGO_ENABLED=0 \
     GOFLAGS=-mod=readonly \
-    go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .) || die "building $name failed"
+    go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$bin.tmp" .) || die "building $name failed"
   mv "$bin.tmp" "$bin"
 fi
 

@@ -24,7 +24,7 @@ if [[ ! -x "$bin/minio" ]]; then
   # GOFLAGS=-mod=mod: the module's go.mod replaces nothing we need; GOTOOLCHAIN=local: never download a toolchain
   GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOTOOLCHAIN=local CGO_ENABLED=0 \
     GOBIN="$bin.tmp" \
-    go install -trimpath -ldflags "-s -w" "github.com/minio/minio@${MINIO_VERSION}" \
+    go install -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" "github.com/minio/minio@${MINIO_VERSION}" \
     || { rm -rf "$bin.tmp"; die "building minio ${MINIO_VERSION} failed"; }
   mv "$bin.tmp/minio" "$bin/minio"
   rmdir "$bin.tmp"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds what the dev cluster's real node runs besides the kubelet (which hack/build-controlplane.sh builds with
 # the other Kubernetes binaries): containerd (with its runc shim and ctr), the CNI reference plugins (bridge,
-# host-local, loopback, portmap), CoreDNS and the pod sandbox program (hack/pause), from their Go modules, into a
+# host-local, loopback, portmap), CoreDNS with the plugins the node's Corefile uses (hack/coredns) and the pod
+# sandbox program (hack/pause), from their Go modules, into a
 # cache folder outside the clone keyed by the versions in hack/versions.env. runc comes from Debian's package
 # (make node-tools). A warm run finds the finished folder and returns at once.
 #
@@ -15,7 +16,8 @@ source "$here/versions.env"
 
 cache_root=${MODELYARD_CACHE:-$HOME/.cache/modelyard}
 pause_sum=$(sha256sum "$here/pause/main.go" | cut -c1-12)
-key="containerd-${CONTAINERD_VERSION}_cni-${CNI_PLUGINS_VERSION}_coredns-${COREDNS_VERSION}_pause-${pause_sum}"
+coredns_sum=$(cat "$here/coredns/go.mod" "$here/coredns/go.sum" "$here/coredns/main.go" | sha256sum | cut -c1-12)
+key="containerd-${CONTAINERD_VERSION}_cni-${CNI_PLUGINS_VERSION}_coredns-${COREDNS_VERSION}-${coredns_sum}_pause-${pause_sum}"
 out="$cache_root/node/$key"
 bin="$out/bin"
 cni_plugins=(bridge host-local loopback portmap)
@@ -35,7 +37,7 @@ started=$(date +%s)
 
 install() { # GOBIN-folder package@version...: go install with a clear error
   local dest=$1; shift
-  GOBIN="$dest" go install -trimpath -tags "no_btrfs no_devmapper no_zfs" -ldflags "-s -w" "$@" \
+  GOBIN="$dest" go install -trimpath -gcflags=all=-dwarf=false -tags "no_btrfs no_devmapper no_zfs" -ldflags "-s -w" "$@" \
     || die "go install $* failed (see the go output above)"
 }
 
@@ -55,12 +57,17 @@ if [[ ! -x "$bin/cni/bridge" ]]; then
   install "$bin/cni" "${pkgs[@]}"
 fi
 if [[ ! -x "$bin/coredns" ]]; then
-  log "building CoreDNS ${COREDNS_VERSION}"
-  install "$bin" "github.com/coredns/coredns@${COREDNS_VERSION}"
+  # CoreDNS's own main compiles every plugin it ships (cloud DNS SDKs, etcd, dnstap, ...): hack/coredns is the same
+  # server with the plugins our Corefile uses
+  grep -q "github.com/coredns/coredns ${COREDNS_VERSION}\$" "$here/coredns/go.mod" \
+    || die "hack/coredns/go.mod does not require github.com/coredns/coredns ${COREDNS_VERSION} (hack/versions.env)"
+  log "building CoreDNS ${COREDNS_VERSION} (hack/coredns)"
+  (cd "$here/coredns" && GOFLAGS=-mod=readonly go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$bin/coredns" .) \
+    || die "building CoreDNS (hack/coredns) failed (see the go output above)"
 fi
 if [[ ! -x "$bin/pause" ]]; then
   log "building the pod sandbox program (hack/pause)"
-  (cd "$here/pause" && go build -trimpath -ldflags "-s -w" -o "$bin/pause" .) || die "building hack/pause failed"
+  (cd "$here/pause" && go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$bin/pause" .) || die "building hack/pause failed"
 fi
 
 for t in containerd containerd-shim-runc-v2 ctr coredns pause "${cni_plugins[@]/#/cni/}"; do

@@ -19,5 +19,5 @@ mkdir -p "$bin"
 echo "[build-oras] go install oras.land/oras/cmd/oras@$version" >&2
 GOMODCACHE="$cache_root/go/mod" GOCACHE="$cache_root/go/build" GOBIN="$bin" GOTOOLCHAIN=local CGO_ENABLED=0 \
   GOFLAGS=-mod=mod \
-  go install "oras.land/oras/cmd/oras@$version" >&2
+  go install -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" "oras.land/oras/cmd/oras@$version" >&2
 echo "$bin/oras"

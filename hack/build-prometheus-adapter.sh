@@ -21,7 +21,7 @@ if [[ ! -x "$bin" ]]; then
   src=$(go mod download -json "$module" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])') \
     || die "cannot download $module from the Go module proxy ($(go env GOPROXY))"
   mkdir -p "$(dirname "$bin")"
-  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$bin.tmp" ./cmd/adapter) \
+  (cd "$src" && GOFLAGS=-mod=mod go build -trimpath -gcflags=all=-dwarf=false -ldflags "-s -w" -o "$bin.tmp" ./cmd/adapter) \
     || die "building prometheus-adapter ${PROMETHEUS_ADAPTER_VERSION} failed"
   mv "$bin.tmp" "$bin"
 fi
